@@ -47,6 +47,9 @@ class ContainerWriter {
   OutputFile out_;
 };
 
+// Validates header, index checksum and every offset in the index of a whole file in memory.
+Index parse_container(ByteSpan file, const std::string& what);
+
 class ContainerReader {
  public:
   // Maps the file and validates header, index checksum and every offset in the index.

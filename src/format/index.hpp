@@ -92,6 +92,10 @@ struct Index {
 std::string index_to_json(const Index& index);
 Index index_from_json(const std::string& text, uint64_t file_size, const std::string& what);
 
+// Carried files are written back out by name, so names are plain: [A-Za-z0-9._-], no
+// leading dot, no separators. Anything else in an index is rejected as hostile.
+bool is_plain_file_name(const std::string& name);
+
 std::string hex64(uint64_t v);
 bool parse_hex64(const std::string& s, uint64_t* out);
 

@@ -42,4 +42,8 @@ class Checkpoint {
 // or in the same directory as tok*.bin). Throws codecllm::Error subclasses naming the file.
 std::unique_ptr<Checkpoint> open_checkpoint(const std::string& path);
 
+// Opens a Hugging Face directory: config.json plus model.safetensors, or
+// model.safetensors.index.json and the shards its weight_map names, or a single *.safetensors.
+std::unique_ptr<Checkpoint> open_hf_checkpoint(const std::string& dir);
+
 }  // namespace codecllm::model

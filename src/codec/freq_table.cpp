@@ -1,0 +1,162 @@
+// Histograms and their quantization to rANS frequencies (docs/FORMAT.md, "rANS plane").
+#include "codec/freq_table.hpp"
+
+#include <cmath>
+#include <queue>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace codecllm::codec {
+
+Histogram histogram(ByteSpan symbols) {
+  // Four sub-histograms so that runs of one byte do not serialize on a single counter
+  // (store-to-load forwarding); merged at the end.
+  Histogram h[4] = {};
+  const uint8_t* p = symbols.data();
+  const size_t n = symbols.size();
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++h[0][p[i]];
+    ++h[1][p[i + 1]];
+    ++h[2][p[i + 2]];
+    ++h[3][p[i + 3]];
+  }
+  for (; i < n; ++i) ++h[0][p[i]];
+  for (int s = 0; s < 256; ++s) h[0][s] += h[1][s] + h[2][s] + h[3][s];
+  return h[0];
+}
+
+double entropy_bits(const Histogram& h) {
+  double total = 0;
+  for (uint64_t c : h) total += static_cast<double>(c);
+  if (total == 0) return 0;
+  double bits = 0;
+  for (uint64_t c : h) {
+    if (c == 0 || static_cast<double>(c) == total) continue;
+    const double p = static_cast<double>(c) / total;
+    bits -= p * std::log2(p);
+  }
+  return bits;
+}
+
+namespace {
+
+__extension__ typedef unsigned __int128 u128;  // GCC/Clang; __extension__ silences -Wpedantic
+
+// Coded-size change, in bits, of giving symbol s one more slot (a saving, >= 0) or one fewer
+// (a cost, > 0; infinite at f == 1 because present symbols need a slot).  -log2(f/M) is
+// convex in f, so both are monotone in f: that makes the greedy steps below optimal.
+double add_gain(uint64_t c, uint32_t f) {
+  return static_cast<double>(c) * std::log1p(1.0 / f) / std::log(2.0);
+}
+double sub_cost(uint64_t c, uint32_t f) {
+  if (f <= 1) return HUGE_VAL;
+  return static_cast<double>(c) * -std::log1p(-1.0 / f) / std::log(2.0);
+}
+
+}  // namespace
+
+std::array<uint32_t, 256> normalize_frequencies(const Histogram& h, uint32_t prob_bits) {
+  if (prob_bits < 1 || prob_bits > 16) {
+    throw std::invalid_argument("normalize_frequencies: prob_bits " + std::to_string(prob_bits) +
+                                " out of range [1, 16]");
+  }
+  const uint32_t M = 1u << prob_bits;
+  uint64_t total = 0;
+  uint32_t present = 0;
+  for (uint64_t c : h) {
+    total += c;
+    present += c != 0;
+  }
+  if (present == 0) throw std::invalid_argument("normalize_frequencies: empty histogram");
+  if (present > M) {
+    throw std::invalid_argument("normalize_frequencies: " + std::to_string(present) +
+                                " symbols do not fit in 2^" + std::to_string(prob_bits));
+  }
+
+  // Start near the real-valued optimum c*M/total, rounded down; present symbols get >= 1.
+  // The 128-bit product keeps this exact for any count.
+  std::array<uint32_t, 256> f{};
+  uint64_t sum = 0;
+  for (int s = 0; s < 256; ++s) {
+    if (h[s] == 0) continue;
+    const u128 scaled = static_cast<u128>(h[s]) * M / total;
+    f[s] = scaled == 0 ? 1u : static_cast<uint32_t>(scaled);  // floor <= M since c <= total
+    sum += f[s];
+  }
+
+  // Phase 1: reach sum == M.  Rounding down leaves a deficit filled by the best savings; the
+  // forced 1s can overshoot, removed where it costs least.  Ties go to the lower symbol so the
+  // result is deterministic.
+  using Item = std::pair<double, int>;  // (priority, -symbol)
+  if (sum < M) {
+    std::priority_queue<Item> best;  // largest saving first
+    for (int s = 0; s < 256; ++s)
+      if (h[s] != 0) best.push({add_gain(h[s], f[s]), -s});
+    for (; sum < M; ++sum) {
+      const int s = -best.top().second;
+      best.pop();
+      ++f[s];
+      best.push({add_gain(h[s], f[s]), -s});
+    }
+  } else if (sum > M) {
+    std::priority_queue<Item, std::vector<Item>, std::greater<Item>> cheapest;  // lowest cost
+    for (int s = 0; s < 256; ++s)
+      if (f[s] > 1) cheapest.push({sub_cost(h[s], f[s]), s});
+    for (; sum > M; --sum) {  // sum - M <= present - 1 symbols were forced up, so this ends
+      const int s = cheapest.top().second;
+      cheapest.pop();
+      --f[s];
+      if (f[s] > 1) cheapest.push({sub_cost(h[s], f[s]), s});
+    }
+  }
+
+  // Phase 2: moving one slot from j to i pays when gain(i) > cost(j).  For a separable convex
+  // objective with a fixed sum, no such pair existing means the allocation is optimal.  Each
+  // move strictly lowers the (bounded) objective; the relative margin guards against rounding
+  // loops and the cap against anything else.
+  for (uint32_t iter = 0; iter < 4 * M; ++iter) {
+    int gi = -1, gi2 = -1, cj = -1, cj2 = -1;  // best and second best of each
+    for (int s = 0; s < 256; ++s) {
+      if (h[s] == 0) continue;
+      const double g = add_gain(h[s], f[s]);
+      if (gi < 0 || g > add_gain(h[gi], f[gi])) {
+        gi2 = gi;
+        gi = s;
+      } else if (gi2 < 0 || g > add_gain(h[gi2], f[gi2])) {
+        gi2 = s;
+      }
+      const double c = sub_cost(h[s], f[s]);
+      if (c == HUGE_VAL) continue;
+      if (cj < 0 || c < sub_cost(h[cj], f[cj])) {
+        cj2 = cj;
+        cj = s;
+      } else if (cj2 < 0 || c < sub_cost(h[cj2], f[cj2])) {
+        cj2 = s;
+      }
+    }
+    if (cj < 0) break;  // every symbol at 1 slot: nothing can move
+    // The best pair needs i != j; if the leaders coincide, try each runner-up.
+    int i = gi, j = cj;
+    if (i == j) {
+      const double a = gi2 >= 0 ? add_gain(h[gi2], f[gi2]) - sub_cost(h[cj], f[cj]) : -HUGE_VAL;
+      const double b = cj2 >= 0 ? add_gain(h[gi], f[gi]) - sub_cost(h[cj2], f[cj2]) : -HUGE_VAL;
+      if (a == -HUGE_VAL && b == -HUGE_VAL) break;
+      if (a >= b) {
+        i = gi2;
+      } else {
+        j = cj2;
+      }
+    }
+    const double gain = add_gain(h[i], f[i]);
+    const double cost = sub_cost(h[j], f[j]);
+    if (!(gain > cost * (1 + 1e-12) + 1e-9)) break;
+    ++f[i];
+    --f[j];
+  }
+  return f;
+}
+
+}  // namespace codecllm::codec

@@ -1,0 +1,132 @@
+#include "codec/int8_quant.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "codecllm/error.hpp"
+
+namespace codecllm::codec {
+
+float bf16_to_float(uint16_t v) {
+  uint32_t bits = uint32_t(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t float_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  if (std::isnan(f)) return static_cast<uint16_t>((bits >> 16) | 0x40);  // keep it a NaN
+  bits += 0x7FFF + ((bits >> 16) & 1);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+uint16_t float_to_f16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000;
+  const uint32_t a = x & 0x7FFFFFFF;
+  if (a >= 0x7F800000) return static_cast<uint16_t>(sign | 0x7C00 | (a > 0x7F800000 ? 0x200 : 0));
+  if (a >= 0x477FF000) return static_cast<uint16_t>(sign | 0x7C00);  // rounds past 65504
+  if (a < 0x38800000) {  // below 2^-14: an f16 subnormal; scaling by 2^24 is exact
+    float v;
+    std::memcpy(&v, &a, 4);
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(v * 16777216.0f)));
+  }
+  uint32_t h = ((((a >> 23) - 127 + 15) << 10) | ((a & 0x7FFFFF) >> 13));
+  const uint32_t rem = a & 0x1FFF;
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;  // ties to even; may carry into the exponent
+  return static_cast<uint16_t>(sign | h);
+}
+
+std::vector<uint8_t> dequantize_rows(const int8_t* q, const std::vector<float>& scales, uint64_t cols, DType dtype) {
+  const size_t width = dtype_size(dtype);
+  std::vector<uint8_t> out(scales.size() * cols * width);
+  for (uint64_t r = 0; r < scales.size(); ++r) {
+    for (uint64_t i = 0; i < cols; ++i) {
+      const uint64_t k = r * cols + i;
+      const float w = static_cast<float>(q[k]) * scales[r];
+      if (dtype == DType::F32) {
+        std::memcpy(&out[k * 4], &w, 4);
+      } else {
+        const uint16_t h = dtype == DType::BF16 ? float_to_bf16(w) : float_to_f16(w);
+        std::memcpy(&out[k * 2], &h, 2);
+      }
+    }
+  }
+  return out;
+}
+
+float f16_to_float(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F;
+  uint32_t mant = h & 0x3FF;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalize
+      int e = -1;
+      do {
+        mant <<= 1;
+        ++e;
+      } while ((mant & 0x400) == 0);
+      bits = sign | (uint32_t(127 - 15 - e) << 23) | ((mant & 0x3FF) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7F800000 | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+std::vector<float> to_float(DType dtype, ByteSpan bytes) {
+  size_t width = dtype_size(dtype);
+  if (!is_codec_float(dtype)) throw Error(std::string("cannot read dtype ") + dtype_name(dtype) + " as float");
+  size_t n = bytes.size() / width;
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (dtype == DType::F32) {
+      std::memcpy(&out[i], bytes.data() + 4 * i, 4);
+    } else {
+      uint16_t v;
+      std::memcpy(&v, bytes.data() + 2 * i, 2);
+      out[i] = dtype == DType::BF16 ? bf16_to_float(v) : f16_to_float(v);
+    }
+  }
+  return out;
+}
+
+bool all_finite(const std::vector<float>& w) {
+  return std::all_of(w.begin(), w.end(), [](float v) { return std::isfinite(v); });
+}
+
+QuantizedMatrix quantize_rows(const std::vector<float>& w, uint64_t rows, uint64_t cols) {
+  QuantizedMatrix m;
+  m.q.resize(rows * cols);
+  m.scales.resize(rows);
+  for (uint64_t r = 0; r < rows; ++r) {
+    const float* row = w.data() + r * cols;
+    float amax = 0.0f;
+    for (uint64_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(row[i]));
+    float scale = amax / 127.0f;
+    m.scales[r] = scale;
+    int8_t* q = m.q.data() + r * cols;
+    if (scale == 0.0f) {
+      std::fill(q, q + cols, int8_t{0});
+      continue;
+    }
+    for (uint64_t i = 0; i < cols; ++i) {
+      float x = std::round(row[i] / scale);  // std::round: halves away from zero
+      q[i] = static_cast<int8_t>(std::clamp(x, -127.0f, 127.0f));
+    }
+  }
+  return m;
+}
+
+}  // namespace codecllm::codec

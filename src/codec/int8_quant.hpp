@@ -1,0 +1,39 @@
+// Per-output-channel symmetric INT8 quantization of a row-major matrix [rows, cols]:
+//   scale[r] = max_i |w[r,i]| / 127            (float32 arithmetic)
+//   q[r,i]   = clamp(round_half_away_from_zero(w[r,i] / scale[r]), -127, 127)
+// An all-zero row gets scale 0 and q 0. Dequantization is q * scale in float32.
+// The rule is specified bit for bit so that `verify` can recompute the quantizer's output
+// and GPU kernels can reproduce dequantized values exactly.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "codecllm/dtype.hpp"
+#include "codecllm/span.hpp"
+
+namespace codecllm::codec {
+
+struct QuantizedMatrix {
+  std::vector<int8_t> q;
+  std::vector<float> scales;
+};
+
+// Reads a float matrix of dtype BF16, F16 or F32 as float32 values.
+std::vector<float> to_float(DType dtype, ByteSpan bytes);
+
+// True when every value is finite (quantization of NaN/Inf is not defined; such tensors
+// are kept lossless).
+bool all_finite(const std::vector<float>& w);
+
+QuantizedMatrix quantize_rows(const std::vector<float>& w, uint64_t rows, uint64_t cols);
+
+float bf16_to_float(uint16_t v);
+float f16_to_float(uint16_t v);
+uint16_t float_to_bf16(float f);  // round to nearest even, as hardware converts
+uint16_t float_to_f16(float f);   // round to nearest even
+
+// Dequantized values (q * scale, float32) converted to a float dtype's bytes.
+std::vector<uint8_t> dequantize_rows(const int8_t* q, const std::vector<float>& scales, uint64_t cols, DType dtype);
+
+}  // namespace codecllm::codec

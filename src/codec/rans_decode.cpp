@@ -1,0 +1,272 @@
+// rANS plane decoder: the bit-exact reference for the GPU decoders.  The bitstream is
+// specified in rans.hpp and docs/FORMAT.md ("rANS plane").  Every byte of the payload is
+// untrusted: each read is bounds-checked (or covered by a check made before a loop), and any
+// defect raises FormatError naming the chunk and what failed.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "codec/rans.hpp"
+#include "codecllm/error.hpp"
+
+namespace codecllm::codec {
+namespace {
+
+uint32_t le16(const uint8_t* p) { return uint32_t{p[0]} | uint32_t{p[1]} << 8; }
+uint32_t le32(const uint8_t* p) { return le16(p) | le16(p + 2) << 16; }
+uint64_t le64(const uint8_t* p) { return le32(p) | uint64_t{le32(p + 4)} << 32; }
+uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+constexpr uint64_t kHeaderBytes = sizeof(RansPlaneHeader);
+constexpr uint64_t kStateBytes = 4 * kRansLanes;  // uint32 state[32] at the start of a chunk
+
+[[noreturn]] void fail(const char* what, const std::string& msg) {
+  throw FormatError(std::string(what != nullptr ? what : "rANS plane") + ": rANS " + msg);
+}
+[[noreturn]] void fail_chunk(const char* what, uint64_t c, const std::string& msg) {
+  fail(what, "chunk " + std::to_string(c) + ": " + msg);
+}
+
+// Byte offset of the chunk_end table (after the frequency table and its padding).
+uint64_t offsets_at(const RansPlaneHeader& h) { return align_up(kHeaderBytes + 2 * h.num_symbols, 4); }
+
+// Symbols of chunk c; the last chunk holds the remainder.
+uint32_t chunk_count(const RansPlaneHeader& h, uint64_t c) {
+  const uint64_t first = c * h.chunk_symbols;
+  return static_cast<uint32_t>(std::min<uint64_t>(h.chunk_symbols, h.total_symbols - first));
+}
+
+bool all_zero(const uint8_t* p, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i)
+    if (p[i] != 0) return false;
+  return true;
+}
+
+// Slot -> symbol data for the decoder: x' = freq * (x >> p) + bias with bias = slot - cum.
+// freq <= M <= 2^15 and bias < freq fit 16 bits each.
+struct DecEntry {
+  uint16_t freq;
+  uint16_t bias;
+};
+
+// Decodes one chunk of n symbols from chunk[0, bytes) (validated by rans_parse_header:
+// bytes >= 128, a multiple of 16, inside the payload) into out[0, n).  prob_bits is a template
+// parameter so that the hot loop shifts by constants.
+template <uint32_t prob_bits>
+void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, const uint8_t* sym_of,
+                  const DecEntry* entry, uint8_t* out, uint64_t c, const char* what) {
+  uint32_t x[kRansLanes];
+  for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
+    x[lane] = le32(chunk + 4 * lane);
+    // The encoder leaves every state in [L, 2^32); below L the decode step's arithmetic would
+    // leave the invariant the rest of this loop relies on.
+    if (x[lane] < kRansL) {
+      fail_chunk(what, c, "initial state of lane " + std::to_string(lane) + " is " +
+                     std::to_string(x[lane]) + ", below L = 65536");
+    }
+  }
+  const uint8_t* words = chunk + kStateBytes;
+  const uint64_t avail = (bytes - kStateBytes) / 2;  // words incl. padding; pos never passes it
+  uint64_t pos = 0;
+  constexpr uint32_t mask = (1u << prob_bits) - 1;
+
+  // One decode step, with x in [L, 2^32):  slot = x mod M identifies the symbol s (cum <= slot
+  // < cum + freq) and x' = freq * (x / M) + slot - cum inverts the encoder exactly.
+  // freq * (x >> p) <= freq * (2^(32-p) - 1) and slot - cum < freq, so x' < freq * 2^(32-p)
+  // <= 2^32: no overflow.  x' >= freq * 2^(16-p) >= 1, so one 16-bit word brings an x' < L back
+  // into [L, 2^32).  `checked` tests the word bound; the fast path relies on >= 32 words left.
+  auto step = [&](uint32_t lane, uint8_t* o, bool checked) {
+    uint32_t v = x[lane];
+    const uint32_t slot = v & mask;
+    o[lane] = sym_of[slot];
+    const DecEntry e = entry[slot];
+    v = uint32_t{e.freq} * (v >> prob_bits) + e.bias;
+    const bool refill = v < kRansL;
+    if (checked) {
+      if (refill) {
+        if (pos >= avail) {
+          fail_chunk(what, c, "word stream exhausted at symbol " +
+                         std::to_string(static_cast<uint64_t>(o - out) + lane));
+        }
+        v = (v << 16) | le16(words + 2 * pos);
+        ++pos;
+      }
+    } else {
+      // Branch-free (refills are data dependent, so a branch mispredicts often): the word is
+      // read either way (in bounds: >= 32 words were left at the start of this step) and the
+      // refilled state selected by mask.  Arithmetic, not ?:, which compilers turn into a branch.
+      const uint32_t r = refill, sel = 0u - r;
+      v = (v & ~sel) | (((v << 16) | le16(words + 2 * pos)) & sel);
+      pos += r;
+    }
+    x[lane] = v;
+  };
+
+  const uint32_t full_steps = n / kRansLanes;
+  const uint32_t rest = n % kRansLanes;
+  for (uint32_t s = 0; s < full_steps; ++s) {
+    uint8_t* o = out + uint64_t{s} * kRansLanes;
+    if (avail - pos >= kRansLanes) {
+      for (uint32_t lane = 0; lane < kRansLanes; ++lane) step(lane, o, false);
+    } else {
+      for (uint32_t lane = 0; lane < kRansLanes; ++lane) step(lane, o, true);
+    }
+  }
+  uint8_t* o = out + uint64_t{full_steps} * kRansLanes;
+  for (uint32_t lane = 0; lane < rest; ++lane) step(lane, o, true);
+
+  // Integrity: decoding ends exactly where encoding began (every state back at L) ...
+  for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
+    if (x[lane] != kRansL) {
+      fail_chunk(what, c, "final state of lane " + std::to_string(lane) + " is " +
+                     std::to_string(x[lane]) + ", expected L = 65536 (corrupt data)");
+    }
+  }
+  // ... having consumed every word: only the zero padding to 16 bytes may remain.
+  const uint64_t used = kStateBytes + 2 * pos;
+  if (align_up(used, 16) != bytes) {
+    fail_chunk(what, c, "decoding consumed " + std::to_string(pos) + " words but the chunk has " +
+                   std::to_string(bytes) + " bytes");
+  }
+  if (!all_zero(chunk + used, bytes - used)) fail_chunk(what, c, "nonzero padding after words");
+}
+
+}  // namespace
+
+RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
+  const uint8_t* p = payload.data();
+  const uint64_t size = payload.size();
+  if (size < kHeaderBytes) {
+    fail(what, "payload of " + std::to_string(size) + " bytes is shorter than its header");
+  }
+  RansPlaneHeader h{};
+  h.magic = le32(p + 0);
+  h.prob_bits = le32(p + 4);
+  h.total_symbols = le64(p + 8);
+  h.chunk_symbols = le32(p + 16);
+  h.num_chunks = le32(p + 20);
+  h.min_symbol = static_cast<uint16_t>(le16(p + 24));
+  h.num_symbols = static_cast<uint16_t>(le16(p + 26));
+  h.data_offset = le32(p + 28);
+
+  if (h.magic != kRansMagic) fail(what, "bad magic " + std::to_string(h.magic));
+  if (h.prob_bits < kMinProbBits || h.prob_bits > kMaxProbBits) {
+    fail(what, "prob_bits " + std::to_string(h.prob_bits) + " out of range [8, 15]");
+  }
+  if (h.chunk_symbols == 0 || h.chunk_symbols % kRansLanes != 0) {
+    fail(what, "chunk_symbols " + std::to_string(h.chunk_symbols) +
+                   " is not a positive multiple of 32");
+  }
+  const uint64_t expect_chunks =
+      h.total_symbols / h.chunk_symbols + (h.total_symbols % h.chunk_symbols != 0);
+  if (h.num_chunks != expect_chunks) {
+    fail(what, "num_chunks " + std::to_string(h.num_chunks) + " does not match " +
+                   std::to_string(h.total_symbols) + " symbols in chunks of " +
+                   std::to_string(h.chunk_symbols));
+  }
+  if (h.num_symbols == 0 || h.num_symbols > 256 || h.min_symbol + h.num_symbols > 256) {
+    fail(what, "symbol range [" + std::to_string(h.min_symbol) + ", +" +
+                   std::to_string(h.num_symbols) + ") is not within the bytes");
+  }
+  const uint64_t table_end = kHeaderBytes + 2 * uint64_t{h.num_symbols};
+  const uint64_t offsets = offsets_at(h);
+  const uint64_t offsets_end = offsets + 4 * uint64_t{h.num_chunks};
+  const uint64_t data = align_up(offsets_end, 16);
+  if (h.data_offset != data) {
+    fail(what, "data_offset " + std::to_string(h.data_offset) + " should be " +
+                   std::to_string(data));
+  }
+  if (data > size) {
+    fail(what, "payload of " + std::to_string(size) + " bytes ends inside its tables (" +
+                   std::to_string(data) + " bytes)");
+  }
+
+  // The frequencies must tile [0, M) exactly: every slot then maps to one symbol.  Each entry
+  // is <= the sum, so a sum of M also bounds the entries; zero entries (absent symbols inside
+  // the range) are allowed.
+  uint32_t sum = 0;
+  for (uint32_t i = 0; i < h.num_symbols; ++i) sum += le16(p + kHeaderBytes + 2 * i);
+  if (sum != (1u << h.prob_bits)) {
+    fail(what, "frequencies sum to " + std::to_string(sum) + ", not 2^" +
+                   std::to_string(h.prob_bits));
+  }
+  if (!all_zero(p + table_end, offsets - table_end) ||
+      !all_zero(p + offsets_end, data - offsets_end)) {
+    fail(what, "nonzero header padding");
+  }
+
+  // Chunks are contiguous from the data start, each a whole number of 16-byte units holding
+  // at least its 32 states and at most one word per symbol (the encoder's bound), and the
+  // last one ends exactly at the end of the payload.
+  uint64_t prev = 0;
+  for (uint64_t c = 0; c < h.num_chunks; ++c) {
+    const uint64_t end = le32(p + offsets + 4 * c);
+    if (end % 16 != 0) fail_chunk(what, c, "end offset " + std::to_string(end) + " not aligned");
+    if (end < prev + kStateBytes) {
+      fail_chunk(what, c, "end offset " + std::to_string(end) + " leaves no room for its states");
+    }
+    const uint64_t max_bytes = kStateBytes + align_up(2 * uint64_t{chunk_count(h, c)}, 16);
+    if (end - prev > max_bytes) {
+      fail_chunk(what, c, std::to_string(end - prev) + " bytes exceed the " +
+                     std::to_string(max_bytes) + " its symbols can produce");
+    }
+    if (data + end > size) {
+      fail_chunk(what, c, "ends at " + std::to_string(data + end) + ", past the payload (" +
+                     std::to_string(size) + " bytes)");
+    }
+    prev = end;
+  }
+  if (data + prev != size) {
+    fail(what, "payload of " + std::to_string(size) + " bytes has " +
+                   std::to_string(size - data - prev) + " bytes after the last chunk");
+  }
+  return h;
+}
+
+void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
+  const RansPlaneHeader h = rans_parse_header(payload, what);
+  if (out.size() != h.total_symbols) {
+    fail(what, "plane holds " + std::to_string(h.total_symbols) + " symbols, output has room for " +
+                   std::to_string(out.size()));
+  }
+  if (h.num_chunks == 0) return;
+
+  // Slot tables: the parse checked the frequencies sum to M, so they cover [0, M) exactly.
+  const uint32_t M = 1u << h.prob_bits;
+  std::vector<uint8_t> sym_of(M);
+  std::vector<DecEntry> entry(M);
+  const uint8_t* p = payload.data();
+  uint32_t cum = 0;
+  for (uint32_t i = 0; i < h.num_symbols; ++i) {
+    const uint32_t f = le16(p + kHeaderBytes + 2 * i);
+    for (uint32_t k = 0; k < f; ++k) {
+      sym_of[cum + k] = static_cast<uint8_t>(h.min_symbol + i);
+      entry[cum + k] = DecEntry{static_cast<uint16_t>(f), static_cast<uint16_t>(k)};
+    }
+    cum += f;
+  }
+
+  decltype(&decode_chunk<kMinProbBits>) decode = nullptr;
+  switch (h.prob_bits) {  // validated range [8, 15]
+    case 8: decode = decode_chunk<8>; break;
+    case 9: decode = decode_chunk<9>; break;
+    case 10: decode = decode_chunk<10>; break;
+    case 11: decode = decode_chunk<11>; break;
+    case 12: decode = decode_chunk<12>; break;
+    case 13: decode = decode_chunk<13>; break;
+    case 14: decode = decode_chunk<14>; break;
+    default: decode = decode_chunk<15>; break;
+  }
+  static_assert(kMinProbBits == 8 && kMaxProbBits == 15, "one instantiation per prob_bits");
+  const uint64_t offsets = offsets_at(h);
+  const uint8_t* data = p + h.data_offset;
+  uint64_t start = 0;
+  for (uint64_t c = 0; c < h.num_chunks; ++c) {
+    const uint64_t end = le32(p + offsets + 4 * c);
+    decode(data + start, end - start, chunk_count(h, c), sym_of.data(), entry.data(),
+           out.data() + c * h.chunk_symbols, c, what);
+    start = end;
+  }
+}
+
+}  // namespace codecllm::codec

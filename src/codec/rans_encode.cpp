@@ -1,0 +1,191 @@
+// rANS plane encoder.  The bitstream is specified in rans.hpp and docs/FORMAT.md ("rANS
+// plane"); the decoder in rans_decode.cpp is the reference this file must agree with.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "codec/freq_table.hpp"
+#include "codec/rans.hpp"
+#include "codecllm/error.hpp"
+
+namespace codecllm::codec {
+namespace {
+
+void put_le16(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v);
+  p[1] = static_cast<uint8_t>(v >> 8);
+}
+void put_le32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void put_le64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+__extension__ typedef unsigned __int128 u128;  // GCC/Clang; __extension__ silences -Wpedantic
+
+// Everything the encoder needs about one symbol, precomputed so the hot loop has no division.
+//
+// Encoding s from state x (with freq f, cumulative start c, M = 2^p) is
+//   x' = (x / f) * M + (x % f) + c  =  x + c + q * (M - f)   with q = x / f.
+// q is the high half of a 64x64-bit product with a rounded-up reciprocal, m = ceil(2^64 / f):
+// write m = (2^64 + d) / f with 0 <= d < f; then x*m / 2^64 = x/f + x*d / (f * 2^64) and
+// x*d < 2^32 * 2^15 < 2^64, so the error term is below 1/f and cannot carry floor(x/f) past
+// the next integer (the fractional part of x/f is at most (f-1)/f).  m < 2^64 needs f >= 2.
+// For f == 1 (ryg_rans's trick) m = 2^64 - 1 gives q = x - 1 for x >= 1, and adding M - 1 to
+// the bias restores x' = x*M + c:  x + (c + M - 1) + (x - 1)(M - 1) = x*M + c.
+struct EncSymbol {
+  uint64_t rcp;   // m
+  uint32_t lim;   // x_max - 1 = f * 2^(32-p) - 1; renormalize first while x > lim
+  uint16_t bias;  // c, or c + M - 1 when f == 1 (< 2^16: c + f <= M <= 2^15)
+  uint16_t cmpl;  // M - f
+};
+static_assert(sizeof(EncSymbol) == 16, "one 16-byte entry per symbol");
+
+EncSymbol make_enc_symbol(uint32_t freq, uint32_t cum, uint32_t prob_bits) {
+  const uint32_t M = 1u << prob_bits;
+  EncSymbol s{};
+  s.rcp = freq == 1 ? ~uint64_t{0} : static_cast<uint64_t>((u128{1} << 64) / freq + ((u128{1} << 64) % freq != 0));
+  // f == M: x_max = 2^32, so no 32-bit x ever renormalizes; lim = 2^32 - 1 says exactly that.
+  s.lim = static_cast<uint32_t>((uint64_t{freq} << (32 - prob_bits)) - 1);
+  s.bias = static_cast<uint16_t>(freq == 1 ? cum + M - 1 : cum);
+  s.cmpl = static_cast<uint16_t>(M - freq);
+  return s;
+}
+
+// Encodes symbols[0, n) of one chunk.  Words are written backwards ending at `end` (the
+// decoder reads them forwards); returns the first word.  Final states go to x[32].
+//
+// Invariants (ryg_rans style; f, c: the symbol's frequency and start, M = 2^p, L = 2^16):
+//  * Between symbols x lies in [L, 2^32).  It starts at L, which is what the decoder's final
+//    state check compares against.
+//  * Before coding, x is brought below x_max = ((L >> p) << 16) * f = f * 2^(32-p) by
+//    emitting its low 16 bits.  One word always suffices: x >> 16 < 2^16 < 2^(32-p) <= x_max.
+//  * After that step x >= f * 2^(16-p): either it was emitted from x >= x_max, and x_max is a
+//    multiple of 2^16, or it was not and x >= L = 2^16 >= f * 2^(16-p) (f <= M).  So
+//    q = x / f lies in [2^(16-p), 2^(32-p)) and x' = q*M + x%f + c lies in [L, 2^32).
+//  * The decoder undoes the steps in reverse: symbol i (lane i % 32, step i / 32) is coded
+//    last step first and lane 31 down to 0, so the decoder, running forwards, reads each word
+//    right after decoding the symbol whose coding emitted it.
+uint16_t* encode_chunk(const uint8_t* symbols, uint32_t n, const EncSymbol* table,
+                       uint32_t x[kRansLanes], uint16_t* end) {
+  for (uint32_t lane = 0; lane < kRansLanes; ++lane) x[lane] = kRansL;
+  // ptr[-1] is stored unconditionally and kept only when a word is emitted;
+  // the caller leaves one spare slot before the n words a chunk can emit at most.
+  uint16_t* ptr = end;
+  auto put = [&](uint32_t lane, uint8_t symbol) {
+    const EncSymbol& s = table[symbol];
+    uint32_t v = x[lane];
+    // Shift counts, not ?:, keep this branch-free (emits are data dependent).
+    const uint32_t emit = v > s.lim;
+    ptr[-1] = static_cast<uint16_t>(v);
+    ptr -= emit;
+    v >>= emit << 4;
+    const uint32_t q = static_cast<uint32_t>((u128{v} * s.rcp) >> 64);
+    x[lane] = v + s.bias + q * s.cmpl;  // = q*M + (v - q*f) + cum, exact mod 2^32
+  };
+  const uint32_t full_steps = n / kRansLanes;
+  const uint32_t rest = n % kRansLanes;
+  const uint8_t* last = symbols + size_t{full_steps} * kRansLanes;
+  for (uint32_t lane = rest; lane-- > 0;) put(lane, last[lane]);
+  for (uint32_t step = full_steps; step-- > 0;) {
+    const uint8_t* sym = symbols + size_t{step} * kRansLanes;
+    for (uint32_t lane = kRansLanes; lane-- > 0;) put(lane, sym[lane]);
+  }
+  return ptr;
+}
+
+}  // namespace
+
+std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options) {
+  if (options.chunk_symbols == 0 || options.chunk_symbols % kRansLanes != 0) {
+    throw std::invalid_argument("rans_encode: chunk_symbols " +
+                                std::to_string(options.chunk_symbols) +
+                                " must be a positive multiple of 32");
+  }
+  if (options.prob_bits != 0 &&
+      (options.prob_bits < kMinProbBits || options.prob_bits > kMaxProbBits)) {
+    throw std::invalid_argument("rans_encode: prob_bits " + std::to_string(options.prob_bits) +
+                                " out of range [8, 15]");
+  }
+  const uint64_t total = symbols.size();
+  const uint32_t cs = options.chunk_symbols;
+  const uint64_t num_chunks = total / cs + (total % cs != 0);
+  if (num_chunks > UINT32_MAX) throw Error("rans_encode: plane has too many chunks");
+
+  Histogram hist = histogram(symbols);
+  if (total == 0) hist[0] = 1;  // empty plane: a one-symbol table {0: M}, no chunks
+  uint32_t min_symbol = 255, max_symbol = 0;
+  for (uint32_t s = 0; s < 256; ++s) {
+    if (hist[s] == 0) continue;
+    min_symbol = std::min(min_symbol, s);
+    max_symbol = std::max(max_symbol, s);
+  }
+  // Default: 13 bits when the symbol range fits the 6 symbol bits a GPU decoder has left in a
+  // 32-bit (symbol - min | freq - 1 | slot - cum) entry, else 12 (8 symbol bits).  Distinct
+  // symbols (<= 256) always fit since M >= 2^8.
+  const uint32_t prob_bits =
+      options.prob_bits != 0 ? options.prob_bits : (max_symbol - min_symbol < 64 ? 13u : 12u);
+  const std::array<uint32_t, 256> freq = normalize_frequencies(hist, prob_bits);
+
+  EncSymbol table[256] = {};
+  uint32_t cum = 0;
+  double est_bits = 0;  // for the output reservation only
+  for (uint32_t s = min_symbol; s <= max_symbol; ++s) {
+    if (freq[s] == 0) continue;
+    table[s] = make_enc_symbol(freq[s], cum, prob_bits);
+    cum += freq[s];
+    est_bits += static_cast<double>(hist[s]) * (prob_bits - std::log2(double(freq[s])));
+  }
+
+  const uint32_t num_symbols = max_symbol - min_symbol + 1;
+  const uint64_t table_end = align_up(sizeof(RansPlaneHeader) + 2 * uint64_t{num_symbols}, 4);
+  const uint64_t data_offset = align_up(table_end + 4 * num_chunks, 16);
+  std::vector<uint8_t> out(data_offset, 0);
+  out.reserve(data_offset + static_cast<size_t>(est_bits / 8 * 1.01) + num_chunks * 160);
+
+  uint8_t* h = out.data();
+  put_le32(h + 0, kRansMagic);
+  put_le32(h + 4, prob_bits);
+  put_le64(h + 8, total);
+  put_le32(h + 16, cs);
+  put_le32(h + 20, static_cast<uint32_t>(num_chunks));
+  put_le16(h + 24, min_symbol);
+  put_le16(h + 26, num_symbols);
+  put_le32(h + 28, static_cast<uint32_t>(data_offset));
+  for (uint32_t i = 0; i < num_symbols; ++i)
+    put_le16(h + sizeof(RansPlaneHeader) + 2 * i, freq[min_symbol + i]);  // M <= 2^15 fits
+
+  // One chunk's words at most: one per symbol, plus the spare slot encode_chunk writes into.
+  std::vector<uint16_t> scratch(size_t{std::min<uint64_t>(cs, total)} + 1);
+  uint32_t x[kRansLanes];
+  for (uint64_t c = 0; c < num_chunks; ++c) {
+    const uint64_t first = c * cs;
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(cs, total - first));
+    uint16_t* end = scratch.data() + scratch.size();
+    const uint16_t* words =
+        encode_chunk(symbols.data() + first, n, table, x, end);
+    const size_t num_words = static_cast<size_t>(end - words);
+    const size_t chunk_bytes = align_up(4 * kRansLanes + 2 * num_words, 16);
+    const size_t at = out.size();
+    if (at - data_offset + chunk_bytes > UINT32_MAX) {
+      throw Error("rans_encode: coded plane exceeds the 4 GiB chunk offset range");
+    }
+    out.resize(at + chunk_bytes, 0);  // zero padding included
+    uint8_t* p = out.data() + at;
+    for (uint32_t lane = 0; lane < kRansLanes; ++lane) put_le32(p + 4 * lane, x[lane]);
+    p += 4 * kRansLanes;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    std::memcpy(p, words, 2 * num_words);
+#else
+    for (size_t i = 0; i < num_words; ++i) put_le16(p + 2 * i, words[i]);
+#endif
+    put_le32(out.data() + table_end + 4 * c, static_cast<uint32_t>(out.size() - data_offset));
+  }
+  return out;
+}
+
+}  // namespace codecllm::codec

@@ -1,0 +1,61 @@
+// Descriptors shared by the host planner and the decode kernels. Plain data only: they are
+// built once per decoder on the host and copied to device memory.
+#pragma once
+
+#include <cstdint>
+
+namespace codecllm::cuda {
+
+constexpr int kMaxPlanes = 8;             // widest element: 8 byte planes
+constexpr int kMaxTensorsPerLaunch = 64;  // output pointers travel as a kernel parameter
+constexpr int kWarpsPerBlock = 8;
+
+// How the planes of a tensor are put back together.
+enum class Assemble : uint32_t {
+  Bytes = 0,     // element byte k = plane k (byte_planes, none)
+  SplitBf16 = 1, // float_split, 2-byte elements
+  SplitF32 = 2,  // float_split, 4-byte elements
+  Int8 = 3,      // plane 0 = int8 values (or LEFT residuals), then dequantized or kept
+};
+
+// Output element type of int8 tensors.
+enum class Int8Out : uint32_t { Int8 = 0, Bf16 = 1, F16 = 2 };
+
+struct PlaneDesc {
+  uint32_t coded;        // 1: rANS, 0: raw
+  uint32_t prob_bits;
+  uint32_t min_symbol;
+  uint32_t table_offset; // coded: entry offset of this plane's table in shared memory
+  uint64_t payload;      // offset of the payload in the compressed range
+  uint64_t data;         // coded: offset of the chunk data in the compressed range
+  uint64_t chunk_ends;   // coded: offset of the uint32 chunk_end array in the compressed range
+  uint64_t table;        // coded: index of the first entry of its table in the table pool
+};
+
+struct TensorDesc {
+  Assemble assemble;
+  uint32_t num_planes;
+  uint32_t element_size;   // bytes per decoded element (before int8 dequantization)
+  uint32_t chunk_symbols;  // shared by every coded plane of the tensor
+  uint64_t elements;
+  uint64_t cols;           // int8: row length
+  uint64_t scales;         // int8: offset of the f32 scales payload in the compressed range
+  uint32_t predictor;      // int8: 1 when LEFT residuals must be prefix-summed per row
+  Int8Out int8_out;
+  uint32_t table_entries;  // shared-memory entries needed by all coded planes together
+  uint32_t output;         // index into the launch's output pointers
+  PlaneDesc planes[kMaxPlanes];
+};
+
+// One block's work: chunks [first, first + count) of one tensor, one chunk per warp.
+struct BlockJob {
+  uint32_t tensor;
+  uint32_t first_chunk;
+  uint32_t num_chunks;
+};
+
+struct LaunchPointers {
+  void* outputs[kMaxTensorsPerLaunch];
+};
+
+}  // namespace codecllm::cuda

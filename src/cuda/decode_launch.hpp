@@ -1,0 +1,27 @@
+// Kernel launchers (decode_kernel.cu), called by the planner with prepared descriptors.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/decode_desc.hpp"
+
+namespace codecllm::cuda {
+
+// Decodes every chunk named by jobs; tensors, jobs and table_pool are device arrays, comp the
+// device copy of the compressed range. A failed chunk writes (chunk index + 1) to
+// status[tensor] if that entry is still 0.
+void launch_decode_chunks(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
+                          const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs,
+                          uint32_t* status, size_t shared_bytes, cudaStream_t stream);
+
+// Raises the kernel's dynamic shared-memory limit when tables need more than 48 KiB.
+void prepare_decode_kernel(size_t shared_bytes);
+
+// Undoes the LEFT predictor row by row and writes int8 values or dequantized BF16/F16.
+void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t rows, uint64_t cols, Int8Out out_type,
+                      uint8_t* out, cudaStream_t stream);
+
+}  // namespace codecllm::cuda

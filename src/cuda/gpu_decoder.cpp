@@ -1,0 +1,225 @@
+#include "cuda/gpu_decoder.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "codec/rans.hpp"
+#include "codecllm/error.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/decode_launch.hpp"
+
+namespace codecllm::cuda {
+
+using format::PlaneCodec;
+using format::TensorMode;
+using format::Transform;
+
+void throw_cuda(cudaError_t e, const char* call, const char* file, int line) {
+  throw CudaError(e, std::string("CUDA error in ") + call + " (" + file + ":" + std::to_string(line) +
+                         "): " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+}
+
+namespace {
+
+constexpr uint32_t kRawOnlyChunk = 1u << 16;  // work split of tensors with no coded plane
+constexpr uint64_t kNoScratch = std::numeric_limits<uint64_t>::max();
+
+uint16_t read_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// The packed entries a warp looks up for each slot: (symbol - min) << 2p | (freq - 1) << p |
+// (slot - cum). Fits 32 bits when the symbol range fits the 32 - 2p bits left over.
+void append_table(const codec::RansPlaneHeader& h, const uint8_t* payload, std::vector<uint32_t>& pool,
+                  const std::string& what) {
+  const uint32_t p = h.prob_bits;
+  if (2 * p >= 32 || h.num_symbols > (1u << (32 - 2 * p))) {
+    throw Error(what + ": prob_bits " + std::to_string(p) + " with " + std::to_string(h.num_symbols) +
+                " symbols cannot be packed for the GPU decoder (needs 2*prob_bits + symbol bits <= 32)");
+  }
+  uint32_t cum = 0;
+  for (uint32_t s = 0; s < h.num_symbols; ++s) {
+    const uint32_t f = read_u16(payload + sizeof(codec::RansPlaneHeader) + 2 * s);
+    for (uint32_t k = 0; k < f; ++k) pool.push_back((s << (2 * p)) | ((f - 1) << p) | k);
+    cum += f;
+  }
+  if (cum != (1u << p)) throw FormatError(what + ": frequencies do not sum to 2^prob_bits");
+}
+
+Assemble assemble_of(const format::TensorRecord& r) {
+  if (r.mode == TensorMode::Int8) return Assemble::Int8;
+  if (r.transform == Transform::FloatSplit) return dtype_size(r.dtype) == 2 ? Assemble::SplitBf16 : Assemble::SplitF32;
+  return Assemble::Bytes;
+}
+
+}  // namespace
+
+void* GpuDecoder::device_alloc(uint64_t bytes) {
+  void* p = nullptr;
+  if (bytes == 0) return nullptr;
+  cudaError_t e = cudaMalloc(&p, bytes);
+  if (e != cudaSuccess) {
+    throw CudaError(e, path_ + ": cannot allocate " + std::to_string(bytes) + " bytes of device memory for decoding (" +
+                           std::to_string(device_bytes_) + " already held by this decoder): " + cudaGetErrorString(e));
+  }
+  allocations_.push_back(p);
+  device_bytes_ += bytes;
+  return p;
+}
+
+GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<std::string>& names,
+                       const DecoderOptions& options)
+    : path_(file.path()) {
+  if (names.size() > static_cast<size_t>(kMaxTensorsPerLaunch))
+    throw Error(path_ + ": at most " + std::to_string(kMaxTensorsPerLaunch) + " tensors per GPU decoder");
+  // The compressed range: from the first plane to the end of the last one.
+  uint64_t lo = std::numeric_limits<uint64_t>::max(), hi = 0;
+  for (const auto& name : names) {
+    const format::TensorRecord* r = file.index().find_tensor(name);
+    if (r == nullptr) throw Error(path_ + ": no tensor named '" + name + "'");
+    records_.push_back(r);
+    for (const auto& p : r->planes) {
+      lo = std::min(lo, p.offset);
+      hi = std::max(hi, p.offset + p.size);
+    }
+  }
+  if (hi == 0) lo = 0;
+  range_offset_ = lo;
+  range_bytes_ = hi - lo;
+  std::vector<uint32_t> pool;
+  std::vector<BlockJob> jobs;
+  uint64_t scratch = 0;
+  for (size_t ti = 0; ti < records_.size(); ++ti) {
+    const format::TensorRecord& r = *records_[ti];
+    const std::string what = path_ + ": tensor '" + r.name + "'";
+    TensorDesc t{};
+    t.assemble = assemble_of(r);
+    t.num_planes = static_cast<uint32_t>(t.assemble == Assemble::Int8 ? 1 : r.planes.size());
+    t.elements = r.num_elements();
+    t.element_size = t.assemble == Assemble::Int8 ? 1 : static_cast<uint32_t>(std::max<size_t>(1, dtype_size(r.dtype)));
+    if (r.transform == Transform::None) t.elements = r.decoded_size;  // one byte per "element"
+    if (t.num_planes > static_cast<uint32_t>(kMaxPlanes) || (t.assemble == Assemble::Bytes && t.num_planes != t.element_size))
+      throw Error(what + ": unsupported plane layout for the GPU decoder");
+    t.output = static_cast<uint32_t>(ti);
+    t.int8_out = options.int8_output;
+    t.chunk_symbols = 0;
+    uint64_t out_bytes = t.elements * t.element_size;
+    scratch_offset_.push_back(kNoScratch);
+    if (t.assemble == Assemble::Int8) {
+      const format::PlaneRecord* s = r.plane("scales");
+      if (s == nullptr || r.shape.size() < 2 || r.shape[0] == 0) throw FormatError(what + ": malformed int8 record");
+      t.scales = s->offset - lo;
+      t.cols = t.elements / r.shape[0];
+      t.predictor = r.predictor == format::Predictor::Left ? 1 : 0;
+      if (options.int8_output != Int8Out::Int8) out_bytes = t.elements * 2;
+      if (t.predictor && options.int8_output != Int8Out::Int8) {
+        scratch_offset_.back() = scratch;
+        scratch += (t.elements + 255) / 256 * 256;
+      }
+    }
+    uint32_t table_entries = 0;
+    for (uint32_t k = 0; k < t.num_planes; ++k) {
+      const format::PlaneRecord& pr = r.planes[k];
+      PlaneDesc& pd = t.planes[k];
+      pd.payload = pr.offset - lo;
+      if (pr.symbols != t.elements) throw FormatError(what + ": plane '" + pr.role + "' size differs from the tensor");
+      if (pr.codec == PlaneCodec::Raw) continue;
+      ByteSpan payload = file.payload(pr);  // checksum verified once, here
+      const std::string pwhat = what + " plane '" + pr.role + "'";
+      codec::RansPlaneHeader h = codec::rans_parse_header(payload, pwhat.c_str());
+      if (h.total_symbols != pr.symbols) throw FormatError(pwhat + ": symbol count differs from the index");
+      if (t.chunk_symbols != 0 && t.chunk_symbols != h.chunk_symbols)
+        throw Error(pwhat + ": coded planes of one tensor must share a chunk size for the GPU decoder");
+      t.chunk_symbols = h.chunk_symbols;
+      pd.coded = 1;
+      pd.prob_bits = h.prob_bits;
+      pd.min_symbol = h.min_symbol;
+      pd.data = pd.payload + h.data_offset;
+      const uint64_t ends_at = (sizeof(codec::RansPlaneHeader) + 2 * uint64_t{h.num_symbols} + 3) / 4 * 4;
+      pd.chunk_ends = pd.payload + ends_at;
+      pd.table = pool.size();
+      pd.table_offset = table_entries;
+      table_entries += 1u << h.prob_bits;
+      append_table(h, payload.data(), pool, pwhat);
+    }
+    t.table_entries = table_entries;
+    if (t.chunk_symbols == 0) t.chunk_symbols = kRawOnlyChunk;
+    shared_bytes_ = std::max<size_t>(shared_bytes_, size_t{table_entries} * 4);
+    const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
+    for (uint64_t c = 0; c < chunks; c += kWarpsPerBlock) {
+      jobs.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
+                      static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
+    }
+    host_tensors_.push_back(t);
+    output_bytes_.push_back(out_bytes);
+  }
+  host_range_ = ByteSpan(nullptr, 0);
+  if (range_bytes_ > 0) {
+    format::PlaneRecord whole{"range", PlaneCodec::Raw, range_offset_, range_bytes_, range_bytes_, 0, 0};
+    host_range_ = file.payload(whole, /*verify=*/false);
+  }
+  num_jobs_ = static_cast<uint32_t>(jobs.size());
+  prepare_decode_kernel(shared_bytes_);
+
+  d_tensors_ = static_cast<TensorDesc*>(device_alloc(host_tensors_.size() * sizeof(TensorDesc)));
+  d_jobs_ = static_cast<BlockJob*>(device_alloc(jobs.size() * sizeof(BlockJob)));
+  d_tables_ = static_cast<uint32_t*>(device_alloc(pool.size() * sizeof(uint32_t)));
+  d_status_ = static_cast<uint32_t*>(device_alloc(host_tensors_.size() * sizeof(uint32_t)));
+  d_scratch_ = static_cast<uint8_t*>(device_alloc(scratch));
+  if (!host_tensors_.empty())
+    CLLM_CUDA_CHECK(cudaMemcpy(d_tensors_, host_tensors_.data(), host_tensors_.size() * sizeof(TensorDesc), cudaMemcpyHostToDevice));
+  if (!jobs.empty()) CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
+  if (!pool.empty()) CLLM_CUDA_CHECK(cudaMemcpy(d_tables_, pool.data(), pool.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
+  if (d_status_ != nullptr) CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, host_tensors_.size() * sizeof(uint32_t)));
+}
+
+GpuDecoder::~GpuDecoder() {
+  for (void* p : allocations_) cudaFree(p);
+}
+
+void GpuDecoder::upload_resident(cudaStream_t stream) {
+  if (resident_ == nullptr) resident_ = static_cast<uint8_t*>(device_alloc(range_bytes_));
+  if (range_bytes_ > 0)
+    CLLM_CUDA_CHECK(cudaMemcpyAsync(resident_, host_range_.data(), range_bytes_, cudaMemcpyHostToDevice, stream));
+}
+
+void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream) {
+  LaunchPointers ptrs{};
+  for (size_t i = 0; i < host_tensors_.size(); ++i)
+    ptrs.outputs[i] = scratch_offset_[i] == kNoScratch ? outputs[i] : d_scratch_ + scratch_offset_[i];
+  launch_decode_chunks(d_tensors_, d_jobs_, num_jobs_, d_tables_, comp_device, ptrs, d_status_, shared_bytes_, stream);
+  CLLM_CUDA_CHECK(cudaGetLastError());
+  for (size_t i = 0; i < host_tensors_.size(); ++i) {
+    const TensorDesc& t = host_tensors_[i];
+    if (t.assemble != Assemble::Int8 || t.predictor == 0) continue;
+    const uint8_t* residuals = static_cast<const uint8_t*>(ptrs.outputs[i]);
+    launch_int8_rows(residuals, reinterpret_cast<const float*>(comp_device + t.scales), t.elements / t.cols, t.cols,
+                     t.int8_out, static_cast<uint8_t*>(outputs[i]), stream);
+    CLLM_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
+void GpuDecoder::decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream) {
+  if (staging_ == nullptr) staging_ = static_cast<uint8_t*>(device_alloc(range_bytes_));
+  if (range_bytes_ > 0)
+    CLLM_CUDA_CHECK(cudaMemcpyAsync(staging_, comp_host, range_bytes_, cudaMemcpyHostToDevice, stream));
+  decode(staging_, outputs, stream);
+}
+
+void GpuDecoder::check(cudaStream_t stream) {
+  CLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::vector<uint32_t> status(host_tensors_.size());
+  if (status.empty()) return;
+  CLLM_CUDA_CHECK(cudaMemcpy(status.data(), d_status_, status.size() * sizeof(uint32_t), cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < status.size(); ++i) {
+    if (status[i] == 0) continue;
+    CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, status.size() * sizeof(uint32_t)));
+    throw FormatError(path_ + ": tensor '" + records_[i]->name + "': GPU decode failed the integrity check in chunk " +
+                      std::to_string(status[i] - 1) + " (corrupt data)");
+  }
+}
+
+}  // namespace codecllm::cuda

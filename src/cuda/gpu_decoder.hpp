@@ -1,0 +1,79 @@
+// Batched GPU decoding of .cllm tensors: the host plans once (descriptors, packed rANS
+// tables, block jobs, status words, scratch: all device memory allocated here and nowhere
+// else), then each decode() is one or two kernel launches on the caller's stream with no
+// synchronization and no host-side decoding. check() is the one call that synchronizes.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "codecllm/span.hpp"
+#include "cuda/decode_desc.hpp"
+#include "format/container.hpp"
+
+namespace codecllm::cuda {
+
+struct DecoderOptions {
+  Int8Out int8_output = Int8Out::Bf16;  // element type produced for int8-mode tensors
+};
+
+class GpuDecoder {
+ public:
+  // Plans the decode of the named tensors of `file` (at most kMaxTensorsPerLaunch). The
+  // compressed input of every call is the file byte range [range_offset, +range_bytes) that
+  // holds all of their planes, copied to the device by the caller or by decode_from_host.
+  GpuDecoder(const format::ContainerReader& file, const std::vector<std::string>& names,
+             const DecoderOptions& options = {});
+  ~GpuDecoder();
+  GpuDecoder(const GpuDecoder&) = delete;
+  GpuDecoder& operator=(const GpuDecoder&) = delete;
+
+  size_t num_tensors() const { return records_.size(); }
+  const format::TensorRecord& record(size_t i) const { return *records_[i]; }
+  // Bytes decode() writes to outputs[i].
+  uint64_t output_bytes(size_t i) const { return output_bytes_[i]; }
+  uint64_t range_offset() const { return range_offset_; }
+  uint64_t range_bytes() const { return range_bytes_; }
+  ByteSpan host_range() const { return host_range_; }
+  // Device memory owned by this decoder (descriptors, tables, scratch, staging, resident copy).
+  uint64_t device_bytes() const { return device_bytes_; }
+
+  // Keeps a device copy of the compressed range (the "compressed in VRAM" placement).
+  void upload_resident(cudaStream_t stream);
+  const uint8_t* resident() const { return resident_; }
+
+  // Enqueues the decode of every tensor from a device copy of the range into outputs[i].
+  void decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream);
+  // Enqueues an async copy of the range from host memory (pinned for overlap) into a
+  // staging buffer allocated once, then the decode.
+  void decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream);
+  // Waits for the stream and reports the first corrupt chunk as a FormatError naming the file,
+  // the tensor and the chunk. Clears the status for the next decode.
+  void check(cudaStream_t stream);
+
+ private:
+  void* device_alloc(uint64_t bytes);
+
+  std::string path_;
+  std::vector<const format::TensorRecord*> records_;
+  std::vector<uint64_t> output_bytes_;
+  std::vector<TensorDesc> host_tensors_;
+  std::vector<uint64_t> scratch_offset_;  // per tensor: where predictor residuals go, or ~0
+  uint64_t range_offset_ = 0, range_bytes_ = 0, device_bytes_ = 0;
+  ByteSpan host_range_;
+  uint32_t num_jobs_ = 0;
+  size_t shared_bytes_ = 0;
+  std::vector<void*> allocations_;
+  TensorDesc* d_tensors_ = nullptr;
+  BlockJob* d_jobs_ = nullptr;
+  uint32_t* d_tables_ = nullptr;
+  uint32_t* d_status_ = nullptr;
+  uint8_t* d_scratch_ = nullptr;
+  uint8_t* staging_ = nullptr;
+  uint8_t* resident_ = nullptr;
+};
+
+}  // namespace codecllm::cuda

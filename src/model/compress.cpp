@@ -1,0 +1,197 @@
+#include "model/compress.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <regex>
+
+#include "codec/int8_quant.hpp"
+#include "codec/parallel_for.hpp"
+#include "codecllm/error.hpp"
+#include "format/checksum.hpp"
+#include "format/container.hpp"
+#include "model/checkpoint.hpp"
+#include "model/files.hpp"
+#include "model/safetensors.hpp"
+
+namespace codecllm::model {
+
+using format::PlaneCodec;
+using format::TensorMode;
+
+namespace {
+
+double now_seconds() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+format::BlobRecord write_blob(format::ContainerWriter& w, const std::string& name, const std::string& bytes) {
+  ByteSpan span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  return {name, w.add_payload(span), bytes.size(), format::xxh3_64(bytes.data(), bytes.size())};
+}
+
+TensorStats stats_of(const codec::EncodedTensor& t, uint64_t source_bytes, double seconds) {
+  TensorStats s;
+  s.name = t.record.name;
+  s.elements = t.record.num_elements();
+  s.source_bytes = source_bytes;
+  s.seconds = seconds;
+  s.int8 = t.record.mode == TensorMode::Int8;
+  s.predictor_tried = t.predictor_tried;
+  s.predictor_used = t.record.predictor == format::Predictor::Left;
+  s.note = t.note;
+  for (const auto& p : t.record.planes) {
+    s.stored_bytes += p.size;
+    if (p.codec == PlaneCodec::Rans) {
+      s.coded_bytes += p.size;
+      s.entropy_bytes += p.entropy_bits * static_cast<double>(p.symbols) / 8.0;
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string tensor_group(const std::string& name) {
+  static const std::regex layer_number(R"(\.(\d+)\.)");
+  return std::regex_replace(name, layer_number, ".*.");
+}
+
+CompressResult compress_checkpoint(const std::string& src, const std::string& dst, const CompressOptions& options,
+                                   const ProgressFn& progress) {
+  return compress_checkpoint(*open_checkpoint(src), dst, options, progress);
+}
+
+CompressResult compress_checkpoint(const Checkpoint& source, const std::string& dst, const CompressOptions& options,
+                                   const ProgressFn& progress) {
+  const double t0 = now_seconds();
+  const Checkpoint* ckpt = &source;
+  format::ContainerWriter writer(dst);
+  format::Index index;
+  index.mode = options.encode.mode == TensorMode::Int8 ? "int8" : "lossless";
+  index.source = ckpt->source();
+  index.producer = "codecllm 0.1.0";
+  index.blobs.push_back(write_blob(writer, "config.json", ckpt->config_json()));
+  for (const auto& [name, bytes] : ckpt->extra_files()) index.blobs.push_back(write_blob(writer, name, bytes));
+
+  // Encode in batches so that memory stays bounded by a few tensors per thread, and write
+  // each batch in checkpoint order so the file layout does not depend on thread timing.
+  const auto& tensors = ckpt->tensors();
+  const unsigned threads = resolve_threads(options.threads);
+  const size_t batch = size_t(threads) * 2;
+  CompressResult result;
+  for (size_t start = 0; start < tensors.size(); start += batch) {
+    const size_t count = std::min(batch, tensors.size() - start);
+    std::vector<codec::EncodedTensor> encoded(count);
+    std::vector<double> seconds(count);
+    parallel_for(count, threads, [&](size_t i) {
+      const TensorInfo& t = tensors[start + i];
+      const double s0 = now_seconds();
+      encoded[i] = codec::encode_tensor(t.name, t.dtype, t.shape, t.data, options.encode);
+      seconds[i] = now_seconds() - s0;
+    });
+    for (size_t i = 0; i < count; ++i) {
+      codec::EncodedTensor& e = encoded[i];
+      for (size_t k = 0; k < e.payloads.size(); ++k) e.record.planes[k].offset = writer.add_payload(e.payloads[k]);
+      result.tensors.push_back(stats_of(e, tensors[start + i].data.size(), seconds[i]));
+      index.tensors.push_back(std::move(e.record));
+      if (progress) progress(start + i + 1, tensors.size(), result.tensors.back());
+    }
+  }
+  writer.finish(index);
+  result.seconds = now_seconds() - t0;
+  format::MappedFile written(dst);
+  result.file_bytes = written.size();
+  return result;
+}
+
+VerifyResult verify_container(const std::string& file, const std::string& src, unsigned threads,
+                              const std::function<void(size_t, size_t)>& progress) {
+  format::ContainerReader reader(file);
+  std::unique_ptr<Checkpoint> ckpt = open_checkpoint(src);
+  VerifyResult result;
+  std::mutex mutex;
+  auto problem = [&](const std::string& p) {
+    std::lock_guard<std::mutex> lock(mutex);
+    result.problems.push_back(p);
+  };
+  const auto& tensors = ckpt->tensors();
+  std::atomic<size_t> done{0};
+  parallel_for(tensors.size(), threads, [&](size_t i) {
+    const TensorInfo& t = tensors[i];
+    const format::TensorRecord* rec = reader.index().find_tensor(t.name);
+    if (rec == nullptr) return problem(t.name + ": missing from " + file);
+    try {
+      codec::DecodedTensor d =
+          codec::decode_tensor(*rec, [&](const format::PlaneRecord& p) { return reader.payload(p); }, file);
+      if (rec->shape != t.shape || rec->dtype != t.dtype) return problem(t.name + ": shape or dtype differs");
+      if (rec->mode == TensorMode::Lossless) {
+        if (d.bytes.size() != t.data.size() || std::memcmp(d.bytes.data(), t.data.data(), d.bytes.size()) != 0)
+          return problem(t.name + ": decoded bytes differ from the source");
+      } else {
+        std::vector<float> w = codec::to_float(t.dtype, t.data);
+        codec::QuantizedMatrix q = codec::quantize_rows(w, t.shape[0], t.shape.empty() ? 0 : w.size() / t.shape[0]);
+        if (std::memcmp(q.q.data(), d.bytes.data(), q.q.size()) != 0)
+          return problem(t.name + ": int8 values differ from the quantizer's output");
+        if (std::memcmp(q.scales.data(), d.scales.data(), q.scales.size() * sizeof(float)) != 0)
+          return problem(t.name + ": int8 scales differ from the quantizer's output");
+      }
+    } catch (const Error& e) {
+      return problem(e.what());
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    ++result.tensors_checked;
+    if (progress) progress(++done, tensors.size());
+  });
+  for (const auto& rec : reader.index().tensors) {
+    bool found = false;
+    for (const auto& t : tensors) found = found || t.name == rec.name;
+    if (!found) result.problems.push_back(rec.name + ": in " + file + " but not in " + src);
+  }
+  auto check_blob = [&](const std::string& name, const std::string& bytes) {
+    ByteSpan b = reader.blob(name);
+    if (!reader.has_blob(name)) return result.problems.push_back("carried file " + name + " is missing");
+    if (b.size() != bytes.size() || std::memcmp(b.data(), bytes.data(), b.size()) != 0)
+      return result.problems.push_back("carried file " + name + " differs from the source");
+    ++result.blobs_checked;
+  };
+  check_blob("config.json", ckpt->config_json());
+  for (const auto& [name, bytes] : ckpt->extra_files()) check_blob(name, bytes);
+  return result;
+}
+
+void decompress_container(const std::string& file, const std::string& out_dir) {
+  format::ContainerReader reader(file);
+  const auto& records = reader.index().tensors;
+  std::vector<std::vector<uint8_t>> storage(records.size());
+  parallel_for(records.size(), 0, [&](size_t i) {
+    const format::TensorRecord& rec = records[i];
+    codec::DecodedTensor d =
+        codec::decode_tensor(rec, [&](const format::PlaneRecord& p) { return reader.payload(p); }, file);
+    if (rec.mode == TensorMode::Int8) {
+      const uint64_t cols = rec.shape[0] == 0 ? 0 : rec.num_elements() / rec.shape[0];
+      storage[i] = codec::dequantize_rows(reinterpret_cast<const int8_t*>(d.bytes.data()), d.scales, cols, rec.dtype);
+    } else {
+      storage[i] = std::move(d.bytes);
+    }
+  });
+  std::vector<TensorInfo> tensors;
+  for (size_t i = 0; i < records.size(); ++i) {
+    TensorInfo t;
+    t.name = records[i].name;
+    t.dtype = records[i].dtype;
+    t.dtype_name = dtype_name(records[i].dtype);
+    t.shape = records[i].shape;
+    t.data = ByteSpan(storage[i].data(), storage[i].size());
+    tensors.push_back(std::move(t));
+  }
+  make_directories(out_dir);
+  write_safetensors(out_dir + "/model.safetensors", tensors, {{"format", "pt"}});
+  for (const auto& b : reader.index().blobs) {
+    ByteSpan bytes = reader.blob(b.name);
+    write_file(out_dir + "/" + b.name, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  }
+}
+
+}  // namespace codecllm::model

@@ -1,0 +1,241 @@
+// GPU decoding == CPU reference, byte for byte, for the real models and the synthetic edge
+// cases; corrupt chunks are reported, never decoded silently wrong. Skips without a GPU.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "codec/int8_quant.hpp"
+#include "codec/tensor_codec.hpp"
+#include "codecllm/codecllm.h"
+#include "codecllm/error.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/gpu_decoder.hpp"
+#include "format/checksum.hpp"
+#include "format/container.hpp"
+#include "model/compress.hpp"
+#include "test_util.hpp"
+
+namespace codecllm {
+namespace {
+
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+#define REQUIRE_GPU() \
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device: GPU decode tests skipped"
+
+struct DeviceBuffer {
+  void* p = nullptr;
+  explicit DeviceBuffer(size_t n) { CLLM_CUDA_CHECK(cudaMalloc(&p, n == 0 ? 1 : n)); }
+  ~DeviceBuffer() { cudaFree(p); }
+};
+
+// What the GPU must produce for a record: the CPU reference, converted like the GPU output.
+std::vector<uint8_t> expected_output(const format::ContainerReader& r, const format::TensorRecord& t,
+                                     cuda::Int8Out int8_out) {
+  codec::DecodedTensor d = codec::decode_tensor(t, [&](const format::PlaneRecord& p) { return r.payload(p); }, r.path());
+  if (t.mode != format::TensorMode::Int8 || int8_out == cuda::Int8Out::Int8) return d.bytes;
+  return codec::dequantize_rows(reinterpret_cast<const int8_t*>(d.bytes.data()), d.scales,
+                                t.num_elements() / t.shape[0], int8_out == cuda::Int8Out::Bf16 ? DType::BF16 : DType::F16);
+}
+
+// Decodes every tensor of a file on the GPU (in groups, as a layer would be) and compares.
+void expect_gpu_matches_cpu(const std::string& path, cuda::Int8Out int8_out, bool from_host) {
+  format::ContainerReader r(path);
+  std::vector<std::string> names;
+  for (const auto& t : r.index().tensors) names.push_back(t.name);
+  for (size_t start = 0; start < names.size(); start += 9) {
+    std::vector<std::string> group(names.begin() + long(start), names.begin() + long(std::min(names.size(), start + 9)));
+    cuda::DecoderOptions o;
+    o.int8_output = int8_out;
+    cuda::GpuDecoder dec(r, group, o);
+    std::vector<std::unique_ptr<DeviceBuffer>> bufs;
+    std::vector<void*> outs;
+    for (size_t i = 0; i < group.size(); ++i) {
+      bufs.push_back(std::make_unique<DeviceBuffer>(dec.output_bytes(i)));
+      CLLM_CUDA_CHECK(cudaMemset(bufs.back()->p, 0xA5, dec.output_bytes(i)));  // poison: every byte must be written
+      outs.push_back(bufs.back()->p);
+    }
+    if (from_host) {
+      dec.decode_from_host(dec.host_range().data(), outs.data(), nullptr);
+    } else {
+      dec.upload_resident(nullptr);
+      dec.decode(dec.resident(), outs.data(), nullptr);
+    }
+    ASSERT_NO_THROW(dec.check(nullptr));
+    for (size_t i = 0; i < group.size(); ++i) {
+      std::vector<uint8_t> got(dec.output_bytes(i));
+      CLLM_CUDA_CHECK(cudaMemcpy(got.data(), outs[i], got.size(), cudaMemcpyDeviceToHost));
+      std::vector<uint8_t> want = expected_output(r, dec.record(i), int8_out);
+      ASSERT_EQ(got.size(), want.size()) << group[i];
+      ASSERT_TRUE(got == want) << path << ": GPU output of " << group[i] << " differs from the CPU reference";
+    }
+  }
+}
+
+std::string shared_models() { return CODECLLM_SHARED_MODELS; }
+
+class RealModels : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+
+TEST_P(RealModels, GpuEqualsCpu) {
+  REQUIRE_GPU();
+  auto [model, mode] = GetParam();
+  const std::string src = shared_models() + "/" + model;
+  if (!test::file_exists(src)) GTEST_SKIP() << src << " not found";
+  test::TempDir dir;
+  const std::string out = dir.path() + "/m.cllm";
+  model::CompressOptions o;
+  o.encode.mode = std::string(mode) == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+  model::compress_checkpoint(src, out, o);
+  expect_gpu_matches_cpu(out, cuda::Int8Out::Bf16, false);
+  expect_gpu_matches_cpu(out, cuda::Int8Out::F16, true);
+  expect_gpu_matches_cpu(out, cuda::Int8Out::Int8, false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, RealModels,
+                         ::testing::Combine(::testing::Values("stories260K/stories260K.bin", "pycode24M"),
+                                            ::testing::Values("lossless", "int8")));
+
+// A container of synthetic tensors written directly with the given encode options.
+std::string write_synthetic(const std::string& dir, const codec::EncodeOptions& options,
+                            const std::vector<std::tuple<std::string, DType, std::vector<uint64_t>, std::vector<uint8_t>>>& ts) {
+  const std::string path = dir + "/s.cllm";
+  format::ContainerWriter w(path);
+  format::Index idx;
+  idx.mode = "test";
+  idx.source = "synthetic";
+  idx.producer = "test";
+  for (const auto& [name, dtype, shape, bytes] : ts) {
+    codec::EncodedTensor e = codec::encode_tensor(name, dtype, shape, bytes, options);
+    for (size_t k = 0; k < e.payloads.size(); ++k) e.record.planes[k].offset = w.add_payload(e.payloads[k]);
+    idx.tensors.push_back(e.record);
+  }
+  w.finish(idx);
+  return path;
+}
+
+TEST(GpuDecode, EdgeCases) {
+  REQUIRE_GPU();
+  std::vector<std::tuple<std::string, DType, std::vector<uint64_t>, std::vector<uint8_t>>> ts;
+  const uint32_t chunk = 4096;
+  for (size_t n : {size_t(0), size_t(1), size_t(31), size_t(32), size_t(33), size_t(chunk - 1), size_t(chunk),
+                   size_t(chunk + 1), size_t(3 * chunk + 17)}) {
+    ts.push_back({"bf16_" + std::to_string(n), DType::BF16, {n}, test::gaussian_bf16(n, 0.02, n)});
+    ts.push_back({"f32_" + std::to_string(n), DType::F32, {n}, test::gaussian_f32(n, 0.02, n + 1)});
+    ts.push_back({"f16_" + std::to_string(n), DType::F16, {n}, test::gaussian_f16(n, 0.02, n + 2)});
+  }
+  ts.push_back({"equal", DType::BF16, {10000}, std::vector<uint8_t>(20000, 0x3C)});
+  std::mt19937 rng(5);
+  std::vector<uint8_t> noise(30000);
+  for (auto& b : noise) b = static_cast<uint8_t>(rng());
+  ts.push_back({"noise", DType::BF16, {15000}, noise});
+  ts.push_back({"unknown", DType::Unknown, {777}, std::vector<uint8_t>(noise.begin(), noise.begin() + 777)});
+  std::vector<uint8_t> f64(8 * 5000);
+  for (auto& b : f64) b = static_cast<uint8_t>(rng() % 7);
+  ts.push_back({"f64", DType::F64, {5000}, f64});
+  // int8 matrices: with an all-zero row, predictor on and off.
+  std::vector<float> w = test::gaussian(300 * 257, 0.02, 9);
+  for (size_t i = 0; i < 257; ++i) w[7 * 257 + i] = 0.0f;
+  std::vector<uint8_t> wb(w.size() * 2);
+  for (size_t i = 0; i < w.size(); ++i) {
+    uint16_t h = codec::float_to_bf16(w[i]);
+    std::memcpy(&wb[2 * i], &h, 2);
+  }
+  test::TempDir dir;
+  for (auto predictor : {codec::PredictorChoice::Off, codec::PredictorChoice::On}) {
+    for (auto mode : {format::TensorMode::Lossless, format::TensorMode::Int8}) {
+      codec::EncodeOptions o;
+      o.mode = mode;
+      o.predictor = predictor;
+      o.rans.chunk_symbols = chunk;
+      auto all = ts;
+      all.push_back({"layers.0.w", DType::BF16, {300, 257}, wb});
+      all.push_back({"layers.0.w16", DType::F16, {257, 300}, test::gaussian_f16(257 * 300, 0.02, 4)});
+      const std::string path = write_synthetic(dir.path(), o, all);
+      for (auto out : {cuda::Int8Out::Bf16, cuda::Int8Out::F16, cuda::Int8Out::Int8}) {
+        expect_gpu_matches_cpu(path, out, false);
+        expect_gpu_matches_cpu(path, out, true);
+      }
+    }
+  }
+}
+
+TEST(GpuDecode, LargeTensorsAndSmallChunks) {
+  REQUIRE_GPU();
+  test::TempDir dir;
+  codec::EncodeOptions o;
+  o.rans.chunk_symbols = 1024;
+  const size_t n = 10'000'019;
+  const std::string path = write_synthetic(dir.path(), o, {{"big", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 1)}});
+  expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false);
+}
+
+TEST(GpuDecode, CorruptChunkIsReported) {
+  REQUIRE_GPU();
+  test::TempDir dir;
+  const size_t n = 200000;
+  const std::string path =
+      write_synthetic(dir.path(), {}, {{"w", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 3)}});
+  format::ContainerReader r(path);
+  const format::PlaneRecord& exp = r.index().tensors[0].planes[0];
+  ASSERT_EQ(exp.codec, format::PlaneCodec::Rans);
+  cuda::GpuDecoder dec(r, {"w"});
+  std::vector<uint8_t> host(dec.host_range().begin(), dec.host_range().end());
+  DeviceBuffer out(dec.output_bytes(0));
+  void* outs[] = {out.p};
+  size_t detected = 0, trials = 0;
+  std::mt19937 rng(11);
+  for (int k = 0; k < 40; ++k) {
+    std::vector<uint8_t> bad = host;
+    // Flip a byte in the chunk data (past the header, tables and chunk index).
+    const size_t at = exp.offset - dec.range_offset() + exp.size / 2 + rng() % (exp.size / 2);
+    bad[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    dec.decode_from_host(bad.data(), outs, nullptr);
+    ++trials;
+    try {
+      dec.check(nullptr);
+    } catch (const FormatError& e) {
+      ++detected;
+      EXPECT_NE(std::string(e.what()).find("'w'"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_GE(detected, trials * 9 / 10) << "corrupt chunks must be reported";
+  dec.decode_from_host(host.data(), outs, nullptr);
+  EXPECT_NO_THROW(dec.check(nullptr)) << "status must reset after a reported failure";
+}
+
+TEST(CApi, DecodeThroughTheCInterface) {
+  REQUIRE_GPU();
+  test::TempDir dir;
+  const size_t n = 5000;
+  std::vector<uint8_t> src = test::gaussian_bf16(n, 0.02, 2);
+  const std::string path = write_synthetic(dir.path(), {}, {{"w", DType::BF16, {n}, src}});
+  cllm_file* f = nullptr;
+  ASSERT_EQ(cllm_open(path.c_str(), &f), CLLM_OK) << cllm_last_error();
+  EXPECT_EQ(cllm_num_tensors(f), 1);
+  const char* names[] = {"w"};
+  cllm_decoder* d = nullptr;
+  ASSERT_EQ(cllm_decoder_create(f, names, 1, CLLM_INT8_AS_BF16, &d), CLLM_OK) << cllm_last_error();
+  DeviceBuffer out(cllm_decoder_output_bytes(d, 0));
+  void* outs[] = {out.p};
+  EXPECT_EQ(cllm_decode(d, outs, nullptr), CLLM_ERR_ARGUMENT);  // not uploaded yet
+  ASSERT_EQ(cllm_decoder_upload(d, nullptr), CLLM_OK);
+  ASSERT_EQ(cllm_decode(d, outs, nullptr), CLLM_OK);
+  ASSERT_EQ(cllm_decoder_check(d, nullptr), CLLM_OK) << cllm_last_error();
+  std::vector<uint8_t> got(src.size());
+  CLLM_CUDA_CHECK(cudaMemcpy(got.data(), out.p, got.size(), cudaMemcpyDeviceToHost));
+  EXPECT_EQ(got, src);
+  const char* missing[] = {"nope"};
+  cllm_decoder* d2 = nullptr;
+  EXPECT_EQ(cllm_decoder_create(f, missing, 1, CLLM_INT8_AS_BF16, &d2), CLLM_ERR_ARGUMENT);
+  EXPECT_NE(std::string(cllm_last_error()).find("nope"), std::string::npos);
+  cllm_decoder_destroy(d);
+  cllm_close(f);
+}
+
+}  // namespace
+}  // namespace codecllm

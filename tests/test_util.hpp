@@ -1,0 +1,91 @@
+// Helpers shared by the unit tests: temporary directories and synthetic weights.
+#pragma once
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "codec/int8_quant.hpp"
+
+namespace codecllm::test {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/codecllm-test-XXXXXX";
+    const char* p = ::mkdtemp(tmpl);
+    if (p == nullptr) std::abort();
+    path_ = p;
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+inline bool file_exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+inline std::vector<std::string> list_dir(const std::string& p) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(p.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Trained-weight-like values: Gaussian with sigma, and a fraction of outliers 20x larger.
+inline std::vector<float> gaussian(size_t n, double sigma, uint64_t seed, double outliers = 0.001) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, static_cast<float>(sigma));
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::vector<float> v(n);
+  for (auto& x : v) x = normal(rng) * (u(rng) < outliers ? 20.0f : 1.0f);
+  return v;
+}
+
+inline std::vector<uint8_t> gaussian_bf16(size_t n, double sigma, uint64_t seed) {
+  std::vector<float> f = gaussian(n, sigma, seed);
+  std::vector<uint8_t> out(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t h = codec::float_to_bf16(f[i]);
+    std::memcpy(&out[2 * i], &h, 2);
+  }
+  return out;
+}
+
+inline std::vector<uint8_t> gaussian_f32(size_t n, double sigma, uint64_t seed) {
+  std::vector<float> f = gaussian(n, sigma, seed);
+  std::vector<uint8_t> out(4 * n);
+  std::memcpy(out.data(), f.data(), out.size());
+  return out;
+}
+
+inline std::vector<uint8_t> gaussian_f16(size_t n, double sigma, uint64_t seed) {
+  std::vector<float> f = gaussian(n, sigma, seed);
+  std::vector<uint8_t> out(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t h = codec::float_to_f16(f[i]);
+    std::memcpy(&out[2 * i], &h, 2);
+  }
+  return out;
+}
+
+}  // namespace codecllm::test
