@@ -50,11 +50,10 @@ struct DecEntry {
 };
 
 // Decodes one chunk of n symbols from chunk[0, bytes) (validated by rans_parse_header:
-// bytes >= 128, a multiple of 16, inside the payload) into out[0, n).  prob_bits is a template
-// parameter so that the hot loop shifts by constants.
-template <uint32_t prob_bits>
-void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, const uint8_t* sym_of,
-                  const DecEntry* entry, uint8_t* out, uint64_t c, const char* what) {
+// bytes >= 128, a multiple of 16, inside the payload) into out[0, n).
+void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t prob_bits,
+                  const uint8_t* sym_of, const DecEntry* entry, uint8_t* out, uint64_t c,
+                  const char* what) {
   uint32_t x[kRansLanes];
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
     x[lane] = le32(chunk + 4 * lane);
@@ -68,7 +67,7 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, const uint8_
   const uint8_t* words = chunk + kStateBytes;
   const uint64_t avail = (bytes - kStateBytes) / 2;  // words incl. padding; pos never passes it
   uint64_t pos = 0;
-  constexpr uint32_t mask = (1u << prob_bits) - 1;
+  const uint32_t mask = (1u << prob_bits) - 1;
 
   // One decode step, with x in [L, 2^32):  slot = x mod M identifies the symbol s (cum <= slot
   // < cum + freq) and x' = freq * (x / M) + slot - cum inverts the encoder exactly.
@@ -93,10 +92,10 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, const uint8_
       }
     } else {
       // Branch-free (refills are data dependent, so a branch mispredicts often): the word is
-      // read either way (in bounds: >= 32 words were left at the start of this step) and the
-      // refilled state selected by mask.  Arithmetic, not ?:, which compilers turn into a branch.
-      const uint32_t r = refill, sel = 0u - r;
-      v = (v & ~sel) | (((v << 16) | le16(words + 2 * pos)) & sel);
+      // read either way (in bounds: >= 32 words were left at the start of this step) and
+      // masked away unless refilling.  Arithmetic, not ?:, which compilers turn into a branch.
+      const uint32_t r = refill;
+      v = (v << (r << 4)) | (le16(words + 2 * pos) & (0u - r));
       pos += r;
     }
     x[lane] = v;
@@ -246,25 +245,13 @@ void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
     cum += f;
   }
 
-  decltype(&decode_chunk<kMinProbBits>) decode = nullptr;
-  switch (h.prob_bits) {  // validated range [8, 15]
-    case 8: decode = decode_chunk<8>; break;
-    case 9: decode = decode_chunk<9>; break;
-    case 10: decode = decode_chunk<10>; break;
-    case 11: decode = decode_chunk<11>; break;
-    case 12: decode = decode_chunk<12>; break;
-    case 13: decode = decode_chunk<13>; break;
-    case 14: decode = decode_chunk<14>; break;
-    default: decode = decode_chunk<15>; break;
-  }
-  static_assert(kMinProbBits == 8 && kMaxProbBits == 15, "one instantiation per prob_bits");
   const uint64_t offsets = offsets_at(h);
   const uint8_t* data = p + h.data_offset;
   uint64_t start = 0;
   for (uint64_t c = 0; c < h.num_chunks; ++c) {
     const uint64_t end = le32(p + offsets + 4 * c);
-    decode(data + start, end - start, chunk_count(h, c), sym_of.data(), entry.data(),
-           out.data() + c * h.chunk_symbols, c, what);
+    decode_chunk(data + start, end - start, chunk_count(h, c), h.prob_bits, sym_of.data(),
+                 entry.data(), out.data() + c * h.chunk_symbols, c, what);
     start = end;
   }
 }

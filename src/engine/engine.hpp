@@ -1,0 +1,31 @@
+// The inference engine interface shared by the CPU reference backend and the CUDA backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/llama_config.hpp"
+
+namespace codecllm::engine {
+
+struct MemoryStats {
+  uint64_t weight_bytes = 0;   // weights as held by the backend (decoded or compressed)
+  uint64_t kv_cache_bytes = 0;
+  uint64_t activation_bytes = 0;
+  uint64_t scratch_bytes = 0;  // decode scratch (compressed placements)
+  uint64_t peak_device_bytes = 0;  // measured (CUDA: cudaMemGetInfo high-water mark); 0 on CPU
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const LlamaConfig& config() const = 0;
+  // Runs `token` at position `pos` (positions 0, 1, 2, ... in order; pos < max sequence
+  // length) and returns the logits over the vocabulary, valid until the next call.
+  virtual const float* forward(int token, int pos) = 0;
+  virtual MemoryStats memory() const = 0;
+  virtual std::string describe() const = 0;  // e.g. "cpu, 2 threads, f32"
+};
+
+}  // namespace codecllm::engine
