@@ -1,4 +1,6 @@
 // Histograms, entropy, and the quantization of counts to rANS frequencies.
+#include "codec/freq_table.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,8 +10,6 @@
 #include <random>
 #include <stdexcept>
 #include <vector>
-
-#include "codec/freq_table.hpp"
 
 namespace codecllm::codec {
 namespace {
@@ -174,7 +174,8 @@ double floored_real_bits(const Histogram& h, uint32_t prob_bits) {
   size_t clamped = 0;
   double clamped_count = 0;
   while (clamped < counts.size()) {
-    const double share = (1 - double(clamped + 1) / M) / (n - clamped_count - double(counts[clamped]));
+    const double share =
+        (1 - double(clamped + 1) / M) / (n - clamped_count - double(counts[clamped]));
     if (double(counts[clamped]) * share * M >= 1) break;  // would not fall below the floor
     clamped_count += double(counts[clamped++]);
   }
@@ -203,7 +204,7 @@ TEST(FreqTable, Bf16ExponentsNearEntropy) {
         present, entropy / total_count(h), bits, 100 * (got / entropy - 1),
         100 * (floored / entropy - 1), 100 * (got - floored) / entropy);
     EXPECT_LE(got, optimal_bits(h, bits) * (1 + 1e-9) + 1e-6);  // exactly optimal
-    EXPECT_LT((got - floored) / entropy, 0.0005);                // rounding costs < 0.05%
+    EXPECT_LT((got - floored) / entropy, 0.0005);               // rounding costs < 0.05%
   }
 }
 
@@ -211,7 +212,8 @@ TEST(FreqTable, Bf16ExponentsNearEntropy) {
 // the entropy at 13 bits: 40 symbols, geometric tails around a peak, none rarer than 1/4096.
 TEST(FreqTable, Skewed40SymbolsWithinFiveHundredthsOfAPercent) {
   Histogram h{};
-  for (int k = 0; k < 40; ++k) h[100 + k] = static_cast<uint64_t>(1e8 * std::exp(-0.25 * std::abs(k - 28)));
+  for (int k = 0; k < 40; ++k)
+    h[100 + k] = static_cast<uint64_t>(1e8 * std::exp(-0.25 * std::abs(k - 28)));
   const double entropy = entropy_bits(h) * total_count(h);
   const auto f = normalize_frequencies(h, 13);
   expect_valid(h, f, 13);

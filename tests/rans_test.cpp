@@ -1,5 +1,7 @@
 // rANS plane coder: round trips, bit-exactness against a literal reading of the spec,
 // compression against the order-0 entropy, and rejection of malformed payloads.
+#include "codec/rans.hpp"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "codec/freq_table.hpp"
-#include "codec/rans.hpp"
 #include "codecllm/error.hpp"
 
 namespace codecllm::codec {
@@ -268,8 +269,8 @@ TEST(Rans, Deterministic) {
 // starts from them; only ~8 bits of each carry information), up to 15 bytes of padding and a
 // 4-byte offset, ~110 bytes per chunk.  For a 2.6-bit exponent plane a default chunk codes
 // to ~21 KB, so that alone is ~0.5%.
-void check_overhead(const char* name, const Bytes& data, uint32_t chunk_symbols,
-                    double max_total, double max_beyond_fixed) {
+void check_overhead(const char* name, const Bytes& data, uint32_t chunk_symbols, double max_total,
+                    double max_beyond_fixed) {
   RansOptions o;
   o.chunk_symbols = chunk_symbols;
   const auto t0 = std::chrono::steady_clock::now();
@@ -291,8 +292,7 @@ void check_overhead(const char* name, const Bytes& data, uint32_t chunk_symbols,
       "entropy %.0f bytes: +%.3f%% (+%.3f%% excluding tables and states); encode %.0f MB/s, "
       "decode %.0f MB/s\n",
       name, data.size(), chunk_symbols, entropy_bits(histogram(data)), h.prob_bits, enc.size(),
-      entropy_bytes, 100 * total, 100 * beyond,
-      mb / std::chrono::duration<double>(t1 - t0).count(),
+      entropy_bytes, 100 * total, 100 * beyond, mb / std::chrono::duration<double>(t1 - t0).count(),
       mb / std::chrono::duration<double>(t2 - t1).count());
   EXPECT_LT(total, max_total) << name;
   EXPECT_LT(beyond, max_beyond_fixed) << name;
@@ -402,7 +402,8 @@ TEST(Rans, SpecificDefectsAreNamed) {
   // First chunk's lane 5 state below L.
   expect_error(patch32(h.data_offset + 20, 0xFFFF), "chunk 0: initial state of lane 5");
   // A state that is valid but wrong: the final-state check names the chunk.
-  expect_error(patch32(h.data_offset + rd32(enc, off) + 4, rd32(enc, h.data_offset + rd32(enc, off) + 4) ^ 0x100000),
+  expect_error(patch32(h.data_offset + rd32(enc, off) + 4,
+                       rd32(enc, h.data_offset + rd32(enc, off) + 4) ^ 0x100000),
                "chunk 1: final state");
 }
 

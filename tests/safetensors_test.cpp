@@ -19,11 +19,13 @@ namespace fs = std::filesystem;
 
 // A safetensors file from header text and `data_bytes` bytes of data (values 0, 1, 2, ...).
 std::vector<uint8_t> make_file(const std::string& header, size_t data_bytes) {
-  std::vector<uint8_t> file(8);
+  // Sized up front and filled by index: vector::insert trips a GCC 12 -Warray-bounds false
+  // positive here.
+  std::vector<uint8_t> file(8 + header.size() + data_bytes);
   const uint64_t len = header.size();
-  for (int i = 0; i < 8; ++i) file[i] = static_cast<uint8_t>(len >> (8 * i));
-  file.insert(file.end(), header.begin(), header.end());
-  for (size_t i = 0; i < data_bytes; ++i) file.push_back(static_cast<uint8_t>(i));
+  for (size_t i = 0; i < 8; ++i) file[i] = static_cast<uint8_t>(len >> (8 * i));
+  for (size_t i = 0; i < header.size(); ++i) file[8 + i] = static_cast<uint8_t>(header[i]);
+  for (size_t i = 0; i < data_bytes; ++i) file[8 + header.size() + i] = static_cast<uint8_t>(i);
   return file;
 }
 

@@ -48,6 +48,8 @@ struct Result {
   size_t tensors = 0;
   uint64_t compressed = 0, output = 0;
   double decode_ms = 0, copy_ms = 0;
+  double c() const { return static_cast<double>(compressed); }
+  double o() const { return static_cast<double>(output); }
   nlohmann::json json() const {
     return {{"name", name},
             {"tensors", tensors},
@@ -55,15 +57,15 @@ struct Result {
             {"output_bytes", output},
             {"decode_ms", decode_ms},
             {"copy_ms", copy_ms},
-            {"output_gbps", output / decode_ms / 1e6},
-            {"traffic_gbps", (compressed + output) / decode_ms / 1e6},
-            {"copy_gbps", 2.0 * output / copy_ms / 1e6},
-            {"roofline_fraction", ((compressed + output) / decode_ms) / (2.0 * output / copy_ms)}};
+            {"output_gbps", o() / decode_ms / 1e6},
+            {"traffic_gbps", (c() + o()) / decode_ms / 1e6},
+            {"copy_gbps", 2.0 * o() / copy_ms / 1e6},
+            {"roofline_fraction", ((c() + o()) / decode_ms) / (2.0 * o() / copy_ms)}};
   }
   std::vector<std::string> row() const {
-    const double traffic = (compressed + output) / decode_ms / 1e6, copy = 2.0 * output / copy_ms / 1e6;
-    return {name, std::to_string(tensors), human_bytes(double(output)), fixed(decode_ms * 1000, 1),
-            fixed(output / decode_ms / 1e6, 0), fixed(traffic, 0), fixed(copy, 0), fixed(100 * traffic / copy, 1) + "%"};
+    const double traffic = (c() + o()) / decode_ms / 1e6, copy = 2.0 * o() / copy_ms / 1e6;
+    return {name, std::to_string(tensors), human_bytes(o()), fixed(decode_ms * 1000, 1),
+            fixed(o() / decode_ms / 1e6, 0), fixed(traffic, 0), fixed(copy, 0), fixed(100 * traffic / copy, 1) + "%"};
   }
 };
 

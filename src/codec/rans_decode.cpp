@@ -28,7 +28,9 @@ constexpr uint64_t kStateBytes = 4 * kRansLanes;  // uint32 state[32] at the sta
 }
 
 // Byte offset of the chunk_end table (after the frequency table and its padding).
-uint64_t offsets_at(const RansPlaneHeader& h) { return align_up(kHeaderBytes + 2 * h.num_symbols, 4); }
+uint64_t offsets_at(const RansPlaneHeader& h) {
+  return align_up(kHeaderBytes + 2 * h.num_symbols, 4);
+}
 
 // Symbols of chunk c; the last chunk holds the remainder.
 uint32_t chunk_count(const RansPlaneHeader& h, uint64_t c) {
@@ -57,10 +59,11 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
   uint32_t x[kRansLanes];
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
     x[lane] = le32(chunk + 4 * lane);
-    // The encoder leaves every state in [L, 2^32); below L the decode step's arithmetic would
-    // leave the invariant the rest of this loop relies on.
+    // The encoder leaves every state in [L, 2^32).  From a state below L a decode step could
+    // reach 0, and one refill would no longer restore [L, 2^32): reject it up front.
     if (x[lane] < kRansL) {
-      fail_chunk(what, c, "initial state of lane " + std::to_string(lane) + " is " +
+      fail_chunk(what, c,
+                 "initial state of lane " + std::to_string(lane) + " is " +
                      std::to_string(x[lane]) + ", below L = 65536");
     }
   }
@@ -84,7 +87,8 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
     if (checked) {
       if (refill) {
         if (pos >= avail) {
-          fail_chunk(what, c, "word stream exhausted at symbol " +
+          fail_chunk(what, c,
+                     "word stream exhausted at symbol " +
                          std::to_string(static_cast<uint64_t>(o - out) + lane));
         }
         v = (v << 16) | le16(words + 2 * pos);
@@ -117,14 +121,16 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
   // Integrity: decoding ends exactly where encoding began (every state back at L) ...
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
     if (x[lane] != kRansL) {
-      fail_chunk(what, c, "final state of lane " + std::to_string(lane) + " is " +
-                     std::to_string(x[lane]) + ", expected L = 65536 (corrupt data)");
+      fail_chunk(what, c,
+                 "final state of lane " + std::to_string(lane) + " is " + std::to_string(x[lane]) +
+                     ", expected L = 65536 (corrupt data)");
     }
   }
   // ... having consumed every word: only the zero padding to 16 bytes may remain.
   const uint64_t used = kStateBytes + 2 * pos;
   if (align_up(used, 16) != bytes) {
-    fail_chunk(what, c, "decoding consumed " + std::to_string(pos) + " words but the chunk has " +
+    fail_chunk(what, c,
+               "decoding consumed " + std::to_string(pos) + " words but the chunk has " +
                    std::to_string(bytes) + " bytes");
   }
   if (!all_zero(chunk + used, bytes - used)) fail_chunk(what, c, "nonzero padding after words");
@@ -153,8 +159,8 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
     fail(what, "prob_bits " + std::to_string(h.prob_bits) + " out of range [8, 15]");
   }
   if (h.chunk_symbols == 0 || h.chunk_symbols % kRansLanes != 0) {
-    fail(what, "chunk_symbols " + std::to_string(h.chunk_symbols) +
-                   " is not a positive multiple of 32");
+    fail(what,
+         "chunk_symbols " + std::to_string(h.chunk_symbols) + " is not a positive multiple of 32");
   }
   const uint64_t expect_chunks =
       h.total_symbols / h.chunk_symbols + (h.total_symbols % h.chunk_symbols != 0);
@@ -172,8 +178,8 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
   const uint64_t offsets_end = offsets + 4 * uint64_t{h.num_chunks};
   const uint64_t data = align_up(offsets_end, 16);
   if (h.data_offset != data) {
-    fail(what, "data_offset " + std::to_string(h.data_offset) + " should be " +
-                   std::to_string(data));
+    fail(what,
+         "data_offset " + std::to_string(h.data_offset) + " should be " + std::to_string(data));
   }
   if (data > size) {
     fail(what, "payload of " + std::to_string(size) + " bytes ends inside its tables (" +
@@ -186,8 +192,8 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
   uint32_t sum = 0;
   for (uint32_t i = 0; i < h.num_symbols; ++i) sum += le16(p + kHeaderBytes + 2 * i);
   if (sum != (1u << h.prob_bits)) {
-    fail(what, "frequencies sum to " + std::to_string(sum) + ", not 2^" +
-                   std::to_string(h.prob_bits));
+    fail(what,
+         "frequencies sum to " + std::to_string(sum) + ", not 2^" + std::to_string(h.prob_bits));
   }
   if (!all_zero(p + table_end, offsets - table_end) ||
       !all_zero(p + offsets_end, data - offsets_end)) {
@@ -206,11 +212,13 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
     }
     const uint64_t max_bytes = kStateBytes + align_up(2 * uint64_t{chunk_count(h, c)}, 16);
     if (end - prev > max_bytes) {
-      fail_chunk(what, c, std::to_string(end - prev) + " bytes exceed the " +
-                     std::to_string(max_bytes) + " its symbols can produce");
+      fail_chunk(what, c,
+                 std::to_string(end - prev) + " bytes exceed the " + std::to_string(max_bytes) +
+                     " its symbols can produce");
     }
     if (data + end > size) {
-      fail_chunk(what, c, "ends at " + std::to_string(data + end) + ", past the payload (" +
+      fail_chunk(what, c,
+                 "ends at " + std::to_string(data + end) + ", past the payload (" +
                      std::to_string(size) + " bytes)");
     }
     prev = end;

@@ -48,7 +48,8 @@ static_assert(sizeof(EncSymbol) == 16, "one 16-byte entry per symbol");
 EncSymbol make_enc_symbol(uint32_t freq, uint32_t cum, uint32_t prob_bits) {
   const uint32_t M = 1u << prob_bits;
   EncSymbol s{};
-  s.rcp = freq == 1 ? ~uint64_t{0} : static_cast<uint64_t>((u128{1} << 64) / freq + ((u128{1} << 64) % freq != 0));
+  s.rcp = freq == 1 ? ~uint64_t{0}
+                    : static_cast<uint64_t>((u128{1} << 64) / freq + ((u128{1} << 64) % freq != 0));
   // f == M: x_max = 2^32, so no 32-bit x ever renormalizes; lim = 2^32 - 1 says exactly that.
   s.lim = static_cast<uint32_t>((uint64_t{freq} << (32 - prob_bits)) - 1);
   s.bias = static_cast<uint16_t>(freq == 1 ? cum + M - 1 : cum);
@@ -166,8 +167,7 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options) {
     const uint64_t first = c * cs;
     const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(cs, total - first));
     uint16_t* end = scratch.data() + scratch.size();
-    const uint16_t* words =
-        encode_chunk(symbols.data() + first, n, table, x, end);
+    const uint16_t* words = encode_chunk(symbols.data() + first, n, table, x, end);
     const size_t num_words = static_cast<size_t>(end - words);
     const size_t chunk_bytes = align_up(4 * kRansLanes + 2 * num_words, 16);
     const size_t at = out.size();

@@ -24,6 +24,8 @@ class Engine {
   // Runs `token` at position `pos` (positions 0, 1, 2, ... in order; pos < max sequence
   // length) and returns the logits over the vocabulary, valid until the next call.
   virtual const float* forward(int token, int pos) = 0;
+  // Positions the KV cache holds: forward accepts pos < max_seq_len().
+  virtual int max_seq_len() const = 0;
   virtual MemoryStats memory() const = 0;
   virtual std::string describe() const = 0;  // e.g. "cpu, 2 threads, f32"
 };

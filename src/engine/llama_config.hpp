@@ -31,6 +31,7 @@ struct LlamaConfig {
   double rms_eps = 1e-5;
   bool tie_embeddings = false;       // lm_head shares model.embed_tokens.weight
   bool qkv_bias = false;             // attention_bias, or qwen2
+  bool o_bias = false;               // attention_bias (Llama puts a bias on o_proj too)
   RopeScaling rope_scaling;
   int bos = 1;
   std::vector<int> eos;              // eos_token_id (int or list)

@@ -1,6 +1,7 @@
 #include "model/compress.hpp"
 
 #include <chrono>
+#include <filesystem>
 #include <cstring>
 #include <mutex>
 #include <regex>
@@ -11,7 +12,6 @@
 #include "format/checksum.hpp"
 #include "format/container.hpp"
 #include "model/checkpoint.hpp"
-#include "model/files.hpp"
 #include "model/safetensors.hpp"
 
 namespace codecllm::model {
@@ -186,11 +186,15 @@ void decompress_container(const std::string& file, const std::string& out_dir) {
     t.data = ByteSpan(storage[i].data(), storage[i].size());
     tensors.push_back(std::move(t));
   }
-  make_directories(out_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) throw IoError(out_dir + ": cannot create directory: " + ec.message());
   write_safetensors(out_dir + "/model.safetensors", tensors, {{"format", "pt"}});
   for (const auto& b : reader.index().blobs) {
     ByteSpan bytes = reader.blob(b.name);
-    write_file(out_dir + "/" + b.name, std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+    format::OutputFile out(out_dir + "/" + b.name);  // names were checked to be plain file names
+    out.write(bytes.data(), bytes.size());
+    out.commit();
   }
 }
 

@@ -1,0 +1,87 @@
+#include "engine/generate.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "codecllm/error.hpp"
+
+namespace codecllm::engine {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// -log softmax(logits)[target], in double so that long sums stay accurate.
+double nll(const float* logits, int vocab, int target) {
+  const float max_logit = *std::max_element(logits, logits + vocab);
+  double sum = 0.0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - max_logit);
+  return std::log(sum) + max_logit - logits[target];
+}
+
+}  // namespace
+
+GenerateResult generate(Engine& engine, const std::vector<int>& prompt, const GenerateOptions& options,
+                        const TokenCallback& on_token) {
+  if (prompt.empty()) throw Error("generate: the prompt is empty (start it with BOS)");
+  if (prompt.size() > size_t(engine.max_seq_len()))
+    throw Error("generate: prompt of " + std::to_string(prompt.size()) + " tokens exceeds the " +
+                std::to_string(engine.max_seq_len()) + " positions of the KV cache");
+  const std::vector<int>& eos = engine.config().eos;
+  GenerateResult result;
+  result.prompt_tokens = int(prompt.size());
+
+  auto t0 = std::chrono::steady_clock::now();
+  const float* logits = nullptr;
+  for (size_t i = 0; i < prompt.size(); ++i) logits = engine.forward(prompt[i], int(i));
+  result.prefill_seconds = seconds_since(t0);
+
+  Sampler sampler(engine.config().vocab, options.sampling);
+  int pos = int(prompt.size());
+  int next = sampler.sample(logits);  // the first token comes from the prefill's last forward
+  while (int(result.tokens.size()) < options.max_new_tokens) {
+    if (options.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
+      result.hit_eos = true;
+      break;
+    }
+    result.tokens.push_back(next);
+    if (on_token && !on_token(next)) break;
+    if (int(result.tokens.size()) == options.max_new_tokens || pos == engine.max_seq_len()) break;
+    t0 = std::chrono::steady_clock::now();  // callbacks (printing) are not timed
+    next = sampler.sample(engine.forward(next, pos++));
+    result.decode_seconds += seconds_since(t0);
+    ++result.decode_steps;
+  }
+  return result;
+}
+
+PerplexityResult perplexity(Engine& engine, const std::vector<int>& ids, int window,
+                            const std::function<void(uint64_t, uint64_t)>& progress) {
+  if (window <= 0 || window > engine.max_seq_len())
+    throw Error("perplexity: window " + std::to_string(window) + " must be in 1.." +
+                std::to_string(engine.max_seq_len()) + " (the KV cache)");
+  const int vocab = engine.config().vocab;
+  const auto t0 = std::chrono::steady_clock::now();
+  PerplexityResult result;
+  const uint64_t total = ids.size() < 2 ? 0 : ids.size() - 1;
+  double sum = 0.0;
+  // A window restarts at position 0: the positions it writes replace the previous window's in
+  // the KV cache, and attention never looks past the current position, so nothing leaks.
+  for (size_t start = 0; start < total; start += size_t(window)) {
+    const size_t n = std::min(size_t(window), size_t(total - start));
+    for (size_t j = 0; j < n; ++j) {
+      const int target = ids[start + j + 1];
+      if (target < 0 || target >= vocab)
+        throw Error("perplexity: token " + std::to_string(target) + " is outside the vocabulary");
+      sum += nll(engine.forward(ids[start + j], int(j)), vocab, target);
+    }
+    result.count += n;
+    if (progress) progress(result.count, total);
+  }
+  result.mean_nll = result.count ? sum / double(result.count) : 0.0;
+  result.seconds = seconds_since(t0);
+  return result;
+}
+
+}  // namespace codecllm::engine

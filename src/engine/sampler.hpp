@@ -1,0 +1,34 @@
+// Picks the next token from logits: greedy at temperature 0, otherwise temperature + top-p
+// (nucleus) sampling driven by a seeded xorshift generator, so a seed replays exactly.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace codecllm::engine {
+
+struct SamplerOptions {
+  float temperature = 0.0f;  // 0: greedy (argmax)
+  float top_p = 1.0f;        // keep the smallest set of tokens whose probability reaches top_p
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  Sampler(int vocab, const SamplerOptions& options);
+  int sample(const float* logits);
+
+ private:
+  float random_unit();  // uniform in [0, 1)
+
+  int vocab_;
+  SamplerOptions options_;
+  uint64_t state_;
+  std::vector<std::pair<float, int>> probs_;  // (probability, token), reused between calls
+};
+
+// Index of the largest value; the first one on ties.
+int argmax(const float* v, int n);
+
+}  // namespace codecllm::engine

@@ -1,0 +1,213 @@
+// Follows sentencepiece's bpe_model.cc: text is normalized (spaces -> "▁", a "▁" dummy
+// prefix), split into characters (user-defined pieces kept whole and frozen), and the
+// adjacent pair whose concatenation is the highest-scoring Normal or UserDefined piece
+// merges first. Leftover characters outside the vocabulary become byte tokens <0xNN>.
+#include "model/sentencepiece_bpe.hpp"
+
+#include <array>
+#include <set>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "codecllm/error.hpp"
+#include "model/bpe.hpp"
+#include "model/utf8.hpp"
+
+namespace codecllm::model {
+namespace {
+
+class SentencePieceBpe : public Tokenizer {
+ public:
+  SentencePieceBpe(std::vector<SpPiece> pieces, const SpOptions& options, const std::string& what)
+      : pieces_(std::move(pieces)), options_(options) {
+    const int n = static_cast<int>(pieces_.size());
+    if (n == 0) throw FormatError(what + ": tokenizer has no pieces");
+    if (options_.unk_id < 0 || options_.unk_id >= n) {
+      throw FormatError(what + ": unknown-token id " + std::to_string(options_.unk_id) +
+                        " is outside the vocabulary of " + std::to_string(n));
+    }
+    for (const int id : {options_.bos_id, options_.eos_id}) {
+      if (id < -1 || id >= n) {
+        throw FormatError(what + ": special token id " + std::to_string(id) +
+                          " is outside the vocabulary of " + std::to_string(n));
+      }
+    }
+    byte_ids_.fill(-1);
+    // Views into pieces_, which is never resized again. On duplicates the first piece wins.
+    for (int id = 0; id < n; ++id) {
+      const SpPiece& p = pieces_[id];
+      const std::string_view text = p.text;
+      switch (p.type) {
+        case PieceType::UserDefined:
+          if (!text.empty()) {
+            user_defined_.insert(text);
+            user_defined_lengths_.insert(text.size());
+          }
+          [[fallthrough]];
+        case PieceType::Normal:
+          mergeable_.emplace(text, id);
+          break;
+        case PieceType::Byte: {
+          const int byte = parse_byte_piece(text);
+          if (byte < 0) throw FormatError(what + ": byte piece " + std::to_string(id) + " is not <0xNN>");
+          if (byte_ids_[byte] < 0) byte_ids_[byte] = id;
+          break;
+        }
+        // Unused pieces never form: sentencepiece would form them and split them again.
+        case PieceType::Unused:
+        case PieceType::Unknown:
+        case PieceType::Control:
+          break;
+      }
+    }
+  }
+
+  std::vector<int> encode(const std::string& text, bool add_bos) const override {
+    std::vector<int> ids;
+    if (add_bos && options_.bos_id >= 0) ids.push_back(options_.bos_id);
+    const std::string norm = normalize(text);
+    std::vector<bool> frozen;
+    const std::vector<BpeSymbol> chars = split(norm, &frozen);
+    const auto pair = [&](const BpeSymbol& l, const BpeSymbol& r, BpeMerge* m) {
+      if (!frozen.empty() && (frozen[l.begin] || frozen[r.begin])) return false;
+      const int id = lookup(std::string_view(norm).substr(l.begin, r.end - l.begin));
+      if (id < 0) return false;
+      *m = {-static_cast<double>(pieces_[id].score), id};
+      return true;
+    };
+    for (const BpeSymbol& s : bpe_merge(chars, pair)) {
+      if (s.id >= 0) {
+        ids.push_back(s.id);
+      } else if (options_.byte_fallback) {
+        for (size_t i = s.begin; i < s.end; ++i) {
+          const int id = byte_ids_[static_cast<uint8_t>(norm[i])];
+          ids.push_back(id >= 0 ? id : options_.unk_id);
+        }
+      } else {
+        ids.push_back(options_.unk_id);
+      }
+    }
+    return ids;
+  }
+
+  std::string decode_token(int prev, int id) const override {
+    if (id < 0 || id >= vocab_size()) return "";
+    const SpPiece& p = pieces_[id];
+    if (p.type == PieceType::Control || p.type == PieceType::Unknown) return "";
+    if (p.type == PieceType::Byte) return std::string(1, static_cast<char>(parse_byte_piece(p.text)));
+    std::string_view text = p.text;
+    // The dummy prefix's "▁" is not part of the text: drop it at the start of a sequence.
+    const bool at_start = prev < 0 || prev == options_.bos_id;
+    if (at_start && options_.add_dummy_prefix && text.substr(0, kSpaceMark.size()) == kSpaceMark) {
+      text.remove_prefix(kSpaceMark.size());
+    }
+    std::string out;
+    for (size_t i = 0; i < text.size();) {
+      if (text.substr(i, kSpaceMark.size()) == kSpaceMark) {
+        out += ' ';
+        i += kSpaceMark.size();
+      } else {
+        out += text[i++];
+      }
+    }
+    return out;
+  }
+
+  std::string decode(const std::vector<int>& ids) const override {
+    std::string out;
+    int prev = -1;
+    for (const int id : ids) {
+      if (id < 0 || id >= vocab_size()) continue;
+      const PieceType type = pieces_[id].type;
+      if (type == PieceType::Control || type == PieceType::Unknown) continue;
+      out += decode_token(prev, id);
+      prev = id;
+    }
+    return out;
+  }
+
+  int vocab_size() const override { return static_cast<int>(pieces_.size()); }
+  int bos_id() const override { return options_.bos_id; }
+  int eos_id() const override { return options_.eos_id; }
+
+ private:
+  // SentencePiece's identity normalization: optional whitespace cleanup, then every space
+  // becomes "▁" and non-empty text gets the dummy prefix "▁".
+  std::string normalize(const std::string& text) const {
+    std::string cleaned;
+    if (options_.remove_extra_whitespaces) {
+      // Drop leading and trailing spaces and collapse runs of them to one.
+      bool pending_space = false;
+      for (const char c : text) {
+        if (c == ' ') {
+          pending_space = !cleaned.empty();
+          continue;
+        }
+        if (pending_space) cleaned += ' ';
+        pending_space = false;
+        cleaned += c;
+      }
+    }
+    const std::string& src = options_.remove_extra_whitespaces ? cleaned : text;
+    std::string out;
+    if (src.empty()) return out;
+    if (options_.add_dummy_prefix) out += kSpaceMark;
+    for (const char c : src) {
+      if (c == ' ') {
+        out += kSpaceMark;
+      } else {
+        out += c;
+      }
+    }
+    return out;
+  }
+
+  // Initial symbols: user-defined pieces (longest match, marked in *frozen by start
+  // offset: they never merge) and single characters.
+  std::vector<BpeSymbol> split(const std::string& norm, std::vector<bool>* frozen) const {
+    std::vector<BpeSymbol> symbols;
+    frozen->assign(user_defined_.empty() ? 0 : norm.size(), false);
+    for (size_t i = 0; i < norm.size();) {
+      size_t len = user_defined_at(norm, i);
+      if (len > 0) {
+        (*frozen)[i] = true;
+      } else {
+        len = utf8::char_len(norm, i);
+      }
+      symbols.push_back({i, i + len, lookup(std::string_view(norm).substr(i, len))});
+      i += len;
+    }
+    return symbols;
+  }
+
+  size_t user_defined_at(const std::string& norm, size_t i) const {
+    for (auto it = user_defined_lengths_.rbegin(); it != user_defined_lengths_.rend(); ++it) {
+      if (*it <= norm.size() - i && user_defined_.count(std::string_view(norm).substr(i, *it))) return *it;
+    }
+    return 0;
+  }
+
+  int lookup(std::string_view piece) const {
+    const auto it = mergeable_.find(piece);
+    return it == mergeable_.end() ? -1 : it->second;
+  }
+
+  std::vector<SpPiece> pieces_;
+  SpOptions options_;
+  std::unordered_map<std::string_view, int> mergeable_;
+  std::unordered_set<std::string_view> user_defined_;
+  std::set<size_t> user_defined_lengths_;
+  std::array<int, 256> byte_ids_{};
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> make_sentencepiece_bpe(std::vector<SpPiece> pieces,
+                                                  const SpOptions& options,
+                                                  const std::string& what) {
+  return std::make_unique<SentencePieceBpe>(std::move(pieces), options, what);
+}
+
+}  // namespace codecllm::model

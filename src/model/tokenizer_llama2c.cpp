@@ -1,0 +1,61 @@
+// llama2.c's tokenizer.bin: the pieces and scores of a SentencePiece BPE model with spaces
+// written as ' ' instead of "▁" and no piece types. llama2.c fixes the types by position
+// (0 <unk>, 1 BOS, 2 EOS) and by spelling (<0xNN> byte tokens); encoding then follows
+// SentencePiece, which is what llama2.c's own encoder approximates.
+#include <cstdint>
+#include <cstring>
+
+#include "codecllm/error.hpp"
+#include "model/bpe.hpp"
+#include "model/sentencepiece_bpe.hpp"
+#include "model/tokenizer.hpp"
+
+namespace codecllm::model {
+
+std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& bytes, int vocab_size,
+                                                  const std::string& what) {
+  if (vocab_size < 3) {
+    throw FormatError(what + ": vocabulary of " + std::to_string(vocab_size) +
+                      " tokens has no room for <unk>, BOS and EOS");
+  }
+  size_t pos = 0;
+  const auto read = [&](void* out, size_t n, const char* field, int index) {
+    if (bytes.size() - pos < n) {
+      throw FormatError(what + ": truncated at token " + std::to_string(index) + " (" + field +
+                        "); expected " + std::to_string(vocab_size) + " tokens");
+    }
+    std::memcpy(out, bytes.data() + pos, n);
+    pos += n;
+  };
+  int32_t max_token_length = 0;  // a buffer size for llama2.c; nothing to check it against
+  read(&max_token_length, 4, "header", 0);
+
+  std::vector<SpPiece> pieces(static_cast<size_t>(vocab_size));
+  for (int i = 0; i < vocab_size; ++i) {
+    SpPiece& p = pieces[i];
+    int32_t len = 0;
+    read(&p.score, 4, "score", i);
+    read(&len, 4, "length", i);
+    if (len < 0) throw FormatError(what + ": token " + std::to_string(i) + " has negative length");
+    std::string text(static_cast<size_t>(len), '\0');
+    read(text.data(), text.size(), "bytes", i);
+    for (const char c : text) {
+      if (c == ' ') {
+        p.text += kSpaceMark;
+      } else {
+        p.text += c;
+      }
+    }
+    p.type = i == 0                         ? PieceType::Unknown
+             : i <= 2                       ? PieceType::Control
+             : parse_byte_piece(p.text) >= 0 ? PieceType::Byte
+                                             : PieceType::Normal;
+  }
+  if (pos != bytes.size()) {
+    throw FormatError(what + ": " + std::to_string(bytes.size() - pos) + " bytes follow the " +
+                      std::to_string(vocab_size) + " tokens (wrong vocabulary size?)");
+  }
+  return make_sentencepiece_bpe(std::move(pieces), SpOptions{}, what);
+}
+
+}  // namespace codecllm::model
