@@ -37,6 +37,14 @@ std::vector<int> parse_ids(std::string text) {
   return ids;
 }
 
+// Deletes a temporary file on the way out, however that is.
+struct RemoveOnExit {
+  std::string path;
+  ~RemoveOnExit() {
+    if (!path.empty()) std::remove(path.c_str());
+  }
+};
+
 int usage() {
   std::cerr << "usage: engine_logits MODEL (--ids 1,2,3 | --perplexity IDS_FILE [--window N]) [--int8] [--threads N]\n";
   return 2;
@@ -69,37 +77,31 @@ int run(int argc, char** argv) {
   if (ids_text.empty() == ppl_file.empty()) return usage();
 
   std::string cllm = model;
-  const bool temporary = model.size() < 5 || model.compare(model.size() - 5, 5, ".cllm") != 0;
-  if (temporary) {
-    cllm = "/tmp/engine_logits-" + std::to_string(::getpid()) + ".cllm";
+  RemoveOnExit temporary;
+  if (model.size() < 5 || model.compare(model.size() - 5, 5, ".cllm") != 0) {
+    cllm = temporary.path = "/tmp/engine_logits-" + std::to_string(::getpid()) + ".cllm";
     model::CompressOptions c;
     c.encode.mode = int8 ? format::TensorMode::Int8 : format::TensorMode::Lossless;
     model::compress_checkpoint(model, cllm, c);
   }
+  format::ContainerReader file(cllm);
+  std::unique_ptr<engine::Engine> e = engine::make_cpu_engine(file, options);
   nlohmann::json out;
-  try {
-    format::ContainerReader file(cllm);
-    std::unique_ptr<engine::Engine> e = engine::make_cpu_engine(file, options);
-    if (!ids_text.empty()) {
-      const std::vector<int> ids = parse_ids(ids_text);
-      out["describe"] = e->describe();
-      out["logits"] = nlohmann::json::array();
-      for (size_t pos = 0; pos < ids.size(); ++pos) {
-        const float* logits = e->forward(ids[pos], int(pos));
-        out["logits"].push_back(std::vector<float>(logits, logits + e->config().vocab));
-      }
-    } else {
-      std::ifstream in(ppl_file);
-      if (!in) throw Error(ppl_file + ": cannot open");
-      const std::vector<int> ids = parse_ids(std::string(std::istreambuf_iterator<char>(in), {}));
-      const engine::PerplexityResult r = engine::perplexity(*e, ids, window);
-      out = {{"mean_nll", r.mean_nll}, {"count", r.count}, {"perplexity", r.perplexity()}, {"seconds", r.seconds}};
+  if (!ids_text.empty()) {
+    const std::vector<int> ids = parse_ids(ids_text);
+    out["describe"] = e->describe();
+    out["logits"] = nlohmann::json::array();
+    for (size_t pos = 0; pos < ids.size(); ++pos) {
+      const float* logits = e->forward(ids[pos], int(pos));
+      out["logits"].push_back(std::vector<float>(logits, logits + e->config().vocab));
     }
-  } catch (...) {
-    if (temporary) std::remove(cllm.c_str());
-    throw;
+  } else {
+    std::ifstream in(ppl_file);
+    if (!in) throw Error(ppl_file + ": cannot open");
+    const std::vector<int> ids = parse_ids(std::string(std::istreambuf_iterator<char>(in), {}));
+    const engine::PerplexityResult r = engine::perplexity(*e, ids, window);
+    out = {{"mean_nll", r.mean_nll}, {"count", r.count}, {"perplexity", r.perplexity()}, {"seconds", r.seconds}};
   }
-  if (temporary) std::remove(cllm.c_str());
   std::cout << out.dump() << "\n";
   return 0;
 }

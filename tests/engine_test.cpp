@@ -3,6 +3,7 @@
 // (stories260K, pycode24M) read through a compressed .cllm.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -156,11 +157,12 @@ const std::string kTinyConfig = R"({"model_type": "llama", "hidden_size": 32, "i
   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64,
   "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "attention_bias": true, "eos_token_id": 2})";
 
-// Every tensor the config calls for, random F32; `drop` is left out and `reshape` gets one
-// row too many.
-std::string write_tiny_model(const test::TempDir& dir, const std::string& drop = "", const std::string& reshape = "") {
-  const LlamaConfig c = parse_llama_config(kTinyConfig, "tiny");
-  model::MemoryCheckpoint ckpt("memory:tiny", kTinyConfig);
+// Every tensor the config calls for, random F32 (the same for the same shapes); `drop` is
+// left out and `reshape` gets one row too many.
+std::string write_tiny_model(const test::TempDir& dir, const std::string& drop = "", const std::string& reshape = "",
+                             const std::string& config = kTinyConfig) {
+  const LlamaConfig c = parse_llama_config(config, "tiny");
+  model::MemoryCheckpoint ckpt("memory:tiny", config);
   uint64_t seed = 1;
   auto add = [&](const std::string& name, std::vector<uint64_t> shape, double mean, double sigma) {
     if (name == drop) return;
@@ -233,6 +235,29 @@ TEST(CpuEngine, ForwardChecksTokenAndPosition) {
   EXPECT_EQ(engine->memory().kv_cache_bytes, 2u * 2 * 16 * 16 * 4);
 }
 
+// int8 weights are used as q * scale in float32: exactly the values decompress writes out,
+// so the int8 file and a lossless copy of its decompressed weights give identical logits.
+TEST(CpuEngine, Int8WeightsAreDequantizedExactly) {
+  test::TempDir dir;
+  const std::string lossless = write_tiny_model(dir);
+  model::CompressOptions int8;
+  int8.encode.mode = format::TensorMode::Int8;
+  model::decompress_container(lossless, dir.path() + "/source");
+  model::compress_checkpoint(dir.path() + "/source", dir.path() + "/int8.cllm", int8);
+  model::decompress_container(dir.path() + "/int8.cllm", dir.path() + "/dequantized");
+  model::compress_checkpoint(dir.path() + "/dequantized", dir.path() + "/dequantized.cllm", {});
+
+  format::ContainerReader a_file(dir.path() + "/int8.cllm"), b_file(dir.path() + "/dequantized.cllm");
+  auto a = make_cpu_engine(a_file, {});
+  auto b = make_cpu_engine(b_file, {});
+  EXPECT_NE(a->describe().find("int8"), std::string::npos);
+  for (int pos = 0; pos < 8; ++pos) {
+    std::vector<float> la(a->forward(pos + 3, pos), a->forward(pos + 3, pos) + 64);
+    const float* lb = b->forward(pos + 3, pos);
+    for (int i = 0; i < 64; ++i) ASSERT_EQ(la[i], lb[i]) << "pos " << pos;
+  }
+}
+
 TEST(CpuEngine, ThreadCountDoesNotChangeResults) {
   test::TempDir dir;
   format::ContainerReader file(write_tiny_model(dir));
@@ -267,10 +292,19 @@ TEST(Generate, GreedyIsTheArgmaxLoopAndStopsAtEos) {
   }
   EXPECT_EQ(std::vector<int>(seq.begin() + 3, seq.end()), r.tokens);
 
-  // Stop at the first eos (token 2 in kTinyConfig), if greedy produces one; else at a callback.
+  // A callback that returns false stops after its token.
+  EXPECT_EQ(generate(*engine, {1, 5, 9}, o, [](int) { return false; }).tokens.size(), 1u);
+
+  // The same weights with the 5th greedy token as eos stop right before its first occurrence.
+  std::string config = kTinyConfig;
+  config.replace(config.find("\"eos_token_id\": 2"), 17, "\"eos_token_id\": [" + std::to_string(r.tokens[4]) + "]");
+  format::ContainerReader with_eos(write_tiny_model(dir, "", "", config));
+  auto eos_engine = make_cpu_engine(with_eos, {});
   o.stop_at_eos = true;
-  const GenerateResult stopped = generate(*engine, {1, 5, 9}, o, [](int) { return false; });
-  EXPECT_EQ(stopped.tokens.size(), r.tokens[0] == 2 ? 0u : 1u);
+  const GenerateResult stopped = generate(*eos_engine, {1, 5, 9}, o);
+  const auto first_eos = std::find(r.tokens.begin(), r.tokens.end(), r.tokens[4]);
+  EXPECT_TRUE(stopped.hit_eos);
+  EXPECT_EQ(stopped.tokens, std::vector<int>(r.tokens.begin(), first_eos));
 }
 
 TEST(Generate, SeededSamplingReplays) {

@@ -42,16 +42,22 @@ int Sampler::sample(const float* logits) {
     sum += probs_[i].first;
   }
 
-  // Nucleus: the most likely tokens, in order, until their mass reaches top_p. Ties are
-  // ordered by token id so that the result does not depend on the sort implementation.
+  // Nucleus: the most likely tokens, in order, until their mass reaches top_p. Tokens below
+  // (1 - top_p) / (vocab - 1) of the mass together hold less than 1 - top_p, so the nucleus
+  // never reaches them and only the rest is sorted (as llama2.c does). Ties are ordered by
+  // token id so that the result does not depend on the sort implementation.
   int kept = vocab_;
   double mass = sum;
   if (options_.top_p < 1.0f) {
-    std::sort(probs_.begin(), probs_.end(), [](const auto& a, const auto& b) {
+    const double cutoff = (1.0 - options_.top_p) / std::max(vocab_ - 1, 1) * sum;
+    int candidates = 0;
+    for (int i = 0; i < vocab_; ++i)
+      if (probs_[i].first >= cutoff) probs_[candidates++] = probs_[i];
+    std::sort(probs_.begin(), probs_.begin() + candidates, [](const auto& a, const auto& b) {
       return a.first > b.first || (a.first == b.first && a.second < b.second);
     });
     mass = 0.0;
-    for (kept = 0; kept < vocab_ && mass < options_.top_p * sum;) mass += probs_[kept++].first;
+    for (kept = 0; kept < candidates && mass < options_.top_p * sum;) mass += probs_[kept++].first;
   }
 
   const double target = double(random_unit()) * mass;

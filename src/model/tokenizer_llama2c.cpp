@@ -4,6 +4,9 @@
 // SentencePiece, which is what llama2.c's own encoder approximates.
 #include <cstdint>
 #include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "codecllm/error.hpp"
 #include "model/bpe.hpp"
@@ -17,6 +20,11 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& bytes, int 
   if (vocab_size < 3) {
     throw FormatError(what + ": vocabulary of " + std::to_string(vocab_size) +
                       " tokens has no room for <unk>, BOS and EOS");
+  }
+  // Each token takes at least 8 bytes: reject impossible sizes before allocating for them.
+  if ((bytes.size() < 4 ? 0 : (bytes.size() - 4) / 8) < static_cast<size_t>(vocab_size)) {
+    throw FormatError(what + ": " + std::to_string(bytes.size()) + " bytes cannot hold " +
+                      std::to_string(vocab_size) + " tokens");
   }
   size_t pos = 0;
   const auto read = [&](void* out, size_t n, const char* field, int index) {

@@ -2,7 +2,12 @@
 // encoding is kept: the pieces, the model type (BPE only), byte fallback, the special ids
 // and the normalizer's whitespace switches. precompiled_charsmap (a Unicode normalization
 // such as NFKC) is not applied; the Llama models use the identity normalization.
+#include <cstdint>
 #include <cstring>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "codecllm/error.hpp"
 #include "model/protobuf_reader.hpp"

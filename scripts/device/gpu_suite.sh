@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs on a GPU machine: build, GPU tests, compute-sanitizer, decode benchmarks. Logs go to
+# $OUT (default /tmp/codecllm-out). Build dependencies that machine lacks travel as Debian
+# packages in .device-data/debs (unpacked to /tmp/deps), real models in .device-data/models.
+#   [TARGETS='codecllm test_gpu'] scripts/device/gpu_suite.sh [build] [test] [sanitize] [bench]
+# (default: every stage; TARGETS limits the build, and then only test_gpu runs in the test stage)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/codecllm-out}
+mkdir -p "$OUT"
+stages=${*:-build test sanitize bench}
+deps=/tmp/deps
+models=$PWD/.device-data/models
+build=build-dev
+has() { [[ " $stages " == *" $1 "* ]]; }
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+
+if has build; then
+  mkdir -p $deps
+  for f in .device-data/debs/*.deb; do dpkg -x "$f" $deps; done
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee -a "$OUT/summary.txt"
+  log "build"
+  cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DCMAKE_PREFIX_PATH=$deps/usr -DXXHASH_LIBRARY=$deps/usr/lib/x86_64-linux-gnu/libxxhash.a \
+    -DCODECLLM_SHARED_MODELS="$models" -DCODECLLM_WERROR=ON >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+  ninja -C $build ${TARGETS:-} >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
+  log "build ok"
+fi
+if has test; then
+  log "GPU tests"
+  $build/tests/test_gpu >"$OUT/test_gpu.log" 2>&1
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran" "$OUT/test_gpu.log" | tail -20 | tee -a "$OUT/summary.txt"
+  if [ -z "${TARGETS:-}" ]; then
+    ctest --test-dir $build -j 8 --output-on-failure >"$OUT/ctest.log" 2>&1
+    grep -E "tests passed|tests failed|\*\*\*Failed" "$OUT/ctest.log" | tail -20 | tee -a "$OUT/summary.txt"
+  fi
+fi
+if has sanitize; then
+  log "compute-sanitizer"
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool --error-exitcode 9 $build/tests/test_gpu \
+      --gtest_filter='GpuDecode.EdgeCases:GpuDecode.CorruptChunkIsReported:CApi.*:Models/RealModels.*/0' \
+      >"$OUT/sanitizer-$tool.log" 2>&1
+    echo "$tool exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)" | tee -a "$OUT/summary.txt"
+  done
+fi
+if has bench; then
+  log "bench-decode"
+  $build/tools/codecllm bench-decode --synthetic --workdir /tmp | tee "$OUT/bench-synthetic.txt"
+  $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols 16384 | tee "$OUT/bench-synthetic-16k.txt"
+  for mode in lossless int8; do
+    $build/tools/codecllm compress "$models/pycode24M" -o /tmp/py-$mode.cllm --mode $mode -q >/dev/null
+    $build/tools/codecllm compress "$models/stories260K/stories260K.bin" -o /tmp/st-$mode.cllm --mode $mode -q >/dev/null
+    $build/tools/codecllm bench-decode /tmp/py-$mode.cllm | tee "$OUT/bench-pycode24M-$mode.txt"
+    $build/tools/codecllm bench-decode /tmp/st-$mode.cllm | tee "$OUT/bench-stories260K-$mode.txt"
+  done
+fi
+log "done"

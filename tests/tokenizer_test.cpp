@@ -1,0 +1,3 @@
+#include "model/tokenizer.hpp"
+#include <gtest/gtest.h>
+TEST(Tokenizer, Placeholder) {}
