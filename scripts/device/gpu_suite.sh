@@ -30,6 +30,7 @@ if has test; then
   log "GPU tests"
   $build/tests/test_gpu >"$OUT/test_gpu.log" 2>&1
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran" "$OUT/test_gpu.log" | tail -20 | tee -a "$OUT/summary.txt"
+  grep -q "FAILED" "$OUT/test_gpu.log" && grep -B3 -A12 "Failure" "$OUT/test_gpu.log" | head -80
   if [ -z "${TARGETS:-}" ]; then
     ctest --test-dir $build -j 8 --output-on-failure >"$OUT/ctest.log" 2>&1
     grep -E "tests passed|tests failed|\*\*\*Failed" "$OUT/ctest.log" | tail -20 | tee -a "$OUT/summary.txt"
@@ -42,11 +43,12 @@ if has sanitize; then
       --gtest_filter='GpuDecode.EdgeCases:GpuDecode.CorruptChunkIsReported:CApi.*:Models/RealModels.*/0' \
       >"$OUT/sanitizer-$tool.log" 2>&1
     echo "$tool exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)" | tee -a "$OUT/summary.txt"
+    grep -m1 -A14 -E "^========= (Invalid|Error|Race|Program hit)" "$OUT/sanitizer-$tool.log"
   done
 fi
 if has bench; then
   log "bench-decode"
-  $build/tools/codecllm bench-decode --synthetic --workdir /tmp | tee "$OUT/bench-synthetic.txt"
+  $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols 65536 | tee "$OUT/bench-synthetic.txt"
   $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols 16384 | tee "$OUT/bench-synthetic-16k.txt"
   for mode in lossless int8; do
     $build/tools/codecllm compress "$models/pycode24M" -o /tmp/py-$mode.cllm --mode $mode -q >/dev/null

@@ -9,6 +9,7 @@ namespace codecllm::cuda {
 constexpr int kMaxPlanes = 8;             // widest element: 8 byte planes
 constexpr int kMaxTensorsPerLaunch = 64;  // output pointers travel as a kernel parameter
 constexpr int kWarpsPerBlock = 8;
+constexpr uint32_t kMaxSharedTableBytes = 64 * 1024;  // larger tables stay in global memory
 
 // How the planes of a tensor are put back together.
 enum class Assemble : uint32_t {
@@ -42,7 +43,8 @@ struct TensorDesc {
   uint64_t scales;         // int8: offset of the f32 scales payload in the compressed range
   uint32_t predictor;      // int8: 1 when LEFT residuals must be prefix-summed per row
   Int8Out int8_out;
-  uint32_t table_entries;  // shared-memory entries needed by all coded planes together
+  uint32_t table_entries;  // table entries of all coded planes together
+  uint32_t tables_in_smem; // 1: staged in shared memory; 0: too large, read from global memory
   uint32_t output;         // index into the launch's output pointers
   PlaneDesc planes[kMaxPlanes];
 };

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "cuda/cuda_check.hpp"
 #include "cuda/decode_desc.hpp"
 #include "cuda/decode_launch.hpp"
 
@@ -16,15 +17,37 @@ namespace {
 constexpr uint32_t kL = 1u << 16;
 constexpr uint32_t kFull = 0xffffffffu;
 
-// One coded plane's decoder state in one lane. `pos` (the next word of the chunk's word stream)
-// is the same in every lane: each step advances it by the number of lanes that refilled.
+// One coded plane's decoder state in one lane. The chunk's word stream is read through a
+// sliding window held in registers across the warp: lane l keeps words base + l (win0),
+// base + 32 + l (win1) and base + 64 + l (win2, loaded early so its latency is hidden). A
+// step consumes at most 32 words, so every word it needs lies in win0/win1 and reaches the
+// lane that needs it through a shuffle: no dependent global load on the decode chain.
 struct LaneCoder {
   uint32_t x;
-  uint32_t pos;
-  uint32_t nwords;
+  uint32_t pos;     // next unread word of the chunk (same in every lane)
+  uint32_t base;    // first word of win0 (same in every lane)
+  uint32_t nwords;  // words in the chunk, zero padding included
+  uint32_t win0, win1, win2;
   const uint16_t* words;
-  const uint32_t* table;  // shared memory, 2^prob_bits packed entries
+  const uint32_t* table;  // 2^prob_bits packed entries (shared memory, or global for huge tables)
 };
+
+__device__ __forceinline__ uint32_t load_word(const LaneCoder& c, uint32_t idx) {
+  return idx < c.nwords ? static_cast<uint32_t>(__ldg(c.words + idx)) : 0u;
+}
+
+__device__ __forceinline__ void coder_init(LaneCoder& c, const uint8_t* chunk, uint32_t bytes, const uint32_t* table,
+                                           uint32_t lane) {
+  c.x = reinterpret_cast<const uint32_t*>(chunk)[lane];
+  c.pos = 0;
+  c.base = 0;
+  c.nwords = (bytes - 128) / 2;
+  c.words = reinterpret_cast<const uint16_t*>(chunk + 128);
+  c.table = table;
+  c.win0 = load_word(c, lane);
+  c.win1 = load_word(c, 32 + lane);
+  c.win2 = load_word(c, 64 + lane);
+}
 
 // Packed table entry: (symbol - min) << 2p | (freq - 1) << p | (slot - cum). x' = freq *
 // (x >> p) + slot - cum inverts the encoder; a lane whose x' fell below L takes the next word
@@ -38,17 +61,23 @@ __device__ __forceinline__ uint32_t rans_step(LaneCoder& c, uint32_t p, uint32_t
   if (!active) x = c.x;
   const bool refill = active && x < kL;
   const uint32_t ballot = __ballot_sync(kFull, refill);
-  if (refill) {
+  if (ballot != 0) {  // warp-uniform
     const uint32_t idx = c.pos + __popc(ballot & lane_mask_lt);
-    uint32_t w = 0;
-    if (idx < c.nwords) {
-      w = __ldg(c.words + idx);
-    } else {
-      bad = true;
+    const uint32_t rel = idx - c.base;  // < 64 for refilling lanes
+    const uint32_t a = __shfl_sync(kFull, c.win0, rel & 31);
+    const uint32_t b = __shfl_sync(kFull, c.win1, rel & 31);
+    if (refill) {
+      x = (x << 16) | (rel < 32 ? a : b);
+      if (idx >= c.nwords) bad = true;
     }
-    x = (x << 16) | w;
+    c.pos += __popc(ballot);
+    if (c.pos - c.base >= 32) {  // warp-uniform: slide the window by 32 words
+      c.base += 32;
+      c.win0 = c.win1;
+      c.win1 = c.win2;
+      c.win2 = load_word(c, c.base + 64 + (threadIdx.x & 31));
+    }
   }
-  c.pos += __popc(ballot);
   c.x = x;
   return min_symbol + (e >> (2 * p));
 }
@@ -63,35 +92,39 @@ __device__ __forceinline__ void store_dequantized(uint8_t* out, uint64_t i, floa
 }
 
 template <Assemble A, int NP>
-__device__ __forceinline__ void store_element(uint8_t* out, uint64_t i, const TensorDesc& t, const uint32_t (&b)[NP],
-                                              const float* scales) {
+__device__ __forceinline__ void store_element(uint8_t* out, uint64_t i, const uint32_t (&b)[NP]) {
   if constexpr (A == Assemble::SplitBf16) {
     reinterpret_cast<uint16_t*>(out)[i] = static_cast<uint16_t>(((b[1] & 0x80u) << 8) | (b[0] << 7) | (b[1] & 0x7Fu));
   } else if constexpr (A == Assemble::SplitF32) {
     reinterpret_cast<uint32_t*>(out)[i] =
         ((b[1] & 0x80u) << 24) | (b[0] << 23) | ((b[1] & 0x7Fu) << 16) | (b[2] << 8) | b[3];
-  } else if constexpr (A == Assemble::Int8) {
-    if (t.predictor != 0 || t.int8_out == Int8Out::Int8) {
-      out[i] = static_cast<uint8_t>(b[0]);  // LEFT residuals go through int8_rows_kernel next
-    } else {
-      store_dequantized(out, i, static_cast<float>(static_cast<int8_t>(b[0])) * scales[i / t.cols], t.int8_out);
-    }
   } else {
 #pragma unroll
     for (int k = 0; k < NP; ++k) out[i * NP + k] = static_cast<uint8_t>(b[k]);
   }
 }
 
+__device__ __forceinline__ void store_int8(uint8_t* out, uint64_t i, bool keep_bytes, Int8Out type, uint32_t q,
+                                           float scale) {
+  if (keep_bytes) {
+    out[i] = static_cast<uint8_t>(q);  // int8 output, or LEFT residuals for int8_rows_kernel
+  } else {
+    store_dequantized(out, i, static_cast<float>(static_cast<int8_t>(q)) * scale, type);
+  }
+}
+
 // Decodes chunk `chunk` of tensor t: NP planes, each coded (a warp-wide rANS stream) or raw.
+// Steps run in groups of G; raw bytes of the next group are loaded while this one decodes.
 template <Assemble A, int NP>
-__device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t* tables, const uint8_t* comp,
-                             uint8_t* out, bool& bad) {
+__device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t* smem_tables,
+                             const uint32_t* table_pool, bool tables_in_smem, const uint8_t* comp, uint8_t* out,
+                             bool& bad) {
+  constexpr int G = NP <= 2 ? 8 : 4;
   const uint32_t lane = threadIdx.x % 32;
   const uint32_t lane_mask_lt = (1u << lane) - 1;
   const uint64_t first = uint64_t{chunk} * t.chunk_symbols;
   const uint64_t remaining = t.elements - first;
   const uint32_t n = remaining < t.chunk_symbols ? static_cast<uint32_t>(remaining) : t.chunk_symbols;
-  const float* scales = A == Assemble::Int8 ? reinterpret_cast<const float*>(comp + t.scales) : nullptr;
 
   LaneCoder coder[NP];
   const uint8_t* raw[NP];
@@ -104,33 +137,73 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     coded[p] = pd.coded != 0;
     prob_bits[p] = pd.prob_bits;
     min_symbol[p] = pd.min_symbol;
-    coder[p] = LaneCoder{kL, 0, 0, nullptr, nullptr};
     if (!coded[p]) continue;
     const uint32_t* ends = reinterpret_cast<const uint32_t*>(comp + pd.chunk_ends);
     const uint32_t begin = chunk == 0 ? 0 : ends[chunk - 1];
     const uint32_t bytes = ends[chunk] - begin;  // validated on the host: >= 128, multiple of 16
-    const uint8_t* base = comp + pd.data + begin;
-    coder[p].x = reinterpret_cast<const uint32_t*>(base)[lane];
-    coder[p].nwords = (bytes - 128) / 2;
-    coder[p].words = reinterpret_cast<const uint16_t*>(base + 128);
-    coder[p].table = tables + pd.table_offset;
+    const uint32_t* table = tables_in_smem ? smem_tables + pd.table_offset : table_pool + pd.table;
+    coder_init(coder[p], comp + pd.data + begin, bytes, table, lane);
     if (coder[p].x < kL) bad = true;
   }
 
-  const uint32_t steps = (n + 31) / 32;
-  for (uint32_t s = 0; s < steps; ++s) {
-    const uint32_t i = s * 32 + lane;
-    const bool active = i < n;
-    uint32_t b[NP];
+  // int8: row and column of this lane's element, advanced by 32 columns a step.
+  // Descriptor fields used per element are copied to registers: stores through `out` could
+  // alias the descriptor as far as the compiler knows, which would reload them every step.
+  const float* scales = nullptr;
+  uint64_t row = 0, col = 0;
+  const uint64_t cols = t.cols;
+  const bool keep_bytes = t.predictor != 0 || t.int8_out == Int8Out::Int8;
+  const Int8Out int8_type = t.int8_out;
+  if constexpr (A == Assemble::Int8) {
+    scales = reinterpret_cast<const float*>(comp + t.scales);
+    row = (first + lane) / cols;
+    col = (first + lane) % cols;
+  }
+
+  uint32_t cur[NP][G], next[NP][G];
+  auto load_group = [&](uint32_t (&dst)[NP][G], uint32_t step0) {
 #pragma unroll
     for (int p = 0; p < NP; ++p) {
-      if (coded[p]) {
-        b[p] = rans_step(coder[p], prob_bits[p], min_symbol[p], active, lane_mask_lt, bad);
-      } else {
-        b[p] = active ? __ldg(raw[p] + i) : 0;
+      if (coded[p]) continue;
+#pragma unroll
+      for (int k = 0; k < G; ++k) {
+        const uint32_t i = (step0 + k) * 32 + lane;
+        dst[p][k] = i < n ? __ldg(raw[p] + i) : 0u;
       }
     }
-    if (active) store_element<A, NP>(out, first + i, t, b, scales);
+  };
+  const uint32_t steps = (n + 31) / 32;
+  load_group(cur, 0);
+  for (uint32_t g = 0; g < steps; g += G) {
+    load_group(next, g + G);
+#pragma unroll
+    for (int k = 0; k < G; ++k) {
+      const uint32_t s = g + k;
+      const uint32_t i = s * 32 + lane;
+      const bool active = i < n;
+      uint32_t b[NP];
+#pragma unroll
+      for (int p = 0; p < NP; ++p)
+        b[p] = coded[p] ? rans_step(coder[p], prob_bits[p], min_symbol[p], active, lane_mask_lt, bad) : cur[p][k];
+      if (active) {
+        if constexpr (A == Assemble::Int8) {
+          store_int8(out, first + i, keep_bytes, int8_type, b[0], scales[row]);
+        } else {
+          store_element<A, NP>(out, first + i, b);
+        }
+      }
+      if constexpr (A == Assemble::Int8) {
+        col += 32;
+        while (col >= cols) {
+          col -= cols;
+          ++row;
+        }
+      }
+    }
+#pragma unroll
+    for (int p = 0; p < NP; ++p)
+#pragma unroll
+      for (int k = 0; k < G; ++k) cur[p][k] = next[p][k];
   }
 
   // Integrity, as on the CPU: every state back at L and the word stream used up exactly (the
@@ -143,6 +216,9 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
   }
 }
 
+// One block: up to kWarpsPerBlock chunks of one tensor. One kernel instance per element
+// layout keeps each instance's register use to what its layout needs.
+template <Assemble A, int NP>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     decode_chunks_kernel(const TensorDesc* __restrict__ tensors, const BlockJob* __restrict__ jobs,
                          const uint32_t* __restrict__ table_pool, const uint8_t* __restrict__ comp,
@@ -151,8 +227,11 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const BlockJob job = jobs[blockIdx.x];
   const TensorDesc& t = tensors[job.tensor];
 
-  // Stage every coded plane's table (built once on the host) in shared memory.
-  for (uint32_t p = 0; p < t.num_planes; ++p) {
+  // Stage every coded plane's table (built once on the host) in shared memory, unless the
+  // tensor's tables are too large for it (up to 8 coded planes): those are read from global
+  // memory through L1.
+  const bool in_smem = t.tables_in_smem != 0;
+  for (uint32_t p = 0; in_smem && p < t.num_planes; ++p) {
     const PlaneDesc& pd = t.planes[p];
     if (!pd.coded) continue;
     const uint32_t n = 1u << pd.prob_bits;
@@ -164,22 +243,22 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const uint32_t warp = threadIdx.x / 32;
   if (warp >= job.num_chunks) return;
   const uint32_t chunk = job.first_chunk + warp;
-  uint8_t* out = static_cast<uint8_t*>(ptrs.outputs[t.output]);
   bool bad = false;
-  switch (t.assemble) {  // uniform across the block: one tensor per block
-    case Assemble::SplitBf16: decode_chunk<Assemble::SplitBf16, 2>(t, chunk, tables, comp, out, bad); break;
-    case Assemble::SplitF32: decode_chunk<Assemble::SplitF32, 4>(t, chunk, tables, comp, out, bad); break;
-    case Assemble::Int8: decode_chunk<Assemble::Int8, 1>(t, chunk, tables, comp, out, bad); break;
-    default:
-      switch (t.num_planes) {
-        case 1: decode_chunk<Assemble::Bytes, 1>(t, chunk, tables, comp, out, bad); break;
-        case 2: decode_chunk<Assemble::Bytes, 2>(t, chunk, tables, comp, out, bad); break;
-        case 4: decode_chunk<Assemble::Bytes, 4>(t, chunk, tables, comp, out, bad); break;
-        case 8: decode_chunk<Assemble::Bytes, 8>(t, chunk, tables, comp, out, bad); break;
-        default: bad = true;
-      }
-  }
+  decode_chunk<A, NP>(t, chunk, tables, table_pool, in_smem, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]), bad);
   if (__any_sync(kFull, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
+}
+
+template <Assemble A, int NP>
+void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs, const uint32_t* table_pool,
+                    const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t shared_bytes,
+                    cudaStream_t stream) {
+  if (shared_bytes > 48 * 1024) {
+    // Cheap, host-side only; done at each launch so every instance gets it on first use.
+    CLLM_CUDA_CHECK(cudaFuncSetAttribute(decode_chunks_kernel<A, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(shared_bytes)));
+  }
+  decode_chunks_kernel<A, NP>
+      <<<num_jobs, kWarpsPerBlock * 32, shared_bytes, stream>>>(tensors, jobs, table_pool, comp, ptrs, status);
 }
 
 // LEFT predictor: residuals -> values by a prefix sum mod 256 along each row (one warp per
@@ -223,19 +302,29 @@ void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t ro
   int8_rows_kernel<<<blocks, kRowsPerBlock * 32, 0, stream>>>(residuals, scales, rows, cols, out_type, out);
 }
 
-void prepare_decode_kernel(size_t shared_bytes) {
-  if (shared_bytes > 48 * 1024) {
-    cudaFuncSetAttribute(decode_chunks_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         static_cast<int>(shared_bytes));
+int layout_of(Assemble a, uint32_t num_planes) {
+  switch (a) {
+    case Assemble::SplitBf16: return 0;
+    case Assemble::SplitF32: return 1;
+    case Assemble::Int8: return 2;
+    default: return num_planes == 1 ? 3 : num_planes == 2 ? 4 : num_planes == 4 ? 5 : num_planes == 8 ? 6 : -1;
   }
 }
 
-void launch_decode_chunks(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
+void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
                           const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs,
                           uint32_t* status, size_t shared_bytes, cudaStream_t stream) {
   if (num_jobs == 0) return;
-  decode_chunks_kernel<<<num_jobs, kWarpsPerBlock * 32, shared_bytes, stream>>>(tensors, jobs, table_pool, comp, ptrs,
-                                                                               status);
+  switch (layout) {
+    case 0: return launch_variant<Assemble::SplitBf16, 2>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    case 1: return launch_variant<Assemble::SplitF32, 4>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    case 2: return launch_variant<Assemble::Int8, 1>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    case 3: return launch_variant<Assemble::Bytes, 1>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    case 4: return launch_variant<Assemble::Bytes, 2>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    case 5: return launch_variant<Assemble::Bytes, 4>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    case 6: return launch_variant<Assemble::Bytes, 8>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    default: throw Error("GPU decoder: unsupported element layout");
+  }
 }
 
 }  // namespace codecllm::cuda

@@ -10,15 +10,17 @@
 
 namespace codecllm::cuda {
 
-// Decodes every chunk named by jobs; tensors, jobs and table_pool are device arrays, comp the
-// device copy of the compressed range. A failed chunk writes (chunk index + 1) to
-// status[tensor] if that entry is still 0.
-void launch_decode_chunks(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
+constexpr int kNumLayouts = 7;
+
+// Which kernel instance decodes a tensor (0 .. kNumLayouts-1), -1 if none can.
+int layout_of(Assemble a, uint32_t num_planes);
+
+// Decodes every chunk named by jobs (all of one layout); tensors, jobs and table_pool are
+// device arrays, comp the device copy of the compressed range. A failed chunk writes (chunk
+// index + 1) to status[tensor] if that entry is still 0.
+void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
                           const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs,
                           uint32_t* status, size_t shared_bytes, cudaStream_t stream);
-
-// Raises the kernel's dynamic shared-memory limit when tables need more than 48 KiB.
-void prepare_decode_kernel(size_t shared_bytes);
 
 // Undoes the LEFT predictor row by row and writes int8 values or dequantized BF16/F16.
 void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t rows, uint64_t cols, Int8Out out_type,

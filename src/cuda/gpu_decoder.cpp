@@ -90,7 +90,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   range_offset_ = lo;
   range_bytes_ = hi - lo;
   std::vector<uint32_t> pool;
-  std::vector<BlockJob> jobs;
+  std::vector<BlockJob> per_layout[kNumLayouts];
   uint64_t scratch = 0;
   for (size_t ti = 0; ti < records_.size(); ++ti) {
     const format::TensorRecord& r = *records_[ti];
@@ -146,11 +146,14 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       append_table(h, payload.data(), pool, pwhat);
     }
     t.table_entries = table_entries;
+    t.tables_in_smem = size_t{table_entries} * 4 <= kMaxSharedTableBytes ? 1 : 0;
     if (t.chunk_symbols == 0) t.chunk_symbols = kRawOnlyChunk;
-    shared_bytes_ = std::max<size_t>(shared_bytes_, size_t{table_entries} * 4);
+    if (t.tables_in_smem) shared_bytes_ = std::max<size_t>(shared_bytes_, size_t{table_entries} * 4);
+    const int layout = layout_of(t.assemble, t.num_planes);
+    if (layout < 0) throw Error(what + ": unsupported element layout for the GPU decoder");
     const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
     for (uint64_t c = 0; c < chunks; c += kWarpsPerBlock) {
-      jobs.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
+      per_layout[layout].push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
                       static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
     }
     host_tensors_.push_back(t);
@@ -161,8 +164,13 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     format::PlaneRecord whole{"range", PlaneCodec::Raw, range_offset_, range_bytes_, range_bytes_, 0, 0};
     host_range_ = file.payload(whole, /*verify=*/false);
   }
-  num_jobs_ = static_cast<uint32_t>(jobs.size());
-  prepare_decode_kernel(shared_bytes_);
+  // Jobs grouped by layout: one launch per layout present (one for a lossless BF16 layer).
+  std::vector<BlockJob> jobs;
+  for (int l = 0; l < kNumLayouts; ++l) {
+    if (per_layout[l].empty()) continue;
+    launches_.push_back({l, static_cast<uint32_t>(jobs.size()), static_cast<uint32_t>(per_layout[l].size())});
+    jobs.insert(jobs.end(), per_layout[l].begin(), per_layout[l].end());
+  }
 
   d_tensors_ = static_cast<TensorDesc*>(device_alloc(host_tensors_.size() * sizeof(TensorDesc)));
   d_jobs_ = static_cast<BlockJob*>(device_alloc(jobs.size() * sizeof(BlockJob)));
@@ -190,8 +198,11 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
   LaunchPointers ptrs{};
   for (size_t i = 0; i < host_tensors_.size(); ++i)
     ptrs.outputs[i] = scratch_offset_[i] == kNoScratch ? outputs[i] : d_scratch_ + scratch_offset_[i];
-  launch_decode_chunks(d_tensors_, d_jobs_, num_jobs_, d_tables_, comp_device, ptrs, d_status_, shared_bytes_, stream);
-  CLLM_CUDA_CHECK(cudaGetLastError());
+  for (const Launch& l : launches_) {
+    launch_decode_chunks(l.layout, d_tensors_, d_jobs_ + l.first_job, l.num_jobs, d_tables_, comp_device, ptrs,
+                         d_status_, shared_bytes_, stream);
+    CLLM_CUDA_CHECK(cudaGetLastError());
+  }
   for (size_t i = 0; i < host_tensors_.size(); ++i) {
     const TensorDesc& t = host_tensors_[i];
     if (t.assemble != Assemble::Int8 || t.predictor == 0) continue;

@@ -64,7 +64,11 @@ class GpuDecoder {
   std::vector<uint64_t> scratch_offset_;  // per tensor: where predictor residuals go, or ~0
   uint64_t range_offset_ = 0, range_bytes_ = 0, device_bytes_ = 0;
   ByteSpan host_range_;
-  uint32_t num_jobs_ = 0;
+  struct Launch {
+    int layout;
+    uint32_t first_job, num_jobs;
+  };
+  std::vector<Launch> launches_;
   size_t shared_bytes_ = 0;
   std::vector<void*> allocations_;
   TensorDesc* d_tensors_ = nullptr;

@@ -52,23 +52,22 @@ class Reader {
   void pre_tokenizer(const json& j, std::vector<HfPreTokenizerStep>* out) const {
     if (j.is_null()) return;
     const std::string type = type_of(j, "pre_tokenizer");
-    using Step = HfPreTokenizerStep;
-    Step step;
+    HfPreTokenizerStep step;
     if (type == "Sequence") {
       for (const json& p : j.at("pretokenizers")) pre_tokenizer(p, out);
       return;
     }
     if (type == "Metaspace") {
-      step.kind = Step::Kind::Metaspace;
+      step.kind = HfPreTokenizerStep::Kind::Metaspace;
       step.replacement = j.at("replacement").get<std::string>();
       step.prepend = prepend_scheme(j);
       step.split = j.value("split", true);
     } else if (type == "ByteLevel") {
-      step.kind = Step::Kind::ByteLevel;
+      step.kind = HfPreTokenizerStep::Kind::ByteLevel;
       step.add_prefix_space = j.value("add_prefix_space", true);
       step.use_regex = j.value("use_regex", true);
     } else if (type == "Split") {
-      step.kind = Step::Kind::Split;
+      step.kind = HfPreTokenizerStep::Kind::Split;
       const json& pattern = j.at("pattern");
       if (!pattern.contains("Regex") || !split_pattern_of(pattern.at("Regex").get<std::string>(), &step.pattern)) {
         fail("unsupported Split pattern " + pattern.dump());
@@ -83,7 +82,7 @@ class Reader {
   }
 
   // Metaspace's "prepend_scheme", or the older boolean "add_prefix_space".
-  Step::Prepend prepend_scheme(const json& j) const {
+  HfPreTokenizerStep::Prepend prepend_scheme(const json& j) const {
     using Prepend = HfPreTokenizerStep::Prepend;
     if (!j.contains("prepend_scheme")) return j.value("add_prefix_space", true) ? Prepend::Always : Prepend::Never;
     const std::string scheme = j.at("prepend_scheme").get<std::string>();
@@ -118,7 +117,6 @@ class Reader {
   }
 
  private:
-  using Step = HfPreTokenizerStep;
   const std::string& what_;
 };
 
