@@ -251,6 +251,8 @@ TEST(CpuEngine, Int8WeightsAreDequantizedExactly) {
   auto a = make_cpu_engine(a_file, {});
   auto b = make_cpu_engine(b_file, {});
   EXPECT_NE(a->describe().find("int8"), std::string::npos);
+  format::ContainerReader source_file(lossless);
+  EXPECT_NE(a->forward(1, 0)[0], make_cpu_engine(source_file, {})->forward(1, 0)[0]);  // it was quantized
   for (int pos = 0; pos < 8; ++pos) {
     std::vector<float> la(a->forward(pos + 3, pos), a->forward(pos + 3, pos) + 64);
     const float* lb = b->forward(pos + 3, pos);

@@ -300,10 +300,12 @@ void check_overhead(const char* name, const Bytes& data, uint32_t chunk_symbols,
 
 TEST(Rans, OverheadVsEntropy) {
   const Bytes exps = bf16_plane(10000000, 1);
-  check_overhead("bf16 exponent plane (10M)", exps, kDefaultChunkSymbols, 0.0075, 0.0025);
+  // The project's goal: within 0.5% for planes of >= 1M symbols at the default chunk size.
+  check_overhead("bf16 exponent plane (10M)", exps, kDefaultChunkSymbols, 0.005, 0.0025);
+  check_overhead("bf16 exponent plane (10M)", exps, 1u << 16, 0.0075, 0.0025);
   check_overhead("bf16 exponent plane (10M)", exps, 1u << 18, 0.005, 0.0025);
   check_overhead("bf16 exponent plane (1M)", Bytes(exps.begin(), exps.begin() + 1000000),
-                 kDefaultChunkSymbols, 0.0075, 0.0025);
+                 kDefaultChunkSymbols, 0.005, 0.0025);
   check_overhead("bf16 sign+mantissa plane (4M)", bf16_plane(4000000, 2, true),
                  kDefaultChunkSymbols, 0.005, 0.0025);
 }

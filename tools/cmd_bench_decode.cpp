@@ -120,7 +120,7 @@ Command add_bench_decode(CLI::App& app) {
     std::string file, workdir = "/tmp", int8_out = "bf16";
     bool synthetic = false, json = false;
     int iters = 20;
-    uint32_t chunk_symbols = 1u << 16;
+    uint32_t chunk_symbols = codec::kDefaultChunkSymbols;
   };
   auto a = std::make_shared<Args>();
   app.add_option("FILE", a->file, ".cllm file (omit with --synthetic)");

@@ -48,13 +48,28 @@ if has sanitize; then
 fi
 if has bench; then
   log "bench-decode"
-  $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols 65536 | tee "$OUT/bench-synthetic.txt"
-  $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols 16384 | tee "$OUT/bench-synthetic-16k.txt"
+  for cs in 131072 65536 16384; do
+    echo "-- synthetic, chunk $cs symbols" | tee -a "$OUT/bench.txt"
+    $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols $cs | tee -a "$OUT/bench.txt"
+  done
   for mode in lossless int8; do
     $build/tools/codecllm compress "$models/pycode24M" -o /tmp/py-$mode.cllm --mode $mode -q >/dev/null
     $build/tools/codecllm compress "$models/stories260K/stories260K.bin" -o /tmp/st-$mode.cllm --mode $mode -q >/dev/null
-    $build/tools/codecllm bench-decode /tmp/py-$mode.cllm | tee "$OUT/bench-pycode24M-$mode.txt"
-    $build/tools/codecllm bench-decode /tmp/st-$mode.cllm | tee "$OUT/bench-stories260K-$mode.txt"
+    for m in py st; do
+      echo "-- $m $mode" | tee -a "$OUT/bench.txt"
+      $build/tools/codecllm bench-decode /tmp/$m-$mode.cllm | tee -a "$OUT/bench.txt"
+    done
   done
+  $build/examples/c_api_decode /tmp/st-int8.cllm | tail -3 | tee -a "$OUT/bench.txt"
+  for mode in lossless; do true
+  done
+fi
+if has profile; then
+  log "ncu: one decode of the synthetic BF16 tensors (16K-symbol chunks)"
+  $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols 16384 --iters 3 >/dev/null
+  ncu --kernel-name regex:decode_chunks --launch-skip 2 --launch-count 1 --section WarpStateStats \
+    --section SchedulerStats --section Occupancy --section LaunchStats --section SourceCounters \
+    $build/tools/codecllm bench-decode /tmp/synthetic-lossless.cllm --iters 1 >"$OUT/ncu.txt" 2>&1
+  grep -v "^==PROF==" "$OUT/ncu.txt" | head -${NCU_LINES:-160}
 fi
 log "done"

@@ -17,6 +17,11 @@ namespace {
 constexpr uint32_t kL = 1u << 16;
 constexpr uint32_t kFull = 0xffffffffu;
 
+// Packed tables of the block's tensor. Indexed directly (not through a generic pointer) so
+// that lookups compile to shared-memory loads: generic loads go through L1TEX and showed up
+// as a third of all stall cycles on an H100.
+extern __shared__ uint32_t smem_tables[];
+
 // One coded plane's decoder state in one lane. The chunk's word stream is read through a
 // sliding window held in registers across the warp: lane l keeps words base + l (win0),
 // base + 32 + l (win1) and base + 64 + l (win2, loaded early so its latency is hidden). A
@@ -29,14 +34,14 @@ struct LaneCoder {
   uint32_t nwords;  // words in the chunk, zero padding included
   uint32_t win0, win1, win2;
   const uint16_t* words;
-  const uint32_t* table;  // 2^prob_bits packed entries (shared memory, or global for huge tables)
+  uint32_t table;   // first entry of its 2^prob_bits packed entries (smem_tables, or the pool)
 };
 
 __device__ __forceinline__ uint32_t load_word(const LaneCoder& c, uint32_t idx) {
   return idx < c.nwords ? static_cast<uint32_t>(__ldg(c.words + idx)) : 0u;
 }
 
-__device__ __forceinline__ void coder_init(LaneCoder& c, const uint8_t* chunk, uint32_t bytes, const uint32_t* table,
+__device__ __forceinline__ void coder_init(LaneCoder& c, const uint8_t* chunk, uint32_t bytes, uint32_t table,
                                            uint32_t lane) {
   c.x = reinterpret_cast<const uint32_t*>(chunk)[lane];
   c.pos = 0;
@@ -52,10 +57,11 @@ __device__ __forceinline__ void coder_init(LaneCoder& c, const uint8_t* chunk, u
 // Packed table entry: (symbol - min) << 2p | (freq - 1) << p | (slot - cum). x' = freq *
 // (x >> p) + slot - cum inverts the encoder; a lane whose x' fell below L takes the next word
 // of the stream, lanes in order (a prefix count over the ballot of refilling lanes).
-__device__ __forceinline__ uint32_t rans_step(LaneCoder& c, uint32_t p, uint32_t min_symbol, bool active,
-                                              uint32_t lane_mask_lt, bool& bad) {
+template <bool kSharedTables>
+__device__ __forceinline__ uint32_t rans_step(LaneCoder& c, const uint32_t* __restrict__ pool, uint32_t p,
+                                              uint32_t min_symbol, bool active, uint32_t lane_mask_lt, bool& bad) {
   const uint32_t mask = (1u << p) - 1;
-  const uint32_t e = c.table[c.x & mask];
+  const uint32_t e = kSharedTables ? smem_tables[c.table + (c.x & mask)] : __ldg(pool + c.table + (c.x & mask));
   const uint32_t freq = ((e >> p) & mask) + 1;
   uint32_t x = freq * (c.x >> p) + (e & mask);
   if (!active) x = c.x;
@@ -66,10 +72,8 @@ __device__ __forceinline__ uint32_t rans_step(LaneCoder& c, uint32_t p, uint32_t
     const uint32_t rel = idx - c.base;  // < 64 for refilling lanes
     const uint32_t a = __shfl_sync(kFull, c.win0, rel & 31);
     const uint32_t b = __shfl_sync(kFull, c.win1, rel & 31);
-    if (refill) {
-      x = (x << 16) | (rel < 32 ? a : b);
-      if (idx >= c.nwords) bad = true;
-    }
+    // A read past the chunk's words yields 0 here and is caught by the final position check.
+    if (refill) x = (x << 16) | (rel < 32 ? a : b);
     c.pos += __popc(ballot);
     if (c.pos - c.base >= 32) {  // warp-uniform: slide the window by 32 words
       c.base += 32;
@@ -92,7 +96,7 @@ __device__ __forceinline__ void store_dequantized(uint8_t* out, uint64_t i, floa
 }
 
 template <Assemble A, int NP>
-__device__ __forceinline__ void store_element(uint8_t* out, uint64_t i, const uint32_t (&b)[NP]) {
+__device__ __forceinline__ void store_element(uint8_t* out, uint32_t i, const uint32_t (&b)[NP]) {
   if constexpr (A == Assemble::SplitBf16) {
     reinterpret_cast<uint16_t*>(out)[i] = static_cast<uint16_t>(((b[1] & 0x80u) << 8) | (b[0] << 7) | (b[1] & 0x7Fu));
   } else if constexpr (A == Assemble::SplitF32) {
@@ -104,7 +108,7 @@ __device__ __forceinline__ void store_element(uint8_t* out, uint64_t i, const ui
   }
 }
 
-__device__ __forceinline__ void store_int8(uint8_t* out, uint64_t i, bool keep_bytes, Int8Out type, uint32_t q,
+__device__ __forceinline__ void store_int8(uint8_t* out, uint32_t i, bool keep_bytes, Int8Out type, uint32_t q,
                                            float scale) {
   if (keep_bytes) {
     out[i] = static_cast<uint8_t>(q);  // int8 output, or LEFT residuals for int8_rows_kernel
@@ -115,10 +119,9 @@ __device__ __forceinline__ void store_int8(uint8_t* out, uint64_t i, bool keep_b
 
 // Decodes chunk `chunk` of tensor t: NP planes, each coded (a warp-wide rANS stream) or raw.
 // Steps run in groups of G; raw bytes of the next group are loaded while this one decodes.
-template <Assemble A, int NP>
-__device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t* smem_tables,
-                             const uint32_t* table_pool, bool tables_in_smem, const uint8_t* comp, uint8_t* out,
-                             bool& bad) {
+template <Assemble A, int NP, bool kSharedTables>
+__device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t* __restrict__ table_pool,
+                             const uint8_t* comp, uint8_t* out, bool& bad) {
   constexpr int G = NP <= 2 ? 8 : 4;
   const uint32_t lane = threadIdx.x % 32;
   const uint32_t lane_mask_lt = (1u << lane) - 1;
@@ -141,7 +144,7 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     const uint32_t* ends = reinterpret_cast<const uint32_t*>(comp + pd.chunk_ends);
     const uint32_t begin = chunk == 0 ? 0 : ends[chunk - 1];
     const uint32_t bytes = ends[chunk] - begin;  // validated on the host: >= 128, multiple of 16
-    const uint32_t* table = tables_in_smem ? smem_tables + pd.table_offset : table_pool + pd.table;
+    const uint32_t table = kSharedTables ? pd.table_offset : static_cast<uint32_t>(pd.table);
     coder_init(coder[p], comp + pd.data + begin, bytes, table, lane);
     if (coder[p].x < kL) bad = true;
   }
@@ -160,6 +163,8 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     col = (first + lane) % cols;
   }
 
+  // Output of this chunk: indices in the loop stay 32-bit.
+  uint8_t* const chunk_out = out + first * (A == Assemble::SplitBf16 ? 2 : A == Assemble::SplitF32 ? 4 : A == Assemble::Int8 ? 1 : NP);
   uint32_t cur[NP][G], next[NP][G];
   auto load_group = [&](uint32_t (&dst)[NP][G], uint32_t step0) {
 #pragma unroll
@@ -184,12 +189,12 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
       uint32_t b[NP];
 #pragma unroll
       for (int p = 0; p < NP; ++p)
-        b[p] = coded[p] ? rans_step(coder[p], prob_bits[p], min_symbol[p], active, lane_mask_lt, bad) : cur[p][k];
+        b[p] = coded[p] ? rans_step<kSharedTables>(coder[p], table_pool, prob_bits[p], min_symbol[p], active, lane_mask_lt, bad) : cur[p][k];
       if (active) {
         if constexpr (A == Assemble::Int8) {
-          store_int8(out, first + i, keep_bytes, int8_type, b[0], scales[row]);
+          store_int8(keep_bytes ? chunk_out : out + 2 * first, i, keep_bytes, int8_type, b[0], scales[row]);
         } else {
-          store_element<A, NP>(out, first + i, b);
+          store_element<A, NP>(chunk_out, i, b);
         }
       }
       if constexpr (A == Assemble::Int8) {
@@ -218,25 +223,25 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
 
 // One block: up to kWarpsPerBlock chunks of one tensor. One kernel instance per element
 // layout keeps each instance's register use to what its layout needs.
-template <Assemble A, int NP>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+// Three resident blocks per SM (24 warps) for the layouts with at most two planes: the decode
+// chain is latency-bound, and measured on an H100 two blocks left schedulers idle 58% of cycles.
+template <Assemble A, int NP, bool kSharedTables>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
     decode_chunks_kernel(const TensorDesc* __restrict__ tensors, const BlockJob* __restrict__ jobs,
                          const uint32_t* __restrict__ table_pool, const uint8_t* __restrict__ comp,
                          const LaunchPointers ptrs, uint32_t* __restrict__ status) {
-  extern __shared__ uint32_t tables[];
   const BlockJob job = jobs[blockIdx.x];
   const TensorDesc& t = tensors[job.tensor];
 
   // Stage every coded plane's table (built once on the host) in shared memory, unless the
   // tensor's tables are too large for it (up to 8 coded planes): those are read from global
   // memory through L1.
-  const bool in_smem = t.tables_in_smem != 0;
-  for (uint32_t p = 0; in_smem && p < t.num_planes; ++p) {
+  for (uint32_t p = 0; kSharedTables && p < t.num_planes; ++p) {
     const PlaneDesc& pd = t.planes[p];
     if (!pd.coded) continue;
     const uint32_t n = 1u << pd.prob_bits;
     const uint32_t* src = table_pool + pd.table;
-    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) tables[pd.table_offset + i] = src[i];
+    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) smem_tables[pd.table_offset + i] = src[i];
   }
   __syncthreads();
 
@@ -244,21 +249,21 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   if (warp >= job.num_chunks) return;
   const uint32_t chunk = job.first_chunk + warp;
   bool bad = false;
-  decode_chunk<A, NP>(t, chunk, tables, table_pool, in_smem, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]), bad);
+  decode_chunk<A, NP, kSharedTables>(t, chunk, table_pool, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]), bad);
   if (__any_sync(kFull, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
 }
 
-template <Assemble A, int NP>
+template <Assemble A, int NP, bool kSharedTables>
 void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs, const uint32_t* table_pool,
                     const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t shared_bytes,
                     cudaStream_t stream) {
   if (shared_bytes > 48 * 1024) {
     // Cheap, host-side only; done at each launch so every instance gets it on first use.
-    CLLM_CUDA_CHECK(cudaFuncSetAttribute(decode_chunks_kernel<A, NP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CLLM_CUDA_CHECK(cudaFuncSetAttribute(decode_chunks_kernel<A, NP, kSharedTables>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(shared_bytes)));
   }
-  decode_chunks_kernel<A, NP>
-      <<<num_jobs, kWarpsPerBlock * 32, shared_bytes, stream>>>(tensors, jobs, table_pool, comp, ptrs, status);
+  decode_chunks_kernel<A, NP, kSharedTables>
+      <<<num_jobs, kWarpsPerBlock * 32, kSharedTables ? shared_bytes : 0, stream>>>(tensors, jobs, table_pool, comp, ptrs, status);
 }
 
 // LEFT predictor: residuals -> values by a prefix sum mod 256 along each row (one warp per
@@ -302,28 +307,48 @@ void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t ro
   int8_rows_kernel<<<blocks, kRowsPerBlock * 32, 0, stream>>>(residuals, scales, rows, cols, out_type, out);
 }
 
-int layout_of(Assemble a, uint32_t num_planes) {
+int layout_of(Assemble a, uint32_t num_planes, bool shared_tables) {
+  int base;
   switch (a) {
-    case Assemble::SplitBf16: return 0;
-    case Assemble::SplitF32: return 1;
-    case Assemble::Int8: return 2;
-    default: return num_planes == 1 ? 3 : num_planes == 2 ? 4 : num_planes == 4 ? 5 : num_planes == 8 ? 6 : -1;
+    case Assemble::SplitBf16: base = 0; break;
+    case Assemble::SplitF32: base = 1; break;
+    case Assemble::Int8: base = 2; break;
+    default: base = num_planes == 1 ? 3 : num_planes == 2 ? 4 : num_planes == 4 ? 5 : num_planes == 8 ? 6 : -1;
   }
+  return base < 0 ? -1 : base + (shared_tables ? 0 : kNumLayouts / 2);
 }
+
+namespace {
+
+template <bool kShared>
+void launch_layout(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
+                   const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
+                   size_t shared_bytes, cudaStream_t stream) {
+#define CLLM_LAUNCH(A, NP) \
+  launch_variant<A, NP, kShared>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream)
+  switch (layout) {
+    case 0: CLLM_LAUNCH(Assemble::SplitBf16, 2); break;
+    case 1: CLLM_LAUNCH(Assemble::SplitF32, 4); break;
+    case 2: CLLM_LAUNCH(Assemble::Int8, 1); break;
+    case 3: CLLM_LAUNCH(Assemble::Bytes, 1); break;
+    case 4: CLLM_LAUNCH(Assemble::Bytes, 2); break;
+    case 5: CLLM_LAUNCH(Assemble::Bytes, 4); break;
+    case 6: CLLM_LAUNCH(Assemble::Bytes, 8); break;
+    default: throw Error("GPU decoder: unsupported element layout");
+  }
+#undef CLLM_LAUNCH
+}
+
+}  // namespace
 
 void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
                           const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs,
                           uint32_t* status, size_t shared_bytes, cudaStream_t stream) {
   if (num_jobs == 0) return;
-  switch (layout) {
-    case 0: return launch_variant<Assemble::SplitBf16, 2>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
-    case 1: return launch_variant<Assemble::SplitF32, 4>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
-    case 2: return launch_variant<Assemble::Int8, 1>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
-    case 3: return launch_variant<Assemble::Bytes, 1>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
-    case 4: return launch_variant<Assemble::Bytes, 2>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
-    case 5: return launch_variant<Assemble::Bytes, 4>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
-    case 6: return launch_variant<Assemble::Bytes, 8>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
-    default: throw Error("GPU decoder: unsupported element layout");
+  if (layout < kNumLayouts / 2) {
+    launch_layout<true>(layout, tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+  } else {
+    launch_layout<false>(layout - kNumLayouts / 2, tensors, jobs, num_jobs, table_pool, comp, ptrs, status, 0, stream);
   }
 }
 

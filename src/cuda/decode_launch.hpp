@@ -10,10 +10,11 @@
 
 namespace codecllm::cuda {
 
-constexpr int kNumLayouts = 7;
+// Seven element layouts, each with its tables in shared memory or (when too large) in global.
+constexpr int kNumLayouts = 14;
 
 // Which kernel instance decodes a tensor (0 .. kNumLayouts-1), -1 if none can.
-int layout_of(Assemble a, uint32_t num_planes);
+int layout_of(Assemble a, uint32_t num_planes, bool shared_tables);
 
 // Decodes every chunk named by jobs (all of one layout); tensors, jobs and table_pool are
 // device arrays, comp the device copy of the compressed range. A failed chunk writes (chunk

@@ -149,7 +149,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     t.tables_in_smem = size_t{table_entries} * 4 <= kMaxSharedTableBytes ? 1 : 0;
     if (t.chunk_symbols == 0) t.chunk_symbols = kRawOnlyChunk;
     if (t.tables_in_smem) shared_bytes_ = std::max<size_t>(shared_bytes_, size_t{table_entries} * 4);
-    const int layout = layout_of(t.assemble, t.num_planes);
+    const int layout = layout_of(t.assemble, t.num_planes, t.tables_in_smem != 0);
     if (layout < 0) throw Error(what + ": unsupported element layout for the GPU decoder");
     const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
     for (uint64_t c = 0; c < chunks; c += kWarpsPerBlock) {

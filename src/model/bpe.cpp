@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <queue>
+#include <utility>
 
 namespace codecllm::model {
 namespace {
@@ -11,13 +12,15 @@ constexpr size_t kNone = SIZE_MAX;
 struct Node {
   BpeSymbol symbol;
   size_t prev, next;
-  uint32_t version = 0;  // bumped whenever the symbol grows or is absorbed
+  uint32_t version = 0;  // bumped whenever the symbol grows
   bool alive = true;
 };
 
+// Kept small (20 bytes): on long texts the heap is large and popping it is memory-bound.
+// The right symbol is the left one's next for as long as the left one is unchanged.
 struct Candidate {
   BpeMerge merge;
-  size_t left, right;
+  uint32_t left;
   uint32_t left_version, right_version;
 };
 
@@ -37,26 +40,35 @@ std::vector<BpeSymbol> bpe_merge(const std::vector<BpeSymbol>& symbols, const Bp
   for (size_t i = 0; i < symbols.size(); ++i) {
     nodes.push_back({symbols[i], i == 0 ? kNone : i - 1, i + 1 == symbols.size() ? kNone : i + 1});
   }
-  std::priority_queue<Candidate, std::vector<Candidate>, MergesLater> heap;
-  const auto consider = [&](size_t left, size_t right) {
-    if (left == kNone || right == kNone) return;
-    BpeMerge m;
-    if (pair(nodes[left].symbol, nodes[right].symbol, &m)) {
-      heap.push({m, left, right, nodes[left].version, nodes[right].version});
+  std::vector<Candidate> initial;
+  const auto candidate = [&](size_t left, size_t right, Candidate* c) {
+    if (left == kNone || right == kNone || !pair(nodes[left].symbol, nodes[right].symbol, &c->merge)) {
+      return false;
     }
+    c->left = static_cast<uint32_t>(left);
+    c->left_version = nodes[left].version;
+    c->right_version = nodes[right].version;
+    return true;
   };
-  for (size_t i = 0; i + 1 < nodes.size(); ++i) consider(i, i + 1);
+  for (size_t i = 0; i + 1 < nodes.size(); ++i) {
+    Candidate c;
+    if (candidate(i, i + 1, &c)) initial.push_back(c);
+  }
+  std::priority_queue<Candidate, std::vector<Candidate>, MergesLater> heap(MergesLater(), std::move(initial));
+  const auto consider = [&](size_t left, size_t right) {
+    Candidate c;
+    if (candidate(left, right, &c)) heap.push(c);
+  };
 
   while (!heap.empty()) {
     const Candidate c = heap.top();
     heap.pop();
+    // Stale when either side has changed since. While the left symbol is unchanged its
+    // right neighbour is still the same symbol (only the left one can absorb it).
     Node& left = nodes[c.left];
-    Node& right = nodes[c.right];
-    // Adjacent pairs never get separated, so unchanged versions mean "still this pair".
-    if (!left.alive || !right.alive || left.version != c.left_version ||
-        right.version != c.right_version) {
-      continue;
-    }
+    if (!left.alive || left.version != c.left_version) continue;
+    Node& right = nodes[left.next];
+    if (right.version != c.right_version) continue;
     left.symbol.end = right.symbol.end;
     left.symbol.id = c.merge.id;
     ++left.version;
@@ -70,6 +82,28 @@ std::vector<BpeSymbol> bpe_merge(const std::vector<BpeSymbol>& symbols, const Bp
   std::vector<BpeSymbol> out;
   for (size_t i = nodes.empty() ? kNone : 0; i != kNone; i = nodes[i].next) {
     out.push_back(nodes[i].symbol);
+  }
+  return out;
+}
+
+bool spans_word_start(std::string_view token) {
+  for (size_t at = token.find(kSpaceMark, 1); at != std::string_view::npos; at = token.find(kSpaceMark, at + 1)) {
+    if (at < kSpaceMark.size() || token.substr(at - kSpaceMark.size(), kSpaceMark.size()) != kSpaceMark) return true;
+  }
+  return false;
+}
+
+std::vector<BpeSymbol> bpe_merge_words(std::string_view text, const std::vector<BpeSymbol>& symbols,
+                                       const BpePairFn& pair) {
+  const auto is_mark = [&](const BpeSymbol& s) { return text.substr(s.begin, s.end - s.begin) == kSpaceMark; };
+  std::vector<BpeSymbol> out, word;
+  for (size_t i = 0; i <= symbols.size(); ++i) {
+    const bool cut = i == symbols.size() || (i > 0 && is_mark(symbols[i]) && !is_mark(symbols[i - 1]));
+    if (cut && !word.empty()) {
+      for (const BpeSymbol& s : bpe_merge(word, pair)) out.push_back(s);
+      word.clear();
+    }
+    if (i < symbols.size()) word.push_back(symbols[i]);
   }
   return out;
 }

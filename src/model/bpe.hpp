@@ -19,9 +19,10 @@ struct BpeSymbol {
   int id = -1;
 };
 
-// A permitted merge: the merged symbol's id and its priority (lower merges first).
+// A permitted merge: the merged symbol's id and its priority (lower merges first). float
+// holds SentencePiece scores exactly, and merge ranks up to 2^24.
 struct BpeMerge {
-  double priority = 0;
+  float priority = 0;
   int id = -1;
 };
 
@@ -36,6 +37,17 @@ std::vector<BpeSymbol> bpe_merge(const std::vector<BpeSymbol>& symbols, const Bp
 
 // SentencePiece-style vocabularies write a space as U+2581 ("▁", 3 bytes in UTF-8).
 constexpr std::string_view kSpaceMark = "\xE2\x96\x81";
+
+// True when `token` has a "▁" right after a character other than "▁". SentencePiece-style
+// vocabularies have no such token (their pieces are words with one leading "▁", or runs of
+// "▁"), and then no merge can cross the start of a word.
+bool spans_word_start(std::string_view token);
+
+// bpe_merge run on each word of `symbols` alone, a word starting at each "▁" symbol that
+// follows another symbol than "▁" (symbols index `text`). Gives bpe_merge's result when no
+// token spans_word_start, with a small heap even on long texts.
+std::vector<BpeSymbol> bpe_merge_words(std::string_view text, const std::vector<BpeSymbol>& symbols,
+                                       const BpePairFn& pair);
 
 // Byte-fallback tokens are spelled "<0xNN>" (two upper-case hex digits) by SentencePiece
 // and Hugging Face alike. Returns the byte, or -1 when `piece` is not such a token.

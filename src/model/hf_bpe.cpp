@@ -6,6 +6,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "model/added_tokens.hpp"
 #include "model/bpe.hpp"
 #include "model/byte_level.hpp"
 #include "model/utf8.hpp"
@@ -36,7 +37,8 @@ struct Piece {
 
 class HfBpe : public Tokenizer {
  public:
-  explicit HfBpe(HfConfig config) : c_(std::move(config)) {
+  explicit HfBpe(HfConfig config)
+      : c_(std::move(config)), raw_added_(patterns(false)), normalized_added_(patterns(true)) {
     size_t n = c_.tokens.size();
     for (const HfAddedToken& a : c_.added) n = std::max(n, static_cast<size_t>(a.id) + 1);
     text_of_ = c_.tokens;
@@ -54,39 +56,29 @@ class HfBpe : public Tokenizer {
     // Later duplicates of a pair win, as in `tokenizers` (it collects merges into a map).
     for (size_t rank = 0; rank < c_.merges.size(); ++rank) {
       const HfMerge& m = c_.merges[rank];
-      pairs_[pair_key(m.left, m.right)] = {static_cast<double>(rank), m.merged};
+      pairs_[pair_key(m.left, m.right)] = {static_cast<float>(rank), m.merged};
+      words_merge_alone_ = words_merge_alone_ && !spans_word_start(c_.tokens[m.merged]);
     }
-    for (size_t i = 0; i < c_.added.size(); ++i) {
-      const HfAddedToken& a = c_.added[i];
-      text_of_[a.id] = a.content;
+    // A "normalized" added token reads back as its normalized form, as in `tokenizers`.
+    for (const HfAddedToken& a : c_.added) {
+      text_of_[a.id] = a.normalized ? normalize(a.content) : a.content;
       special_[a.id] = a.special;
-      if (!a.content.empty()) added_by_first_byte_[static_cast<uint8_t>(a.content[0])].push_back(i);
-    }
-    // Longest first, so that the first hit at a position is the leftmost-longest match.
-    for (auto& bucket : added_by_first_byte_) {
-      std::stable_sort(bucket.begin(), bucket.end(), [&](size_t a, size_t b) {
-        return c_.added[a].content.size() > c_.added[b].content.size();
-      });
     }
   }
 
   std::vector<int> encode(const std::string& text, bool add_bos) const override {
     std::vector<int> ids;
     if (add_bos && c_.bos_id >= 0) ids.push_back(c_.bos_id);
-    const std::string_view t = text;
-    size_t segment = 0;
-    for (size_t i = 0; i < t.size();) {
-      const HfAddedToken* added = added_at(t, i);
-      if (added == nullptr) {
-        ++i;
-        continue;
+    for (const AddedTokenSplitter::Part& raw : raw_added_.split(text)) {
+      if (!raw.text.empty()) {
+        const std::string norm = normalize(raw.text);
+        for (const AddedTokenSplitter::Part& part : normalized_added_.split(norm)) {
+          encode_segment(part.text, raw.offset == 0 && part.offset == 0, &ids);
+          if (part.token >= 0) ids.push_back(part.token);
+        }
       }
-      encode_segment(t.substr(segment, i - segment), segment == 0, &ids);
-      ids.push_back(added->id);
-      i += added->content.size();
-      segment = i;
+      if (raw.token >= 0) ids.push_back(raw.token);
     }
-    encode_segment(t.substr(segment), segment == 0, &ids);
     return ids;
   }
 
@@ -129,24 +121,31 @@ class HfBpe : public Tokenizer {
     return static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32 | static_cast<uint32_t>(right);
   }
 
-  const HfAddedToken* added_at(std::string_view text, size_t i) const {
-    for (const size_t k : added_by_first_byte_[static_cast<uint8_t>(text[i])]) {
-      if (starts_with(text.substr(i), c_.added[k].content)) return &c_.added[k];
+  // What the splitters look for: "normalized" tokens are matched in their normalized form.
+  std::vector<AddedTokenSplitter::Pattern> patterns(bool normalized) const {
+    std::vector<AddedTokenSplitter::Pattern> out;
+    for (const HfAddedToken& a : c_.added) {
+      if (a.normalized != normalized) continue;
+      out.push_back({normalized ? normalize(a.content) : a.content, a.id, a.lstrip, a.rstrip});
     }
-    return nullptr;
+    return out;
+  }
+
+  std::string normalize(std::string_view text) const {
+    std::string out(text);
+    for (const HfNormalizerStep& step : c_.normalizer) {
+      if (step.kind == HfNormalizerStep::Kind::Prepend) {
+        if (!out.empty()) out.insert(0, step.to);
+      } else {
+        out = replace_all(out, step.from, step.to);
+      }
+    }
+    return out;
   }
 
   void encode_segment(std::string_view segment, bool at_zero, std::vector<int>* ids) const {
     if (segment.empty()) return;
-    std::string text(segment);
-    for (const HfNormalizerStep& step : c_.normalizer) {
-      if (step.kind == HfNormalizerStep::Kind::Prepend) {
-        text = step.to + text;
-      } else {
-        text = replace_all(text, step.from, step.to);
-      }
-    }
-    std::vector<Piece> pieces{{std::move(text), at_zero}};
+    std::vector<Piece> pieces{{std::string(segment), at_zero}};
     for (const HfPreTokenizerStep& step : c_.pre_tokenizer) {
       std::vector<Piece> next;
       for (Piece& p : pieces) pre_tokenize(step, std::move(p), &next);
@@ -224,7 +223,9 @@ class HfBpe : public Tokenizer {
       *m = it->second;
       return true;
     };
-    for (const BpeSymbol& s : bpe_merge(symbols, pair)) ids->push_back(s.id);
+    for (const BpeSymbol& s : words_merge_alone_ ? bpe_merge_words(word, symbols, pair) : bpe_merge(symbols, pair)) {
+      ids->push_back(s.id);
+    }
   }
 
   bool all_bytes_known(const std::string& word, size_t i, size_t len) const {
@@ -240,7 +241,8 @@ class HfBpe : public Tokenizer {
   std::unordered_map<std::string_view, int> token_ids_;
   std::unordered_map<uint64_t, BpeMerge> pairs_;
   std::array<int, 256> byte_ids_{};
-  std::array<std::vector<size_t>, 256> added_by_first_byte_;
+  AddedTokenSplitter raw_added_, normalized_added_;
+  bool words_merge_alone_ = true;  // no merge result spans_word_start
 };
 
 }  // namespace

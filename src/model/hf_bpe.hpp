@@ -1,6 +1,7 @@
 // The Hugging Face `tokenizers` BPE pipeline, as configured by a tokenizer.json: added
-// tokens are split out of the raw text first, then each remaining segment is normalized,
-// pre-tokenized into words and merged word by word by merge rank. tokenizer_hf.cpp fills
+// tokens are split out of the raw text first, then each remaining segment is normalized
+// (and split again at added tokens marked "normalized"), pre-tokenized into words and
+// merged word by word by merge rank. tokenizer_hf.cpp fills
 // HfConfig from the JSON; only the components Llama-family tokenizers use are modelled.
 #pragma once
 
@@ -17,7 +18,9 @@ namespace codecllm::model {
 struct HfAddedToken {
   std::string content;
   int id = -1;
-  bool special = false;  // dropped by decode
+  bool special = false;     // dropped by decode
+  bool normalized = false;  // matched in normalized text (after the normalizer)
+  bool lstrip = false, rstrip = false;  // swallows the whitespace on that side
 };
 
 // One normalizer step (NFC is accepted and treated as the identity: text is rarely not NFC).

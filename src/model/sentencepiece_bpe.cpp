@@ -48,6 +48,7 @@ class SentencePieceBpe : public Tokenizer {
           [[fallthrough]];
         case PieceType::Normal:
           mergeable_.emplace(text, id);
+          words_merge_alone_ = words_merge_alone_ && !spans_word_start(text);
           break;
         case PieceType::Byte: {
           const int byte = parse_byte_piece(text);
@@ -74,10 +75,10 @@ class SentencePieceBpe : public Tokenizer {
       if (!frozen.empty() && (frozen[l.begin] || frozen[r.begin])) return false;
       const int id = lookup(std::string_view(norm).substr(l.begin, r.end - l.begin));
       if (id < 0) return false;
-      *m = {-static_cast<double>(pieces_[id].score), id};
+      *m = {-pieces_[id].score, id};
       return true;
     };
-    for (const BpeSymbol& s : bpe_merge(chars, pair)) {
+    for (const BpeSymbol& s : words_merge_alone_ ? bpe_merge_words(norm, chars, pair) : bpe_merge(chars, pair)) {
       if (s.id >= 0) {
         ids.push_back(s.id);
       } else if (options_.byte_fallback) {
@@ -93,16 +94,40 @@ class SentencePieceBpe : public Tokenizer {
   }
 
   std::string decode_token(int prev, int id) const override {
+    bool consumed = false;
+    return surface(id, prev < 0 || prev == options_.bos_id, &consumed);
+  }
+
+  // As sentencepiece's Decode: the leading "▁" of the first piece is the dummy prefix, and
+  // with remove_extra_whitespaces every leading "▁" is, until some text has come out.
+  std::string decode(const std::vector<int>& ids) const override {
+    std::string out;
+    bool at_start = true;
+    for (const int id : ids) {
+      bool consumed = false;
+      const std::string text = surface(id, at_start, &consumed);
+      out += text;
+      if (!text.empty() || (consumed && !options_.remove_extra_whitespaces)) at_start = false;
+    }
+    return out;
+  }
+
+  int vocab_size() const override { return static_cast<int>(pieces_.size()); }
+  int bos_id() const override { return options_.bos_id; }
+  int eos_id() const override { return options_.eos_id; }
+
+ private:
+  // Text of one piece: "▁" becomes a space, and at the start one leading "▁" is dropped
+  // (*consumed says so). Control and unknown pieces have no text.
+  std::string surface(int id, bool at_start, bool* consumed) const {
     if (id < 0 || id >= vocab_size()) return "";
     const SpPiece& p = pieces_[id];
     if (p.type == PieceType::Control || p.type == PieceType::Unknown) return "";
     if (p.type == PieceType::Byte) return std::string(1, static_cast<char>(parse_byte_piece(p.text)));
     std::string_view text = p.text;
-    // The dummy prefix's "▁" is not part of the text: drop it at the start of a sequence.
-    const bool at_start = prev < 0 || prev == options_.bos_id;
-    if (at_start && options_.add_dummy_prefix && text.substr(0, kSpaceMark.size()) == kSpaceMark) {
-      text.remove_prefix(kSpaceMark.size());
-    }
+    const bool strips = options_.add_dummy_prefix || options_.remove_extra_whitespaces;
+    *consumed = at_start && strips && text.substr(0, kSpaceMark.size()) == kSpaceMark;
+    if (*consumed) text.remove_prefix(kSpaceMark.size());
     std::string out;
     for (size_t i = 0; i < text.size();) {
       if (text.substr(i, kSpaceMark.size()) == kSpaceMark) {
@@ -115,51 +140,27 @@ class SentencePieceBpe : public Tokenizer {
     return out;
   }
 
-  std::string decode(const std::vector<int>& ids) const override {
-    std::string out;
-    int prev = -1;
-    for (const int id : ids) {
-      if (id < 0 || id >= vocab_size()) continue;
-      const PieceType type = pieces_[id].type;
-      if (type == PieceType::Control || type == PieceType::Unknown) continue;
-      out += decode_token(prev, id);
-      prev = id;
-    }
-    return out;
-  }
-
-  int vocab_size() const override { return static_cast<int>(pieces_.size()); }
-  int bos_id() const override { return options_.bos_id; }
-  int eos_id() const override { return options_.eos_id; }
-
- private:
-  // SentencePiece's identity normalization: optional whitespace cleanup, then every space
-  // becomes "▁" and non-empty text gets the dummy prefix "▁".
+  // SentencePiece's identity normalization (normalizer.cc): spaces become "▁" and
+  // non-empty text gets the dummy prefix "▁". remove_extra_whitespaces drops leading
+  // spaces, collapses runs of them and finally drops every trailing "▁", including any
+  // "▁" that was in the input text.
   std::string normalize(const std::string& text) const {
-    std::string cleaned;
-    if (options_.remove_extra_whitespaces) {
-      // Drop leading and trailing spaces and collapse runs of them to one.
-      bool pending_space = false;
-      for (const char c : text) {
-        if (c == ' ') {
-          pending_space = !cleaned.empty();
-          continue;
-        }
-        if (pending_space) cleaned += ' ';
-        pending_space = false;
-        cleaned += c;
-      }
-    }
-    const std::string& src = options_.remove_extra_whitespaces ? cleaned : text;
+    const bool tidy = options_.remove_extra_whitespaces;
+    size_t i = 0;
+    while (tidy && i < text.size() && text[i] == ' ') ++i;
     std::string out;
-    if (src.empty()) return out;
+    if (i == text.size()) return out;
     if (options_.add_dummy_prefix) out += kSpaceMark;
-    for (const char c : src) {
-      if (c == ' ') {
-        out += kSpaceMark;
-      } else {
-        out += c;
-      }
+    bool prev_space = false;
+    for (; i < text.size(); ++i) {
+      const bool space = text[i] == ' ';
+      if (space && !(tidy && prev_space)) out += kSpaceMark;
+      if (!space) out += text[i];
+      prev_space = space;
+    }
+    while (tidy && out.size() >= kSpaceMark.size() &&
+           std::string_view(out).substr(out.size() - kSpaceMark.size()) == kSpaceMark) {
+      out.resize(out.size() - kSpaceMark.size());
     }
     return out;
   }
@@ -200,6 +201,7 @@ class SentencePieceBpe : public Tokenizer {
   std::unordered_set<std::string_view> user_defined_;
   std::set<size_t> user_defined_lengths_;
   std::array<int, 256> byte_ids_{};
+  bool words_merge_alone_ = true;  // no piece spans_word_start
 };
 
 }  // namespace

@@ -219,8 +219,15 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, cons
       c.merges.push_back({id_of(left), id_of(right), id_of(left + right)});
     }
     for (const json& a : added) {
-      const std::string content = a.at("content").get<std::string>();
-      c.added.push_back({content, check_id(a.at("id").get<int64_t>(), content), a.value("special", false)});
+      HfAddedToken t;
+      t.content = a.at("content").get<std::string>();
+      t.id = check_id(a.at("id").get<int64_t>(), t.content);
+      t.special = a.value("special", false);
+      t.normalized = a.value("normalized", !t.special);
+      t.lstrip = a.value("lstrip", false);
+      t.rstrip = a.value("rstrip", false);
+      if (a.value("single_word", false)) r.fail("unsupported single_word added token " + a.at("content").dump());
+      c.added.push_back(std::move(t));
     }
     const json unk = model.value("unk_token", json());
     if (unk.is_string() && ids.count(unk.get<std::string>())) c.unk_id = ids.at(unk.get<std::string>());
