@@ -19,14 +19,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::unique_ptr<model::Tokenizer> tok;
   try {
     switch (data[0] % 3) {
-      case 0: tok = model::load_llama2c_tokenizer(bytes, data[1], "fuzz"); break;
-      case 1: tok = model::load_sentencepiece_model(bytes, "fuzz"); break;
-      default: tok = model::load_hf_tokenizer_json(bytes, "fuzz"); break;
+      case 0:
+        tok = model::load_llama2c_tokenizer(bytes, data[1], "fuzz");
+        break;
+      case 1:
+        tok = model::load_sentencepiece_model(bytes, "fuzz");
+        break;
+      default:
+        tok = model::load_hf_tokenizer_json(bytes, "fuzz");
+        break;
     }
   } catch (const FormatError&) {
     return 0;  // rejected input: the expected outcome for most mutations
   }
-  for (const std::string text : {"", "Hello, w\xC3\xB6rld 123 <s>\n\t  x", "ab\xFF\xFE \xE2\x96\x81"}) {
+  for (const std::string text :
+       {"", "Hello, w\xC3\xB6rld 123 <s>\n\t  x", "ab\xFF\xFE \xE2\x96\x81"}) {
     const std::vector<int> ids = tok->encode(text, true);
     int prev = -1;
     for (const int id : ids) {

@@ -16,6 +16,9 @@ Command add_convert(CLI::App& app);
 Command add_decompress(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_verify(CLI::App& app);
+Command add_run(CLI::App& app);
+Command add_perplexity(CLI::App& app);
+Command add_synth(CLI::App& app);
 #ifdef CODECLLM_HAVE_CUDA
 Command add_bench_decode(CLI::App& app);
 #endif

@@ -20,6 +20,10 @@ int main(int argc, char** argv) {
   add("verify", "Decode a .cllm file on the CPU and compare it bit for bit with its source",
       codecllm::tools::add_verify);
   add("decompress", "Write a .cllm file back out as a Hugging Face directory", codecllm::tools::add_decompress);
+  add("run", "Generate text with a .cllm model (CPU or CUDA)", codecllm::tools::add_run);
+  add("perplexity", "Score a text file with a .cllm model", codecllm::tools::add_perplexity);
+  add("synth", "Write a random-weight Llama-shaped .cllm (e.g. --shape llama3-8b) without the source on disk",
+      codecllm::tools::add_synth);
   add("convert", "Convert a llama2.c checkpoint into a Hugging Face directory", codecllm::tools::add_convert);
 #ifdef CODECLLM_HAVE_CUDA
   add("bench-decode", "Measure GPU decode throughput against a device-to-device copy",

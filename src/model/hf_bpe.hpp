@@ -18,8 +18,8 @@ namespace codecllm::model {
 struct HfAddedToken {
   std::string content;
   int id = -1;
-  bool special = false;     // dropped by decode
-  bool normalized = false;  // matched in normalized text (after the normalizer)
+  bool special = false;                 // dropped by decode
+  bool normalized = false;              // matched in normalized text (after the normalizer)
   bool lstrip = false, rstrip = false;  // swallows the whitespace on that side
 };
 
@@ -40,7 +40,7 @@ struct HfPreTokenizerStep {
 };
 
 struct HfDecoder {
-  bool byte_level = false;  // map characters back to bytes (GPT-2 table)
+  bool byte_level = false;     // map characters back to bytes (GPT-2 table)
   bool byte_fallback = false;  // <0xNN> tokens become their byte
   std::vector<std::pair<std::string, std::string>> replaces;
   int strip_start = 0;  // spaces dropped at the start of the text

@@ -5,6 +5,7 @@
 #include "model/sentencepiece_bpe.hpp"
 
 #include <array>
+#include <cmath>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -39,6 +40,9 @@ class SentencePieceBpe : public Tokenizer {
     for (int id = 0; id < n; ++id) {
       const SpPiece& p = pieces_[id];
       const std::string_view text = p.text;
+      // Scores order merges; a NaN would break the heap's ordering.
+      if (std::isnan(p.score))
+        throw FormatError(what + ": piece " + std::to_string(id) + " has a NaN score");
       switch (p.type) {
         case PieceType::UserDefined:
           if (!text.empty()) {
@@ -52,7 +56,9 @@ class SentencePieceBpe : public Tokenizer {
           break;
         case PieceType::Byte: {
           const int byte = parse_byte_piece(text);
-          if (byte < 0) throw FormatError(what + ": byte piece " + std::to_string(id) + " is not <0xNN>");
+          if (byte < 0) {
+            throw FormatError(what + ": byte piece " + std::to_string(id) + " is not <0xNN>");
+          }
           if (byte_ids_[byte] < 0) byte_ids_[byte] = id;
           break;
         }
@@ -78,7 +84,8 @@ class SentencePieceBpe : public Tokenizer {
       *m = {-pieces_[id].score, id};
       return true;
     };
-    for (const BpeSymbol& s : words_merge_alone_ ? bpe_merge_words(norm, chars, pair) : bpe_merge(chars, pair)) {
+    for (const BpeSymbol& s :
+         words_merge_alone_ ? bpe_merge_words(norm, chars, pair) : bpe_merge(chars, pair)) {
       if (s.id >= 0) {
         ids.push_back(s.id);
       } else if (options_.byte_fallback) {
@@ -123,7 +130,9 @@ class SentencePieceBpe : public Tokenizer {
     if (id < 0 || id >= vocab_size()) return "";
     const SpPiece& p = pieces_[id];
     if (p.type == PieceType::Control || p.type == PieceType::Unknown) return "";
-    if (p.type == PieceType::Byte) return std::string(1, static_cast<char>(parse_byte_piece(p.text)));
+    if (p.type == PieceType::Byte) {
+      return std::string(1, static_cast<char>(parse_byte_piece(p.text)));
+    }
     std::string_view text = p.text;
     const bool strips = options_.add_dummy_prefix || options_.remove_extra_whitespaces;
     *consumed = at_start && strips && text.substr(0, kSpaceMark.size()) == kSpaceMark;
@@ -185,7 +194,9 @@ class SentencePieceBpe : public Tokenizer {
 
   size_t user_defined_at(const std::string& norm, size_t i) const {
     for (auto it = user_defined_lengths_.rbegin(); it != user_defined_lengths_.rend(); ++it) {
-      if (*it <= norm.size() - i && user_defined_.count(std::string_view(norm).substr(i, *it))) return *it;
+      if (*it <= norm.size() - i && user_defined_.count(std::string_view(norm).substr(i, *it))) {
+        return *it;
+      }
     }
     return 0;
   }

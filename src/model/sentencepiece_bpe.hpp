@@ -11,7 +11,14 @@
 namespace codecllm::model {
 
 // Values of SentencePiece's ModelProto.SentencePiece.Type.
-enum class PieceType { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+enum class PieceType {
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6
+};
 
 struct SpPiece {
   std::string text;  // with U+2581 "▁" standing for a space

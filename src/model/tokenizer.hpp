@@ -44,6 +44,7 @@ std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes,
 
 // Hugging Face tokenizer.json with a BPE model: SentencePiece-style (Metaspace, byte
 // fallback) or byte-level (GPT-2, Llama 3, Qwen2 pre-tokenizers).
-std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, const std::string& what);
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes,
+                                                  const std::string& what);
 
 }  // namespace codecllm::model

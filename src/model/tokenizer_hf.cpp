@@ -22,7 +22,9 @@ class Reader {
  public:
   explicit Reader(const std::string& what) : what_(what) {}
 
-  [[noreturn]] void fail(const std::string& problem) const { throw FormatError(what_ + ": " + problem); }
+  [[noreturn]] void fail(const std::string& problem) const {
+    throw FormatError(what_ + ": " + problem);
+  }
 
   std::string type_of(const json& j, const char* component) const {
     if (!j.is_object() || !j.contains("type")) fail(std::string(component) + " has no type");
@@ -43,7 +45,8 @@ class Reader {
     } else if (type == "Prepend") {
       out->push_back({HfNormalizerStep::Kind::Prepend, "", j.at("prepend").get<std::string>()});
     } else if (type == "Replace") {
-      out->push_back({HfNormalizerStep::Kind::Replace, literal(j.at("pattern")), j.at("content").get<std::string>()});
+      out->push_back({HfNormalizerStep::Kind::Replace, literal(j.at("pattern")),
+                      j.at("content").get<std::string>()});
     } else if (type != "NFC") {
       fail("unsupported normalizer " + type);
     }
@@ -69,7 +72,8 @@ class Reader {
     } else if (type == "Split") {
       step.kind = HfPreTokenizerStep::Kind::Split;
       const json& pattern = j.at("pattern");
-      if (!pattern.contains("Regex") || !split_pattern_of(pattern.at("Regex").get<std::string>(), &step.pattern)) {
+      if (!pattern.contains("Regex") ||
+          !split_pattern_of(pattern.at("Regex").get<std::string>(), &step.pattern)) {
         fail("unsupported Split pattern " + pattern.dump());
       }
       if (j.at("behavior").get<std::string>() != "Isolated" || j.value("invert", false)) {
@@ -84,7 +88,9 @@ class Reader {
   // Metaspace's "prepend_scheme", or the older boolean "add_prefix_space".
   HfPreTokenizerStep::Prepend prepend_scheme(const json& j) const {
     using Prepend = HfPreTokenizerStep::Prepend;
-    if (!j.contains("prepend_scheme")) return j.value("add_prefix_space", true) ? Prepend::Always : Prepend::Never;
+    if (!j.contains("prepend_scheme")) {
+      return j.value("add_prefix_space", true) ? Prepend::Always : Prepend::Never;
+    }
     const std::string scheme = j.at("prepend_scheme").get<std::string>();
     if (scheme == "always") return Prepend::Always;
     if (scheme == "first") return Prepend::First;
@@ -153,14 +159,16 @@ void find_bos_eos(const json& root, const std::unordered_map<std::string, int>& 
     return -1;
   };
   const std::string templated = template_first_token(root.value("post_processor", json()));
-  c->bos_id = templated.empty() ? first_known({"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"})
-                                : id_of(templated);
+  c->bos_id = templated.empty()
+                  ? first_known({"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"})
+                  : id_of(templated);
   c->eos_id = first_known({"</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|im_end|>"});
 }
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, const std::string& what) {
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes,
+                                                  const std::string& what) {
   const Reader r(what);
   HfConfig c;
   try {
@@ -170,7 +178,8 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, cons
       r.fail("unsupported model type " + model.at("type").get<std::string>() + " (only BPE)");
     }
     for (const char* affix : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-      if (model.contains(affix) && !model.at(affix).is_null() && !model.at(affix).get<std::string>().empty()) {
+      if (model.contains(affix) && !model.at(affix).is_null() &&
+          !model.at(affix).get<std::string>().empty()) {
         r.fail(std::string("unsupported BPE ") + affix);
       }
     }
@@ -178,6 +187,7 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, cons
     c.ignore_merges = model.value("ignore_merges", false);
     c.fuse_unk = model.value("fuse_unk", false);
     const json& vocab = model.at("vocab");
+    if (!vocab.is_object()) r.fail("model.vocab is not an object");
     const json added = root.value("added_tokens", json::array());
     // Ids must be dense: a bound from the input size keeps hostile ids from allocating.
     const size_t max_tokens = vocab.size() + added.size();
@@ -198,7 +208,9 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, cons
     }
     const auto id_of = [&](const std::string& token) {
       const auto it = ids.find(token);
-      if (it == ids.end()) r.fail("merge uses " + json(token).dump() + ", which is not in the vocabulary");
+      if (it == ids.end()) {
+        r.fail("merge uses " + json(token).dump() + ", which is not in the vocabulary");
+      }
       return it->second;
     };
     for (const json& m : model.at("merges")) {
@@ -226,11 +238,15 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, cons
       t.normalized = a.value("normalized", !t.special);
       t.lstrip = a.value("lstrip", false);
       t.rstrip = a.value("rstrip", false);
-      if (a.value("single_word", false)) r.fail("unsupported single_word added token " + a.at("content").dump());
+      if (a.value("single_word", false)) {
+        r.fail("unsupported single_word added token " + a.at("content").dump());
+      }
       c.added.push_back(std::move(t));
     }
     const json unk = model.value("unk_token", json());
-    if (unk.is_string() && ids.count(unk.get<std::string>())) c.unk_id = ids.at(unk.get<std::string>());
+    if (unk.is_string() && ids.count(unk.get<std::string>())) {
+      c.unk_id = ids.at(unk.get<std::string>());
+    }
     r.normalizer(root.value("normalizer", json()), &c.normalizer);
     r.pre_tokenizer(root.value("pre_tokenizer", json()), &c.pre_tokenizer);
     r.decoder(root.value("decoder", json()), &c.decoder);

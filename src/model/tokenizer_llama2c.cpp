@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,26 +28,28 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& bytes, int 
                       std::to_string(vocab_size) + " tokens");
   }
   size_t pos = 0;
-  const auto read = [&](void* out, size_t n, const char* field, int index) {
+  const auto take = [&](size_t n, const char* field, int index) {
     if (bytes.size() - pos < n) {
       throw FormatError(what + ": truncated at token " + std::to_string(index) + " (" + field +
                         "); expected " + std::to_string(vocab_size) + " tokens");
     }
-    std::memcpy(out, bytes.data() + pos, n);
+    const std::string_view out(bytes.data() + pos, n);
     pos += n;
+    return out;
   };
-  int32_t max_token_length = 0;  // a buffer size for llama2.c; nothing to check it against
-  read(&max_token_length, 4, "header", 0);
+  const auto read32 = [&](void* out, const char* field, int index) {
+    std::memcpy(out, take(4, field, index).data(), 4);
+  };
+  take(4, "header", 0);  // max_token_length: a buffer size for llama2.c, not needed here
 
   std::vector<SpPiece> pieces(static_cast<size_t>(vocab_size));
   for (int i = 0; i < vocab_size; ++i) {
     SpPiece& p = pieces[i];
     int32_t len = 0;
-    read(&p.score, 4, "score", i);
-    read(&len, 4, "length", i);
+    read32(&p.score, "score", i);
+    read32(&len, "length", i);
     if (len < 0) throw FormatError(what + ": token " + std::to_string(i) + " has negative length");
-    std::string text(static_cast<size_t>(len), '\0');
-    read(text.data(), text.size(), "bytes", i);
+    const std::string_view text = take(static_cast<size_t>(len), "bytes", i);
     for (const char c : text) {
       if (c == ' ') {
         p.text += kSpaceMark;
@@ -54,8 +57,8 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& bytes, int 
         p.text += c;
       }
     }
-    p.type = i == 0                         ? PieceType::Unknown
-             : i <= 2                       ? PieceType::Control
+    p.type = i == 0                          ? PieceType::Unknown
+             : i <= 2                        ? PieceType::Control
              : parse_byte_piece(p.text) >= 0 ? PieceType::Byte
                                              : PieceType::Normal;
   }

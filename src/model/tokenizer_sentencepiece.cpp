@@ -27,7 +27,8 @@ constexpr uint64_t kModelTypeBpe = 2;
 
 void expect(const ProtoReader& r, const ProtoField& f, WireType type) {
   if (f.type != type) {
-    throw FormatError(r.what() + ": field " + std::to_string(f.number) + " has the wrong wire type");
+    throw FormatError(r.what() + ": field " + std::to_string(f.number) +
+                      " has the wrong wire type");
   }
 }
 
@@ -48,7 +49,9 @@ SpPiece read_piece(std::string_view bytes, const std::string& what) {
       std::memcpy(&piece.score, &bits, sizeof bits);
     } else if (f.number == kPieceType) {
       expect(r, f, WireType::Varint);
-      if (f.value < 1 || f.value > 6) throw FormatError(what + ": unknown piece type " + std::to_string(f.value));
+      if (f.value < 1 || f.value > 6) {
+        throw FormatError(what + ": unknown piece type " + std::to_string(f.value));
+      }
       piece.type = static_cast<PieceType>(f.value);
     }
   }
@@ -62,12 +65,23 @@ void read_trainer_spec(std::string_view bytes, const std::string& what, SpOption
   while (r.next(&f)) {
     if (f.type != WireType::Varint) continue;
     switch (f.number) {
-      case kTrainerModelType: model_type = f.value; break;
-      case kTrainerByteFallback: options->byte_fallback = f.value != 0; break;
-      case kTrainerUnkId: options->unk_id = to_int32(f.value); break;
-      case kTrainerBosId: options->bos_id = to_int32(f.value); break;
-      case kTrainerEosId: options->eos_id = to_int32(f.value); break;
-      default: break;
+      case kTrainerModelType:
+        model_type = f.value;
+        break;
+      case kTrainerByteFallback:
+        options->byte_fallback = f.value != 0;
+        break;
+      case kTrainerUnkId:
+        options->unk_id = to_int32(f.value);
+        break;
+      case kTrainerBosId:
+        options->bos_id = to_int32(f.value);
+        break;
+      case kTrainerEosId:
+        options->eos_id = to_int32(f.value);
+        break;
+      default:
+        break;
     }
   }
   if (model_type != kModelTypeBpe) {
@@ -82,13 +96,16 @@ void read_normalizer_spec(std::string_view bytes, const std::string& what, SpOpt
   while (r.next(&f)) {
     if (f.type != WireType::Varint) continue;
     if (f.number == kNormalizerAddDummyPrefix) options->add_dummy_prefix = f.value != 0;
-    if (f.number == kNormalizerRemoveExtraWhitespaces) options->remove_extra_whitespaces = f.value != 0;
+    if (f.number == kNormalizerRemoveExtraWhitespaces) {
+      options->remove_extra_whitespaces = f.value != 0;
+    }
   }
 }
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes, const std::string& what) {
+std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes,
+                                                    const std::string& what) {
   // Proto defaults for the fields a file may leave out.
   SpOptions options;
   options.byte_fallback = false;
@@ -100,7 +117,8 @@ std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes, co
   while (r.next(&f)) {
     if (f.number == kModelPieces) {
       expect(r, f, WireType::Bytes);
-      pieces.push_back(read_piece(f.bytes, what + ": pieces[" + std::to_string(pieces.size()) + "]"));
+      pieces.push_back(
+          read_piece(f.bytes, what + ": pieces[" + std::to_string(pieces.size()) + "]"));
     } else if (f.number == kModelTrainerSpec) {
       expect(r, f, WireType::Bytes);
       read_trainer_spec(f.bytes, what + ": trainer_spec", &options);

@@ -1,0 +1,126 @@
+// run: generate text from a prompt, streaming tokens as they come, then a stats line.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "format/mapped_file.hpp"
+#include "engine/generate.hpp"
+#include "engine_factory.hpp"
+#include "model/container_tokenizer.hpp"
+#include "table.hpp"
+
+namespace codecllm::tools {
+
+Command add_run(CLI::App& app) {
+  struct Args {
+    std::string file, prompt;
+    int n = 128;
+    float temperature = 0.0f, top_p = 0.9f;
+    uint64_t seed = 0;
+    bool json = false;
+    EngineArgs engine;
+  };
+  auto a = std::make_shared<Args>();
+  app.add_option("FILE", a->file, ".cllm file")->required()->check(CLI::ExistingFile);
+  app.add_option("-p,--prompt", a->prompt, "Prompt text (BOS is added)");
+  app.add_option("-n,--tokens", a->n, "Tokens to generate")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--temperature", a->temperature, "0 for greedy decoding")->check(CLI::Range(0.0f, 10.0f));
+  app.add_option("--top-p", a->top_p, "Nucleus sampling threshold")->check(CLI::Range(0.0f, 1.0f));
+  app.add_option("--seed", a->seed, "Sampling seed");
+  app.add_flag("--json", a->json, "Print the result and stats as JSON instead of streaming text");
+  add_engine_options(app, a->engine);
+  return [a] {
+    format::ContainerReader file(a->file);
+    std::unique_ptr<engine::Engine> eng = make_engine(file, a->engine);
+    auto tok = model::load_container_tokenizer(file, eng->config().vocab);
+    std::vector<int> prompt = tok->encode(a->prompt, true);
+    engine::GenerateOptions g;
+    g.max_new_tokens = a->n;
+    g.sampling.temperature = a->temperature;
+    g.sampling.top_p = a->top_p;
+    g.sampling.seed = a->seed;
+    int prev = prompt.empty() ? -1 : prompt.back();
+    if (!a->json) std::cout << a->prompt << std::flush;
+    engine::GenerateResult r = engine::generate(*eng, prompt, g, [&](int t) {
+      if (!a->json) std::cout << tok->decode_token(prev, t) << std::flush;
+      prev = t;
+      return true;
+    });
+    const engine::MemoryStats m = eng->memory();
+    if (a->json) {
+      std::cout << nlohmann::json{{"prompt_tokens", r.prompt_tokens},
+                                  {"tokens", r.tokens},
+                                  {"text", tok->decode(r.tokens)},
+                                  {"prefill_tokens_per_s", r.prefill_tokens_per_s()},
+                                  {"decode_tokens_per_s", r.decode_tokens_per_s()},
+                                  {"engine", eng->describe()},
+                                  {"weight_bytes", m.weight_bytes},
+                                  {"kv_cache_bytes", m.kv_cache_bytes},
+                                  {"scratch_bytes", m.scratch_bytes},
+                                  {"activation_bytes", m.activation_bytes},
+                                  {"peak_device_bytes", m.peak_device_bytes}}
+                       .dump(2)
+                << '\n';
+      return 0;
+    }
+    std::cout << "\n";
+    std::cerr << "[" << eng->describe() << "] prefill " << r.prompt_tokens << " tokens at "
+              << fixed(r.prefill_tokens_per_s(), 1) << " tok/s, decode " << r.tokens.size() << " tokens at "
+              << fixed(r.decode_tokens_per_s(), 1) << " tok/s; weights " << human_bytes(double(m.weight_bytes))
+              << ", KV " << human_bytes(double(m.kv_cache_bytes)) << ", scratch " << human_bytes(double(m.scratch_bytes))
+              << ", activations " << human_bytes(double(m.activation_bytes));
+    if (m.peak_device_bytes > 0) std::cerr << ", peak VRAM measured " << human_bytes(double(m.peak_device_bytes));
+    std::cerr << "\n";
+    return 0;
+  };
+}
+
+Command add_perplexity(CLI::App& app) {
+  struct Args {
+    std::string file, text;
+    int window = 512;
+    size_t max_tokens = 0;
+    bool json = false;
+    EngineArgs engine;
+  };
+  auto a = std::make_shared<Args>();
+  app.add_option("FILE", a->file, ".cllm file")->required()->check(CLI::ExistingFile);
+  app.add_option("--text", a->text, "UTF-8 text file to score")->required()->check(CLI::ExistingFile);
+  app.add_option("--window", a->window, "Context window; windows do not overlap")->check(CLI::Range(2, 1 << 16));
+  app.add_option("--max-tokens", a->max_tokens, "Score only the first N tokens (0: all)");
+  app.add_flag("--json", a->json, "Print the result as JSON");
+  add_engine_options(app, a->engine);
+  return [a] {
+    format::ContainerReader file(a->file);
+    std::unique_ptr<engine::Engine> eng = make_engine(file, a->engine);
+    auto tok = model::load_container_tokenizer(file, eng->config().vocab);
+    std::string text;
+    {
+      format::MappedFile m(a->text);
+      text.assign(reinterpret_cast<const char*>(m.data()), m.size());
+    }
+    std::vector<int> ids = tok->encode(text, true);
+    if (a->max_tokens > 0 && ids.size() > a->max_tokens) ids.resize(a->max_tokens);
+    const bool tty = stderr_is_tty() && !a->json;
+    engine::PerplexityResult r = engine::perplexity(*eng, ids, a->window, [&](uint64_t done, uint64_t total) {
+      if (tty && done % 512 == 0) std::cerr << "\r\033[Kscored " << done << "/" << total << std::flush;
+    });
+    if (tty) std::cerr << "\n";
+    if (a->json) {
+      std::cout << nlohmann::json{{"file", a->file},          {"text", a->text},
+                                  {"tokens", ids.size()},     {"predictions", r.count},
+                                  {"mean_nll", r.mean_nll},   {"perplexity", r.perplexity()},
+                                  {"seconds", r.seconds},     {"engine", eng->describe()}}
+                       .dump(2)
+                << '\n';
+    } else {
+      std::cout << a->file << ": " << r.count << " predictions, mean NLL " << fixed(r.mean_nll, 4) << " nats, perplexity "
+                << fixed(r.perplexity(), 3) << " (" << fixed(double(r.count) / r.seconds, 0) << " tok/s, "
+                << eng->describe() << ")\n";
+    }
+    return 0;
+  };
+}
+
+}  // namespace codecllm::tools

@@ -1,0 +1,25 @@
+// Options shared by the commands that run a model, and the engine they select.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "engine/engine.hpp"
+#include "format/container.hpp"
+
+namespace codecllm::tools {
+
+struct EngineArgs {
+  std::string device = "auto";  // auto: cuda when a GPU is present and the build has CUDA
+  std::string placement = "gpu";
+  std::string kv_dtype = "f32";
+  unsigned threads = 0;
+  int max_seq = 0;
+};
+
+void add_engine_options(CLI::App& app, EngineArgs& a);
+std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file, const EngineArgs& a);
+
+}  // namespace codecllm::tools
