@@ -2,13 +2,13 @@
 # Runs on a GPU machine: build, GPU tests, compute-sanitizer, decode benchmarks. Logs go to
 # $OUT (default /tmp/codecllm-out). Build dependencies that machine lacks travel as Debian
 # packages in .device-data/debs (unpacked to /tmp/deps), real models in .device-data/models.
-#   [TARGETS='codecllm test_gpu'] scripts/device/gpu_suite.sh [build] [test] [sanitize] [bench]
+#   [TARGETS='codecllm test_gpu'] scripts/device/gpu_suite.sh [build] [test] [sanitize] [bench] [engine] [profile]
 # (default: every stage; TARGETS limits the build, and then only test_gpu runs in the test stage)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/codecllm-out}
 mkdir -p "$OUT"
-stages=${*:-build test sanitize bench}
+stages=${*:-build test sanitize bench engine}
 deps=/tmp/deps
 models=$PWD/.device-data/models
 build=build-dev
@@ -62,6 +62,23 @@ if has bench; then
   done
   $build/examples/c_api_decode /tmp/st-int8.cllm | tail -3 | tee -a "$OUT/bench.txt"
   for mode in lossless; do true
+  done
+fi
+if has engine; then
+  log "engine: tokens/s and VRAM per placement"
+  py=$models/pycode24M
+  for mode in lossless int8; do
+    $build/tools/codecllm compress "$py" -o /tmp/py-$mode.cllm --mode $mode -q >/dev/null
+    $build/bench/engine_bench /tmp/py-$mode.cllm 128 | tee -a "$OUT/engine.txt"
+    $build/tools/codecllm perplexity /tmp/py-$mode.cllm --text "$py/val.txt" --device cuda --placement gpu-compressed \
+      | tee -a "$OUT/engine.txt"
+  done
+  $build/tools/codecllm run /tmp/py-lossless.cllm -p "class " -n 48 --placement gpu-compressed 2>&1 | tail -4 | tee -a "$OUT/engine.txt"
+  for mode in lossless int8; do
+    $build/tools/codecllm synth --shape ${SHAPE:-llama3-8b} --mode $mode -o /tmp/big-$mode.cllm 2>/dev/null \
+      | tee -a "$OUT/engine.txt"
+    $build/bench/engine_bench /tmp/big-$mode.cllm 32 | tee -a "$OUT/engine.txt"
+    rm -f /tmp/big-$mode.cllm
   done
 fi
 if has profile; then
