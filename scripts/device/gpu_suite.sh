@@ -70,11 +70,16 @@ if has engine; then
   for mode in lossless int8; do
     $build/tools/codecllm compress "$py" -o /tmp/py-$mode.cllm --mode $mode -q >/dev/null
     $build/bench/engine_bench /tmp/py-$mode.cllm 128 | tee -a "$OUT/engine.txt"
-    $build/tools/codecllm perplexity /tmp/py-$mode.cllm --text "$py/val.txt" --device cuda --placement gpu-compressed \
+    # Perplexity on the uncompressed placement: gpu-compressed gives bit-identical logits.
+    $build/tools/codecllm perplexity /tmp/py-$mode.cllm --text "$py/val.txt" --device cuda --placement gpu \
       | tee -a "$OUT/engine.txt"
   done
+  echo "-- pycode24M lossless, 8192-symbol chunks" | tee -a "$OUT/engine.txt"
+  $build/tools/codecllm compress "$py" -o /tmp/py-small.cllm --chunk-symbols 8192 -q | tail -3 | tee -a "$OUT/engine.txt"
+  $build/bench/engine_bench /tmp/py-small.cllm 128 | tee -a "$OUT/engine.txt"
   $build/tools/codecllm run /tmp/py-lossless.cllm -p "class " -n 48 --placement gpu-compressed 2>&1 | tail -4 | tee -a "$OUT/engine.txt"
   for mode in lossless int8; do
+    echo "-- synthetic ${SHAPE:-llama3-8b} $mode" | tee -a "$OUT/engine.txt"
     $build/tools/codecllm synth --shape ${SHAPE:-llama3-8b} --mode $mode -o /tmp/big-$mode.cllm 2>/dev/null \
       | tee -a "$OUT/engine.txt"
     $build/bench/engine_bench /tmp/big-$mode.cllm 32 | tee -a "$OUT/engine.txt"
