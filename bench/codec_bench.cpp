@@ -43,7 +43,8 @@ Totals run_one_thread(const model::Checkpoint& ckpt, const codec::EncodeOptions&
         },
         "bench");
     double t2 = now();
-    if (e.record.mode == format::TensorMode::Lossless && std::memcmp(d.bytes.data(), ti.data.data(), ti.data.size()) != 0) {
+    if (e.record.mode == format::TensorMode::Lossless &&
+        std::memcmp(d.bytes.data(), ti.data.data(), ti.data.size()) != 0) {
       std::fprintf(stderr, "MISMATCH in %s\n", ti.name.c_str());
       std::exit(1);
     }
@@ -73,7 +74,8 @@ Totals run_one_thread(const model::Checkpoint& ckpt, const codec::EncodeOptions&
 double encode_all_threads(const model::Checkpoint& ckpt, const codec::EncodeOptions& o, unsigned threads) {
   const auto& ts = ckpt.tensors();
   double t0 = now();
-  parallel_for(ts.size(), threads, [&](size_t i) { codec::encode_tensor(ts[i].name, ts[i].dtype, ts[i].shape, ts[i].data, o); });
+  parallel_for(ts.size(), threads,
+               [&](size_t i) { codec::encode_tensor(ts[i].name, ts[i].dtype, ts[i].shape, ts[i].data, o); });
   return now() - t0;
 }
 
@@ -95,12 +97,14 @@ void report(const std::string& name, const model::Checkpoint& ckpt) {
     Totals t = run_one_thread(ckpt, o);
     const unsigned threads = resolve_threads(0);
     const double all = encode_all_threads(ckpt, o, threads);
-    std::printf("%-28s %-8s %6.3f b/w  stored %6.2f%%  coded/bound %+.3f%% (worst >=1M tensor %+.3f%% %s)\n"
-                "%-28s %-8s encode %6.0f MB/s/core, %6.0f MB/s on %u threads (x%.2f); decode %6.0f MB/s/core\n",
-                name.c_str(), mode == format::TensorMode::Int8 ? "int8" : "lossless", 8.0 * double(t.stored) / double(t.elements),
-                100.0 * double(t.stored) / double(t.source), 100.0 * (double(t.coded) / t.entropy - 1), 100.0 * t.worst_overhead,
-                t.worst.c_str(), "", "", double(t.source) / t.encode_s / 1e6, double(t.source) / all / 1e6, threads,
-                t.encode_s / all, double(t.source) / t.decode_s / 1e6);
+    std::printf(
+        "%-28s %-8s %6.3f b/w  stored %6.2f%%  coded/bound %+.3f%% (worst >=1M tensor %+.3f%% %s)\n"
+        "%-28s %-8s encode %6.0f MB/s/core, %6.0f MB/s on %u threads (x%.2f); decode %6.0f MB/s/core\n",
+        name.c_str(), mode == format::TensorMode::Int8 ? "int8" : "lossless",
+        8.0 * double(t.stored) / double(t.elements), 100.0 * double(t.stored) / double(t.source),
+        100.0 * (double(t.coded) / t.entropy - 1), 100.0 * t.worst_overhead, t.worst.c_str(), "", "",
+        double(t.source) / t.encode_s / 1e6, double(t.source) / all / 1e6, threads, t.encode_s / all,
+        double(t.source) / t.decode_s / 1e6);
   }
 }
 

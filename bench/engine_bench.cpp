@@ -46,8 +46,8 @@ double copy_gbps() {
 
 // bf16 bytes of every matrix the forward pass multiplies by (the lm_head included).
 double matmul_bytes(const engine::LlamaConfig& c) {
-  const double hd = c.head_dim, layer = double(c.hidden) * (c.heads * hd) * 2 + double(c.hidden) * (c.kv_heads * hd) * 2 +
-                                        3.0 * c.hidden * c.intermediate;
+  const double hd = c.head_dim, layer = double(c.hidden) * (c.heads * hd) * 2 +
+                                        double(c.hidden) * (c.kv_heads * hd) * 2 + 3.0 * c.hidden * c.intermediate;
   return 2.0 * (layer * c.layers + double(c.vocab) * c.hidden);
 }
 

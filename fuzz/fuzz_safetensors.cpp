@@ -13,8 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const model::SafetensorsFile file = model::parse_safetensors(ByteSpan(data, size), "fuzz");
     uint8_t sum = 0;
     for (const model::TensorInfo& t : file.tensors) {
-      if (t.data.size() != 0 &&
-          (t.data.begin() < data + file.data_start || t.data.end() > data + size)) {
+      if (t.data.size() != 0 && (t.data.begin() < data + file.data_start || t.data.end() > data + size)) {
         std::abort();
       }
       uint64_t bytes = dtype_size(t.dtype);

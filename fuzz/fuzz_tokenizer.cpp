@@ -32,8 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const FormatError&) {
     return 0;  // rejected input: the expected outcome for most mutations
   }
-  for (const std::string text :
-       {"", "Hello, w\xC3\xB6rld 123 <s>\n\t  x", "ab\xFF\xFE \xE2\x96\x81"}) {
+  for (const std::string text : {"", "Hello, w\xC3\xB6rld 123 <s>\n\t  x", "ab\xFF\xFE \xE2\x96\x81"}) {
     const std::vector<int> ids = tok->encode(text, true);
     int prev = -1;
     for (const int id : ids) {

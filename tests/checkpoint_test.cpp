@@ -52,8 +52,7 @@ class TempDir {
 };
 
 void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary)
-      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::map<std::string, const TensorInfo*> by_name(const Checkpoint& c) {
@@ -73,8 +72,7 @@ void expect_error(Fn fn, const std::vector<std::string>& parts) {
     fn();
     ADD_FAILURE() << "no error thrown";
   } catch (const Error& e) {
-    for (const std::string& p : parts)
-      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
   }
 }
 
@@ -148,30 +146,21 @@ TEST(Llama2c, Stories260KRowsMatchSourceFile) {
     const TensorInfo& k = *t.at(p + "self_attn.k_proj.weight");
     for (uint64_t row = 0; row < D; ++row) {
       const uint64_t from = llama2c_row(row, hs);
-      EXPECT_TRUE(
-          same_bytes(q.data.subspan(row * D * 4, D * 4), src(wq + layer * D * D + from * D), D * 4))
+      EXPECT_TRUE(same_bytes(q.data.subspan(row * D * 4, D * 4), src(wq + layer * D * D + from * D), D * 4))
           << "q row " << row;
     }
     for (uint64_t row = 0; row < KV; ++row) {
       const uint64_t from = llama2c_row(row, hs);
-      EXPECT_TRUE(same_bytes(k.data.subspan(row * D * 4, D * 4),
-                             src(wk + layer * KV * D + from * D), D * 4))
+      EXPECT_TRUE(same_bytes(k.data.subspan(row * D * 4, D * 4), src(wk + layer * KV * D + from * D), D * 4))
           << "k row " << row;
     }
-    EXPECT_TRUE(same_bytes(t.at(p + "self_attn.v_proj.weight")->data, src(wv + layer * KV * D),
-                           KV * D * 4));
-    EXPECT_TRUE(
-        same_bytes(t.at(p + "self_attn.o_proj.weight")->data, src(wo + layer * D * D), D * D * 4));
-    EXPECT_TRUE(
-        same_bytes(t.at(p + "mlp.gate_proj.weight")->data, src(w1 + layer * H * D), H * D * 4));
-    EXPECT_TRUE(
-        same_bytes(t.at(p + "mlp.down_proj.weight")->data, src(w2 + layer * D * H), D * H * 4));
-    EXPECT_TRUE(
-        same_bytes(t.at(p + "mlp.up_proj.weight")->data, src(w3 + layer * H * D), H * D * 4));
-    EXPECT_TRUE(
-        same_bytes(t.at(p + "input_layernorm.weight")->data, src(rms_att + layer * D), D * 4));
-    EXPECT_TRUE(same_bytes(t.at(p + "post_attention_layernorm.weight")->data,
-                           src(rms_ffn + layer * D), D * 4));
+    EXPECT_TRUE(same_bytes(t.at(p + "self_attn.v_proj.weight")->data, src(wv + layer * KV * D), KV * D * 4));
+    EXPECT_TRUE(same_bytes(t.at(p + "self_attn.o_proj.weight")->data, src(wo + layer * D * D), D * D * 4));
+    EXPECT_TRUE(same_bytes(t.at(p + "mlp.gate_proj.weight")->data, src(w1 + layer * H * D), H * D * 4));
+    EXPECT_TRUE(same_bytes(t.at(p + "mlp.down_proj.weight")->data, src(w2 + layer * D * H), D * H * 4));
+    EXPECT_TRUE(same_bytes(t.at(p + "mlp.up_proj.weight")->data, src(w3 + layer * H * D), H * D * 4));
+    EXPECT_TRUE(same_bytes(t.at(p + "input_layernorm.weight")->data, src(rms_att + layer * D), D * 4));
+    EXPECT_TRUE(same_bytes(t.at(p + "post_attention_layernorm.weight")->data, src(rms_ffn + layer * D), D * 4));
   }
   EXPECT_TRUE(same_bytes(t.at("model.embed_tokens.weight")->data, src(embed), V * D * 4));
   EXPECT_TRUE(same_bytes(t.at("model.norm.weight")->data, src(rms_final), D * 4));
@@ -182,13 +171,13 @@ TEST(Llama2c, Stories260KRowsMatchSourceFile) {
 
 // A synthetic llama2.c file whose float i has value i, with a separate classifier when
 // vocab < 0.
-std::string synthetic_llama2c(int32_t dim, int32_t hidden, int32_t layers, int32_t heads,
-                              int32_t kv_heads, int32_t vocab, int32_t seq_len) {
+std::string synthetic_llama2c(int32_t dim, int32_t hidden, int32_t layers, int32_t heads, int32_t kv_heads,
+                              int32_t vocab, int32_t seq_len) {
   const int32_t header[7] = {dim, hidden, layers, heads, kv_heads, vocab, seq_len};
   const uint64_t V = static_cast<uint64_t>(vocab < 0 ? -vocab : vocab), D = dim, L = layers;
   const uint64_t KV = D / heads * kv_heads, H = hidden, hs = D / heads;
-  uint64_t n = V * D + L * D * 2 + L * D * D * 2 + L * KV * D * 2 + L * H * D * 3 + D +
-               seq_len * hs + (vocab < 0 ? V * D : 0);
+  uint64_t n =
+      V * D + L * D * 2 + L * D * D * 2 + L * KV * D * 2 + L * H * D * 3 + D + seq_len * hs + (vocab < 0 ? V * D : 0);
   std::string out(reinterpret_cast<const char*>(header), sizeof(header));
   for (uint64_t i = 0; i < n; ++i) {
     const float f = static_cast<float>(i);
@@ -213,19 +202,16 @@ TEST(Llama2c, SeparateClassifierAndPermutation) {
 
   // Layer 1 q_proj: head_size 4, so HF rows of each head are llama2.c rows 0, 2, 1, 3.
   auto t = by_name(*ckpt);
-  const float* q =
-      reinterpret_cast<const float*>(t.at("model.layers.1.self_attn.q_proj.weight")->data.data());
+  const float* q = reinterpret_cast<const float*>(t.at("model.layers.1.self_attn.q_proj.weight")->data.data());
   const uint64_t wq1 = 10 * 8 + 2 * 8 + 64;  // embed, rms_att, layer 0 wq
   const uint64_t order[8] = {0, 2, 1, 3, 4, 6, 5, 7};
   for (uint64_t row = 0; row < 8; ++row) {
     EXPECT_EQ(q[row * 8], static_cast<float>(wq1 + order[row] * 8)) << row;
   }
   // k_proj, one KV head of 4 rows.
-  const float* k =
-      reinterpret_cast<const float*>(t.at("model.layers.0.self_attn.k_proj.weight")->data.data());
+  const float* k = reinterpret_cast<const float*>(t.at("model.layers.0.self_attn.k_proj.weight")->data.data());
   const uint64_t wk0 = 10 * 8 + 2 * 8 + 2 * 64;
-  for (uint64_t row = 0; row < 4; ++row)
-    EXPECT_EQ(k[row * 8], static_cast<float>(wk0 + order[row] * 8));
+  for (uint64_t row = 0; row < 4; ++row) EXPECT_EQ(k[row * 8], static_cast<float>(wk0 + order[row] * 8));
 }
 
 TEST(Llama2c, FindsTokenizerNextToModel) {
@@ -301,15 +287,13 @@ class ShardedDir : public ::testing::Test {
  protected:
   void SetUp() override {
     write_file(dir_.file("config.json"), R"({"model_type":"llama"})");
-    write_safetensors(dir_.file(kShard1), {f32_tensor("b", b_), f32_tensor("a", a_)},
-                      {{"format", "pt"}});
+    write_safetensors(dir_.file(kShard1), {f32_tensor("b", b_), f32_tensor("a", a_)}, {{"format", "pt"}});
     write_safetensors(dir_.file(kShard2), {f32_tensor("c", c_)}, {{"format", "pt"}});
     write_index({{"a", kShard1}, {"b", kShard1}, {"c", kShard2}});
   }
   void write_index(const nlohmann::json& weight_map) {
-    write_file(
-        dir_.file("model.safetensors.index.json"),
-        nlohmann::json{{"metadata", {{"total_size", 24}}}, {"weight_map", weight_map}}.dump());
+    write_file(dir_.file("model.safetensors.index.json"),
+               nlohmann::json{{"metadata", {{"total_size", 24}}}, {"weight_map", weight_map}}.dump());
   }
   static constexpr const char* kShard1 = "model-00001-of-00002.safetensors";
   static constexpr const char* kShard2 = "model-00002-of-00002.safetensors";

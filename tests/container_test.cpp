@@ -1,4 +1,6 @@
 // The .cllm container: round trips, atomic output, and detection of every kind of damage.
+#include "format/container.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -9,7 +11,6 @@
 #include "codec/tensor_codec.hpp"
 #include "codecllm/error.hpp"
 #include "format/checksum.hpp"
-#include "format/container.hpp"
 #include "test_util.hpp"
 
 namespace codecllm {
@@ -56,7 +57,8 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
 void open_and_decode(const std::string& path) {
   ContainerReader r(path);
   for (const auto& t : r.index().tensors)
-    codec::decode_tensor(t, [&](const format::PlaneRecord& p) { return r.payload(p); }, path);
+    codec::decode_tensor(
+        t, [&](const format::PlaneRecord& p) { return r.payload(p); }, path);
   for (const auto& b : r.index().blobs) r.blob(b.name);
 }
 

@@ -1,5 +1,7 @@
 // CUDA backend: gpu-compressed must give logits bit-identical to gpu (same bf16 weights, the
 // decode is exact), and both must agree with the CPU reference within bf16 rounding.
+#include "engine/cuda_engine.hpp"
+
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -7,7 +9,6 @@
 #include <cstring>
 
 #include "engine/cpu_engine.hpp"
-#include "engine/cuda_engine.hpp"
 #include "engine/sampler.hpp"
 #include "model/compress.hpp"
 #include "test_util.hpp"

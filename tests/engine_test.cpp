@@ -130,7 +130,8 @@ TEST(LlamaConfig, Llama3RopeScalingMatchesTransformers) {
 
 TEST(LlamaConfig, RejectsWhatItCannotRun) {
   const std::string end = "}";
-  expect_rejected(kLlama + R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4.0})" + end, "rope scaling type 'yarn'");
+  expect_rejected(kLlama + R"(, "rope_scaling": {"rope_type": "yarn", "factor": 4.0})" + end,
+                  "rope scaling type 'yarn'");
   expect_rejected(kLlama + R"(, "rope_scaling": {"type": "linear", "factor": 2.0})" + end, "'linear' is not supported");
   expect_rejected(kLlama + R"(, "rope_parameters": {"rope_type": "dynamic", "factor": 2.0})" + end, "'dynamic'");
   expect_rejected(kLlama + R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0})" + end, "low_freq_factor");
@@ -436,7 +437,7 @@ TEST(RealModels, Pycode24MGreedyClass) {
   auto engine = make_cpu_engine(file, {});
 
   // pycode24M/README.md, "Greedy samples": the first 20 ids after [BOS] "class ".
-  const std::vector<int> expected = {29900, 29901, 13,  1678,  9995, 13,   1678, 319, 770,   363,
+  const std::vector<int> expected = {29900, 29901, 13,    1678,  9995, 13,   1678, 319, 770,   363,
                                      278,   29871, 29900, 29899, 6707, 5314, 310,  278, 29871, 29900};
   GenerateOptions o;
   o.max_new_tokens = 40;

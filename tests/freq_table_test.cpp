@@ -174,8 +174,7 @@ double floored_real_bits(const Histogram& h, uint32_t prob_bits) {
   size_t clamped = 0;
   double clamped_count = 0;
   while (clamped < counts.size()) {
-    const double share =
-        (1 - double(clamped + 1) / M) / (n - clamped_count - double(counts[clamped]));
+    const double share = (1 - double(clamped + 1) / M) / (n - clamped_count - double(counts[clamped]));
     if (double(counts[clamped]) * share * M >= 1) break;  // would not fall below the floor
     clamped_count += double(counts[clamped++]);
   }
@@ -201,8 +200,8 @@ TEST(FreqTable, Bf16ExponentsNearEntropy) {
     std::printf(
         "[ info     ] %d-symbol bf16 exponents, H = %.4f bits, prob_bits %u: +%.4f%% over the "
         "entropy, of which +%.4f%% from the 1-slot floor and +%.4f%% from integer rounding\n",
-        present, entropy / total_count(h), bits, 100 * (got / entropy - 1),
-        100 * (floored / entropy - 1), 100 * (got - floored) / entropy);
+        present, entropy / total_count(h), bits, 100 * (got / entropy - 1), 100 * (floored / entropy - 1),
+        100 * (got - floored) / entropy);
     EXPECT_LE(got, optimal_bits(h, bits) * (1 + 1e-9) + 1e-6);  // exactly optimal
     EXPECT_LT((got - floored) / entropy, 0.0005);               // rounding costs < 0.05%
   }
@@ -212,14 +211,13 @@ TEST(FreqTable, Bf16ExponentsNearEntropy) {
 // the entropy at 13 bits: 40 symbols, geometric tails around a peak, none rarer than 1/4096.
 TEST(FreqTable, Skewed40SymbolsWithinFiveHundredthsOfAPercent) {
   Histogram h{};
-  for (int k = 0; k < 40; ++k)
-    h[100 + k] = static_cast<uint64_t>(1e8 * std::exp(-0.25 * std::abs(k - 28)));
+  for (int k = 0; k < 40; ++k) h[100 + k] = static_cast<uint64_t>(1e8 * std::exp(-0.25 * std::abs(k - 28)));
   const double entropy = entropy_bits(h) * total_count(h);
   const auto f = normalize_frequencies(h, 13);
   expect_valid(h, f, 13);
   const double loss = coded_bits(h, f, 13) / entropy - 1;
-  std::printf("[ info     ] 40 skewed symbols, H = %.4f bits, prob_bits 13: +%.4f%%\n",
-              entropy / total_count(h), 100 * loss);
+  std::printf("[ info     ] 40 skewed symbols, H = %.4f bits, prob_bits 13: +%.4f%%\n", entropy / total_count(h),
+              100 * loss);
   EXPECT_LT(loss, 0.0005);
 }
 

@@ -37,10 +37,12 @@ struct DeviceBuffer {
 // What the GPU must produce for a record: the CPU reference, converted like the GPU output.
 std::vector<uint8_t> expected_output(const format::ContainerReader& r, const format::TensorRecord& t,
                                      cuda::Int8Out int8_out) {
-  codec::DecodedTensor d = codec::decode_tensor(t, [&](const format::PlaneRecord& p) { return r.payload(p); }, r.path());
+  codec::DecodedTensor d = codec::decode_tensor(
+      t, [&](const format::PlaneRecord& p) { return r.payload(p); }, r.path());
   if (t.mode != format::TensorMode::Int8 || int8_out == cuda::Int8Out::Int8) return d.bytes;
   return codec::dequantize_rows(reinterpret_cast<const int8_t*>(d.bytes.data()), d.scales,
-                                t.num_elements() / t.shape[0], int8_out == cuda::Int8Out::Bf16 ? DType::BF16 : DType::F16);
+                                t.num_elements() / t.shape[0],
+                                int8_out == cuda::Int8Out::Bf16 ? DType::BF16 : DType::F16);
 }
 
 // Decodes every tensor of a file on the GPU (in groups, as a layer would be) and compares.
@@ -49,7 +51,8 @@ void expect_gpu_matches_cpu(const std::string& path, cuda::Int8Out int8_out, boo
   std::vector<std::string> names;
   for (const auto& t : r.index().tensors) names.push_back(t.name);
   for (size_t start = 0; start < names.size(); start += 9) {
-    std::vector<std::string> group(names.begin() + long(start), names.begin() + long(std::min(names.size(), start + 9)));
+    std::vector<std::string> group(names.begin() + long(start),
+                                   names.begin() + long(std::min(names.size(), start + 9)));
     cuda::DecoderOptions o;
     o.int8_output = int8_out;
     cuda::GpuDecoder dec(r, group, o);
@@ -101,8 +104,9 @@ INSTANTIATE_TEST_SUITE_P(Models, RealModels,
                                             ::testing::Values("lossless", "int8")));
 
 // A container of synthetic tensors written directly with the given encode options.
-std::string write_synthetic(const std::string& dir, const codec::EncodeOptions& options,
-                            const std::vector<std::tuple<std::string, DType, std::vector<uint64_t>, std::vector<uint8_t>>>& ts) {
+std::string write_synthetic(
+    const std::string& dir, const codec::EncodeOptions& options,
+    const std::vector<std::tuple<std::string, DType, std::vector<uint64_t>, std::vector<uint8_t>>>& ts) {
   const std::string path = dir + "/s.cllm";
   format::ContainerWriter w(path);
   format::Index idx;
@@ -178,8 +182,7 @@ TEST(GpuDecode, CorruptChunkIsReported) {
   REQUIRE_GPU();
   test::TempDir dir;
   const size_t n = 200000;
-  const std::string path =
-      write_synthetic(dir.path(), {}, {{"w", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 3)}});
+  const std::string path = write_synthetic(dir.path(), {}, {{"w", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 3)}});
   format::ContainerReader r(path);
   const format::PlaneRecord& exp = r.index().tensors[0].planes[0];
   ASSERT_EQ(exp.codec, format::PlaneCodec::Rans);

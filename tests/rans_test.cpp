@@ -39,8 +39,7 @@ Bytes bf16_plane(size_t n, uint64_t seed, bool sign_mantissa = false) {
     float v = normal(rng);
     if (outlier(rng) == 0) v *= 20;
     const uint16_t h = to_bf16(v);
-    b = sign_mantissa ? static_cast<uint8_t>((h >> 8 & 0x80) | (h & 0x7F))
-                      : static_cast<uint8_t>(h >> 7);
+    b = sign_mantissa ? static_cast<uint8_t>((h >> 8 & 0x80) | (h & 0x7F)) : static_cast<uint8_t>(h >> 7);
   }
   return out;
 }
@@ -158,8 +157,8 @@ TEST(Rans, RoundTripSizes) {
   for (uint32_t cs : {64u, 4096u, kDefaultChunkSymbols}) {
     RansOptions o;
     o.chunk_symbols = cs;
-    for (size_t n : {size_t{0}, size_t{1}, size_t{31}, size_t{32}, size_t{33}, size_t{cs - 1},
-                     size_t{cs}, size_t{cs + 1}, size_t{3 * cs + 17}}) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{31}, size_t{32}, size_t{33}, size_t{cs - 1}, size_t{cs},
+                     size_t{cs + 1}, size_t{3 * cs + 17}}) {
       const Bytes data = bf16_plane(n, n + cs);
       const Bytes enc = round_trip(data, o);
       const RansPlaneHeader h = header_of(enc);
@@ -291,8 +290,8 @@ void check_overhead(const char* name, const Bytes& data, uint32_t chunk_symbols,
       "[ info     ] %s: %zu symbols, chunk %u, H = %.4f bits, prob_bits %u: payload %zu vs "
       "entropy %.0f bytes: +%.3f%% (+%.3f%% excluding tables and states); encode %.0f MB/s, "
       "decode %.0f MB/s\n",
-      name, data.size(), chunk_symbols, entropy_bits(histogram(data)), h.prob_bits, enc.size(),
-      entropy_bytes, 100 * total, 100 * beyond, mb / std::chrono::duration<double>(t1 - t0).count(),
+      name, data.size(), chunk_symbols, entropy_bits(histogram(data)), h.prob_bits, enc.size(), entropy_bytes,
+      100 * total, 100 * beyond, mb / std::chrono::duration<double>(t1 - t0).count(),
       mb / std::chrono::duration<double>(t2 - t1).count());
   EXPECT_LT(total, max_total) << name;
   EXPECT_LT(beyond, max_beyond_fixed) << name;
@@ -304,10 +303,9 @@ TEST(Rans, OverheadVsEntropy) {
   check_overhead("bf16 exponent plane (10M)", exps, kDefaultChunkSymbols, 0.005, 0.0025);
   check_overhead("bf16 exponent plane (10M)", exps, 1u << 16, 0.0075, 0.0025);
   check_overhead("bf16 exponent plane (10M)", exps, 1u << 18, 0.005, 0.0025);
-  check_overhead("bf16 exponent plane (1M)", Bytes(exps.begin(), exps.begin() + 1000000),
-                 kDefaultChunkSymbols, 0.005, 0.0025);
-  check_overhead("bf16 sign+mantissa plane (4M)", bf16_plane(4000000, 2, true),
-                 kDefaultChunkSymbols, 0.005, 0.0025);
+  check_overhead("bf16 exponent plane (1M)", Bytes(exps.begin(), exps.begin() + 1000000), kDefaultChunkSymbols, 0.005,
+                 0.0025);
+  check_overhead("bf16 sign+mantissa plane (4M)", bf16_plane(4000000, 2, true), kDefaultChunkSymbols, 0.005, 0.0025);
 }
 
 // Decodes a corrupted payload; true if rejected.  Any other outcome than FormatError or a
@@ -357,8 +355,8 @@ TEST(Rans, CorruptionIsDetected) {
       }  // min_symbol's low byte only relabels the output: the container's checksum catches it
     }
   }
-  std::printf("[ info     ] corruption: %zu/%zu word-data flips undetected, %zu others\n",
-              word_missed, word_trials, other_missed);
+  std::printf("[ info     ] corruption: %zu/%zu word-data flips undetected, %zu others\n", word_missed, word_trials,
+              other_missed);
   EXPECT_GT(word_trials, 4000u);
   EXPECT_LE(word_missed * 100, word_trials);  // >= 99% caught by the final-state check
   EXPECT_LE(other_missed, 2u);
@@ -404,8 +402,7 @@ TEST(Rans, SpecificDefectsAreNamed) {
   // First chunk's lane 5 state below L.
   expect_error(patch32(h.data_offset + 20, 0xFFFF), "chunk 0: initial state of lane 5");
   // A state that is valid but wrong: the final-state check names the chunk.
-  expect_error(patch32(h.data_offset + rd32(enc, off) + 4,
-                       rd32(enc, h.data_offset + rd32(enc, off) + 4) ^ 0x100000),
+  expect_error(patch32(h.data_offset + rd32(enc, off) + 4, rd32(enc, h.data_offset + rd32(enc, off) + 4) ^ 0x100000),
                "chunk 1: final state");
 }
 

@@ -41,17 +41,16 @@ void expect_rejected(const std::vector<uint8_t>& file, const std::string& proble
   }
 }
 
-void expect_header_rejected(const std::string& header, size_t data_bytes,
-                            const std::string& problem) {
+void expect_header_rejected(const std::string& header, size_t data_bytes, const std::string& problem) {
   SCOPED_TRACE(header);
   expect_rejected(make_file(header, data_bytes), problem);
 }
 
 TEST(Safetensors, ParsesMinimalFile) {
-  const auto file = make_file(
-      R"({"__metadata__":{"format":"pt"},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},)"
-      R"("a":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}})",
-      16);
+  const auto file =
+      make_file(R"({"__metadata__":{"format":"pt"},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},)"
+                R"("a":{"dtype":"BF16","shape":[2,2],"data_offsets":[0,8]}})",
+                16);
   const SafetensorsFile st = parse_safetensors(ByteSpan(file.data(), file.size()), "x");
   ASSERT_EQ(st.tensors.size(), 2u);
   EXPECT_EQ(st.metadata.at("format"), "pt");
@@ -121,61 +120,44 @@ TEST(SafetensorsHostile, NotAnObject) {
 }
 
 TEST(SafetensorsHostile, InvalidUtf8Name) {
-  expect_header_rejected("{\"a\xff\xfe\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}",
-                         0, "not valid JSON");
-  expect_header_rejected("{\"\xc3\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0,
+  expect_header_rejected("{\"a\xff\xfe\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0,
                          "not valid JSON");
+  expect_header_rejected("{\"\xc3\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0, "not valid JSON");
 }
 
 TEST(SafetensorsHostile, EntryFields) {
   expect_header_rejected(R"({"a":5})", 0, "not a JSON object");
-  expect_header_rejected(R"({"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}})", 0,
-                         "empty name");
+  expect_header_rejected(R"({"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}})", 0, "empty name");
   expect_header_rejected(R"({"a":{"shape":[1],"data_offsets":[0,1]}})", 1, "missing dtype");
-  expect_header_rejected(R"({"a":{"dtype":7,"shape":[1],"data_offsets":[0,1]}})", 1,
-                         "dtype is not a string");
+  expect_header_rejected(R"({"a":{"dtype":7,"shape":[1],"data_offsets":[0,1]}})", 1, "dtype is not a string");
   expect_header_rejected(R"({"a":{"dtype":"U8","data_offsets":[0,1]}})", 1, "missing shape");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":1,"data_offsets":[0,1]}})", 1,
-                         "shape is not an array");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}})", 1,
-                         "non-integer or negative");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}})", 1,
-                         "non-integer or negative");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":["1"],"data_offsets":[0,1]}})", 1,
-                         "non-integer or negative");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":1,"data_offsets":[0,1]}})", 1, "shape is not an array");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}})", 1, "non-integer or negative");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}})", 1, "non-integer or negative");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":["1"],"data_offsets":[0,1]}})", 1, "non-integer or negative");
   expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1]}})", 1, "missing data_offsets");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}})", 1,
-                         "two non-negative integers");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}})", 1,
-                         "two non-negative integers");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[-1,0]}})", 1,
-                         "two non-negative integers");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":{"0":1}}})", 1,
-                         "two non-negative integers");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0]}})", 1, "two non-negative integers");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1,2]}})", 1, "two non-negative integers");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[-1,0]}})", 1, "two non-negative integers");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":{"0":1}}})", 1, "two non-negative integers");
 }
 
 TEST(SafetensorsHostile, ShapeOverflow) {
-  expect_header_rejected(
-      R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0,
-      "overflows");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0,
+                         "overflows");
   // Unknown dtypes are not size-checked, but the shape product still must fit.
-  expect_header_rejected(
-      R"({"a":{"dtype":"X","shape":[4294967296,0,4294967296],"data_offsets":[0,0]}})", 0,
-      "overflows");
+  expect_header_rejected(R"({"a":{"dtype":"X","shape":[4294967296,0,4294967296],"data_offsets":[0,0]}})", 0,
+                         "overflows");
   // Fits in elements, overflows in bytes.
-  expect_header_rejected(
-      R"({"a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0,
-      "overflows");
+  expect_header_rejected(R"({"a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0, "overflows");
 }
 
 TEST(SafetensorsHostile, DataOffsets) {
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[4,2]}})", 4,
-                         "before begin");
-  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[5],"data_offsets":[0,5]}})", 4,
-                         "past the 4-byte data region");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[4,2]}})", 4, "before begin");
+  expect_header_rejected(R"({"a":{"dtype":"U8","shape":[5],"data_offsets":[0,5]}})", 4, "past the 4-byte data region");
   expect_header_rejected(
-      R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[18446744073709551615,18446744073709551615]}})",
-      4, "past the 4-byte data region");
+      R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[18446744073709551615,18446744073709551615]}})", 4,
+      "past the 4-byte data region");
   expect_header_rejected(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", 8, "needs 8");
   expect_header_rejected(R"({"a":{"dtype":"BF16","shape":[],"data_offsets":[0,1]}})", 8, "needs 2");
 }
@@ -233,9 +215,8 @@ TensorInfo tensor(const std::string& name, DType dtype, std::vector<uint64_t> sh
 TEST(SafetensorsWrite, RoundTripKeepsOrderAndBytes) {
   TempDir dir;
   const std::vector<uint8_t> a = {1, 2, 3, 4, 5, 6, 7, 8}, b = {9, 10}, c = {11, 12, 13};
-  std::vector<TensorInfo> tensors = {
-      tensor("zeta", DType::F32, {2}, a), tensor("alpha", DType::BF16, {1}, b),
-      tensor("empty", DType::F16, {3, 0}, {}), tensor("odd", DType::Unknown, {6}, c)};
+  std::vector<TensorInfo> tensors = {tensor("zeta", DType::F32, {2}, a), tensor("alpha", DType::BF16, {1}, b),
+                                     tensor("empty", DType::F16, {3, 0}, {}), tensor("odd", DType::Unknown, {6}, c)};
   tensors[3].dtype_name = "F4";
   const std::string path = dir.file("out.safetensors");
   write_safetensors(path, tensors, {{"format", "pt"}, {"note", "ü"}});
@@ -255,9 +236,7 @@ TEST(SafetensorsWrite, RoundTripKeepsOrderAndBytes) {
     EXPECT_EQ(st.tensors[i].shape, tensors[i].shape);
     ASSERT_EQ(st.tensors[i].data.size(), tensors[i].data.size());
     if (!tensors[i].data.empty()) {
-      EXPECT_EQ(
-          std::memcmp(st.tensors[i].data.data(), tensors[i].data.data(), tensors[i].data.size()),
-          0);
+      EXPECT_EQ(std::memcmp(st.tensors[i].data.data(), tensors[i].data.data(), tensors[i].data.size()), 0);
     }
   }
   EXPECT_EQ(map.size(), st.data_start + a.size() + b.size() + c.size());
@@ -268,9 +247,7 @@ TEST(SafetensorsWrite, RejectsInconsistentTensorsWithoutOutput) {
   const std::vector<uint8_t> a = {1, 2, 3, 4};
   const std::string path = dir.file("out.safetensors");
   EXPECT_THROW(write_safetensors(path, {tensor("a", DType::F32, {2}, a)}), Error);
-  EXPECT_THROW(
-      write_safetensors(path, {tensor("a", DType::U8, {4}, a), tensor("a", DType::U8, {4}, a)}),
-      Error);
+  EXPECT_THROW(write_safetensors(path, {tensor("a", DType::U8, {4}, a), tensor("a", DType::U8, {4}, a)}), Error);
   EXPECT_THROW(write_safetensors(path, {tensor("__metadata__", DType::U8, {4}, a)}), Error);
   EXPECT_TRUE(fs::is_empty(dir.file("")));
 }

@@ -1,5 +1,7 @@
 // Transforms and whole-tensor coding: bit-exact lossless round trips for every float type
 // (special values included) and the exact int8 rules.
+#include "codec/tensor_codec.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,7 +11,6 @@
 #include "codec/byte_planes.hpp"
 #include "codec/delta.hpp"
 #include "codec/int8_quant.hpp"
-#include "codec/tensor_codec.hpp"
 #include "codecllm/error.hpp"
 #include "test_util.hpp"
 
@@ -45,17 +46,24 @@ TEST(BytePlanes, AllBitPatternsOfBf16AndF16RoundTrip) {
 }
 
 TEST(BytePlanes, F32SpecialValuesRoundTrip) {
-  std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.0f, std::numeric_limits<float>::infinity(),
-                          -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
-                          std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::max(), 3.14159f};
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          -1.0f,
+                          std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(),
+                          std::numeric_limits<float>::denorm_min(),
+                          std::numeric_limits<float>::max(),
+                          3.14159f};
   std::vector<uint8_t> bytes(v.size() * 4);
   std::memcpy(bytes.data(), v.data(), bytes.size());
   expect_lossless(DType::F32, {v.size()}, bytes);
 }
 
 TEST(BytePlanes, SizesAroundChunkBoundaries) {
-  for (size_t n : {size_t(0), size_t(1), size_t(31), size_t(32), size_t(33), size_t(65535), size_t(65536),
-                   size_t(65537)}) {
+  for (size_t n :
+       {size_t(0), size_t(1), size_t(31), size_t(32), size_t(33), size_t(65535), size_t(65536), size_t(65537)}) {
     expect_lossless(DType::BF16, {n}, test::gaussian_bf16(n, 0.02, n));
     expect_lossless(DType::F32, {n}, test::gaussian_f32(n, 0.02, n + 1));
     expect_lossless(DType::F16, {n}, test::gaussian_f16(n, 0.02, n + 2));

@@ -157,40 +157,30 @@ TEST(HfTokenizer, TinyJsonMatchesTokenizers) {
 }
 
 TEST(HfTokenizer, RejectsMalformedAndUnsupportedJson) {
-  const auto load = [](const std::string& json) {
-    return [json] { load_hf_tokenizer_json(json, "bad.tok"); };
-  };
+  const auto load = [](const std::string& json) { return [json] { load_hf_tokenizer_json(json, "bad.tok"); }; };
   const auto with_model = [](const std::string& model, const std::string& rest = "") {
     return R"({"model": )" + model + rest + "}";
   };
   expect_format_error(load("{not json"), "invalid tokenizer.json");
   expect_format_error(load("{}"), "invalid tokenizer.json");
   expect_format_error(load(with_model(R"({"type": "WordPiece", "vocab": {}})")), "WordPiece");
-  expect_format_error(load(with_model(R"({"vocab": {"a": 0}, "merges": [["a", "b"]]})")),
-                      "not in the vocabulary");
-  expect_format_error(load(with_model(R"({"vocab": {"a": 0, "b": 1}, "merges": ["a b c"]})")),
-                      "not two tokens");
+  expect_format_error(load(with_model(R"({"vocab": {"a": 0}, "merges": [["a", "b"]]})")), "not in the vocabulary");
+  expect_format_error(load(with_model(R"({"vocab": {"a": 0, "b": 1}, "merges": ["a b c"]})")), "not two tokens");
   expect_format_error(load(with_model(R"({"vocab": {"a": 0, "b": 7}, "merges": []})")), "outside");
-  expect_format_error(load(with_model(R"({"vocab": {"a": 0, "b": 0}, "merges": []})")),
-                      "two tokens");
+  expect_format_error(load(with_model(R"({"vocab": {"a": 0, "b": 0}, "merges": []})")), "two tokens");
   expect_format_error(load(with_model(R"({"vocab": {"a": -1}, "merges": []})")), "outside");
   expect_format_error(load(with_model(R"({"vocab": ["a"], "merges": []})")), "not an object");
-  expect_format_error(load(with_model(R"({"vocab": {"a": "x"}, "merges": []})")),
-                      "invalid tokenizer.json");
+  expect_format_error(load(with_model(R"({"vocab": {"a": "x"}, "merges": []})")), "invalid tokenizer.json");
   const std::string ok_model = R"({"vocab": {"a": 0}, "merges": []})";
-  expect_format_error(load(with_model(ok_model, R"(, "pre_tokenizer": {"type": "Whitespace"})")),
-                      "Whitespace");
+  expect_format_error(load(with_model(ok_model, R"(, "pre_tokenizer": {"type": "Whitespace"})")), "Whitespace");
   expect_format_error(
-      load(with_model(
-          ok_model,
-          R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"})")),
+      load(with_model(ok_model,
+                      R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated"})")),
       "Split pattern");
   expect_format_error(load(with_model(ok_model, R"(, "normalizer": {"type": "NFKC"})")), "NFKC");
-  expect_format_error(load(with_model(ok_model, R"(, "decoder": {"type": "WordPiece"})")),
-                      "WordPiece");
-  expect_format_error(
-      load(with_model(R"({"vocab": {"a": 0}, "merges": [], "continuing_subword_prefix": "##"})")),
-      "continuing_subword_prefix");
+  expect_format_error(load(with_model(ok_model, R"(, "decoder": {"type": "WordPiece"})")), "WordPiece");
+  expect_format_error(load(with_model(R"({"vocab": {"a": 0}, "merges": [], "continuing_subword_prefix": "##"})")),
+                      "continuing_subword_prefix");
 }
 
 // ---- SentencePiece: tokenizer.model and llama2.c's tokenizer.bin ---------------------
@@ -199,8 +189,7 @@ TEST(HfTokenizer, RejectsMalformedAndUnsupportedJson) {
 // always adds the dummy "▁" and reads "<s>" as text); on the others it gives the same ids.
 const std::map<std::string, std::vector<int>> kSentencePieceIds = {
     {"def forward(self, x):\n    return x * 2  # twice",
-     {822, 6375, 29898, 1311, 29892, 921, 1125, 13, 1678, 736, 921, 334, 29871, 29906, 29871, 396,
-      8951}},
+     {822, 6375, 29898, 1311, 29892, 921, 1125, 13, 1678, 736, 921, 334, 29871, 29906, 29871, 396, 8951}},
     {"  leading spaces and\ttabs", {259, 8236, 8162, 322, 12, 21175}},
     {" ", {259}},
     {"<s>not special</s>", {529, 29879, 29958, 1333, 4266, 829, 29879, 29958}},
@@ -243,8 +232,7 @@ TEST(SentencePiece, Stories260kTokenizers) {
   LOAD_SHARED(bin, "stories260K/tok512.bin");
   LOAD_SHARED(model, "stories260K/tok512.model");
   const std::string text = "Once upon a time, there was a little girl named Lily.";
-  const std::vector<int> ids = {403, 407, 261, 378, 432, 383, 286, 261,
-                                376, 298, 315, 421, 395, 317, 426};
+  const std::vector<int> ids = {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426};
   const std::unique_ptr<Tokenizer> both[] = {load_llama2c_tokenizer(*bin, 512, "tok512.bin"),
                                              load_sentencepiece_model(*model, "tok512.model")};
   for (const auto& tok : both) {
@@ -266,8 +254,7 @@ TEST(SentencePiece, Stories260kTokenizers) {
 void expect_val_txt(const Tokenizer& tok, const std::string& text, size_t count, uint64_t hash) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<int> ids = tok.encode(text, false);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(ids.size(), count);
   EXPECT_EQ(digest(ids), hash);
   std::cout << "  encoded " << text.size() << " bytes in " << seconds * 1000 << " ms\n";
@@ -280,18 +267,15 @@ TEST(ValTxt, SentencePieceIdsMatch) {
   LOAD_SHARED(model, "pycode24M/tokenizer.model");
   LOAD_SHARED(bin, "llama2-tokenizer/tokenizer.bin");
   // sentencepiece's count; with the BOS it is README's 67,537.
-  expect_val_txt(*load_sentencepiece_model(*model, "tokenizer.model"), *val, 67536,
-                 0xFA2E7180209095C3ULL);
-  expect_val_txt(*load_llama2c_tokenizer(*bin, 32000, "tokenizer.bin"), *val, 67536,
-                 0xFA2E7180209095C3ULL);
+  expect_val_txt(*load_sentencepiece_model(*model, "tokenizer.model"), *val, 67536, 0xFA2E7180209095C3ULL);
+  expect_val_txt(*load_llama2c_tokenizer(*bin, 32000, "tokenizer.bin"), *val, 67536, 0xFA2E7180209095C3ULL);
 }
 
 TEST(ValTxt, HfIdsMatch) {
   LOAD_SHARED(val, "pycode24M/val.txt");
   LOAD_SHARED(llama, "tokenizers/llama2-tokenizer.json");
   LOAD_SHARED(byte_level, "tokenizers/bytelevel-bpe.json");
-  expect_val_txt(*load_hf_tokenizer_json(*llama, "llama2-tokenizer.json"), *val, 67849,
-                 0x8F0EEE808999EB26ULL);
+  expect_val_txt(*load_hf_tokenizer_json(*llama, "llama2-tokenizer.json"), *val, 67849, 0x8F0EEE808999EB26ULL);
   const auto tok = load_hf_tokenizer_json(*byte_level, "bytelevel-bpe.json");
   expect_val_txt(*tok, *val, 61394, 0xEE7EAA18F62575C3ULL);
   EXPECT_EQ(tok->decode(tok->encode(*val, false)), *val);
@@ -326,8 +310,7 @@ class Proto {
   Proto& piece(const std::string& text, float score, int type) {
     uint32_t bits = 0;
     std::memcpy(&bits, &score, 4);
-    return bytes(
-        1, Proto().bytes(1, text).fixed32(2, bits).varint(3, static_cast<uint64_t>(type)).str());
+    return bytes(1, Proto().bytes(1, text).fixed32(2, bits).varint(3, static_cast<uint64_t>(type)).str());
   }
   const std::string& str() const { return bytes_; }
 
@@ -358,21 +341,13 @@ Proto tiny_pieces() {
 }
 
 std::string trainer_spec(uint64_t model_type) {
-  return Proto()
-      .varint(3, model_type)
-      .fixed64(99, 7)
-      .varint(40, 0)
-      .varint(41, 1)
-      .varint(42, 2)
-      .str();
+  return Proto().varint(3, model_type).fixed64(99, 7).varint(40, 0).varint(41, 1).varint(42, 2).str();
 }
 
 TEST(SentencePiece, SyntheticModel) {
   const std::string normalizer = Proto().bytes(1, "identity").varint(3, 1).varint(4, 0).str();
   Proto model = tiny_pieces();
-  model.bytes(2, trainer_spec(2))
-      .bytes(3, normalizer)
-      .bytes(7, Proto().varint(1, 5).str());  // 7: unknown
+  model.bytes(2, trainer_spec(2)).bytes(3, normalizer).bytes(7, Proto().varint(1, 5).str());  // 7: unknown
   const auto tok = load_sentencepiece_model(model.str(), "tiny.model");
   // "▁ab<x>ac": a+b (score -0.5) merges before ▁+ab; <x> stays whole; "c" is unknown.
   EXPECT_EQ(tok->encode("ab<x>ac", false), (std::vector<int>{7, 8, 3, 0}));
@@ -383,9 +358,7 @@ TEST(SentencePiece, SyntheticModel) {
 }
 
 TEST(SentencePiece, RejectsMalformedModels) {
-  const auto load = [](const std::string& bytes) {
-    return [bytes] { load_sentencepiece_model(bytes, "bad.tok"); };
-  };
+  const auto load = [](const std::string& bytes) { return [bytes] { load_sentencepiece_model(bytes, "bad.tok"); }; };
   const std::string good = Proto(tiny_pieces()).bytes(2, trainer_spec(2)).str();
   ASSERT_NO_THROW(load_sentencepiece_model(good, "good"));
   expect_format_error(load(good.substr(0, good.size() - 1)), "truncated");
@@ -396,14 +369,11 @@ TEST(SentencePiece, RejectsMalformedModels) {
   expect_format_error(load(good + "\x08"), "varint is truncated");
   expect_format_error(load(Proto().varint(1, 3).str()), "wrong wire type");  // pieces as varint
   expect_format_error(load(Proto().piece("x", 0, 9).bytes(2, trainer_spec(2)).str()), "piece type");
-  expect_format_error(load(tiny_pieces().piece("<0xZZ>", 0, 6).bytes(2, trainer_spec(2)).str()),
-                      "byte piece");
+  expect_format_error(load(tiny_pieces().piece("<0xZZ>", 0, 6).bytes(2, trainer_spec(2)).str()), "byte piece");
   expect_format_error(load(Proto().bytes(2, trainer_spec(2)).str()), "no pieces");
-  expect_format_error(load(tiny_pieces().piece("n", NAN, 1).bytes(2, trainer_spec(2)).str()),
-                      "NaN");
-  expect_format_error(
-      load(Proto(tiny_pieces()).bytes(2, Proto(Proto().varint(3, 2)).varint(40, 99).str()).str()),
-      "outside the vocabulary");
+  expect_format_error(load(tiny_pieces().piece("n", NAN, 1).bytes(2, trainer_spec(2)).str()), "NaN");
+  expect_format_error(load(Proto(tiny_pieces()).bytes(2, Proto(Proto().varint(3, 2)).varint(40, 99).str()).str()),
+                      "outside the vocabulary");
 }
 
 // ---- Synthetic llama2.c tokenizer.bin -------------------------------------------------
@@ -443,9 +413,8 @@ TEST(Llama2c, RejectsMalformedBin) {
   expect_format_error(load(good, 11), "truncated at token 10");
   expect_format_error(load(good, 2), "no room");
   expect_format_error(load(good, 1 << 30), "cannot hold");
-  expect_format_error(
-      load(llama2c_bin({{"<unk>", 0}, {"s", 0}, {"", 0}}).replace(21, 4, "\xff\xff\xff\xff"), 3),
-      "negative length");
+  expect_format_error(load(llama2c_bin({{"<unk>", 0}, {"s", 0}, {"", 0}}).replace(21, 4, "\xff\xff\xff\xff"), 3),
+                      "negative length");
 }
 
 // ---- Shared pieces ---------------------------------------------------------------------
@@ -459,18 +428,15 @@ TEST(SplitRegex, MatchesTokenizersOnMixedText) {
     return out;
   };
   EXPECT_EQ(words(SplitPattern::Gpt2),
-            (std::vector<std::string>{"It", "'s", " ", " HE", "'", "LL", " cost", " 1234567", " €,",
-                                      " naïve", "!", "\n\n\t ", " x", ".", "\r\n", " (", "東京",
-                                      ")", "  "}));
+            (std::vector<std::string>{"It", "'s", " ", " HE", "'", "LL", " cost", " 1234567", " €,", " naïve", "!",
+                                      "\n\n\t ", " x", ".", "\r\n", " (", "東京", ")", "  "}));
   EXPECT_EQ(words(SplitPattern::Llama3),
-            (std::vector<std::string>{"It",  "'s",    " ",  " HE",  "'LL",    " cost", " ",
-                                      "123", "456",   "7",  " €,",  " naïve", "!\n\n", "\t ",
-                                      " x",  ".\r\n", " (", "東京", ")",      "  "}));
-  EXPECT_EQ(
-      words(SplitPattern::Qwen2),
-      (std::vector<std::string>{"It",    "'s",  " ",  " HE",   "'LL", " cost", " ",   "1",
-                                "2",     "3",   "4",  "5",     "6",   "7",     " €,", " naïve",
-                                "!\n\n", "\t ", " x", ".\r\n", " (",  "東京",  ")",   "  "}));
+            (std::vector<std::string>{"It",  "'s",     " ",     " HE", "'LL", " cost", " ",  "123",  "456", "7",
+                                      " €,", " naïve", "!\n\n", "\t ", " x",  ".\r\n", " (", "東京", ")",   "  "}));
+  EXPECT_EQ(words(SplitPattern::Qwen2),
+            (std::vector<std::string>{"It",    "'s",  " ",  " HE",   "'LL", " cost", " ",   "1",
+                                      "2",     "3",   "4",  "5",     "6",   "7",     " €,", " naïve",
+                                      "!\n\n", "\t ", " x", ".\r\n", " (",  "東京",  ")",   "  "}));
   // Invalid UTF-8 is split too, byte by byte, and nothing is lost.
   std::string joined;
   for (const std::string_view w : split_words("a\xff\xfe b\xc3", SplitPattern::Llama3)) joined += w;

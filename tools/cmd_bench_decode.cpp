@@ -64,8 +64,14 @@ struct Result {
   }
   std::vector<std::string> row() const {
     const double traffic = (c() + o()) / decode_ms / 1e6, copy = 2.0 * o() / copy_ms / 1e6;
-    return {name, std::to_string(tensors), human_bytes(o()), fixed(decode_ms * 1000, 1),
-            fixed(o() / decode_ms / 1e6, 0), fixed(traffic, 0), fixed(copy, 0), fixed(100 * traffic / copy, 1) + "%"};
+    return {name,
+            std::to_string(tensors),
+            human_bytes(o()),
+            fixed(decode_ms * 1000, 1),
+            fixed(o() / decode_ms / 1e6, 0),
+            fixed(traffic, 0),
+            fixed(copy, 0),
+            fixed(100 * traffic / copy, 1) + "%"};
   }
 };
 
@@ -128,7 +134,8 @@ Command add_bench_decode(CLI::App& app) {
                "Benchmark 14336x4096 and 4096x14336 BF16 tensors (N(0, 0.02^2), 0.1% outliers x20), lossless and int8");
   app.add_option("--workdir", a->workdir, "Where --synthetic writes its .cllm files");
   app.add_option("--chunk-symbols", a->chunk_symbols, "rANS chunk size for --synthetic");
-  app.add_option("--int8-output", a->int8_out, "Element type for int8 tensors")->check(CLI::IsMember({"bf16", "f16", "int8"}));
+  app.add_option("--int8-output", a->int8_out, "Element type for int8 tensors")
+      ->check(CLI::IsMember({"bf16", "f16", "int8"}));
   app.add_option("--iters", a->iters, "Timed runs per measurement (median reported)");
   app.add_flag("--json", a->json, "Print results as JSON");
   return [a] {

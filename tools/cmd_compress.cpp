@@ -30,7 +30,9 @@ struct Group {
     auto pct = [](double v) { return fixed(100.0 * v, 2) + "%"; };
     return {name,
             std::to_string(tensors),
-            int8 == 0 ? "lossless" : int8 == tensors ? "int8" : "mixed",
+            int8 == 0         ? "lossless"
+            : int8 == tensors ? "int8"
+                              : "mixed",
             human_bytes(double(source)),
             human_bytes(double(stored)),
             source ? pct(double(stored) / double(source)) : "-",
@@ -40,9 +42,14 @@ struct Group {
             seconds > 0 ? fixed(double(source) / seconds / 1e6, 0) : "-"};
   }
   nlohmann::json json() const {
-    return {{"tensors", tensors},     {"int8_tensors", int8},   {"elements", elements},
-            {"source_bytes", source}, {"stored_bytes", stored}, {"coded_bytes", coded},
-            {"entropy_bound_bytes", entropy}, {"encode_seconds", seconds}};
+    return {{"tensors", tensors},
+            {"int8_tensors", int8},
+            {"elements", elements},
+            {"source_bytes", source},
+            {"stored_bytes", stored},
+            {"coded_bytes", coded},
+            {"entropy_bound_bytes", entropy},
+            {"encode_seconds", seconds}};
   }
 };
 
@@ -99,9 +106,14 @@ Command add_compress(CLI::App& app) {
     }
     const double mbps = double(total.source) / r.seconds / 1e6;
     if (a->json) {
-      nlohmann::json j{{"output", a->out},         {"mode", a->mode},         {"file_bytes", r.file_bytes},
-                       {"wall_seconds", r.seconds}, {"threads", resolve_threads(a->threads)},
-                       {"predictor_tried", tried},  {"predictor_used", used}, {"total", total.json()}};
+      nlohmann::json j{{"output", a->out},
+                       {"mode", a->mode},
+                       {"file_bytes", r.file_bytes},
+                       {"wall_seconds", r.seconds},
+                       {"threads", resolve_threads(a->threads)},
+                       {"predictor_tried", tried},
+                       {"predictor_used", used},
+                       {"total", total.json()}};
       for (const auto& [name, g] : groups) j["groups"][name] = g.json();
       std::cout << j.dump(2) << '\n';
       return 0;

@@ -4,9 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
-#include "format/mapped_file.hpp"
 #include "engine/generate.hpp"
 #include "engine_factory.hpp"
+#include "format/mapped_file.hpp"
 #include "model/container_tokenizer.hpp"
 #include "table.hpp"
 
@@ -68,8 +68,8 @@ Command add_run(CLI::App& app) {
     std::cerr << "[" << eng->describe() << "] prefill " << r.prompt_tokens << " tokens at "
               << fixed(r.prefill_tokens_per_s(), 1) << " tok/s, decode " << r.tokens.size() << " tokens at "
               << fixed(r.decode_tokens_per_s(), 1) << " tok/s; weights " << human_bytes(double(m.weight_bytes))
-              << ", KV " << human_bytes(double(m.kv_cache_bytes)) << ", scratch " << human_bytes(double(m.scratch_bytes))
-              << ", activations " << human_bytes(double(m.activation_bytes));
+              << ", KV " << human_bytes(double(m.kv_cache_bytes)) << ", scratch "
+              << human_bytes(double(m.scratch_bytes)) << ", activations " << human_bytes(double(m.activation_bytes));
     if (m.peak_device_bytes > 0) std::cerr << ", peak VRAM measured " << human_bytes(double(m.peak_device_bytes));
     std::cerr << "\n";
     return 0;
@@ -108,16 +108,15 @@ Command add_perplexity(CLI::App& app) {
     });
     if (tty) std::cerr << "\n";
     if (a->json) {
-      std::cout << nlohmann::json{{"file", a->file},          {"text", a->text},
-                                  {"tokens", ids.size()},     {"predictions", r.count},
-                                  {"mean_nll", r.mean_nll},   {"perplexity", r.perplexity()},
-                                  {"seconds", r.seconds},     {"engine", eng->describe()}}
+      std::cout << nlohmann::json{{"file", a->file},        {"text", a->text},          {"tokens", ids.size()},
+                                  {"predictions", r.count}, {"mean_nll", r.mean_nll},   {"perplexity", r.perplexity()},
+                                  {"seconds", r.seconds},   {"engine", eng->describe()}}
                        .dump(2)
                 << '\n';
     } else {
-      std::cout << a->file << ": " << r.count << " predictions, mean NLL " << fixed(r.mean_nll, 4) << " nats, perplexity "
-                << fixed(r.perplexity(), 3) << " (" << fixed(double(r.count) / r.seconds, 0) << " tok/s, "
-                << eng->describe() << ")\n";
+      std::cout << a->file << ": " << r.count << " predictions, mean NLL " << fixed(r.mean_nll, 4)
+                << " nats, perplexity " << fixed(r.perplexity(), 3) << " (" << fixed(double(r.count) / r.seconds, 0)
+                << " tok/s, " << eng->describe() << ")\n";
     }
     return 0;
   };

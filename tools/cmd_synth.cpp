@@ -42,8 +42,8 @@ Command add_synth(CLI::App& app) {
     model::CompressResult r = model::compress_checkpoint(*ckpt, a->out, o);
     uint64_t source = 0;
     for (const auto& t : r.tensors) source += t.source_bytes;
-    std::cout << "wrote " << a->out << ": " << human_bytes(double(r.file_bytes)) << " from " << human_bytes(double(source))
-              << " of random BF16 weights in " << fixed(r.seconds, 1) << " s\n";
+    std::cout << "wrote " << a->out << ": " << human_bytes(double(r.file_bytes)) << " from "
+              << human_bytes(double(source)) << " of random BF16 weights in " << fixed(r.seconds, 1) << " s\n";
     return 0;
   };
 }

@@ -36,8 +36,8 @@ Command add_verify(CLI::App& app) {
                 << '\n';
     } else {
       for (const auto& p : r.problems) std::cerr << "MISMATCH: " << p << '\n';
-      std::cout << (r.problems.empty() ? "OK" : "FAILED") << ": " << r.tensors_checked
-                << " tensors and " << r.blobs_checked << " carried files match bit for bit";
+      std::cout << (r.problems.empty() ? "OK" : "FAILED") << ": " << r.tensors_checked << " tensors and "
+                << r.blobs_checked << " carried files match bit for bit";
       if (!r.problems.empty()) std::cout << ", " << r.problems.size() << " problems";
       std::cout << '\n';
     }

@@ -3,9 +3,8 @@
 // on stderr and exit code 1.
 #pragma once
 
-#include <functional>
-
 #include <CLI/CLI.hpp>
+#include <functional>
 
 namespace codecllm::tools {
 

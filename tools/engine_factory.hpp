@@ -1,10 +1,9 @@
 // Options shared by the commands that run a model, and the engine they select.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "engine/engine.hpp"
 #include "format/container.hpp"

@@ -16,8 +16,10 @@ void Table::print(std::ostream& os) const {
     for (size_t c = 0; c < width.size(); ++c) {
       const std::string& cell = c < r.size() ? r[c] : std::string();
       if (c > 0) os << "  ";
-      if (c == 0) os << std::left << std::setw(static_cast<int>(width[c])) << cell;
-      else os << std::right << std::setw(static_cast<int>(width[c])) << cell;
+      if (c == 0)
+        os << std::left << std::setw(static_cast<int>(width[c])) << cell;
+      else
+        os << std::right << std::setw(static_cast<int>(width[c])) << cell;
     }
     os << '\n';
   };
@@ -29,8 +31,10 @@ void Table::print(std::ostream& os) const {
   line(header_);
   rule();
   for (const auto& r : rows_) {
-    if (r.empty()) rule();
-    else line(r);
+    if (r.empty())
+      rule();
+    else
+      line(r);
   }
   os << std::left;
 }

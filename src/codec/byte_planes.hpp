@@ -28,7 +28,6 @@ std::vector<std::string> plane_roles(format::Transform t, size_t element_size);
 std::vector<std::vector<uint8_t>> split_planes(format::Transform t, size_t element_size, ByteSpan bytes);
 
 // Inverse of split_planes. Every plane must hold out.size() / element_size bytes.
-void merge_planes(format::Transform t, size_t element_size, const std::vector<ByteSpan>& planes,
-                  MutableByteSpan out);
+void merge_planes(format::Transform t, size_t element_size, const std::vector<ByteSpan>& planes, MutableByteSpan out);
 
 }  // namespace codecllm::codec

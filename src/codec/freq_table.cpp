@@ -48,9 +48,7 @@ __extension__ typedef unsigned __int128 u128;  // GCC/Clang; __extension__ silen
 // Coded-size change, in bits, of giving symbol s one more slot (a saving, >= 0) or one fewer
 // (a cost, > 0; infinite at f == 1 because present symbols need a slot).  -log2(f/M) is
 // convex in f, so both are monotone in f: that makes the greedy steps below optimal.
-double add_gain(uint64_t c, uint32_t f) {
-  return static_cast<double>(c) * std::log1p(1.0 / f) / std::log(2.0);
-}
+double add_gain(uint64_t c, uint32_t f) { return static_cast<double>(c) * std::log1p(1.0 / f) / std::log(2.0); }
 double sub_cost(uint64_t c, uint32_t f) {
   if (f <= 1) return HUGE_VAL;
   return static_cast<double>(c) * -std::log1p(-1.0 / f) / std::log(2.0);
@@ -72,8 +70,8 @@ std::array<uint32_t, 256> normalize_frequencies(const Histogram& h, uint32_t pro
   }
   if (present == 0) throw std::invalid_argument("normalize_frequencies: empty histogram");
   if (present > M) {
-    throw std::invalid_argument("normalize_frequencies: " + std::to_string(present) +
-                                " symbols do not fit in 2^" + std::to_string(prob_bits));
+    throw std::invalid_argument("normalize_frequencies: " + std::to_string(present) + " symbols do not fit in 2^" +
+                                std::to_string(prob_bits));
   }
 
   // Start near the real-valued optimum c*M/total, rounded down; present symbols get >= 1.

@@ -34,7 +34,7 @@ constexpr uint32_t kRansL = 1u << 16;
 constexpr uint32_t kMinProbBits = 8;
 constexpr uint32_t kMaxProbBits = 15;
 constexpr uint32_t kDefaultChunkSymbols = 1u << 17;  // docs/FORMAT.md: size vs GPU parallelism
-constexpr uint32_t kRansMagic = 0x31534E52;  // "RNS1"
+constexpr uint32_t kRansMagic = 0x31534E52;          // "RNS1"
 
 struct RansPlaneHeader {
   uint32_t magic;          // kRansMagic

@@ -28,9 +28,7 @@ constexpr uint64_t kStateBytes = 4 * kRansLanes;  // uint32 state[32] at the sta
 }
 
 // Byte offset of the chunk_end table (after the frequency table and its padding).
-uint64_t offsets_at(const RansPlaneHeader& h) {
-  return align_up(kHeaderBytes + 2 * h.num_symbols, 4);
-}
+uint64_t offsets_at(const RansPlaneHeader& h) { return align_up(kHeaderBytes + 2 * h.num_symbols, 4); }
 
 // Symbols of chunk c; the last chunk holds the remainder.
 uint32_t chunk_count(const RansPlaneHeader& h, uint64_t c) {
@@ -53,18 +51,17 @@ struct DecEntry {
 
 // Decodes one chunk of n symbols from chunk[0, bytes) (validated by rans_parse_header:
 // bytes >= 128, a multiple of 16, inside the payload) into out[0, n).
-void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t prob_bits,
-                  const uint8_t* sym_of, const DecEntry* entry, uint8_t* out, uint64_t c,
-                  const char* what) {
+void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t prob_bits, const uint8_t* sym_of,
+                  const DecEntry* entry, uint8_t* out, uint64_t c, const char* what) {
   uint32_t x[kRansLanes];
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
     x[lane] = le32(chunk + 4 * lane);
     // The encoder leaves every state in [L, 2^32).  From a state below L a decode step could
     // reach 0, and one refill would no longer restore [L, 2^32): reject it up front.
     if (x[lane] < kRansL) {
-      fail_chunk(what, c,
-                 "initial state of lane " + std::to_string(lane) + " is " +
-                     std::to_string(x[lane]) + ", below L = 65536");
+      fail_chunk(
+          what, c,
+          "initial state of lane " + std::to_string(lane) + " is " + std::to_string(x[lane]) + ", below L = 65536");
     }
   }
   const uint8_t* words = chunk + kStateBytes;
@@ -88,8 +85,7 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
       if (refill) {
         if (pos >= avail) {
           fail_chunk(what, c,
-                     "word stream exhausted at symbol " +
-                         std::to_string(static_cast<uint64_t>(o - out) + lane));
+                     "word stream exhausted at symbol " + std::to_string(static_cast<uint64_t>(o - out) + lane));
         }
         v = (v << 16) | le16(words + 2 * pos);
         ++pos;
@@ -129,9 +125,9 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
   // ... having consumed every word: only the zero padding to 16 bytes may remain.
   const uint64_t used = kStateBytes + 2 * pos;
   if (align_up(used, 16) != bytes) {
-    fail_chunk(what, c,
-               "decoding consumed " + std::to_string(pos) + " words but the chunk has " +
-                   std::to_string(bytes) + " bytes");
+    fail_chunk(
+        what, c,
+        "decoding consumed " + std::to_string(pos) + " words but the chunk has " + std::to_string(bytes) + " bytes");
   }
   if (!all_zero(chunk + used, bytes - used)) fail_chunk(what, c, "nonzero padding after words");
 }
@@ -159,31 +155,27 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
     fail(what, "prob_bits " + std::to_string(h.prob_bits) + " out of range [8, 15]");
   }
   if (h.chunk_symbols == 0 || h.chunk_symbols % kRansLanes != 0) {
-    fail(what,
-         "chunk_symbols " + std::to_string(h.chunk_symbols) + " is not a positive multiple of 32");
+    fail(what, "chunk_symbols " + std::to_string(h.chunk_symbols) + " is not a positive multiple of 32");
   }
-  const uint64_t expect_chunks =
-      h.total_symbols / h.chunk_symbols + (h.total_symbols % h.chunk_symbols != 0);
+  const uint64_t expect_chunks = h.total_symbols / h.chunk_symbols + (h.total_symbols % h.chunk_symbols != 0);
   if (h.num_chunks != expect_chunks) {
-    fail(what, "num_chunks " + std::to_string(h.num_chunks) + " does not match " +
-                   std::to_string(h.total_symbols) + " symbols in chunks of " +
-                   std::to_string(h.chunk_symbols));
+    fail(what, "num_chunks " + std::to_string(h.num_chunks) + " does not match " + std::to_string(h.total_symbols) +
+                   " symbols in chunks of " + std::to_string(h.chunk_symbols));
   }
   if (h.num_symbols == 0 || h.num_symbols > 256 || h.min_symbol + h.num_symbols > 256) {
-    fail(what, "symbol range [" + std::to_string(h.min_symbol) + ", +" +
-                   std::to_string(h.num_symbols) + ") is not within the bytes");
+    fail(what, "symbol range [" + std::to_string(h.min_symbol) + ", +" + std::to_string(h.num_symbols) +
+                   ") is not within the bytes");
   }
   const uint64_t table_end = kHeaderBytes + 2 * uint64_t{h.num_symbols};
   const uint64_t offsets = offsets_at(h);
   const uint64_t offsets_end = offsets + 4 * uint64_t{h.num_chunks};
   const uint64_t data = align_up(offsets_end, 16);
   if (h.data_offset != data) {
-    fail(what,
-         "data_offset " + std::to_string(h.data_offset) + " should be " + std::to_string(data));
+    fail(what, "data_offset " + std::to_string(h.data_offset) + " should be " + std::to_string(data));
   }
   if (data > size) {
-    fail(what, "payload of " + std::to_string(size) + " bytes ends inside its tables (" +
-                   std::to_string(data) + " bytes)");
+    fail(what,
+         "payload of " + std::to_string(size) + " bytes ends inside its tables (" + std::to_string(data) + " bytes)");
   }
 
   // The frequencies must tile [0, M) exactly: every slot then maps to one symbol.  Each entry
@@ -192,11 +184,9 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
   uint32_t sum = 0;
   for (uint32_t i = 0; i < h.num_symbols; ++i) sum += le16(p + kHeaderBytes + 2 * i);
   if (sum != (1u << h.prob_bits)) {
-    fail(what,
-         "frequencies sum to " + std::to_string(sum) + ", not 2^" + std::to_string(h.prob_bits));
+    fail(what, "frequencies sum to " + std::to_string(sum) + ", not 2^" + std::to_string(h.prob_bits));
   }
-  if (!all_zero(p + table_end, offsets - table_end) ||
-      !all_zero(p + offsets_end, data - offsets_end)) {
+  if (!all_zero(p + table_end, offsets - table_end) || !all_zero(p + offsets_end, data - offsets_end)) {
     fail(what, "nonzero header padding");
   }
 
@@ -212,20 +202,19 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
     }
     const uint64_t max_bytes = kStateBytes + align_up(2 * uint64_t{chunk_count(h, c)}, 16);
     if (end - prev > max_bytes) {
-      fail_chunk(what, c,
-                 std::to_string(end - prev) + " bytes exceed the " + std::to_string(max_bytes) +
-                     " its symbols can produce");
+      fail_chunk(
+          what, c,
+          std::to_string(end - prev) + " bytes exceed the " + std::to_string(max_bytes) + " its symbols can produce");
     }
     if (data + end > size) {
       fail_chunk(what, c,
-                 "ends at " + std::to_string(data + end) + ", past the payload (" +
-                     std::to_string(size) + " bytes)");
+                 "ends at " + std::to_string(data + end) + ", past the payload (" + std::to_string(size) + " bytes)");
     }
     prev = end;
   }
   if (data + prev != size) {
-    fail(what, "payload of " + std::to_string(size) + " bytes has " +
-                   std::to_string(size - data - prev) + " bytes after the last chunk");
+    fail(what, "payload of " + std::to_string(size) + " bytes has " + std::to_string(size - data - prev) +
+                   " bytes after the last chunk");
   }
   return h;
 }
@@ -258,8 +247,8 @@ void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
   uint64_t start = 0;
   for (uint64_t c = 0; c < h.num_chunks; ++c) {
     const uint64_t end = le32(p + offsets + 4 * c);
-    decode_chunk(data + start, end - start, chunk_count(h, c), h.prob_bits, sym_of.data(),
-                 entry.data(), out.data() + c * h.chunk_symbols, c, what);
+    decode_chunk(data + start, end - start, chunk_count(h, c), h.prob_bits, sym_of.data(), entry.data(),
+                 out.data() + c * h.chunk_symbols, c, what);
     start = end;
   }
 }

@@ -48,8 +48,7 @@ static_assert(sizeof(EncSymbol) == 16, "one 16-byte entry per symbol");
 EncSymbol make_enc_symbol(uint32_t freq, uint32_t cum, uint32_t prob_bits) {
   const uint32_t M = 1u << prob_bits;
   EncSymbol s{};
-  s.rcp = freq == 1 ? ~uint64_t{0}
-                    : static_cast<uint64_t>((u128{1} << 64) / freq + ((u128{1} << 64) % freq != 0));
+  s.rcp = freq == 1 ? ~uint64_t{0} : static_cast<uint64_t>((u128{1} << 64) / freq + ((u128{1} << 64) % freq != 0));
   // f == M: x_max = 2^32, so no 32-bit x ever renormalizes; lim = 2^32 - 1 says exactly that.
   s.lim = static_cast<uint32_t>((uint64_t{freq} << (32 - prob_bits)) - 1);
   s.bias = static_cast<uint16_t>(freq == 1 ? cum + M - 1 : cum);
@@ -71,8 +70,8 @@ EncSymbol make_enc_symbol(uint32_t freq, uint32_t cum, uint32_t prob_bits) {
 //  * The decoder undoes the steps in reverse: symbol i (lane i % 32, step i / 32) is coded
 //    last step first and lane 31 down to 0, so the decoder, running forwards, reads each word
 //    right after decoding the symbol whose coding emitted it.
-uint16_t* encode_chunk(const uint8_t* symbols, uint32_t n, const EncSymbol* table,
-                       uint32_t x[kRansLanes], uint16_t* end) {
+uint16_t* encode_chunk(const uint8_t* symbols, uint32_t n, const EncSymbol* table, uint32_t x[kRansLanes],
+                       uint16_t* end) {
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) x[lane] = kRansL;
   // ptr[-1] is stored unconditionally and kept only when a word is emitted;
   // the caller leaves one spare slot before the n words a chunk can emit at most.
@@ -103,12 +102,10 @@ uint16_t* encode_chunk(const uint8_t* symbols, uint32_t n, const EncSymbol* tabl
 
 std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options) {
   if (options.chunk_symbols == 0 || options.chunk_symbols % kRansLanes != 0) {
-    throw std::invalid_argument("rans_encode: chunk_symbols " +
-                                std::to_string(options.chunk_symbols) +
+    throw std::invalid_argument("rans_encode: chunk_symbols " + std::to_string(options.chunk_symbols) +
                                 " must be a positive multiple of 32");
   }
-  if (options.prob_bits != 0 &&
-      (options.prob_bits < kMinProbBits || options.prob_bits > kMaxProbBits)) {
+  if (options.prob_bits != 0 && (options.prob_bits < kMinProbBits || options.prob_bits > kMaxProbBits)) {
     throw std::invalid_argument("rans_encode: prob_bits " + std::to_string(options.prob_bits) +
                                 " out of range [8, 15]");
   }
@@ -128,8 +125,7 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options) {
   // Default: 13 bits when the symbol range fits the 6 symbol bits a GPU decoder has left in a
   // 32-bit (symbol - min | freq - 1 | slot - cum) entry, else 12 (8 symbol bits).  Distinct
   // symbols (<= 256) always fit since M >= 2^8.
-  const uint32_t prob_bits =
-      options.prob_bits != 0 ? options.prob_bits : (max_symbol - min_symbol < 64 ? 13u : 12u);
+  const uint32_t prob_bits = options.prob_bits != 0 ? options.prob_bits : (max_symbol - min_symbol < 64 ? 13u : 12u);
   const std::array<uint32_t, 256> freq = normalize_frequencies(hist, prob_bits);
 
   EncSymbol table[256] = {};

@@ -102,8 +102,8 @@ bool wants_int8(const std::string& name, DType dtype, const std::vector<uint64_t
   return !embedding || options.quantize_embeddings;
 }
 
-EncodedTensor encode_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& shape,
-                            ByteSpan data, const EncodeOptions& options) {
+EncodedTensor encode_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& shape, ByteSpan data,
+                            const EncodeOptions& options) {
   EncodedTensor t;
   t.record.name = name;
   t.record.shape = shape;
@@ -167,7 +167,8 @@ DecodedTensor decode_tensor(const TensorRecord& record, const PayloadFn& payload
     std::vector<ByteSpan> views;
     for (size_t k = 0; k < roles.size(); ++k) {
       const PlaneRecord& p = record.planes[k];
-      if (p.role != roles[k] || p.symbols != per_plane) throw FormatError(where + ": unexpected plane '" + p.role + "'");
+      if (p.role != roles[k] || p.symbols != per_plane)
+        throw FormatError(where + ": unexpected plane '" + p.role + "'");
       planes[k].resize(per_plane);
       decode_plane(p, payload_of(p), planes[k], where);
       views.emplace_back(planes[k].data(), planes[k].size());

@@ -24,18 +24,17 @@ struct EncodeOptions {
 };
 
 struct EncodedTensor {
-  format::TensorRecord record;             // plane offsets are 0 until written
+  format::TensorRecord record;                 // plane offsets are 0 until written
   std::vector<std::vector<uint8_t>> payloads;  // one per record.planes entry
   bool predictor_tried = false;
   std::string note;  // why a tensor requested as int8 stayed lossless, if it did
 };
 
 // True for tensors the int8 mode quantizes: 2-D float matrices, embeddings only on request.
-bool wants_int8(const std::string& name, DType dtype, const std::vector<uint64_t>& shape,
-                const EncodeOptions& options);
+bool wants_int8(const std::string& name, DType dtype, const std::vector<uint64_t>& shape, const EncodeOptions& options);
 
-EncodedTensor encode_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& shape,
-                            ByteSpan data, const EncodeOptions& options);
+EncodedTensor encode_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& shape, ByteSpan data,
+                            const EncodeOptions& options);
 
 struct DecodedTensor {
   std::vector<uint8_t> bytes;  // lossless: the source bytes; int8: the int8 values
@@ -45,8 +44,7 @@ struct DecodedTensor {
 using PayloadFn = std::function<ByteSpan(const format::PlaneRecord&)>;
 
 // Decodes on the CPU and checks decoded_xxh3. Throws FormatError naming `what` and the tensor.
-DecodedTensor decode_tensor(const format::TensorRecord& record, const PayloadFn& payload_of,
-                            const std::string& what);
+DecodedTensor decode_tensor(const format::TensorRecord& record, const PayloadFn& payload_of, const std::string& what);
 
 // Decodes one plane of a record (raw copy or rANS) into out.
 void decode_plane(const format::PlaneRecord& plane, ByteSpan payload, MutableByteSpan out, const std::string& what);

@@ -92,7 +92,7 @@ cllm_status cllm_decoder_create(const cllm_file* file, const char* const* names,
       list.emplace_back(names[i]);
     }
     codecllm::cuda::DecoderOptions o;
-    o.int8_output = int8_output == CLLM_INT8_RAW   ? codecllm::cuda::Int8Out::Int8
+    o.int8_output = int8_output == CLLM_INT8_RAW      ? codecllm::cuda::Int8Out::Int8
                     : int8_output == CLLM_INT8_AS_F16 ? codecllm::cuda::Int8Out::F16
                                                       : codecllm::cuda::Int8Out::Bf16;
     auto d = std::make_unique<cllm_decoder>();

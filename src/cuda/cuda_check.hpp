@@ -23,8 +23,8 @@ class CudaError : public Error {
 
 }  // namespace codecllm::cuda
 
-#define CLLM_CUDA_CHECK(call)                                                              \
-  do {                                                                                     \
-    cudaError_t cllm_e_ = (call);                                                          \
+#define CLLM_CUDA_CHECK(call)                                                                     \
+  do {                                                                                            \
+    cudaError_t cllm_e_ = (call);                                                                 \
     if (cllm_e_ != cudaSuccess) ::codecllm::cuda::throw_cuda(cllm_e_, #call, __FILE__, __LINE__); \
   } while (0)

@@ -13,24 +13,24 @@ constexpr uint32_t kMaxSharedTableBytes = 64 * 1024;  // larger tables stay in g
 
 // How the planes of a tensor are put back together.
 enum class Assemble : uint32_t {
-  Bytes = 0,     // element byte k = plane k (byte_planes, none)
-  SplitBf16 = 1, // float_split, 2-byte elements
-  SplitF32 = 2,  // float_split, 4-byte elements
-  Int8 = 3,      // plane 0 = int8 values (or LEFT residuals), then dequantized or kept
+  Bytes = 0,      // element byte k = plane k (byte_planes, none)
+  SplitBf16 = 1,  // float_split, 2-byte elements
+  SplitF32 = 2,   // float_split, 4-byte elements
+  Int8 = 3,       // plane 0 = int8 values (or LEFT residuals), then dequantized or kept
 };
 
 // Output element type of int8 tensors.
 enum class Int8Out : uint32_t { Int8 = 0, Bf16 = 1, F16 = 2 };
 
 struct PlaneDesc {
-  uint32_t coded;        // 1: rANS, 0: raw
+  uint32_t coded;  // 1: rANS, 0: raw
   uint32_t prob_bits;
   uint32_t min_symbol;
-  uint32_t table_offset; // coded: entry offset of this plane's table in shared memory
-  uint64_t payload;      // offset of the payload in the compressed range
-  uint64_t data;         // coded: offset of the chunk data in the compressed range
-  uint64_t chunk_ends;   // coded: offset of the uint32 chunk_end array in the compressed range
-  uint64_t table;        // coded: index of the first entry of its table in the table pool
+  uint32_t table_offset;  // coded: entry offset of this plane's table in shared memory
+  uint64_t payload;       // offset of the payload in the compressed range
+  uint64_t data;          // coded: offset of the chunk data in the compressed range
+  uint64_t chunk_ends;    // coded: offset of the uint32 chunk_end array in the compressed range
+  uint64_t table;         // coded: index of the first entry of its table in the table pool
 };
 
 struct TensorDesc {
@@ -39,13 +39,13 @@ struct TensorDesc {
   uint32_t element_size;   // bytes per decoded element (before int8 dequantization)
   uint32_t chunk_symbols;  // shared by every coded plane of the tensor
   uint64_t elements;
-  uint64_t cols;           // int8: row length
-  uint64_t scales;         // int8: offset of the f32 scales payload in the compressed range
-  uint32_t predictor;      // int8: 1 when LEFT residuals must be prefix-summed per row
+  uint64_t cols;       // int8: row length
+  uint64_t scales;     // int8: offset of the f32 scales payload in the compressed range
+  uint32_t predictor;  // int8: 1 when LEFT residuals must be prefix-summed per row
   Int8Out int8_out;
-  uint32_t table_entries;  // table entries of all coded planes together
-  uint32_t tables_in_smem; // 1: staged in shared memory; 0: too large, read from global memory
-  uint32_t output;         // index into the launch's output pointers
+  uint32_t table_entries;   // table entries of all coded planes together
+  uint32_t tables_in_smem;  // 1: staged in shared memory; 0: too large, read from global memory
+  uint32_t output;          // index into the launch's output pointers
   PlaneDesc planes[kMaxPlanes];
 };
 

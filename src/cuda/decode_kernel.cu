@@ -34,7 +34,7 @@ struct LaneCoder {
   uint32_t nwords;  // words in the chunk, zero padding included
   uint32_t win0, win1, win2;
   const uint16_t* words;
-  uint32_t table;   // first entry of its 2^prob_bits packed entries (smem_tables, or the pool)
+  uint32_t table;  // first entry of its 2^prob_bits packed entries (smem_tables, or the pool)
 };
 
 __device__ __forceinline__ uint32_t load_word(const LaneCoder& c, uint32_t idx) {
@@ -164,9 +164,12 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
   }
 
   // Output of this chunk: indices in the loop stay 32-bit.
-  uint8_t* const chunk_out = out + first * (A == Assemble::SplitBf16 ? 2 : A == Assemble::SplitF32 ? 4 : A == Assemble::Int8 ? 1 : NP);
+  uint8_t* const chunk_out = out + first * (A == Assemble::SplitBf16  ? 2
+                                            : A == Assemble::SplitF32 ? 4
+                                            : A == Assemble::Int8     ? 1
+                                                                      : NP);
   uint32_t cur[NP][G], next[NP][G];
-  auto load_group = [&](uint32_t (&dst)[NP][G], uint32_t step0) {
+  auto load_group = [&](uint32_t(&dst)[NP][G], uint32_t step0) {
 #pragma unroll
     for (int p = 0; p < NP; ++p) {
       if (coded[p]) continue;
@@ -189,7 +192,9 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
       uint32_t b[NP];
 #pragma unroll
       for (int p = 0; p < NP; ++p)
-        b[p] = coded[p] ? rans_step<kSharedTables>(coder[p], table_pool, prob_bits[p], min_symbol[p], active, lane_mask_lt, bad) : cur[p][k];
+        b[p] = coded[p] ? rans_step<kSharedTables>(coder[p], table_pool, prob_bits[p], min_symbol[p], active,
+                                                   lane_mask_lt, bad)
+                        : cur[p][k];
       if (active) {
         if constexpr (A == Assemble::Int8) {
           store_int8(keep_bytes ? chunk_out : out + 2 * first, i, keep_bytes, int8_type, b[0], scales[row]);
@@ -259,17 +264,18 @@ void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t nu
                     cudaStream_t stream) {
   if (shared_bytes > 48 * 1024) {
     // Cheap, host-side only; done at each launch so every instance gets it on first use.
-    CLLM_CUDA_CHECK(cudaFuncSetAttribute(decode_chunks_kernel<A, NP, kSharedTables>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(shared_bytes)));
+    CLLM_CUDA_CHECK(cudaFuncSetAttribute(decode_chunks_kernel<A, NP, kSharedTables>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
   }
   decode_chunks_kernel<A, NP, kSharedTables>
-      <<<num_jobs, kWarpsPerBlock * 32, kSharedTables ? shared_bytes : 0, stream>>>(tensors, jobs, table_pool, comp, ptrs, status);
+      <<<num_jobs, kWarpsPerBlock * 32, kSharedTables ? shared_bytes : 0, stream>>>(tensors, jobs, table_pool, comp,
+                                                                                    ptrs, status);
 }
 
 // LEFT predictor: residuals -> values by a prefix sum mod 256 along each row (one warp per
 // row, 32 columns per step with a shuffle scan), then dequantized or kept as int8.
-__global__ void int8_rows_kernel(const uint8_t* __restrict__ residuals, const float* __restrict__ scales,
-                                 uint64_t rows, uint64_t cols, Int8Out out_type, uint8_t* __restrict__ out) {
+__global__ void int8_rows_kernel(const uint8_t* __restrict__ residuals, const float* __restrict__ scales, uint64_t rows,
+                                 uint64_t cols, Int8Out out_type, uint8_t* __restrict__ out) {
   const uint64_t row = uint64_t{blockIdx.x} * (blockDim.x / 32) + threadIdx.x / 32;
   const uint32_t lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -310,10 +316,17 @@ void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t ro
 int layout_of(Assemble a, uint32_t num_planes, bool shared_tables) {
   int base;
   switch (a) {
-    case Assemble::SplitBf16: base = 0; break;
-    case Assemble::SplitF32: base = 1; break;
-    case Assemble::Int8: base = 2; break;
-    default: base = num_planes == 1 ? 3 : num_planes == 2 ? 4 : num_planes == 4 ? 5 : num_planes == 8 ? 6 : -1;
+    case Assemble::SplitBf16:
+      base = 0;
+      break;
+    case Assemble::SplitF32:
+      base = 1;
+      break;
+    case Assemble::Int8:
+      base = 2;
+      break;
+    default:
+      base = num_planes == 1 ? 3 : num_planes == 2 ? 4 : num_planes == 4 ? 5 : num_planes == 8 ? 6 : -1;
   }
   return base < 0 ? -1 : base + (shared_tables ? 0 : kNumLayouts / 2);
 }
@@ -327,14 +340,29 @@ void launch_layout(int layout, const TensorDesc* tensors, const BlockJob* jobs, 
 #define CLLM_LAUNCH(A, NP) \
   launch_variant<A, NP, kShared>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream)
   switch (layout) {
-    case 0: CLLM_LAUNCH(Assemble::SplitBf16, 2); break;
-    case 1: CLLM_LAUNCH(Assemble::SplitF32, 4); break;
-    case 2: CLLM_LAUNCH(Assemble::Int8, 1); break;
-    case 3: CLLM_LAUNCH(Assemble::Bytes, 1); break;
-    case 4: CLLM_LAUNCH(Assemble::Bytes, 2); break;
-    case 5: CLLM_LAUNCH(Assemble::Bytes, 4); break;
-    case 6: CLLM_LAUNCH(Assemble::Bytes, 8); break;
-    default: throw Error("GPU decoder: unsupported element layout");
+    case 0:
+      CLLM_LAUNCH(Assemble::SplitBf16, 2);
+      break;
+    case 1:
+      CLLM_LAUNCH(Assemble::SplitF32, 4);
+      break;
+    case 2:
+      CLLM_LAUNCH(Assemble::Int8, 1);
+      break;
+    case 3:
+      CLLM_LAUNCH(Assemble::Bytes, 1);
+      break;
+    case 4:
+      CLLM_LAUNCH(Assemble::Bytes, 2);
+      break;
+    case 5:
+      CLLM_LAUNCH(Assemble::Bytes, 4);
+      break;
+    case 6:
+      CLLM_LAUNCH(Assemble::Bytes, 8);
+      break;
+    default:
+      throw Error("GPU decoder: unsupported element layout");
   }
 #undef CLLM_LAUNCH
 }
@@ -342,8 +370,8 @@ void launch_layout(int layout, const TensorDesc* tensors, const BlockJob* jobs, 
 }  // namespace
 
 void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
-                          const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs,
-                          uint32_t* status, size_t shared_bytes, cudaStream_t stream) {
+                          const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
+                          size_t shared_bytes, cudaStream_t stream) {
   if (num_jobs == 0) return;
   if (layout < kNumLayouts / 2) {
     launch_layout<true>(layout, tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);

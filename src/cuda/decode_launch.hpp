@@ -20,8 +20,8 @@ int layout_of(Assemble a, uint32_t num_planes, bool shared_tables);
 // device arrays, comp the device copy of the compressed range. A failed chunk writes (chunk
 // index + 1) to status[tensor] if that entry is still 0.
 void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
-                          const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs,
-                          uint32_t* status, size_t shared_bytes, cudaStream_t stream);
+                          const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
+                          size_t shared_bytes, cudaStream_t stream);
 
 // Undoes the LEFT predictor row by row and writes int8 values or dequantized BF16/F16.
 void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t rows, uint64_t cols, Int8Out out_type,

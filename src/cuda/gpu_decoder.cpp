@@ -101,7 +101,8 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     t.elements = r.num_elements();
     t.element_size = t.assemble == Assemble::Int8 ? 1 : static_cast<uint32_t>(std::max<size_t>(1, dtype_size(r.dtype)));
     if (r.transform == Transform::None) t.elements = r.decoded_size;  // one byte per "element"
-    if (t.num_planes > static_cast<uint32_t>(kMaxPlanes) || (t.assemble == Assemble::Bytes && t.num_planes != t.element_size))
+    if (t.num_planes > static_cast<uint32_t>(kMaxPlanes) ||
+        (t.assemble == Assemble::Bytes && t.num_planes != t.element_size))
       throw Error(what + ": unsupported plane layout for the GPU decoder");
     t.output = static_cast<uint32_t>(ti);
     t.int8_out = options.int8_output;
@@ -154,7 +155,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
     for (uint64_t c = 0; c < chunks; c += kWarpsPerBlock) {
       per_layout[layout].push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
-                      static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
+                                    static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
     }
     host_tensors_.push_back(t);
     output_bytes_.push_back(out_bytes);
@@ -178,9 +179,12 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   d_status_ = static_cast<uint32_t*>(device_alloc(host_tensors_.size() * sizeof(uint32_t)));
   d_scratch_ = static_cast<uint8_t*>(device_alloc(scratch));
   if (!host_tensors_.empty())
-    CLLM_CUDA_CHECK(cudaMemcpy(d_tensors_, host_tensors_.data(), host_tensors_.size() * sizeof(TensorDesc), cudaMemcpyHostToDevice));
-  if (!jobs.empty()) CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
-  if (!pool.empty()) CLLM_CUDA_CHECK(cudaMemcpy(d_tables_, pool.data(), pool.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
+    CLLM_CUDA_CHECK(cudaMemcpy(d_tensors_, host_tensors_.data(), host_tensors_.size() * sizeof(TensorDesc),
+                               cudaMemcpyHostToDevice));
+  if (!jobs.empty())
+    CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
+  if (!pool.empty())
+    CLLM_CUDA_CHECK(cudaMemcpy(d_tables_, pool.data(), pool.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
   if (d_status_ != nullptr) CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, host_tensors_.size() * sizeof(uint32_t)));
 }
 

@@ -46,8 +46,8 @@ std::string shape_str(const std::vector<uint64_t>& s) {
 // A tensor decoded to float32. int8 tensors become q * scale (float32), the dequantization
 // every backend reproduces.
 std::vector<float> decode_f32(const format::ContainerReader& file, const format::TensorRecord& rec) {
-  codec::DecodedTensor d =
-      codec::decode_tensor(rec, [&](const format::PlaneRecord& p) { return file.payload(p); }, file.path());
+  codec::DecodedTensor d = codec::decode_tensor(
+      rec, [&](const format::PlaneRecord& p) { return file.payload(p); }, file.path());
   if (rec.mode == format::TensorMode::Lossless) return codec::to_float(rec.dtype, d.bytes);
   std::vector<float> w(rec.num_elements());
   const size_t cols = w.size() / rec.shape[0];
@@ -155,8 +155,7 @@ class CpuEngine final : public Engine {
     const int block = std::max(1, rows / int(4 * t));  // a few blocks per thread evens out the load
     parallel_for(size_t((rows + block - 1) / block), t, [&](size_t b) {
       const int end = std::min(rows, int(b + 1) * block);
-      for (int r = int(b) * block; r < end; ++r)
-        out[r] = dot(w + size_t(r) * cols, x, cols) + (bias ? bias[r] : 0.0f);
+      for (int r = int(b) * block; r < end; ++r) out[r] = dot(w + size_t(r) * cols, x, cols) + (bias ? bias[r] : 0.0f);
     });
   }
 
@@ -211,7 +210,8 @@ class CpuEngine final : public Engine {
     const auto H = uint64_t(c_.hidden), I = uint64_t(c_.intermediate), V = uint64_t(c_.vocab);
     const auto Q = uint64_t(c_.heads) * c_.head_dim, KV = uint64_t(kv_dim());
     layers_.resize(c_.layers);
-    std::vector<Wanted> want = {{"model.embed_tokens.weight", {V, H}, &embed_}, {"model.norm.weight", {H}, &final_norm_}};
+    std::vector<Wanted> want = {{"model.embed_tokens.weight", {V, H}, &embed_},
+                                {"model.norm.weight", {H}, &final_norm_}};
     if (!c_.tie_embeddings) want.push_back({"lm_head.weight", {V, H}, &lm_head_});
     for (int l = 0; l < c_.layers; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";

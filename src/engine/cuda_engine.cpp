@@ -64,6 +64,7 @@ class CudaEngine : public Engine {
     for (auto& d : layer_decoders_) d.reset();
     for (void* p : allocations_) cudaFree(p);
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    if (graph_ != nullptr) cudaGraphExecDestroy(graph_);
     if (blas_ != nullptr) cublasDestroy(blas_);
     if (compute_ != nullptr) cudaStreamDestroy(compute_);
     if (copy_ != nullptr) cudaStreamDestroy(copy_);
@@ -78,7 +79,36 @@ class CudaEngine : public Engine {
     if (token < 0 || token >= cfg_.vocab) throw Error("token id " + std::to_string(token) + " out of range");
     host_io_[0] = token;
     host_io_[1] = pos;
+    // One token is ~25 kernels a layer; launched one by one their launch gaps cost as much as
+    // the matmuls on an 8B model. Every kernel reads the token and position from device
+    // memory, so the whole step is captured once as a graph and replayed for every token.
+    if (graph_ == nullptr) capture();
+    CLLM_CUDA_CHECK(cudaGraphLaunch(graph_, compute_));
+    CLLM_CUDA_CHECK(cudaStreamSynchronize(compute_));
+    if (++tokens_ % 64 == 1) {  // integrity checks synchronize; the streams are idle here anyway
+      for (auto& d : layer_decoders_) d->check(copy_);
+      note_peak();
+    }
+    return host_logits_;
+  }
+
+ private:
+  void capture() {
+    cudaGraph_t g = nullptr;
+    CLLM_CUDA_CHECK(cudaStreamBeginCapture(compute_, cudaStreamCaptureModeThreadLocal));
+    enqueue_step();
+    CLLM_CUDA_CHECK(cudaStreamEndCapture(compute_, &g));
+    CLLM_CUDA_CHECK(cudaGraphInstantiate(&graph_, g, 0));
+    CLLM_CUDA_CHECK(cudaGraphDestroy(g));
+  }
+
+  // Everything one token takes, on compute_ (and copy_ for just-in-time decoding).
+  void enqueue_step() {
     CLLM_CUDA_CHECK(cudaMemcpyAsync(d_io_, host_io_, 2 * sizeof(int), cudaMemcpyHostToDevice, compute_));
+    if (compressed()) {  // the copy stream joins the step here
+      CLLM_CUDA_CHECK(cudaEventRecord(fork_, compute_));
+      CLLM_CUDA_CHECK(cudaStreamWaitEvent(copy_, fork_));
+    }
     const int* d_token = d_io_;
     const int* d_pos = d_io_ + 1;
     const int dim = cfg_.hidden, hd = cfg_.head_dim, q_dim = cfg_.heads * hd, kv_dim = cfg_.kv_heads * hd;
@@ -122,15 +152,11 @@ class CudaEngine : public Engine {
     k::rmsnorm(x_, final_norm_, float(cfg_.rms_eps), dim, xn_, compute_);
     k::to_bf16(xn_, dim, xb_, compute_);
     matvec(lm_head_, xb_, dim, cfg_.vocab, logits_);
-    CLLM_CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits_, sizeof(float) * cfg_.vocab, cudaMemcpyDeviceToHost, compute_));
-    CLLM_CUDA_CHECK(cudaStreamSynchronize(compute_));
-    if (++tokens_ % 64 == 1) {  // integrity checks synchronize; the stream is idle here anyway
-      for (auto& d : layer_decoders_) d->check(copy_);
-      note_peak();
-    }
-    return host_logits_;
+    CLLM_CUDA_CHECK(
+        cudaMemcpyAsync(host_logits_, logits_, sizeof(float) * cfg_.vocab, cudaMemcpyDeviceToHost, compute_));
   }
 
+ public:
   MemoryStats memory() const override {
     MemoryStats m = mem_;
     m.peak_device_bytes = peak_used_ - baseline_used_;
@@ -157,9 +183,9 @@ class CudaEngine : public Engine {
     if (e != cudaSuccess) {
       size_t free = 0, total = 0;
       cudaMemGetInfo(&free, &total);
-      throw cuda::CudaError(e, path_ + ": out of device memory allocating " + std::to_string(bytes >> 20) +
-                                   " MiB (" + std::to_string(free >> 20) + " MiB free of " +
-                                   std::to_string(total >> 20) + " MiB)");
+      throw cuda::CudaError(e, path_ + ": out of device memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
+                                   std::to_string(free >> 20) + " MiB free of " + std::to_string(total >> 20) +
+                                   " MiB)");
     }
     allocations_.push_back(p);
     if (account != nullptr) *account += bytes;
@@ -167,7 +193,8 @@ class CudaEngine : public Engine {
   }
 
   // Decodes tensors once into new device buffers (BF16 out; int8 tensors dequantized).
-  std::vector<__nv_bfloat16*> decode_resident(const format::ContainerReader& file, const std::vector<std::string>& names) {
+  std::vector<__nv_bfloat16*> decode_resident(const format::ContainerReader& file,
+                                              const std::vector<std::string>& names) {
     GpuDecoder dec(file, names);
     std::vector<__nv_bfloat16*> out;
     std::vector<void*> ptrs;
@@ -247,15 +274,17 @@ class CudaEngine : public Engine {
         free_[b] = e2;
         events_.push_back(e1);
         events_.push_back(e2);
-        CLLM_CUDA_CHECK(cudaEventRecord(free_[b], compute_));
       }
+      CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+      events_.push_back(fork_);
     }
   }
 
-  // Decodes layer l into scratch buffer l % 2 on the copy stream once that buffer is free.
+  // Decodes layer l into scratch buffer l % 2 on the copy stream once that buffer is free:
+  // the first two layers of a step find both free (the previous step has completed).
   void start_decode(int l) {
     const int b = l % 2;
-    CLLM_CUDA_CHECK(cudaStreamWaitEvent(copy_, free_[b]));
+    if (l >= 2) CLLM_CUDA_CHECK(cudaStreamWaitEvent(copy_, free_[b]));
     GpuDecoder& d = *layer_decoders_[l];
     void* outs[7];
     for (int i = 0; i < 7; ++i) outs[i] = scratch_ptrs_[b][i];
@@ -294,8 +323,10 @@ class CudaEngine : public Engine {
       throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory");
   }
 
-  // y[out] = W[out, in] x[in]: W row-major bf16 is W^T in column-major, hence CUBLAS_OP_T.
+  // y[out] = W[out, in] x[in]. Own kernel where it applies (measured faster at batch 1);
+  // otherwise cuBLAS, where W row-major bf16 is W^T in column-major, hence CUBLAS_OP_T.
   void matvec(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y) {
+    if (in % 8 == 0 && in <= k::kGemvMaxIn) return k::gemv_bf16(w, x, in, out, y, compute_);
     const float one = 1.0f, zero = 0.0f;
     check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, 1, in, &one, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
                               &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
@@ -317,7 +348,8 @@ class CudaEngine : public Engine {
   cublasHandle_t blas_ = nullptr;
   std::vector<void*> allocations_;
   std::vector<cudaEvent_t> events_;
-  cudaEvent_t decoded_[2] = {}, free_[2] = {};
+  cudaEvent_t decoded_[2] = {}, free_[2] = {}, fork_ = nullptr;
+  cudaGraphExec_t graph_ = nullptr;
   const __nv_bfloat16 *embed_ = nullptr, *lm_head_ = nullptr, *final_norm_ = nullptr;
   std::vector<Layer> layers_;
   std::vector<std::vector<__nv_bfloat16*>> layer_weights_;

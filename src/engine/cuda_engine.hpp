@@ -18,8 +18,8 @@ enum class Placement { Gpu, GpuCompressed };
 
 struct CudaEngineOptions {
   Placement placement = Placement::Gpu;
-  int max_seq_len = 0;     // 0: min(max_position_embeddings, 2048)
-  bool kv_bf16 = false;    // KV cache in bfloat16 instead of float32
+  int max_seq_len = 0;   // 0: min(max_position_embeddings, 2048)
+  bool kv_bf16 = false;  // KV cache in bfloat16 instead of float32
 };
 
 Placement parse_placement(const std::string& name);  // "gpu", "gpu-compressed"

@@ -30,6 +30,10 @@ void add(float* x, const float* y, int n, cudaStream_t s);
 void add_bias(float* x, const __nv_bfloat16* b, int n, cudaStream_t s);
 // out = float(table[*token, :])
 void embed(const __nv_bfloat16* table, const int* token, int dim, float* out, cudaStream_t s);
+// y[out] = W[out, in] x[in] for row-major bf16 W: a bandwidth-bound matrix-vector product
+// (batch 1 decode). Requires in % 8 == 0 and in <= kGemvMaxIn; callers fall back to cuBLAS.
+constexpr int kGemvMaxIn = 16384;
+void gemv_bf16(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, cudaStream_t s);
 // index of the largest logit, written to *out (device)
 void argmax(const float* x, int n, int* out, cudaStream_t s);
 

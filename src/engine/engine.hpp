@@ -10,10 +10,10 @@
 namespace codecllm::engine {
 
 struct MemoryStats {
-  uint64_t weight_bytes = 0;   // weights as held by the backend (decoded or compressed)
+  uint64_t weight_bytes = 0;  // weights as held by the backend (decoded or compressed)
   uint64_t kv_cache_bytes = 0;
   uint64_t activation_bytes = 0;
-  uint64_t scratch_bytes = 0;  // decode scratch (compressed placements)
+  uint64_t scratch_bytes = 0;      // decode scratch (compressed placements)
   uint64_t peak_device_bytes = 0;  // measured (CUDA: cudaMemGetInfo high-water mark); 0 on CPU
 };
 

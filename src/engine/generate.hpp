@@ -19,7 +19,7 @@ struct GenerateOptions {
 };
 
 struct GenerateResult {
-  std::vector<int> tokens;   // generated tokens, without the prompt and without eos
+  std::vector<int> tokens;  // generated tokens, without the prompt and without eos
   bool hit_eos = false;
   int prompt_tokens = 0;
   double prefill_seconds = 0;  // forward over the prompt

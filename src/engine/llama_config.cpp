@@ -150,7 +150,8 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
 
   // Sliding-window attention differs from full attention only for sequences longer than the
   // window, so a window that covers every position is harmless.
-  const bool window_used = c.model_type == "mistral" || (c.model_type == "qwen2" && r.boolean("use_sliding_window", false));
+  const bool window_used =
+      c.model_type == "mistral" || (c.model_type == "qwen2" && r.boolean("use_sliding_window", false));
   if (window_used && r.has("sliding_window")) {
     const int window = r.positive_int("sliding_window");
     if (window < c.max_positions)

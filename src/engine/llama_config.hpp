@@ -26,15 +26,15 @@ struct LlamaConfig {
   int kv_heads = 0;                  // num_key_value_heads (GQA)
   int head_dim = 0;                  // head_dim or hidden / heads
   int vocab = 0;
-  int max_positions = 0;             // max_position_embeddings
-  double rope_theta = 10000.0;       // rope_theta or rope_parameters.rope_theta
+  int max_positions = 0;        // max_position_embeddings
+  double rope_theta = 10000.0;  // rope_theta or rope_parameters.rope_theta
   double rms_eps = 1e-5;
-  bool tie_embeddings = false;       // lm_head shares model.embed_tokens.weight
-  bool qkv_bias = false;             // attention_bias, or qwen2
-  bool o_bias = false;               // attention_bias (Llama puts a bias on o_proj too)
+  bool tie_embeddings = false;  // lm_head shares model.embed_tokens.weight
+  bool qkv_bias = false;        // attention_bias, or qwen2
+  bool o_bias = false;          // attention_bias (Llama puts a bias on o_proj too)
   RopeScaling rope_scaling;
   int bos = 1;
-  std::vector<int> eos;              // eos_token_id (int or list)
+  std::vector<int> eos;  // eos_token_id (int or list)
 };
 
 // Parses config.json text; throws codecllm::Error naming `what` and the offending field.

@@ -1,8 +1,8 @@
 #include "format/checksum.hpp"
 
-#include <new>
-
 #include <xxhash.h>
+
+#include <new>
 
 namespace codecllm::format {
 

@@ -10,8 +10,7 @@ namespace {
 
 FileHeader read_header(ByteSpan file, const std::string& path) {
   if (file.size() < kHeaderBytes) {
-    throw FormatError(path + ": not a .cllm file (" + std::to_string(file.size()) +
-                      " bytes, shorter than the header)");
+    throw FormatError(path + ": not a .cllm file (" + std::to_string(file.size()) + " bytes, shorter than the header)");
   }
   FileHeader h;
   std::memcpy(&h, file.data(), sizeof h);
@@ -26,8 +25,8 @@ FileHeader read_header(ByteSpan file, const std::string& path) {
     throw FormatError(path + ": file is " + std::to_string(file.size()) + " bytes but the header says " +
                       std::to_string(h.file_size) + " (truncated or appended to)");
   }
-  if (h.index_size > kMaxIndexBytes || h.index_offset > file.size() ||
-      h.index_size > file.size() - h.index_offset || h.index_offset < kPayloadAlignment) {
+  if (h.index_size > kMaxIndexBytes || h.index_offset > file.size() || h.index_size > file.size() - h.index_offset ||
+      h.index_offset < kPayloadAlignment) {
     throw FormatError(path + ": index location out of range");
   }
   return h;

@@ -1,8 +1,7 @@
-#include "format/container.hpp"
-
 #include <cstring>
 
 #include "format/checksum.hpp"
+#include "format/container.hpp"
 
 namespace codecllm::format {
 

@@ -3,7 +3,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "codecllm/error.hpp"
@@ -18,10 +17,14 @@ const char* tensor_mode_name(TensorMode m) { return m == TensorMode::Int8 ? "int
 
 const char* transform_name(Transform t) {
   switch (t) {
-    case Transform::None: return "none";
-    case Transform::FloatSplit: return "float_split";
-    case Transform::BytePlanes: return "byte_planes";
-    case Transform::Int8Rows: return "int8_rows";
+    case Transform::None:
+      return "none";
+    case Transform::FloatSplit:
+      return "float_split";
+    case Transform::BytePlanes:
+      return "byte_planes";
+    case Transform::Int8Rows:
+      return "int8_rows";
   }
   return "none";
 }
@@ -63,9 +66,12 @@ bool parse_hex64(const std::string& s, uint64_t* out) {
   uint64_t v = 0;
   for (char c : s) {
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else return false;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else
+      return false;
     v = (v << 4) | static_cast<uint64_t>(d);
   }
   *out = v;
@@ -158,8 +164,8 @@ class Fields {
 
 void check_range(const Fields& f, uint64_t offset, uint64_t size, uint64_t file_size) {
   if (offset > file_size || size > file_size - offset) {
-    f.fail("payload [" + std::to_string(offset) + ", +" + std::to_string(size) +
-           ") lies outside the file (" + std::to_string(file_size) + " bytes)");
+    f.fail("payload [" + std::to_string(offset) + ", +" + std::to_string(size) + ") lies outside the file (" +
+           std::to_string(file_size) + " bytes)");
   }
 }
 
@@ -226,8 +232,8 @@ TensorRecord parse_tensor(const json& j, const std::string& where, uint64_t file
 bool is_plain_file_name(const std::string& name) {
   if (name.empty() || name.size() > 255 || name[0] == '.') return false;
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;

@@ -19,11 +19,11 @@ enum class PlaneCodec : uint8_t {
 const char* plane_codec_name(PlaneCodec c);
 
 struct PlaneRecord {
-  std::string role;       // "exponent", "sign_mantissa", "mantissa_lo", "int8", "scales", "bytes", ...
+  std::string role;  // "exponent", "sign_mantissa", "mantissa_lo", "int8", "scales", "bytes", ...
   PlaneCodec codec = PlaneCodec::Raw;
-  uint64_t offset = 0;    // absolute file offset of the payload (4 KiB aligned)
-  uint64_t size = 0;      // payload bytes
-  uint64_t symbols = 0;   // decoded plane bytes
+  uint64_t offset = 0;   // absolute file offset of the payload (4 KiB aligned)
+  uint64_t size = 0;     // payload bytes
+  uint64_t symbols = 0;  // decoded plane bytes
   uint64_t payload_xxh3 = 0;
   double entropy_bits = 0;  // order-0 entropy of the decoded plane, bits per symbol
 };
@@ -59,8 +59,8 @@ struct TensorRecord {
   TensorMode mode = TensorMode::Lossless;
   Transform transform = Transform::None;
   Predictor predictor = Predictor::None;
-  uint64_t decoded_size = 0;   // lossless: source bytes; int8: one byte per element
-  uint64_t decoded_xxh3 = 0;   // lossless: of the source bytes; int8: of the int8 values
+  uint64_t decoded_size = 0;  // lossless: source bytes; int8: one byte per element
+  uint64_t decoded_xxh3 = 0;  // lossless: of the source bytes; int8: of the int8 values
   std::vector<PlaneRecord> planes;
 
   uint64_t num_elements() const;
@@ -77,9 +77,9 @@ struct BlobRecord {
 
 struct Index {
   uint32_t version = 1;
-  std::string mode;              // "lossless" or "int8": what the compress command was asked
-  std::string source;            // where the weights came from, for inspect
-  std::string producer;          // "codecllm 0.1.0"
+  std::string mode;      // "lossless" or "int8": what the compress command was asked
+  std::string source;    // where the weights came from, for inspect
+  std::string producer;  // "codecllm 0.1.0"
   std::vector<TensorRecord> tensors;
   std::vector<BlobRecord> blobs;
 

@@ -11,8 +11,7 @@
 
 namespace codecllm::format {
 
-OutputFile::OutputFile(const std::string& path)
-    : path_(path), tmp_path_(path + ".tmp-" + std::to_string(::getpid())) {
+OutputFile::OutputFile(const std::string& path) : path_(path), tmp_path_(path + ".tmp-" + std::to_string(::getpid())) {
   f_ = std::fopen(tmp_path_.c_str(), "wb");
   if (f_ == nullptr) throw IoError(tmp_path_ + ": cannot create: " + std::strerror(errno));
 }
@@ -25,8 +24,7 @@ OutputFile::~OutputFile() {
 void OutputFile::write(const void* data, size_t size) {
   if (size == 0) return;
   if (std::fwrite(data, 1, size, f_) != size) {
-    throw IoError(tmp_path_ + ": write of " + std::to_string(size) + " bytes failed: " +
-                  std::strerror(errno));
+    throw IoError(tmp_path_ + ": write of " + std::to_string(size) + " bytes failed: " + std::strerror(errno));
   }
   pos_ += size;
 }
@@ -46,10 +44,9 @@ void OutputFile::pad_to(uint64_t alignment) {
 }
 
 void OutputFile::pwrite_at(uint64_t offset, const void* data, size_t size) {
-  if (std::fflush(f_) != 0 || ::pwrite(fileno(f_), data, size, static_cast<off_t>(offset)) !=
-                                  static_cast<ssize_t>(size)) {
-    throw IoError(tmp_path_ + ": write at offset " + std::to_string(offset) + " failed: " +
-                  std::strerror(errno));
+  if (std::fflush(f_) != 0 ||
+      ::pwrite(fileno(f_), data, size, static_cast<off_t>(offset)) != static_cast<ssize_t>(size)) {
+    throw IoError(tmp_path_ + ": write at offset " + std::to_string(offset) + " failed: " + std::strerror(errno));
   }
 }
 

@@ -10,28 +10,23 @@
 namespace codecllm::model {
 namespace {
 
-bool is_space_at(std::string_view text, size_t i) {
-  return char_class(utf8::decode(text, i)) == CharClass::Space;
-}
+bool is_space_at(std::string_view text, size_t i) { return char_class(utf8::decode(text, i)) == CharClass::Space; }
 
 }  // namespace
 
-AddedTokenSplitter::AddedTokenSplitter(std::vector<Pattern> patterns)
-    : patterns_(std::move(patterns)) {
+AddedTokenSplitter::AddedTokenSplitter(std::vector<Pattern> patterns) : patterns_(std::move(patterns)) {
   for (size_t i = 0; i < patterns_.size(); ++i) {
     if (!patterns_[i].text.empty()) {
       by_first_byte_[static_cast<uint8_t>(patterns_[i].text[0])].push_back(i);
     }
   }
   for (auto& bucket : by_first_byte_) {
-    std::stable_sort(bucket.begin(), bucket.end(), [&](size_t a, size_t b) {
-      return patterns_[a].text.size() > patterns_[b].text.size();
-    });
+    std::stable_sort(bucket.begin(), bucket.end(),
+                     [&](size_t a, size_t b) { return patterns_[a].text.size() > patterns_[b].text.size(); });
   }
 }
 
-const AddedTokenSplitter::Pattern* AddedTokenSplitter::match_at(std::string_view text,
-                                                                size_t i) const {
+const AddedTokenSplitter::Pattern* AddedTokenSplitter::match_at(std::string_view text, size_t i) const {
   for (const size_t k : by_first_byte_[static_cast<uint8_t>(text[i])]) {
     if (text.substr(i, patterns_[k].text.size()) == patterns_[k].text) return &patterns_[k];
   }

@@ -42,8 +42,7 @@ std::vector<BpeSymbol> bpe_merge(const std::vector<BpeSymbol>& symbols, const Bp
   }
   std::vector<Candidate> initial;
   const auto candidate = [&](size_t left, size_t right, Candidate* c) {
-    if (left == kNone || right == kNone ||
-        !pair(nodes[left].symbol, nodes[right].symbol, &c->merge)) {
+    if (left == kNone || right == kNone || !pair(nodes[left].symbol, nodes[right].symbol, &c->merge)) {
       return false;
     }
     c->left = static_cast<uint32_t>(left);
@@ -55,8 +54,7 @@ std::vector<BpeSymbol> bpe_merge(const std::vector<BpeSymbol>& symbols, const Bp
     Candidate c;
     if (candidate(i, i + 1, &c)) initial.push_back(c);
   }
-  std::priority_queue<Candidate, std::vector<Candidate>, MergesLater> heap(MergesLater(),
-                                                                           std::move(initial));
+  std::priority_queue<Candidate, std::vector<Candidate>, MergesLater> heap(MergesLater(), std::move(initial));
   const auto consider = [&](size_t left, size_t right) {
     Candidate c;
     if (candidate(left, right, &c)) heap.push(c);
@@ -89,10 +87,8 @@ std::vector<BpeSymbol> bpe_merge(const std::vector<BpeSymbol>& symbols, const Bp
 }
 
 bool spans_word_start(std::string_view token) {
-  for (size_t at = token.find(kSpaceMark, 1); at != std::string_view::npos;
-       at = token.find(kSpaceMark, at + 1)) {
-    if (at < kSpaceMark.size() ||
-        token.substr(at - kSpaceMark.size(), kSpaceMark.size()) != kSpaceMark) {
+  for (size_t at = token.find(kSpaceMark, 1); at != std::string_view::npos; at = token.find(kSpaceMark, at + 1)) {
+    if (at < kSpaceMark.size() || token.substr(at - kSpaceMark.size(), kSpaceMark.size()) != kSpaceMark) {
       return true;
     }
   }
@@ -101,13 +97,10 @@ bool spans_word_start(std::string_view token) {
 
 std::vector<BpeSymbol> bpe_merge_words(std::string_view text, const std::vector<BpeSymbol>& symbols,
                                        const BpePairFn& pair) {
-  const auto is_mark = [&](const BpeSymbol& s) {
-    return text.substr(s.begin, s.end - s.begin) == kSpaceMark;
-  };
+  const auto is_mark = [&](const BpeSymbol& s) { return text.substr(s.begin, s.end - s.begin) == kSpaceMark; };
   std::vector<BpeSymbol> out, word;
   for (size_t i = 0; i <= symbols.size(); ++i) {
-    const bool cut =
-        i == symbols.size() || (i > 0 && is_mark(symbols[i]) && !is_mark(symbols[i - 1]));
+    const bool cut = i == symbols.size() || (i > 0 && is_mark(symbols[i]) && !is_mark(symbols[i - 1]));
     if (cut && !word.empty()) {
       for (const BpeSymbol& s : bpe_merge(word, pair)) out.push_back(s);
       word.clear();

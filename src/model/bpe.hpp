@@ -27,8 +27,7 @@ struct BpeMerge {
 };
 
 // Returns true and fills *merge when `left` followed by `right` may merge.
-using BpePairFn =
-    std::function<bool(const BpeSymbol& left, const BpeSymbol& right, BpeMerge* merge)>;
+using BpePairFn = std::function<bool(const BpeSymbol& left, const BpeSymbol& right, BpeMerge* merge)>;
 
 // Repeatedly merges the adjacent pair of lowest priority, the leftmost on ties, until no
 // pair may merge; returns the remaining symbols in order. O(n log n) in the symbol count:

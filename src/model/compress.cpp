@@ -1,8 +1,8 @@
 #include "model/compress.hpp"
 
 #include <chrono>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <regex>
 
@@ -123,8 +123,8 @@ VerifyResult verify_container(const std::string& file, const std::string& src, u
     const format::TensorRecord* rec = reader.index().find_tensor(t.name);
     if (rec == nullptr) return problem(t.name + ": missing from " + file);
     try {
-      codec::DecodedTensor d =
-          codec::decode_tensor(*rec, [&](const format::PlaneRecord& p) { return reader.payload(p); }, file);
+      codec::DecodedTensor d = codec::decode_tensor(
+          *rec, [&](const format::PlaneRecord& p) { return reader.payload(p); }, file);
       if (rec->shape != t.shape || rec->dtype != t.dtype) return problem(t.name + ": shape or dtype differs");
       if (rec->mode == TensorMode::Lossless) {
         if (d.bytes.size() != t.data.size() || std::memcmp(d.bytes.data(), t.data.data(), d.bytes.size()) != 0)
@@ -167,8 +167,8 @@ void decompress_container(const std::string& file, const std::string& out_dir) {
   std::vector<std::vector<uint8_t>> storage(records.size());
   parallel_for(records.size(), 0, [&](size_t i) {
     const format::TensorRecord& rec = records[i];
-    codec::DecodedTensor d =
-        codec::decode_tensor(rec, [&](const format::PlaneRecord& p) { return reader.payload(p); }, file);
+    codec::DecodedTensor d = codec::decode_tensor(
+        rec, [&](const format::PlaneRecord& p) { return reader.payload(p); }, file);
     if (rec.mode == TensorMode::Int8) {
       const uint64_t cols = rec.shape[0] == 0 ? 0 : rec.num_elements() / rec.shape[0];
       storage[i] = codec::dequantize_rows(reinterpret_cast<const int8_t*>(d.bytes.data()), d.scales, cols, rec.dtype);

@@ -15,10 +15,10 @@ struct TensorStats {
   std::string name;
   uint64_t elements = 0;
   uint64_t source_bytes = 0;
-  uint64_t stored_bytes = 0;     // all payloads of the tensor
-  uint64_t coded_bytes = 0;      // payloads of rANS planes only
-  double entropy_bytes = 0;      // order-0 bound of those rANS planes
-  double seconds = 0;            // encode time (one thread)
+  uint64_t stored_bytes = 0;  // all payloads of the tensor
+  uint64_t coded_bytes = 0;   // payloads of rANS planes only
+  double entropy_bytes = 0;   // order-0 bound of those rANS planes
+  double seconds = 0;         // encode time (one thread)
   bool int8 = false;
   bool predictor_tried = false;
   bool predictor_used = false;

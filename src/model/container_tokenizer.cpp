@@ -15,7 +15,8 @@ std::unique_ptr<Tokenizer> load_container_tokenizer(const format::ContainerReade
     return load_sentencepiece_model(text("tokenizer.model"), what + ": tokenizer.model");
   if (file.has_blob("tokenizer.bin"))
     return load_llama2c_tokenizer(text("tokenizer.bin"), vocab_size, what + ": tokenizer.bin");
-  throw Error(what + ": carries no tokenizer (tokenizer.json, tokenizer.model or tokenizer.bin); "
+  throw Error(what +
+              ": carries no tokenizer (tokenizer.json, tokenizer.model or tokenizer.bin); "
               "compress from a directory that has one");
 }
 

@@ -26,9 +26,7 @@ std::string replace_all(std::string_view text, std::string_view from, std::strin
   }
 }
 
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.substr(0, prefix.size()) == prefix;
-}
+bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
 // A stretch of text during pre-tokenization. `at_zero`: it starts at offset 0 of the
 // input, which is where Metaspace's "first" scheme puts the dummy prefix.
@@ -97,8 +95,7 @@ class HfBpe : public Tokenizer {
     if (d.byte_level) out = byte_level_decode(out);
     if (prev < 0 || prev == c_.bos_id) {
       size_t strip = 0;
-      while (strip < static_cast<size_t>(d.strip_start) && strip < out.size() &&
-             out[strip] == ' ') {
+      while (strip < static_cast<size_t>(d.strip_start) && strip < out.size() && out[strip] == ' ') {
         ++strip;
       }
       out.erase(0, strip);
@@ -228,8 +225,7 @@ class HfBpe : public Tokenizer {
       *m = it->second;
       return true;
     };
-    for (const BpeSymbol& s :
-         words_merge_alone_ ? bpe_merge_words(word, symbols, pair) : bpe_merge(symbols, pair)) {
+    for (const BpeSymbol& s : words_merge_alone_ ? bpe_merge_words(word, symbols, pair) : bpe_merge(symbols, pair)) {
       ids->push_back(s.id);
     }
   }
@@ -253,8 +249,6 @@ class HfBpe : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_hf_bpe(HfConfig config) {
-  return std::make_unique<HfBpe>(std::move(config));
-}
+std::unique_ptr<Tokenizer> make_hf_bpe(HfConfig config) { return std::make_unique<HfBpe>(std::move(config)); }
 
 }  // namespace codecllm::model

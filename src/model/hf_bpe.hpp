@@ -32,7 +32,7 @@ struct HfNormalizerStep {
 struct HfPreTokenizerStep {
   enum class Kind { Metaspace, ByteLevel, Split } kind = Kind::Split;
   enum class Prepend { Always, First, Never } prepend = Prepend::Never;  // Metaspace
-  std::string replacement;        // Metaspace: what a space becomes
+  std::string replacement;                                               // Metaspace: what a space becomes
   bool split = false;             // Metaspace: split before each replacement character
   bool add_prefix_space = false;  // ByteLevel
   bool use_regex = false;         // ByteLevel (with the GPT-2 pattern) and always for Split

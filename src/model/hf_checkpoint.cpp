@@ -23,9 +23,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 // Files carried along unchanged when present; order is the order of extra_files().
-const char* const kExtraFiles[] = {"tokenizer.json",         "tokenizer.model",
-                                   "tokenizer.bin",          "tokenizer_config.json",
-                                   "generation_config.json", "special_tokens_map.json"};
+const char* const kExtraFiles[] = {"tokenizer.json",        "tokenizer.model",        "tokenizer.bin",
+                                   "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"};
 
 std::string join(const fs::path& dir, const std::string& name) { return (dir / name).string(); }
 
@@ -57,17 +56,14 @@ class HfCheckpoint : public Checkpoint {
 
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
   const std::string& config_json() const override { return config_json_; }
-  const std::vector<std::pair<std::string, std::string>>& extra_files() const override {
-    return extra_files_;
-  }
+  const std::vector<std::pair<std::string, std::string>>& extra_files() const override { return extra_files_; }
   const std::string& source() const override { return source_; }
 
  private:
   void read_config() {
     const std::string path = join(dir_, "config.json");
     if (!is_regular_file(path)) {
-      throw FormatError(dir_.string() +
-                        ": no config.json, so not a Hugging Face checkpoint directory");
+      throw FormatError(dir_.string() + ": no config.json, so not a Hugging Face checkpoint directory");
     }
     config_json_ = read_whole_file(path);
     try {
@@ -103,8 +99,7 @@ class HfCheckpoint : public Checkpoint {
     std::set<std::string> shards;
     for (const auto& item : weight_map->items()) {
       if (!item.value().is_string() || !is_plain_file_name(item.value().get<std::string>())) {
-        throw FormatError(index_path + ": weight_map entry '" + item.key() +
-                          "' does not name a file in the directory");
+        throw FormatError(index_path + ": weight_map entry '" + item.key() + "' does not name a file in the directory");
       }
       shard_of.emplace(item.key(), item.value().get<std::string>());
       shards.insert(item.value().get<std::string>());
@@ -174,8 +169,6 @@ class HfCheckpoint : public Checkpoint {
 
 }  // namespace
 
-std::unique_ptr<Checkpoint> open_hf_checkpoint(const std::string& dir) {
-  return std::make_unique<HfCheckpoint>(dir);
-}
+std::unique_ptr<Checkpoint> open_hf_checkpoint(const std::string& dir) { return std::make_unique<HfCheckpoint>(dir); }
 
 }  // namespace codecllm::model

@@ -52,9 +52,7 @@ class Checked {
   }
 
  private:
-  [[noreturn]] void overflow() const {
-    throw FormatError(what_ + ": llama2.c header sizes overflow 64 bits");
-  }
+  [[noreturn]] void overflow() const { throw FormatError(what_ + ": llama2.c header sizes overflow 64 bits"); }
   const std::string& what_;
 };
 
@@ -107,8 +105,8 @@ std::string find_tokenizer(const fs::path& model) try {
   std::vector<fs::path> found;
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.size() >= 7 && name.compare(0, 3, "tok") == 0 &&
-        name.compare(name.size() - 4, 4, ".bin") == 0 && is_other_file(e.path())) {
+    if (name.size() >= 7 && name.compare(0, 3, "tok") == 0 && name.compare(name.size() - 4, 4, ".bin") == 0 &&
+        is_other_file(e.path())) {
       found.push_back(e.path());
     }
   }
@@ -129,9 +127,7 @@ class Llama2cCheckpoint : public Checkpoint {
 
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
   const std::string& config_json() const override { return config_json_; }
-  const std::vector<std::pair<std::string, std::string>>& extra_files() const override {
-    return extra_files_;
-  }
+  const std::vector<std::pair<std::string, std::string>>& extra_files() const override { return extra_files_; }
   const std::string& source() const override { return source_; }
 
  private:
@@ -167,10 +163,8 @@ class Llama2cCheckpoint : public Checkpoint {
     add("model.embed_tokens.weight", {V, D}, floats(l.embed, V * D));
     for (uint64_t i = 0; i < c.n_layers; ++i) {
       const std::string p = "model.layers." + std::to_string(i) + ".";
-      add(p + "self_attn.q_proj.weight", {D, D},
-          permuted(floats(l.wq + i * D * D, D * D), c.n_heads, &used));
-      add(p + "self_attn.k_proj.weight", {KV, D},
-          permuted(floats(l.wk + i * KV * D, KV * D), c.n_kv_heads, &used));
+      add(p + "self_attn.q_proj.weight", {D, D}, permuted(floats(l.wq + i * D * D, D * D), c.n_heads, &used));
+      add(p + "self_attn.k_proj.weight", {KV, D}, permuted(floats(l.wk + i * KV * D, KV * D), c.n_kv_heads, &used));
       add(p + "self_attn.v_proj.weight", {KV, D}, floats(l.wv + i * KV * D, KV * D));
       add(p + "self_attn.o_proj.weight", {D, D}, floats(l.wo + i * D * D, D * D));
       add(p + "mlp.gate_proj.weight", {H, D}, floats(l.w1 + i * H * D, H * D));
@@ -204,13 +198,10 @@ Llama2cConfig parse_llama2c_header(ByteSpan file, const std::string& what) {
   }
   int32_t h[7];
   for (int i = 0; i < 7; ++i) h[i] = static_cast<int32_t>(read_le32(file.data() + 4 * i));
-  const char* const names[7] = {"dim",        "hidden_dim", "n_layers", "n_heads",
-                                "n_kv_heads", "vocab_size", "seq_len"};
+  const char* const names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
   for (int i = 0; i < 7; ++i) {
     const bool ok = i == 5 ? h[i] != 0 && h[i] != INT32_MIN : h[i] > 0;
-    if (!ok)
-      fail("llama2.c header field " + std::string(names[i]) + " = " + std::to_string(h[i]) +
-           " is invalid");
+    if (!ok) fail("llama2.c header field " + std::string(names[i]) + " = " + std::to_string(h[i]) + " is invalid");
   }
   Llama2cConfig c;
   c.dim = static_cast<uint64_t>(h[0]);
@@ -230,8 +221,7 @@ Llama2cConfig parse_llama2c_header(ByteSpan file, const std::string& what) {
   const uint64_t expected = k.add(kLlama2cHeaderBytes, k.mul(layout_of(c, what).total, 4));
   if (file.size() != expected) {
     fail("file is " + std::to_string(file.size()) + " bytes but its llama2.c header implies " +
-         std::to_string(expected) + " (" + (c.shared_classifier ? "shared" : "separate") +
-         " classifier)");
+         std::to_string(expected) + " (" + (c.shared_classifier ? "shared" : "separate") + " classifier)");
   }
   return c;
 }

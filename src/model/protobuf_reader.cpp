@@ -59,8 +59,7 @@ uint64_t ProtoReader::varint() {
 }
 
 void ProtoReader::fail(const std::string& problem) const {
-  throw FormatError(what_ + ": malformed protobuf at byte " + std::to_string(pos_) + ": " +
-                    problem);
+  throw FormatError(what_ + ": malformed protobuf at byte " + std::to_string(pos_) + ": " + problem);
 }
 
 }  // namespace codecllm::model

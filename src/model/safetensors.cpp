@@ -29,9 +29,7 @@ void write_le64(uint8_t* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
-bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
-  return __builtin_mul_overflow(a, b, out);
-}
+bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
 
 // Names come from the file and may be megabytes long; messages show a prefix.
 std::string shown(const std::string& name) {
@@ -45,17 +43,16 @@ class Parser {
 
   SafetensorsFile parse() {
     if (file_.size() < 8) {
-      fail("file is " + std::to_string(file_.size()) +
-           " bytes, too short for the 8-byte safetensors header length");
+      fail("file is " + std::to_string(file_.size()) + " bytes, too short for the 8-byte safetensors header length");
     }
     const uint64_t header_len = read_le64(file_.data());
     if (header_len > kMaxSafetensorsHeader) {
-      fail("header length " + std::to_string(header_len) + " exceeds the " +
-           std::to_string(kMaxSafetensorsHeader) + "-byte limit");
+      fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(kMaxSafetensorsHeader) +
+           "-byte limit");
     }
     if (header_len > file_.size() - 8) {
-      fail("header length " + std::to_string(header_len) + " exceeds the " +
-           std::to_string(file_.size() - 8) + " bytes after the length field");
+      fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(file_.size() - 8) +
+           " bytes after the length field");
     }
     SafetensorsFile out;
     out.data_start = 8 + header_len;
@@ -75,9 +72,7 @@ class Parser {
   }
 
  private:
-  [[noreturn]] void fail(const std::string& problem) const {
-    throw FormatError(what_ + ": " + problem);
-  }
+  [[noreturn]] void fail(const std::string& problem) const { throw FormatError(what_ + ": " + problem); }
   [[noreturn]] void fail_tensor(const std::string& name, const std::string& problem) const {
     fail("tensor " + shown(name) + ": " + problem);
   }
@@ -101,8 +96,7 @@ class Parser {
     if (!value.is_object()) fail("__metadata__ is not a JSON object");
     std::map<std::string, std::string> metadata;
     for (const auto& item : value.items()) {
-      if (!item.value().is_string())
-        fail("__metadata__ value " + shown(item.key()) + " is not a string");
+      if (!item.value().is_string()) fail("__metadata__ value " + shown(item.key()) + " is not a string");
       metadata.emplace(item.key(), item.value().get<std::string>());
     }
     return metadata;
@@ -128,8 +122,7 @@ class Parser {
     uint64_t nonzero_product = 1;
     bool has_zero = false;
     for (const json& dim : *shape) {
-      if (!dim.is_number_unsigned())
-        fail_tensor(name, "shape holds a non-integer or negative value");
+      if (!dim.is_number_unsigned()) fail_tensor(name, "shape holds a non-integer or negative value");
       const uint64_t d = dim.get<uint64_t>();
       t.shape.push_back(d);
       if (d == 0) {
@@ -149,12 +142,11 @@ class Parser {
     const uint64_t begin = (*offsets)[0].get<uint64_t>();
     const uint64_t end = (*offsets)[1].get<uint64_t>();
     if (end < begin) {
-      fail_tensor(name, "data_offsets end " + std::to_string(end) + " is before begin " +
-                            std::to_string(begin));
+      fail_tensor(name, "data_offsets end " + std::to_string(end) + " is before begin " + std::to_string(begin));
     }
     if (end > data_.size()) {
-      fail_tensor(name, "data_offsets end " + std::to_string(end) + " is past the " +
-                            std::to_string(data_.size()) + "-byte data region");
+      fail_tensor(name, "data_offsets end " + std::to_string(end) + " is past the " + std::to_string(data_.size()) +
+                            "-byte data region");
     }
     const size_t elem_size = dtype_size(t.dtype);
     if (elem_size != 0) {
@@ -163,8 +155,8 @@ class Parser {
         fail_tensor(name, "byte size of shape overflows 64 bits");
       }
       if (bytes != end - begin) {
-        fail_tensor(name, "data_offsets span " + std::to_string(end - begin) + " bytes but " +
-                              t.dtype_name + " shape needs " + std::to_string(bytes));
+        fail_tensor(name, "data_offsets span " + std::to_string(end - begin) + " bytes but " + t.dtype_name +
+                              " shape needs " + std::to_string(bytes));
       }
     }
     t.data = data_.subspan(begin, end - begin);
@@ -175,10 +167,9 @@ class Parser {
   // rejects overlapping byte ranges. Empty tensors overlap nothing.
   void order_and_check_overlap(std::vector<TensorInfo>* tensors) const {
     const uint8_t* base = data_.data();
-    std::stable_sort(tensors->begin(), tensors->end(),
-                     [base](const TensorInfo& a, const TensorInfo& b) {
-                       return a.data.data() - base < b.data.data() - base;
-                     });
+    std::stable_sort(tensors->begin(), tensors->end(), [base](const TensorInfo& a, const TensorInfo& b) {
+      return a.data.data() - base < b.data.data() - base;
+    });
     const TensorInfo* furthest = nullptr;  // non-empty tensor reaching furthest so far
     for (const TensorInfo& t : *tensors) {
       if (t.data.empty()) continue;
@@ -196,9 +187,7 @@ class Parser {
 
 }  // namespace
 
-SafetensorsFile parse_safetensors(ByteSpan file, const std::string& what) {
-  return Parser(file, what).parse();
-}
+SafetensorsFile parse_safetensors(ByteSpan file, const std::string& what) { return Parser(file, what).parse(); }
 
 void write_safetensors(const std::string& path, const std::vector<TensorInfo>& tensors,
                        const std::map<std::string, std::string>& metadata) {
@@ -222,8 +211,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorInfo>& t
                     std::to_string(expected));
       }
     }
-    header[t.name] = {
-        {"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
+    header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
     offset += t.data.size();
   }
   std::string text;

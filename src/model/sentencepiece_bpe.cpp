@@ -31,8 +31,8 @@ class SentencePieceBpe : public Tokenizer {
     }
     for (const int id : {options_.bos_id, options_.eos_id}) {
       if (id < -1 || id >= n) {
-        throw FormatError(what + ": special token id " + std::to_string(id) +
-                          " is outside the vocabulary of " + std::to_string(n));
+        throw FormatError(what + ": special token id " + std::to_string(id) + " is outside the vocabulary of " +
+                          std::to_string(n));
       }
     }
     byte_ids_.fill(-1);
@@ -41,8 +41,7 @@ class SentencePieceBpe : public Tokenizer {
       const SpPiece& p = pieces_[id];
       const std::string_view text = p.text;
       // Scores order merges; a NaN would break the heap's ordering.
-      if (std::isnan(p.score))
-        throw FormatError(what + ": piece " + std::to_string(id) + " has a NaN score");
+      if (std::isnan(p.score)) throw FormatError(what + ": piece " + std::to_string(id) + " has a NaN score");
       switch (p.type) {
         case PieceType::UserDefined:
           if (!text.empty()) {
@@ -84,8 +83,7 @@ class SentencePieceBpe : public Tokenizer {
       *m = {-pieces_[id].score, id};
       return true;
     };
-    for (const BpeSymbol& s :
-         words_merge_alone_ ? bpe_merge_words(norm, chars, pair) : bpe_merge(chars, pair)) {
+    for (const BpeSymbol& s : words_merge_alone_ ? bpe_merge_words(norm, chars, pair) : bpe_merge(chars, pair)) {
       if (s.id >= 0) {
         ids.push_back(s.id);
       } else if (options_.byte_fallback) {
@@ -217,8 +215,7 @@ class SentencePieceBpe : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_sentencepiece_bpe(std::vector<SpPiece> pieces,
-                                                  const SpOptions& options,
+std::unique_ptr<Tokenizer> make_sentencepiece_bpe(std::vector<SpPiece> pieces, const SpOptions& options,
                                                   const std::string& what) {
   return std::make_unique<SentencePieceBpe>(std::move(pieces), options, what);
 }

@@ -11,14 +11,7 @@
 namespace codecllm::model {
 
 // Values of SentencePiece's ModelProto.SentencePiece.Type.
-enum class PieceType {
-  Normal = 1,
-  Unknown = 2,
-  Control = 3,
-  UserDefined = 4,
-  Unused = 5,
-  Byte = 6
-};
+enum class PieceType { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
 
 struct SpPiece {
   std::string text;  // with U+2581 "▁" standing for a space
@@ -34,8 +27,7 @@ struct SpOptions {
   int unk_id = 0, bos_id = 1, eos_id = 2;  // -1: none (except unk, which must exist)
 };
 
-std::unique_ptr<Tokenizer> make_sentencepiece_bpe(std::vector<SpPiece> pieces,
-                                                  const SpOptions& options,
+std::unique_ptr<Tokenizer> make_sentencepiece_bpe(std::vector<SpPiece> pieces, const SpOptions& options,
                                                   const std::string& what);
 
 }  // namespace codecllm::model

@@ -1,9 +1,8 @@
 #include "model/synthetic.hpp"
 
 #include <cstring>
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "codec/int8_quant.hpp"
 #include "codec/parallel_for.hpp"
@@ -11,7 +10,8 @@
 
 namespace codecllm::model {
 
-void MemoryCheckpoint::add(const std::string& name, DType dtype, std::vector<uint64_t> shape, std::vector<uint8_t> bytes) {
+void MemoryCheckpoint::add(const std::string& name, DType dtype, std::vector<uint64_t> shape,
+                           std::vector<uint8_t> bytes) {
   storage_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(bytes)));
   TensorInfo t;
   t.name = name;

@@ -15,7 +15,8 @@ namespace codecllm::model {
 // A Checkpoint whose tensors live in memory it owns.
 class MemoryCheckpoint : public Checkpoint {
  public:
-  MemoryCheckpoint(std::string source, std::string config_json) : source_(std::move(source)), config_(std::move(config_json)) {}
+  MemoryCheckpoint(std::string source, std::string config_json)
+      : source_(std::move(source)), config_(std::move(config_json)) {}
   // Adds a tensor, taking its bytes.
   void add(const std::string& name, DType dtype, std::vector<uint64_t> shape, std::vector<uint8_t> bytes);
   void add_file(const std::string& name, std::string bytes) { extra_.emplace_back(name, std::move(bytes)); }

@@ -35,16 +35,13 @@ class Tokenizer {
 // llama2.c layout: int32 max_token_length, then per token float32 score, int32 length and
 // the bytes. `vocab_size` comes from the checkpoint header; the file must hold exactly
 // that many tokens.
-std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& bytes, int vocab_size,
-                                                  const std::string& what);
+std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& bytes, int vocab_size, const std::string& what);
 
 // SentencePiece ModelProto (tokenizer.model) of a BPE model.
-std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes,
-                                                    const std::string& what);
+std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes, const std::string& what);
 
 // Hugging Face tokenizer.json with a BPE model: SentencePiece-style (Metaspace, byte
 // fallback) or byte-level (GPT-2, Llama 3, Qwen2 pre-tokenizers).
-std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes,
-                                                  const std::string& what);
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, const std::string& what);
 
 }  // namespace codecllm::model

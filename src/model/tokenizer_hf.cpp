@@ -22,9 +22,7 @@ class Reader {
  public:
   explicit Reader(const std::string& what) : what_(what) {}
 
-  [[noreturn]] void fail(const std::string& problem) const {
-    throw FormatError(what_ + ": " + problem);
-  }
+  [[noreturn]] void fail(const std::string& problem) const { throw FormatError(what_ + ": " + problem); }
 
   std::string type_of(const json& j, const char* component) const {
     if (!j.is_object() || !j.contains("type")) fail(std::string(component) + " has no type");
@@ -45,8 +43,7 @@ class Reader {
     } else if (type == "Prepend") {
       out->push_back({HfNormalizerStep::Kind::Prepend, "", j.at("prepend").get<std::string>()});
     } else if (type == "Replace") {
-      out->push_back({HfNormalizerStep::Kind::Replace, literal(j.at("pattern")),
-                      j.at("content").get<std::string>()});
+      out->push_back({HfNormalizerStep::Kind::Replace, literal(j.at("pattern")), j.at("content").get<std::string>()});
     } else if (type != "NFC") {
       fail("unsupported normalizer " + type);
     }
@@ -72,8 +69,7 @@ class Reader {
     } else if (type == "Split") {
       step.kind = HfPreTokenizerStep::Kind::Split;
       const json& pattern = j.at("pattern");
-      if (!pattern.contains("Regex") ||
-          !split_pattern_of(pattern.at("Regex").get<std::string>(), &step.pattern)) {
+      if (!pattern.contains("Regex") || !split_pattern_of(pattern.at("Regex").get<std::string>(), &step.pattern)) {
         fail("unsupported Split pattern " + pattern.dump());
       }
       if (j.at("behavior").get<std::string>() != "Isolated" || j.value("invert", false)) {
@@ -159,16 +155,14 @@ void find_bos_eos(const json& root, const std::unordered_map<std::string, int>& 
     return -1;
   };
   const std::string templated = template_first_token(root.value("post_processor", json()));
-  c->bos_id = templated.empty()
-                  ? first_known({"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"})
-                  : id_of(templated);
+  c->bos_id =
+      templated.empty() ? first_known({"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"}) : id_of(templated);
   c->eos_id = first_known({"</s>", "<|end_of_text|>", "<eos>", "<|endoftext|>", "<|im_end|>"});
 }
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes,
-                                                  const std::string& what) {
+std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes, const std::string& what) {
   const Reader r(what);
   HfConfig c;
   try {
@@ -178,8 +172,7 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& bytes,
       r.fail("unsupported model type " + model.at("type").get<std::string>() + " (only BPE)");
     }
     for (const char* affix : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-      if (model.contains(affix) && !model.at(affix).is_null() &&
-          !model.at(affix).get<std::string>().empty()) {
+      if (model.contains(affix) && !model.at(affix).is_null() && !model.at(affix).get<std::string>().empty()) {
         r.fail(std::string("unsupported BPE ") + affix);
       }
     }

@@ -16,22 +16,21 @@
 
 namespace codecllm::model {
 
-std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& bytes, int vocab_size,
-                                                  const std::string& what) {
+std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& bytes, int vocab_size, const std::string& what) {
   if (vocab_size < 3) {
     throw FormatError(what + ": vocabulary of " + std::to_string(vocab_size) +
                       " tokens has no room for <unk>, BOS and EOS");
   }
   // Each token takes at least 8 bytes: reject impossible sizes before allocating for them.
   if ((bytes.size() < 4 ? 0 : (bytes.size() - 4) / 8) < static_cast<size_t>(vocab_size)) {
-    throw FormatError(what + ": " + std::to_string(bytes.size()) + " bytes cannot hold " +
-                      std::to_string(vocab_size) + " tokens");
+    throw FormatError(what + ": " + std::to_string(bytes.size()) + " bytes cannot hold " + std::to_string(vocab_size) +
+                      " tokens");
   }
   size_t pos = 0;
   const auto take = [&](size_t n, const char* field, int index) {
     if (bytes.size() - pos < n) {
-      throw FormatError(what + ": truncated at token " + std::to_string(index) + " (" + field +
-                        "); expected " + std::to_string(vocab_size) + " tokens");
+      throw FormatError(what + ": truncated at token " + std::to_string(index) + " (" + field + "); expected " +
+                        std::to_string(vocab_size) + " tokens");
     }
     const std::string_view out(bytes.data() + pos, n);
     pos += n;

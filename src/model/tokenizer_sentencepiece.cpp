@@ -20,15 +20,14 @@ namespace {
 // Field numbers in sentencepiece_model.proto.
 constexpr uint32_t kModelPieces = 1, kModelTrainerSpec = 2, kModelNormalizerSpec = 3;
 constexpr uint32_t kPieceText = 1, kPieceScore = 2, kPieceType = 3;
-constexpr uint32_t kTrainerModelType = 3, kTrainerByteFallback = 35, kTrainerUnkId = 40,
-                   kTrainerBosId = 41, kTrainerEosId = 42;
+constexpr uint32_t kTrainerModelType = 3, kTrainerByteFallback = 35, kTrainerUnkId = 40, kTrainerBosId = 41,
+                   kTrainerEosId = 42;
 constexpr uint32_t kNormalizerAddDummyPrefix = 3, kNormalizerRemoveExtraWhitespaces = 4;
 constexpr uint64_t kModelTypeBpe = 2;
 
 void expect(const ProtoReader& r, const ProtoField& f, WireType type) {
   if (f.type != type) {
-    throw FormatError(r.what() + ": field " + std::to_string(f.number) +
-                      " has the wrong wire type");
+    throw FormatError(r.what() + ": field " + std::to_string(f.number) + " has the wrong wire type");
   }
 }
 
@@ -104,8 +103,7 @@ void read_normalizer_spec(std::string_view bytes, const std::string& what, SpOpt
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes,
-                                                    const std::string& what) {
+std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes, const std::string& what) {
   // Proto defaults for the fields a file may leave out.
   SpOptions options;
   options.byte_fallback = false;
@@ -117,8 +115,7 @@ std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& bytes,
   while (r.next(&f)) {
     if (f.number == kModelPieces) {
       expect(r, f, WireType::Bytes);
-      pieces.push_back(
-          read_piece(f.bytes, what + ": pieces[" + std::to_string(pieces.size()) + "]"));
+      pieces.push_back(read_piece(f.bytes, what + ": pieces[" + std::to_string(pieces.size()) + "]"));
     } else if (f.number == kModelTrainerSpec) {
       expect(r, f, WireType::Bytes);
       read_trainer_spec(f.bytes, what + ": trainer_spec", &options);
