@@ -1,5 +1,6 @@
 #include "model/synthetic.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -36,6 +37,63 @@ std::vector<uint8_t> random_bf16(uint64_t n, double sigma, uint64_t seed, double
   return out;
 }
 
+std::string byte_tokenizer_json() {
+  // GPT-2's printable stand-ins for the 256 byte values (ByteLevel pre-tokenizer).
+  std::vector<int> bytes, chars;
+  for (int b = 0; b < 256; ++b) {
+    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    if (printable) {
+      bytes.push_back(b);
+      chars.push_back(b);
+    }
+  }
+  int extra = 0;
+  for (int b = 0; b < 256; ++b) {
+    if (std::find(bytes.begin(), bytes.end(), b) == bytes.end()) {
+      bytes.push_back(b);
+      chars.push_back(256 + extra++);
+    }
+  }
+  auto utf8 = [](int cp) {
+    std::string s;
+    if (cp < 0x80) {
+      s += static_cast<char>(cp);
+    } else {
+      s += static_cast<char>(0xC0 | (cp >> 6));
+      s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    return s;
+  };
+  nlohmann::json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
+  for (size_t i = 0; i < bytes.size(); ++i) vocab[utf8(chars[i])] = 3 + bytes[i];
+  nlohmann::json added = nlohmann::json::array();
+  for (auto [tok, id] : {std::pair<const char*, int>{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}})
+    added.push_back({{"id", id}, {"content", tok}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                     {"normalized", false}, {"special", true}});
+  nlohmann::json byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+  nlohmann::json t = {{"version", "1.0"},
+                      {"truncation", nullptr},
+                      {"padding", nullptr},
+                      {"added_tokens", added},
+                      {"normalizer", nullptr},
+                      {"pre_tokenizer", byte_level},
+                      {"post_processor", nullptr},
+                      {"decoder", byte_level},
+                      {"model",
+                       {{"type", "BPE"},
+                        {"dropout", nullptr},
+                        {"unk_token", nullptr},
+                        {"continuing_subword_prefix", nullptr},
+                        {"end_of_word_suffix", nullptr},
+                        {"fuse_unk", false},
+                        {"byte_fallback", false},
+                        {"ignore_merges", false},
+                        {"vocab", vocab},
+                        {"merges", nlohmann::json::array()}}}};
+  return t.dump();
+}
+
 LlamaShape llama_shape(const std::string& name) {
   LlamaShape s;
   if (name == "llama3-8b") return s;
@@ -65,6 +123,7 @@ std::unique_ptr<MemoryCheckpoint> make_random_llama(const LlamaShape& s, uint64_
                            {"eos_token_id", 2},
                            {"torch_dtype", "bfloat16"}};
   auto ckpt = std::make_unique<MemoryCheckpoint>("synthetic:random-llama", config.dump(2));
+  ckpt->add_file("tokenizer.json", byte_tokenizer_json());
   struct Spec {
     std::string name;
     std::vector<uint64_t> shape;

@@ -19,7 +19,12 @@ class MemoryCheckpoint : public Checkpoint {
       : source_(std::move(source)), config_(std::move(config_json)) {}
   // Adds a tensor, taking its bytes.
   void add(const std::string& name, DType dtype, std::vector<uint64_t> shape, std::vector<uint8_t> bytes);
-  void add_file(const std::string& name, std::string bytes) { extra_.emplace_back(name, std::move(bytes)); }
+  // Adds a carried file, replacing one of the same name.
+  void add_file(const std::string& name, std::string bytes) {
+    for (auto& [n, b] : extra_)
+      if (n == name) return void(b = std::move(bytes));
+    extra_.emplace_back(name, std::move(bytes));
+  }
 
   const std::vector<TensorInfo>& tensors() const override { return tensors_; }
   const std::string& config_json() const override { return config_; }
@@ -47,6 +52,10 @@ struct LlamaShape {
 // A Llama-architecture checkpoint of the given shape with random BF16 weights (norm weights 1).
 // Parallel over tensors; memory use is the model's BF16 size.
 std::unique_ptr<MemoryCheckpoint> make_random_llama(const LlamaShape& shape, uint64_t seed, unsigned threads = 0);
+
+// A byte-level BPE tokenizer.json with no merges: ids 0-2 are <unk>, <s>, </s> and id 3 + b is
+// byte b. Random-weight models carry it so that every command, `run` included, works on them.
+std::string byte_tokenizer_json();
 
 // Named shapes: "llama3-8b", "llama2-7b", "llama3-70b", "tiny" (a few MB, for demos and tests).
 LlamaShape llama_shape(const std::string& name);
