@@ -39,9 +39,12 @@ CodedPlane code_plane(const std::string& role, std::vector<uint8_t> plane, const
   out.record.role = role;
   out.record.symbols = plane.size();
   out.record.entropy_bits = entropy_bits(histogram(plane));
-  std::vector<uint8_t> coded = plane.empty() ? std::vector<uint8_t>{} : rans_encode(plane, rans);
   const double limit = double(plane.size()) * (is_mantissa_role(role) ? 1.0 - kMinMantissaSaving : 1.0);
-  if (!plane.empty() && double(coded.size()) < limit) {
+  // No coder beats the order-0 entropy of its input: when even that bound would not pay,
+  // the plane is stored raw without spending an encode on it (mantissa planes, mostly).
+  const bool worth_trying = !plane.empty() && out.record.entropy_bits * double(plane.size()) / 8.0 < limit;
+  std::vector<uint8_t> coded = worth_trying ? rans_encode(plane, rans) : std::vector<uint8_t>{};
+  if (worth_trying && double(coded.size()) < limit) {
     out.record.codec = PlaneCodec::Rans;
     out.payload = std::move(coded);
   } else {
@@ -64,6 +67,8 @@ uint64_t row_length(const std::vector<uint64_t>& shape) {
   return cols;
 }
 
+void add_scales(EncodedTensor& t, const QuantizedMatrix& m);
+
 void encode_int8(EncodedTensor& t, const QuantizedMatrix& m, uint64_t cols, const EncodeOptions& options) {
   const auto* qbytes = reinterpret_cast<const uint8_t*>(m.q.data());
   std::vector<uint8_t> plain(qbytes, qbytes + m.q.size());
@@ -74,6 +79,13 @@ void encode_int8(EncodedTensor& t, const QuantizedMatrix& m, uint64_t cols, cons
     t.predictor_tried = true;
     std::vector<uint8_t> residual(plain.size());
     delta_left_encode(plain, cols, residual);
+    // Skip the second encode when the residuals' entropy bound cannot beat the plain coding.
+    const double bound = entropy_bits(histogram(residual)) * double(residual.size()) / 8.0;
+    if (options.predictor == PredictorChoice::Auto && bound >= double(best.payload.size())) {
+      add_plane(t, std::move(best));
+      add_scales(t, m);
+      return;
+    }
     CodedPlane delta = code_plane("int8", std::move(residual), options.rans);
     if (options.predictor == PredictorChoice::On || delta.payload.size() < best.payload.size()) {
       best = std::move(delta);
@@ -81,6 +93,10 @@ void encode_int8(EncodedTensor& t, const QuantizedMatrix& m, uint64_t cols, cons
     }
   }
   add_plane(t, std::move(best));
+  add_scales(t, m);
+}
+
+void add_scales(EncodedTensor& t, const QuantizedMatrix& m) {
   const auto* sbytes = reinterpret_cast<const uint8_t*>(m.scales.data());
   CodedPlane scales;
   scales.record.role = "scales";
