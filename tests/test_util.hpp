@@ -65,30 +65,29 @@ inline std::vector<float> gaussian(size_t n, double sigma, uint64_t seed, double
   return v;
 }
 
-inline std::vector<uint8_t> gaussian_bf16(size_t n, double sigma, uint64_t seed) {
+// Gaussian values as 16-bit floats, converted by `to16` (bf16 or f16).
+inline std::vector<uint8_t> gaussian_16(size_t n, double sigma, uint64_t seed, uint16_t (*to16)(float)) {
   std::vector<float> f = gaussian(n, sigma, seed);
   std::vector<uint8_t> out(2 * n);
   for (size_t i = 0; i < n; ++i) {
-    uint16_t h = codec::float_to_bf16(f[i]);
+    const uint16_t h = to16(f[i]);
     std::memcpy(&out[2 * i], &h, 2);
   }
   return out;
+}
+
+inline std::vector<uint8_t> gaussian_bf16(size_t n, double sigma, uint64_t seed) {
+  return gaussian_16(n, sigma, seed, codec::float_to_bf16);
+}
+
+inline std::vector<uint8_t> gaussian_f16(size_t n, double sigma, uint64_t seed) {
+  return gaussian_16(n, sigma, seed, codec::float_to_f16);
 }
 
 inline std::vector<uint8_t> gaussian_f32(size_t n, double sigma, uint64_t seed) {
   std::vector<float> f = gaussian(n, sigma, seed);
   std::vector<uint8_t> out(4 * n);
   std::memcpy(out.data(), f.data(), out.size());
-  return out;
-}
-
-inline std::vector<uint8_t> gaussian_f16(size_t n, double sigma, uint64_t seed) {
-  std::vector<float> f = gaussian(n, sigma, seed);
-  std::vector<uint8_t> out(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    uint16_t h = codec::float_to_f16(f[i]);
-    std::memcpy(&out[2 * i], &h, 2);
-  }
   return out;
 }
 
