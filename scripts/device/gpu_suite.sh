@@ -93,5 +93,9 @@ if has profile; then
     --section SchedulerStats --section Occupancy --section LaunchStats --section SourceCounters \
     $build/tools/codecllm bench-decode /tmp/synthetic-lossless.cllm --iters 1 >"$OUT/ncu.txt" 2>&1
   grep -v "^==PROF==" "$OUT/ncu.txt" | head -${NCU_LINES:-160}
+  # Per-instruction stall samples of the hot loop: the SASS lines with the most samples.
+  ncu --kernel-name regex:decode_chunks --launch-skip 2 --launch-count 1 --section WarpStateStats \
+    --section SourceCounters --page source --print-source sass --csv \
+    $build/tools/codecllm bench-decode /tmp/synthetic-lossless.cllm --iters 1 >"$OUT/ncu-sass.csv" 2>&1
 fi
 log "done"
