@@ -87,7 +87,7 @@ inline std::vector<uint8_t> gaussian_f16(size_t n, double sigma, uint64_t seed) 
 inline std::vector<uint8_t> gaussian_f32(size_t n, double sigma, uint64_t seed) {
   std::vector<float> f = gaussian(n, sigma, seed);
   std::vector<uint8_t> out(4 * n);
-  std::memcpy(out.data(), f.data(), out.size());
+  if (n > 0) std::memcpy(out.data(), f.data(), out.size());
   return out;
 }
 

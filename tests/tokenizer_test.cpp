@@ -55,7 +55,8 @@ struct Case {
 
 std::vector<Case> reference_cases(const std::string& cases_json, const std::string& tokenizer) {
   std::vector<Case> cases;
-  for (const auto& c : nlohmann::json::parse(cases_json).at(tokenizer)) {
+  const nlohmann::json all = nlohmann::json::parse(cases_json);  // must outlive the loop below
+  for (const auto& c : all.at(tokenizer)) {
     cases.push_back({c.at("text"), c.at("decoded"), c.at("ids").get<std::vector<int>>()});
   }
   return cases;
