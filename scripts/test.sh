@@ -25,6 +25,7 @@ ninja -C build-fuzz
 for target in build-fuzz/fuzz/fuzz_*; do
   name=$(basename "$target")
   corpus=fuzz/corpus/${name#fuzz_}
+  mkdir -p "$corpus"  # an empty seed folder is not tracked by git
   work=$(mktemp -d)
   echo "-- $name (${fuzz_seconds}s, seeds from $corpus)"
   if ! "$target" -max_total_time="$fuzz_seconds" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
