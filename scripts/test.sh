@@ -10,13 +10,17 @@ fuzz_seconds=${FUZZ_SECONDS:-60}
 
 echo "== release build and unit tests"
 scripts/build.sh
-ctest --test-dir build --output-on-failure -j "$jobs"
+log=$(mktemp)
+ctest --test-dir build --output-on-failure -j "$jobs" | tee "$log"
+passed=$(grep -oE 'out of [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
 
 echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCODECLLM_SANITIZE=ON -DCODECLLM_CUDA=OFF \
   -DCODECLLM_BENCH=OFF >/dev/null
 ninja -C build-asan
-ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure -j "$jobs" \
+  | tee "$log"
+passed=$((passed + $(grep -oE 'out of [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')))
 
 echo "== fuzzers, ${fuzz_seconds}s each"
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
@@ -36,5 +40,9 @@ for target in build-fuzz/fuzz/fuzz_*; do
   fi
   grep -E 'stat::number_of_executed_units|Done [0-9]+ runs' "$work.log" || true
   rm -rf "$work" "$work.log"
+  passed=$((passed + 1))
 done
-echo "all checks passed"
+rm -f "$log"
+# One closing line for every check: release tests + sanitizer tests + fuzzers (any failure
+# above has already stopped the script with a non-zero exit).
+echo "checks: $passed passed, 0 failed"
