@@ -101,6 +101,26 @@ TEST(Int8, QuantizerFollowsTheSpecifiedRule) {
   EXPECT_EQ(m.q[1], -127);
 }
 
+TEST(Int8, RoundingMatchesRoundfOnHalvesAndRandomValues) {
+  // Values whose quotient lands exactly on, just below and just above every half-integer.
+  std::vector<float> w;
+  for (int k = -254; k <= 254; ++k) {
+    const float x = static_cast<float>(k) * 0.5f;
+    w.push_back(x);
+    w.push_back(std::nextafter(x, 0.0f));
+    w.push_back(std::nextafter(x, 1000.0f));
+  }
+  std::vector<float> g = test::gaussian(200000, 0.02, 77);
+  w.insert(w.end(), g.begin(), g.end());
+  w.push_back(127.0f);  // sets max|row|, so scale == 1 for the exact cases
+  const uint64_t cols = w.size();
+  codec::QuantizedMatrix m = codec::quantize_rows(w, 1, cols);
+  for (uint64_t i = 0; i < cols; ++i) {
+    const float expect = std::clamp(std::round(w[i] / m.scales[0]), -127.0f, 127.0f);
+    ASSERT_EQ(m.q[i], static_cast<int8_t>(expect)) << "value " << w[i];
+  }
+}
+
 TEST(Int8, AllZeroRowsAndPredictorOnOff) {
   const uint64_t rows = 64, cols = 300;
   std::vector<float> f = test::gaussian(rows * cols, 0.02, 3);

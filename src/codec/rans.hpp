@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "codec/freq_table.hpp"
 #include "codecllm/span.hpp"
 
 namespace codecllm::codec {
@@ -56,6 +57,8 @@ struct RansOptions {
 // Encodes a byte plane.  Always succeeds; callers compare the size with the raw size and
 // store the plane raw when coding does not pay.
 std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options = {});
+// The same, with the symbol counts the caller already has (histogram(symbols) exactly).
+std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, const Histogram& symbol_counts);
 
 // Parses and validates a payload header (sizes, table sums, chunk offsets within the
 // payload).  Throws FormatError describing the defect, prefixed with `what`.

@@ -101,6 +101,10 @@ uint16_t* encode_chunk(const uint8_t* symbols, uint32_t n, const EncSymbol* tabl
 }  // namespace
 
 std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options) {
+  return rans_encode(symbols, options, histogram(symbols));
+}
+
+std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, const Histogram& symbol_counts) {
   if (options.chunk_symbols == 0 || options.chunk_symbols % kRansLanes != 0) {
     throw std::invalid_argument("rans_encode: chunk_symbols " + std::to_string(options.chunk_symbols) +
                                 " must be a positive multiple of 32");
@@ -114,7 +118,7 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options) {
   const uint64_t num_chunks = total / cs + (total % cs != 0);
   if (num_chunks > UINT32_MAX) throw Error("rans_encode: plane has too many chunks");
 
-  Histogram hist = histogram(symbols);
+  Histogram hist = symbol_counts;
   if (total == 0) hist[0] = 1;  // empty plane: a one-symbol table {0: M}, no chunks
   uint32_t min_symbol = 255, max_symbol = 0;
   for (uint32_t s = 0; s < 256; ++s) {

@@ -38,12 +38,13 @@ CodedPlane code_plane(const std::string& role, std::vector<uint8_t> plane, const
   CodedPlane out;
   out.record.role = role;
   out.record.symbols = plane.size();
-  out.record.entropy_bits = entropy_bits(histogram(plane));
+  const Histogram counts = histogram(plane);
+  out.record.entropy_bits = entropy_bits(counts);
   const double limit = double(plane.size()) * (is_mantissa_role(role) ? 1.0 - kMinMantissaSaving : 1.0);
   // No coder beats the order-0 entropy of its input: when even that bound would not pay,
   // the plane is stored raw without spending an encode on it (mantissa planes, mostly).
   const bool worth_trying = !plane.empty() && out.record.entropy_bits * double(plane.size()) / 8.0 < limit;
-  std::vector<uint8_t> coded = worth_trying ? rans_encode(plane, rans) : std::vector<uint8_t>{};
+  std::vector<uint8_t> coded = worth_trying ? rans_encode(plane, rans, counts) : std::vector<uint8_t>{};
   if (worth_trying && double(coded.size()) < limit) {
     out.record.codec = PlaneCodec::Rans;
     out.payload = std::move(coded);
