@@ -7,7 +7,6 @@
 #include "engine/generate.hpp"
 #include "engine_factory.hpp"
 #include "format/mapped_file.hpp"
-#include "model/container_tokenizer.hpp"
 #include "table.hpp"
 
 namespace codecllm::tools {
@@ -31,9 +30,9 @@ Command add_run(CLI::App& app) {
   app.add_flag("--json", a->json, "Print the result and stats as JSON instead of streaming text");
   add_engine_options(app, a->engine);
   return [a] {
-    format::ContainerReader file(a->file);
-    std::unique_ptr<engine::Engine> eng = make_engine(file, a->engine);
-    auto tok = model::load_container_tokenizer(file, eng->config().vocab);
+    LoadedModel loaded = load_model(a->file, a->engine);
+    engine::Engine* eng = loaded.engine.get();
+    const model::Tokenizer* tok = loaded.tokenizer.get();
     std::vector<int> prompt = tok->encode(a->prompt, true);
     engine::GenerateOptions g;
     g.max_new_tokens = a->n;
@@ -92,9 +91,9 @@ Command add_perplexity(CLI::App& app) {
   app.add_flag("--json", a->json, "Print the result as JSON");
   add_engine_options(app, a->engine);
   return [a] {
-    format::ContainerReader file(a->file);
-    std::unique_ptr<engine::Engine> eng = make_engine(file, a->engine);
-    auto tok = model::load_container_tokenizer(file, eng->config().vocab);
+    LoadedModel loaded = load_model(a->file, a->engine);
+    engine::Engine* eng = loaded.engine.get();
+    const model::Tokenizer* tok = loaded.tokenizer.get();
     std::string text;
     {
       format::MappedFile m(a->text);

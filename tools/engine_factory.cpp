@@ -2,6 +2,7 @@
 
 #include "codecllm/error.hpp"
 #include "engine/cpu_engine.hpp"
+#include "model/container_tokenizer.hpp"
 #ifdef CODECLLM_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -40,6 +41,14 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
   o.threads = a.threads;
   o.max_seq_len = a.max_seq;
   return engine::make_cpu_engine(file, o);
+}
+
+LoadedModel load_model(const std::string& path, const EngineArgs& a) {
+  LoadedModel m;
+  m.file = std::make_unique<format::ContainerReader>(path);
+  m.engine = make_engine(*m.file, a);
+  m.tokenizer = model::load_container_tokenizer(*m.file, m.engine->config().vocab);
+  return m;
 }
 
 }  // namespace codecllm::tools

@@ -7,6 +7,7 @@
 
 #include "engine/engine.hpp"
 #include "format/container.hpp"
+#include "model/tokenizer.hpp"
 
 namespace codecllm::tools {
 
@@ -20,5 +21,13 @@ struct EngineArgs {
 
 void add_engine_options(CLI::App& app, EngineArgs& a);
 std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file, const EngineArgs& a);
+
+// What `run` and `perplexity` both start from: the file, its engine and its tokenizer.
+struct LoadedModel {
+  std::unique_ptr<format::ContainerReader> file;
+  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<model::Tokenizer> tokenizer;
+};
+LoadedModel load_model(const std::string& path, const EngineArgs& a);
 
 }  // namespace codecllm::tools

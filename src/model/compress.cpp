@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <mutex>
 #include <regex>
+#include <set>
 
 #include "codec/int8_quant.hpp"
 #include "codec/parallel_for.hpp"
@@ -144,14 +145,13 @@ VerifyResult verify_container(const std::string& file, const std::string& src, u
     ++result.tensors_checked;
     if (progress) progress(++done, tensors.size());
   });
-  for (const auto& rec : reader.index().tensors) {
-    bool found = false;
-    for (const auto& t : tensors) found = found || t.name == rec.name;
-    if (!found) result.problems.push_back(rec.name + ": in " + file + " but not in " + src);
-  }
+  std::set<std::string> source_names;
+  for (const auto& t : tensors) source_names.insert(t.name);
+  for (const auto& rec : reader.index().tensors)
+    if (source_names.count(rec.name) == 0) result.problems.push_back(rec.name + ": in " + file + " but not in " + src);
   auto check_blob = [&](const std::string& name, const std::string& bytes) {
-    ByteSpan b = reader.blob(name);
     if (!reader.has_blob(name)) return result.problems.push_back("carried file " + name + " is missing");
+    ByteSpan b = reader.blob(name);
     if (b.size() != bytes.size() || std::memcmp(b.data(), bytes.data(), b.size()) != 0)
       return result.problems.push_back("carried file " + name + " differs from the source");
     ++result.blobs_checked;
