@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "codecllm/byte_size.hpp"  // human_bytes, used with these tables
+
 namespace codecllm::tools {
 
 class Table {
@@ -21,7 +23,6 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-std::string human_bytes(double bytes);
 std::string fixed(double v, int decimals);
 
 // True when stderr is a terminal (progress lines are redrawn in place only then).

@@ -1,0 +1,128 @@
+#include "engine/placement_plan.hpp"
+
+#include <algorithm>
+#include <iomanip>
+#include <optional>
+#include <sstream>
+
+#include "codecllm/error.hpp"
+
+namespace codecllm::engine {
+
+const char* placement_name(LayerPlacement p) {
+  switch (p) {
+    case LayerPlacement::Gpu:
+      return "gpu";
+    case LayerPlacement::GpuCompressed:
+      return "gpu-compressed";
+    case LayerPlacement::Host:
+      return "host";
+  }
+  return "?";
+}
+
+namespace {
+
+// Bytes the layer occupies where it lives (VRAM, or pinned host RAM for host layers).
+uint64_t resident_bytes(const LayerBytes& b, LayerPlacement p) {
+  return p == LayerPlacement::Gpu ? b.raw : b.compressed;
+}
+
+std::string mib_gib(uint64_t bytes) { return human_bytes(double(bytes)); }
+
+// The first `gpu` layers decoded, the next `compressed` kept compressed in VRAM, the rest on
+// the host. Ordering placements this way keeps the pipeline to two boundaries; host layers go
+// last because their PCIe copies, the slowest step, can then start at the beginning of a token
+// and overlap the compute of every VRAM-resident layer before them.
+PlacementPlan make_plan(const PlanRequest& r, size_t gpu, size_t compressed) {
+  const size_t n = r.layers.size();
+  PlacementPlan p;
+  p.layers.assign(gpu, LayerPlacement::Gpu);
+  p.layers.resize(gpu + compressed, LayerPlacement::GpuCompressed);
+  p.layers.resize(n, LayerPlacement::Host);
+  for (size_t i = 0; i < n; ++i) {
+    const LayerBytes& b = r.layers[i];
+    p.decode_slot_bytes = std::max(p.decode_slot_bytes, b.raw);
+    p.staging_slot_bytes = std::max(p.staging_slot_bytes, b.compressed);
+    (p.layers[i] == LayerPlacement::Host ? p.host_bytes : p.weight_bytes) += resident_bytes(b, p.layers[i]);
+  }
+  // gpu-compressed layers decode on a second stream while the previous layer computes, hence
+  // two slots; host layers are paced by PCIe, so one slot is enough when they are the only users.
+  const bool any_host = gpu + compressed < n;
+  p.decode_slots = compressed > 0 ? 2 : any_host ? 1 : 0;
+  p.staging_slots = any_host ? r.prefetch_depth : 0;
+  p.scratch_bytes = uint64_t(p.decode_slots) * p.decode_slot_bytes;
+  p.staging_bytes = uint64_t(p.staging_slots) * p.staging_slot_bytes;
+  p.fixed_bytes = r.fixed_bytes;
+  p.total_bytes = p.weight_bytes + p.scratch_bytes + p.staging_bytes + p.fixed_bytes;
+  return p;
+}
+
+[[noreturn]] void too_small(const PlanRequest& r, const PlacementPlan& smallest) {
+  const uint64_t layer_bytes = smallest.total_bytes - smallest.fixed_bytes;
+  throw Error("VRAM budget " + mib_gib(r.budget_bytes) + " is too small: fixed " + mib_gib(r.fixed_bytes) +
+              " (embeddings, lm_head, norms, KV cache, activations) + at least " + mib_gib(layer_bytes) +
+              " for layer weights, decode scratch and staging (weights " + mib_gib(smallest.weight_bytes) +
+              ", scratch " + mib_gib(smallest.scratch_bytes) + ", staging " + mib_gib(smallest.staging_bytes) +
+              ") = " + mib_gib(smallest.total_bytes));
+}
+
+}  // namespace
+
+// Policy: per byte of VRAM spent, moving a layer from host to gpu-compressed saves more time
+// than moving one from gpu-compressed to gpu. The first takes the layer's compressed bytes off
+// PCIe (~50 GB/s): ~20 ps per byte. The second saves its decode (~300 GB/s of output today,
+// docs/BENCHMARKS.md) but spends raw - compressed bytes, about a third of raw for lossless
+// BF16: ~10 ps per byte, less for int8, and less still as the decoder gets faster. So the
+// preference is lexicographic: fewest host layers first, then most gpu layers. Greedy
+// promotion (host -> gpu-compressed while it fits, then gpu-compressed -> gpu) computes that,
+// except that its steps can stop early where the buffers change: the last host layer leaving
+// frees all staging, the first gpu-compressed layer adds a second decode slot, the last
+// gpu-compressed layer leaving drops decode slots to 1 (with host layers) or 0 (all gpu).
+// Trying every split in preference order handles those jumps; it is O(n^3) in the layer
+// count: a few milliseconds, once at load, for the ~130 layers of the largest models.
+PlacementPlan plan_placement(const PlanRequest& request) {
+  if (request.prefetch_depth < 1)
+    throw Error("placement: prefetch depth must be at least 1, got " + std::to_string(request.prefetch_depth));
+  const size_t n = request.layers.size();
+  std::optional<PlacementPlan> smallest;
+  for (size_t host = 0; host <= n; ++host) {
+    for (size_t gpu = n - host + 1; gpu-- > 0;) {
+      PlacementPlan p = make_plan(request, gpu, n - host - gpu);
+      if (p.total_bytes <= request.budget_bytes) return p;
+      if (!smallest || p.total_bytes < smallest->total_bytes) smallest = std::move(p);
+    }
+  }
+  too_small(request, *smallest);
+}
+
+std::string describe_plan(const PlacementPlan& plan, const PlanRequest& request) {
+  std::ostringstream os;
+  auto row = [&os](const std::string& what, const std::string& detail, uint64_t bytes, const std::string& note = "") {
+    os << std::left << std::setw(16) << what << std::setw(16) << detail << std::right << std::setw(11) << mib_gib(bytes)
+       << note << "\n";
+  };
+  const size_t n = plan.layers.size();
+  for (size_t begin = 0, end = 0; begin < n; begin = end) {
+    uint64_t bytes = 0;
+    for (end = begin; end < n && plan.layers[end] == plan.layers[begin]; ++end)
+      bytes += resident_bytes(request.layers[end], plan.layers[end]);
+    const bool host = plan.layers[begin] == LayerPlacement::Host;
+    row(end - begin == 1 ? "layer " + std::to_string(begin)
+                         : "layers " + std::to_string(begin) + "-" + std::to_string(end - 1),
+        placement_name(plan.layers[begin]), bytes, host ? " in pinned host RAM" : "");
+  }
+  auto slots = [](int count, uint64_t slot_bytes) {
+    return count == 0 ? std::string("none") : std::to_string(count) + " x " + mib_gib(slot_bytes);
+  };
+  row("decode scratch", slots(plan.decode_slots, plan.decode_slot_bytes), plan.scratch_bytes);
+  row("staging", slots(plan.staging_slots, plan.staging_slot_bytes), plan.staging_bytes);
+  row("fixed", "", plan.fixed_bytes);
+  row("total VRAM", "", plan.total_bytes);
+  const uint64_t budget = request.budget_bytes;
+  row("budget", "", budget,
+      plan.total_bytes <= budget ? ", " + mib_gib(budget - plan.total_bytes) + " spare" : ", exceeded");
+  return os.str();
+}
+
+}  // namespace codecllm::engine
