@@ -6,6 +6,7 @@
 #include "codecllm/error.hpp"
 #include "commands.hpp"
 #include "model/compress.hpp"
+#include "progress.hpp"
 #include "table.hpp"
 
 namespace codecllm::tools {
@@ -85,15 +86,11 @@ Command add_compress(CLI::App& app) {
                                                  : codec::PredictorChoice::Auto;
     if (a->chunk_symbols % codec::kRansLanes != 0) throw codecllm::Error("--chunk-symbols must be a multiple of 32");
     o.encode.rans.chunk_symbols = a->chunk_symbols;
-    const bool tty = stderr_is_tty();
-    auto progress = [&](size_t done, size_t total, const model::TensorStats& s) {
-      if (a->quiet) return;
-      std::cerr << (tty ? "\r\033[K" : "") << "[" << done << "/" << total << "] " << s.name << "  "
-                << human_bytes(double(s.source_bytes)) << " -> " << human_bytes(double(s.stored_bytes))
-                << (s.note.empty() ? "" : "  (" + s.note + ")") << (tty ? "" : "\n") << std::flush;
-    };
-    model::CompressResult r = model::compress_checkpoint(a->src, a->out, o, progress);
-    if (!a->quiet && tty) std::cerr << '\n';
+    model::CompressResult r;
+    {
+      CompressProgress progress(a->quiet);
+      r = model::compress_checkpoint(a->src, a->out, o, progress.fn());
+    }
 
     std::map<std::string, Group> groups;
     Group total;

@@ -1,9 +1,11 @@
 #include "model/compress.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <numeric>
 #include <regex>
 #include <set>
 
@@ -13,6 +15,7 @@
 #include "format/checksum.hpp"
 #include "format/container.hpp"
 #include "model/checkpoint.hpp"
+#include "model/in_order.hpp"
 #include "model/safetensors.hpp"
 
 namespace codecllm::model {
@@ -30,6 +33,14 @@ double now_seconds() {
 format::BlobRecord write_blob(format::ContainerWriter& w, const std::string& name, const std::string& bytes) {
   ByteSpan span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   return {name, w.add_payload(span), bytes.size(), format::xxh3_64(bytes.data(), bytes.size())};
+}
+
+// Bytes of a tensor before they are read: a generated tensor has no data until then.
+uint64_t source_size(const TensorInfo& t) {
+  if (!t.data.empty()) return t.data.size();
+  uint64_t n = dtype_size(t.dtype);
+  for (uint64_t d : t.shape) n *= d;
+  return n;
 }
 
 TensorStats stats_of(const codec::EncodedTensor& t, uint64_t source_bytes, double seconds) {
@@ -76,30 +87,41 @@ CompressResult compress_checkpoint(const Checkpoint& source, const std::string& 
   index.blobs.push_back(write_blob(writer, "config.json", ckpt->config_json()));
   for (const auto& [name, bytes] : ckpt->extra_files()) index.blobs.push_back(write_blob(writer, name, bytes));
 
-  // Encode in batches so that memory stays bounded by a few tensors per thread, and write
-  // each batch in checkpoint order so the file layout does not depend on thread timing.
+  // Every core encodes; tensors are written in checkpoint order as they complete. Memory: each
+  // worker holds the source bytes of its tensor (made on demand by some checkpoints, dropped
+  // once encoded), and tensors encoded but not yet written wait compressed; the source bytes of
+  // all started but unwritten tensors stay within threads x the largest tensor. The largest
+  // tensors (embeddings, lm_head) start first: one of them alone at the end would leave every
+  // other core idle for its whole encode.
   const auto& tensors = ckpt->tensors();
   const unsigned threads = resolve_threads(options.threads);
-  const size_t batch = size_t(threads) * 2;
+  std::vector<uint64_t> size(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) size[i] = source_size(tensors[i]);
+  const uint64_t largest = size.empty() ? 0 : *std::max_element(size.begin(), size.end());
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_partition(order.begin(), order.end(), [&](size_t i) { return 2 * size[i] >= largest; });
+  struct Encoded {
+    codec::EncodedTensor tensor;
+    uint64_t source_bytes;
+    double seconds;
+  };
   CompressResult result;
-  for (size_t start = 0; start < tensors.size(); start += batch) {
-    const size_t count = std::min(batch, tensors.size() - start);
-    std::vector<codec::EncodedTensor> encoded(count);
-    std::vector<double> seconds(count);
-    parallel_for(count, threads, [&](size_t i) {
-      const TensorInfo& t = tensors[start + i];
-      const double s0 = now_seconds();
-      encoded[i] = codec::encode_tensor(t.name, t.dtype, t.shape, t.data, options.encode);
-      seconds[i] = now_seconds() - s0;
-    });
-    for (size_t i = 0; i < count; ++i) {
-      codec::EncodedTensor& e = encoded[i];
-      for (size_t k = 0; k < e.payloads.size(); ++k) e.record.planes[k].offset = writer.add_payload(e.payloads[k]);
-      result.tensors.push_back(stats_of(e, tensors[start + i].data.size(), seconds[i]));
-      index.tensors.push_back(std::move(e.record));
-      if (progress) progress(start + i + 1, tensors.size(), result.tensors.back());
-    }
-  }
+  auto encode = [&](size_t i) {
+    const TensorInfo& t = tensors[i];
+    const TensorBytes bytes = ckpt->tensor_data(i);
+    const double s0 = now_seconds();  // encoding only: making the bytes is the source's time
+    codec::EncodedTensor e = codec::encode_tensor(t.name, t.dtype, t.shape, bytes.data, options.encode);
+    return Encoded{std::move(e), bytes.data.size(), now_seconds() - s0};
+  };
+  auto write = [&](size_t i, Encoded& done) {
+    codec::EncodedTensor& e = done.tensor;
+    for (size_t k = 0; k < e.payloads.size(); ++k) e.record.planes[k].offset = writer.add_payload(e.payloads[k]);
+    result.tensors.push_back(stats_of(e, done.source_bytes, done.seconds));
+    index.tensors.push_back(std::move(e.record));
+    if (progress) progress(i + 1, tensors.size(), result.tensors.back());
+  };
+  run_in_order<Encoded>(order, size, uint64_t(threads) * largest, threads, encode, write);
   writer.finish(index);
   result.seconds = now_seconds() - t0;
   format::MappedFile written(dst);

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "codec/int8_quant.hpp"
 #include "codec/parallel_for.hpp"
@@ -11,30 +10,67 @@
 
 namespace codecllm::model {
 
-void MemoryCheckpoint::add(const std::string& name, DType dtype, std::vector<uint64_t> shape,
-                           std::vector<uint8_t> bytes) {
-  storage_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(bytes)));
+namespace {
+
+MemoryCheckpoint::Generator bf16_ones(uint64_t n) {
+  return [n] {
+    std::vector<uint8_t> bytes(2 * n);
+    const uint16_t one = codec::float_to_bf16(1.0f);
+    for (uint64_t k = 0; k < n; ++k) std::memcpy(&bytes[2 * k], &one, 2);
+    return bytes;
+  };
+}
+
+MemoryCheckpoint::Generator bf16_random(std::shared_ptr<const RandomBf16> dist, uint64_t n, uint64_t seed) {
+  return [dist = std::move(dist), n, seed] {
+    std::vector<uint8_t> bytes(2 * n);
+    dist->fill(seed, 0, bytes.data(), n);
+    return bytes;
+  };
+}
+
+}  // namespace
+
+void MemoryCheckpoint::add_info(const std::string& name, DType dtype, std::vector<uint64_t> shape, ByteSpan data) {
   TensorInfo t;
   t.name = name;
   t.dtype = dtype;
   t.dtype_name = dtype_name(dtype);
   t.shape = std::move(shape);
-  t.data = ByteSpan(storage_.back()->data(), storage_.back()->size());
+  t.data = data;
   tensors_.push_back(std::move(t));
 }
 
-std::vector<uint8_t> random_bf16(uint64_t n, double sigma, uint64_t seed, double outlier_fraction) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, static_cast<float>(sigma));
-  std::uniform_real_distribution<double> u(0.0, 1.0);
-  std::vector<uint8_t> out(2 * n);
-  for (uint64_t i = 0; i < n; ++i) {
-    float v = normal(rng);
-    if (u(rng) < outlier_fraction) v *= 20.0f;
-    const uint16_t h = codec::float_to_bf16(v);
-    std::memcpy(&out[2 * i], &h, 2);
+void MemoryCheckpoint::add(const std::string& name, DType dtype, std::vector<uint64_t> shape,
+                           std::vector<uint8_t> bytes) {
+  storage_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(bytes)));
+  add_info(name, dtype, std::move(shape), ByteSpan(*storage_.back()));
+  generators_.emplace_back();
+}
+
+void MemoryCheckpoint::add_generated(const std::string& name, DType dtype, std::vector<uint64_t> shape,
+                                     Generator generate) {
+  add_info(name, dtype, std::move(shape), ByteSpan());
+  generators_.push_back(std::move(generate));
+}
+
+void MemoryCheckpoint::materialize(unsigned threads) {
+  std::vector<std::vector<uint8_t>> made(tensors_.size());
+  parallel_for(tensors_.size(), threads, [&](size_t i) {
+    if (generators_[i]) made[i] = generators_[i]();
+  });
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    if (!generators_[i]) continue;
+    storage_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(made[i])));
+    tensors_[i].data = ByteSpan(*storage_.back());
+    generators_[i] = nullptr;
   }
-  return out;
+}
+
+TensorBytes MemoryCheckpoint::tensor_data(size_t i) const {
+  if (!generators_.at(i)) return Checkpoint::tensor_data(i);
+  auto bytes = std::make_shared<const std::vector<uint8_t>>(generators_[i]());
+  return {ByteSpan(*bytes), bytes};
 }
 
 std::string byte_tokenizer_json() {
@@ -68,8 +104,13 @@ std::string byte_tokenizer_json() {
   for (size_t i = 0; i < bytes.size(); ++i) vocab[utf8(chars[i])] = 3 + bytes[i];
   nlohmann::json added = nlohmann::json::array();
   for (auto [tok, id] : {std::pair<const char*, int>{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}})
-    added.push_back({{"id", id}, {"content", tok}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                     {"normalized", false}, {"special", true}});
+    added.push_back({{"id", id},
+                     {"content", tok},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
   nlohmann::json byte_level = {
       {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
   nlohmann::json t = {{"version", "1.0"},
@@ -103,8 +144,52 @@ LlamaShape llama_shape(const std::string& name) {
   throw Error("unknown model shape '" + name + "' (known: llama3-8b, llama2-7b, llama3-70b, tiny)");
 }
 
-std::unique_ptr<MemoryCheckpoint> make_random_llama(const LlamaShape& s, uint64_t seed, unsigned threads) {
-  const uint64_t head_dim = s.hidden / s.heads;
+LlamaShape llama_shape_from_config(const std::string& config_json, const std::string& what) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(config_json);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(what + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw FormatError(what + ": top level is not an object");
+  // Absent fields take transformers' LlamaConfig defaults; null counts as absent.
+  auto field = [&](const char* key) -> const nlohmann::json* {
+    const auto it = j.find(key);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
+  };
+  auto count = [&](const char* key, int64_t fallback) -> uint64_t {
+    const nlohmann::json* v = field(key);
+    if (v == nullptr && fallback < 0) throw FormatError(what + ": required field '" + key + "' is missing");
+    if (v == nullptr) return uint64_t(fallback);
+    if (!v->is_number_integer() || v->get<int64_t>() <= 0)
+      throw FormatError(what + ": '" + key + "' must be a positive integer");
+    return v->get<uint64_t>();
+  };
+  LlamaShape s;
+  s.hidden = count("hidden_size", -1);
+  s.intermediate = count("intermediate_size", -1);
+  s.layers = count("num_hidden_layers", -1);
+  s.heads = count("num_attention_heads", -1);
+  s.kv_heads = count("num_key_value_heads", int64_t(s.heads));
+  s.vocab = count("vocab_size", -1);
+  s.max_positions = count("max_position_embeddings", 2048);
+  s.head_dim = count("head_dim", 0);
+  const nlohmann::json* theta = field("rope_theta");
+  const nlohmann::json* tie = field("tie_word_embeddings");
+  if ((theta != nullptr && !theta->is_number()) || (tie != nullptr && !tie->is_boolean()))
+    throw FormatError(what + ": 'rope_theta' must be a number and 'tie_word_embeddings' a boolean");
+  s.rope_theta = theta != nullptr ? theta->get<double>() : 10000.0;
+  s.tie_embeddings = tie != nullptr && tie->get<bool>();
+  return s;
+}
+
+std::unique_ptr<MemoryCheckpoint> random_llama(const LlamaShape& s, uint64_t seed) {
+  if (s.hidden == 0 || s.intermediate == 0 || s.layers == 0 || s.heads == 0 || s.kv_heads == 0 || s.vocab == 0)
+    throw Error("model shape: every size and count must be positive");
+  if (s.heads % s.kv_heads != 0) throw Error("model shape: attention heads are not a multiple of key/value heads");
+  if (s.head_dim == 0 && s.hidden % s.heads != 0)
+    throw Error("model shape: hidden size is not a multiple of attention heads and no head_dim is given");
+  const uint64_t head_dim = s.head_dim != 0 ? s.head_dim : s.hidden / s.heads;
   nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}},
                            {"model_type", "llama"},
                            {"hidden_size", s.hidden},
@@ -145,19 +230,20 @@ std::unique_ptr<MemoryCheckpoint> make_random_llama(const LlamaShape& s, uint64_
   }
   specs.push_back({"model.norm.weight", {s.hidden}, true});
   if (!s.tie_embeddings) specs.push_back({"lm_head.weight", {s.vocab, s.hidden}, false});
-  std::vector<std::vector<uint8_t>> data(specs.size());
-  parallel_for(specs.size(), threads, [&](size_t i) {
+  // One alias table serves every tensor: they share sigma and the outlier fraction.
+  auto weights = std::make_shared<const RandomBf16>(0.02, 0.001);
+  for (size_t i = 0; i < specs.size(); ++i) {
     uint64_t n = 1;
     for (uint64_t d : specs[i].shape) n *= d;
-    if (specs[i].norm) {
-      data[i].resize(2 * n);
-      const uint16_t one = codec::float_to_bf16(1.0f);
-      for (uint64_t k = 0; k < n; ++k) std::memcpy(&data[i][2 * k], &one, 2);
-    } else {
-      data[i] = random_bf16(n, 0.02, seed * 1000003 + i);
-    }
-  });
-  for (size_t i = 0; i < specs.size(); ++i) ckpt->add(specs[i].name, DType::BF16, specs[i].shape, std::move(data[i]));
+    ckpt->add_generated(specs[i].name, DType::BF16, specs[i].shape,
+                        specs[i].norm ? bf16_ones(n) : bf16_random(weights, n, seed * 1000003 + i));
+  }
+  return ckpt;
+}
+
+std::unique_ptr<MemoryCheckpoint> make_random_llama(const LlamaShape& s, uint64_t seed, unsigned threads) {
+  auto ckpt = random_llama(s, seed);
+  ckpt->materialize(threads);
   return ckpt;
 }
 
