@@ -1,17 +1,25 @@
-// Engine benchmark (CUDA): decode tokens/s at batch 1 for each placement of one .cllm file,
-// the memory bandwidth that implies (bf16 weight bytes the matmuls read per token x tokens/s,
-// as calm reports it) against a device-to-device copy measured in the same run, and the
-// peak VRAM of each placement.
+// Engine benchmark (CUDA): decode throughput of one .cllm file for each placement and batch,
+// against references measured in the same run:
+//   - a device-to-device copy (read + write GB/s): the roofline of the matmuls, reported as
+//     calm does: weight bytes the matmuls read per step x steps/s, as a fraction of it;
+//   - a pinned host-to-device copy: the PCIe bound of the host placements, reported as the
+//     bytes they stream per step / H2D GB/s against the measured time per step;
+//   - the first run of the same batch: time and peak VRAM ratios.
 //
-//   engine_bench FILE.cllm [tokens=64] [placements=gpu,gpu-compressed]
+//   engine_bench FILE.cllm [RUNS] [TOKENS] [JSONL] [MODEL-NAME]
+// RUNS: comma-separated PLACEMENT@BATCH, e.g. gpu@1,host@8,auto/20GiB@1 (default below).
+// JSONL: appends one JSON object per run (bench/plot_placements.py draws them).
 #include <cuda_runtime.h>
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "codecllm/byte_size.hpp"
 #include "cuda/cuda_check.hpp"
 #include "engine/cuda_engine.hpp"
 #include "engine/sampler.hpp"
@@ -20,28 +28,40 @@ using namespace codecllm;
 
 namespace {
 
-double copy_gbps() {
+// Best of 10 timed copies of 1 GiB, in GB/s; `count_both` counts bytes read and written.
+double copy_gbps(cudaMemcpyKind kind) {
   const size_t bytes = size_t(1) << 30;
-  void *a = nullptr, *b = nullptr;
-  CLLM_CUDA_CHECK(cudaMalloc(&a, bytes));
-  CLLM_CUDA_CHECK(cudaMalloc(&b, bytes));
-  CLLM_CUDA_CHECK(cudaMemset(a, 1, bytes));
+  void *src = nullptr, *dst = nullptr;
+  CLLM_CUDA_CHECK(cudaMalloc(&dst, bytes));
+  if (kind == cudaMemcpyDeviceToDevice) {
+    CLLM_CUDA_CHECK(cudaMalloc(&src, bytes));
+  } else {
+    CLLM_CUDA_CHECK(cudaHostAlloc(&src, bytes, cudaHostAllocDefault));
+  }
+  CLLM_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   float best = 1e9f;
   for (int i = 0; i < 10; ++i) {
     cudaEventRecord(e0);
-    cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+    cudaMemcpyAsync(dst, src, bytes, kind);
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
     float ms = 0;
     cudaEventElapsedTime(&ms, e0, e1);
     best = std::min(best, ms);
   }
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * double(bytes) / (best * 1e-3) / 1e9;  // bytes read + written
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(dst);
+  if (kind == cudaMemcpyDeviceToDevice) {
+    cudaFree(src);
+  } else {
+    cudaFreeHost(src);
+  }
+  const double factor = kind == cudaMemcpyDeviceToDevice ? 2.0 : 1.0;  // read + write on the device
+  return factor * double(bytes) / (best * 1e-3) / 1e9;
 }
 
 // bf16 bytes of every matrix the forward pass multiplies by (the lm_head included).
@@ -51,45 +71,115 @@ double matmul_bytes(const engine::LlamaConfig& c) {
   return 2.0 * (layer * c.layers + double(c.vocab) * c.hidden);
 }
 
+struct Run {
+  std::string placement, budget;
+  int batch = 1;
+};
+
+std::vector<Run> parse_runs(const std::string& spec) {
+  std::vector<Run> runs;
+  std::stringstream ss(spec);
+  for (std::string item; std::getline(ss, item, ',');) {
+    Run r;
+    const size_t at = item.find('@');
+    if (at != std::string::npos) r.batch = std::stoi(item.substr(at + 1));
+    r.placement = item.substr(0, at);
+    const size_t slash = r.placement.find('/');
+    if (slash != std::string::npos) {
+      r.budget = r.placement.substr(slash + 1);
+      r.placement = r.placement.substr(0, slash);
+    }
+    runs.push_back(r);
+  }
+  return runs;
+}
+
+std::string weight_mode(const format::ContainerReader& file) {
+  for (const auto& t : file.index().tensors)
+    if (t.mode == format::TensorMode::Int8) return "int8";
+  return "lossless";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s FILE.cllm [tokens] [placements]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s FILE.cllm [PLACEMENT@BATCH,...] [tokens] [out.jsonl] [model-name]\n", argv[0]);
     return 2;
   }
   const std::string path = argv[1];
-  const int tokens = argc > 2 ? std::stoi(argv[2]) : 64;
-  std::vector<std::string> placements;
-  std::stringstream ss(argc > 3 ? argv[3] : "gpu,gpu-compressed");
-  for (std::string p; std::getline(ss, p, ',');) placements.push_back(p);
+  const std::vector<Run> runs = parse_runs(argc > 2 ? argv[2] : "gpu@1,gpu-compressed@1");
+  const int tokens = argc > 3 ? std::stoi(argv[3]) : 32;
+  const std::string jsonl = argc > 4 ? argv[4] : "";
+  const std::string model = argc > 5 ? argv[5] : path;
   try {
-    const double copy = copy_gbps();
+    cudaDeviceProp prop{};
+    CLLM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    const double d2d = copy_gbps(cudaMemcpyDeviceToDevice), h2d = copy_gbps(cudaMemcpyHostToDevice);
     format::ContainerReader file(path);
-    std::printf("%s; device-to-device copy %.0f GB/s (read + write)\n", path.c_str(), copy);
-    std::printf("%-16s %9s %10s %12s %9s %12s %12s\n", "placement", "tok/s", "ms/token", "weights GB/s", "of copy",
-                "peak VRAM", "weights held");
-    double base_tps = 0, base_vram = 0;
-    for (const auto& p : placements) {
+    const std::string mode = weight_mode(file);
+    std::printf("%s (%s) on %s; device-to-device copy %.0f GB/s (read + write), pinned host-to-device %.1f GB/s\n",
+                path.c_str(), mode.c_str(), prop.name, d2d, h2d);
+    std::printf("%-22s %5s %9s %9s %10s %8s %11s %8s %10s %10s\n", "placement", "batch", "tok/s", "ms/step", "wt GB/s",
+                "of copy", "PCIe GB/st", "of PCIe", "peak VRAM", "pinned");
+    std::vector<std::pair<int, std::pair<double, double>>> first;  // batch -> (ms/step, peak VRAM) of its first run
+    for (const Run& run : runs) {
       engine::CudaEngineOptions o;
-      o.placement = engine::parse_placement(p);
+      o.placement = engine::parse_placement(run.placement);
+      o.batch = run.batch;
       o.max_seq_len = tokens + 8;
+      if (!run.budget.empty()) o.vram_budget = parse_byte_size(run.budget);
+      o.print_plan = true;
       auto eng = engine::make_cuda_engine(file, o);
-      int tok = 1;
-      for (int i = 0; i < 4; ++i) tok = engine::argmax(eng->forward(tok, i), eng->config().vocab);  // warm-up
+      const int vocab = eng->config().vocab;
+      std::vector<int> tok(run.batch, 1);
+      auto step = [&](int pos) {
+        const float* logits = eng->forward_batch(tok.data(), pos);
+        for (int b = 0; b < run.batch; ++b) tok[b] = engine::argmax(logits + size_t(b) * vocab, vocab);
+      };
+      for (int i = 0; i < 3; ++i) step(i);  // warm-up: graph capture, first integrity check
       const auto t0 = std::chrono::steady_clock::now();
-      for (int i = 4; i < tokens + 4; ++i) tok = engine::argmax(eng->forward(tok, i), eng->config().vocab);
+      for (int i = 3; i < tokens + 3; ++i) step(i);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double tps = tokens / s, bw = matmul_bytes(eng->config()) * tps / 1e9;
-      const auto m = eng->memory();
-      if (base_tps == 0) {
-        base_tps = tps;
-        base_vram = double(m.peak_device_bytes);
+      const double steps_per_s = tokens / s, tps = steps_per_s * run.batch;
+      const double bw = matmul_bytes(eng->config()) * steps_per_s / 1e9;
+      const engine::MemoryStats m = eng->memory();
+      const double streamed = double(m.streamed_bytes_per_step);
+      const double pcie_bound_ms = streamed / (h2d * 1e9) * 1e3, ms = 1e3 / steps_per_s;
+      std::string label = run.placement + (run.budget.empty() ? "" : "/" + run.budget);
+      std::printf("%-22s %5d %9.1f %9.2f %10.0f %7.1f%% %11.2f %7.1f%% %10s %10s", label.c_str(), run.batch, tps, ms,
+                  bw, 100 * bw / d2d, streamed / 1e9, streamed > 0 ? 100 * pcie_bound_ms / ms : 0.0,
+                  human_bytes(double(m.peak_device_bytes)).c_str(), human_bytes(double(m.host_pinned_bytes)).c_str());
+      auto ref = std::find_if(first.begin(), first.end(), [&](const auto& f) { return f.first == run.batch; });
+      if (ref == first.end()) {
+        first.push_back({run.batch, {ms, double(m.peak_device_bytes)}});
+        std::printf("   (reference for batch %d)\n", run.batch);
+      } else {
+        std::printf("   x%.2f time, x%.2f VRAM\n", ms / ref->second.first,
+                    double(m.peak_device_bytes) / ref->second.second);
       }
-      std::printf("%-16s %9.1f %10.3f %12.0f %8.1f%% %9.2f GiB %9.2f GiB   (x%.2f time, x%.2f VRAM vs %s)\n", p.c_str(),
-                  tps, 1e3 / tps, bw, 100 * bw / copy, double(m.peak_device_bytes) / (1 << 30),
-                  double(m.weight_bytes) / (1 << 30), base_tps / tps, double(m.peak_device_bytes) / base_vram,
-                  placements[0].c_str());
+      std::fflush(stdout);
+      if (!jsonl.empty()) {
+        std::ofstream out(jsonl, std::ios::app);
+        out << nlohmann::json{{"model", model},
+                              {"device", prop.name},
+                              {"mode", mode},
+                              {"placement", run.placement},
+                              {"budget", run.budget},
+                              {"batch", run.batch},
+                              {"tokens_per_s", tps},
+                              {"ms_per_step", ms},
+                              {"weight_gbps", bw},
+                              {"copy_gbps", d2d},
+                              {"h2d_gbps", h2d},
+                              {"streamed_bytes_per_step", m.streamed_bytes_per_step},
+                              {"pcie_bound_fraction", streamed > 0 ? pcie_bound_ms / ms : 0.0},
+                              {"peak_vram_bytes", m.peak_device_bytes},
+                              {"host_pinned_bytes", m.host_pinned_bytes},
+                              {"engine", eng->describe()}}
+                   .dump()
+            << "\n";
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "engine_bench: %s\n", e.what());

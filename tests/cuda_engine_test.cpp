@@ -1,5 +1,6 @@
-// CUDA backend: gpu-compressed must give logits bit-identical to gpu (same bf16 weights, the
-// decode is exact), and both must agree with the CPU reference within bf16 rounding.
+// CUDA backend: every placement must give logits bit-identical to gpu (same bf16 weights, the
+// decode is exact, the same kernels run), and all must agree with the CPU reference within
+// bf16 rounding; batches must track the CPU per sequence.
 #include "engine/cuda_engine.hpp"
 
 #include <cuda_runtime.h>
@@ -7,7 +8,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 
+#include "codecllm/error.hpp"
 #include "engine/cpu_engine.hpp"
 #include "engine/sampler.hpp"
 #include "model/compress.hpp"
@@ -23,21 +26,47 @@ bool have_gpu() {
 
 class CudaEngineModes : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(CudaEngineModes, CompressedEqualsBaselineAndTracksCpu) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
-  const std::string src = std::string(CODECLLM_SHARED_MODELS) + "/pycode24M";
-  if (!test::file_exists(src)) GTEST_SKIP() << src << " not found";
-  test::TempDir dir;
+const std::string kPycode = std::string(CODECLLM_SHARED_MODELS) + "/pycode24M";
+
+std::string compress_pycode(const test::TempDir& dir, const std::string& mode) {
   const std::string path = dir.path() + "/m.cllm";
   model::CompressOptions co;
-  co.encode.mode = std::string(GetParam()) == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
-  model::compress_checkpoint(src, path, co);
-  format::ContainerReader file(path);
+  co.encode.mode = mode == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+  model::compress_checkpoint(kPycode, path, co);
+  return path;
+}
+
+TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!test::file_exists(kPycode)) GTEST_SKIP() << kPycode << " not found";
+  test::TempDir dir;
+  format::ContainerReader file(compress_pycode(dir, GetParam()));
   engine::CudaEngineOptions o;
   o.max_seq_len = 64;
   auto gpu = engine::make_cuda_engine(file, o);
-  o.placement = engine::Placement::GpuCompressed;
-  auto packed = engine::make_cuda_engine(file, o);
+  std::vector<std::unique_ptr<engine::Engine>> others;
+  for (auto p : {engine::Placement::GpuCompressed, engine::Placement::Host, engine::Placement::HostRaw}) {
+    o.placement = p;
+    others.push_back(engine::make_cuda_engine(file, o));
+  }
+  // Budgets a little under what gpu placement takes, lowered until the planner has to compress
+  // some layers: the mixed plan must stay within its budget and give the same logits.
+  o.placement = engine::Placement::Auto;
+  const uint64_t full = gpu->memory().device_bytes, step = full / 1024;
+  for (uint64_t budget = full + (16u << 20); budget > step && others.size() == 3; budget -= step) {
+    o.vram_budget = budget;
+    std::unique_ptr<engine::Engine> e;
+    try {
+      e = engine::make_cuda_engine(file, o);
+    } catch (const Error&) {
+      break;  // below the smallest plan
+    }
+    const std::string d = e->describe();
+    if (d.find("gpu-compressed") == std::string::npos && d.find("host") == std::string::npos) continue;
+    EXPECT_LE(e->memory().device_bytes, budget) << e->describe();
+    others.push_back(std::move(e));
+  }
+  ASSERT_EQ(others.size(), 4u) << "no budget gave a plan with compressed or host layers";
   auto cpu = engine::make_cpu_engine(file, {});
   const int vocab = gpu->config().vocab;
   std::vector<int> ids = {1, 770, 29871};
@@ -46,8 +75,10 @@ TEST_P(CudaEngineModes, CompressedEqualsBaselineAndTracksCpu) {
     const int token = ids[pos];
     const float* lg = gpu->forward(token, pos);
     std::vector<float> g(lg, lg + vocab);
-    const float* lp = packed->forward(token, pos);
-    ASSERT_EQ(0, std::memcmp(g.data(), lp, sizeof(float) * vocab)) << "gpu-compressed differs from gpu at " << pos;
+    for (auto& e : others) {
+      const float* lp = e->forward(token, pos);
+      ASSERT_EQ(0, std::memcmp(g.data(), lp, sizeof(float) * vocab)) << e->describe() << " differs from gpu at " << pos;
+    }
     const float* lc = cpu->forward(token, pos);
     double max_diff = 0, scale = 0;
     for (int i = 0; i < vocab; ++i) {
@@ -63,6 +94,81 @@ TEST_P(CudaEngineModes, CompressedEqualsBaselineAndTracksCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CudaEngineModes, ::testing::Values("lossless", "int8"));
+
+// Three sequences with different prompts in one batch: each row of logits tracks the CPU
+// engine run on that sequence alone, and the host placement gives the same bits as gpu.
+TEST(CudaEngineBatch, SequencesAreIndependent) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!test::file_exists(kPycode)) GTEST_SKIP() << kPycode << " not found";
+  test::TempDir dir;
+  format::ContainerReader file(compress_pycode(dir, "lossless"));
+  engine::CudaEngineOptions o;
+  o.max_seq_len = 32;
+  o.batch = 3;
+  auto gpu = engine::make_cuda_engine(file, o);
+  o.placement = engine::Placement::Host;
+  auto host = engine::make_cuda_engine(file, o);
+  const std::vector<std::vector<int>> seqs = {
+      {1, 770, 29871, 13, 1678, 736}, {1, 29871, 29871, 29871, 29871, 29871}, {1, 13, 13, 500, 600, 700}};
+  std::vector<std::unique_ptr<engine::Engine>> cpu;
+  for (int b = 0; b < 3; ++b) cpu.push_back(engine::make_cpu_engine(file, {}));
+  const int vocab = gpu->config().vocab;
+  for (int pos = 0; pos < 6; ++pos) {
+    const int tokens[3] = {seqs[0][pos], seqs[1][pos], seqs[2][pos]};
+    const float* lg = gpu->forward_batch(tokens, pos);
+    std::vector<float> g(lg, lg + 3 * vocab);
+    ASSERT_EQ(0, std::memcmp(g.data(), host->forward_batch(tokens, pos), g.size() * sizeof(float)))
+        << "host batch differs from gpu batch at " << pos;
+    for (int b = 0; b < 3; ++b) {
+      const float* lc = cpu[b]->forward(tokens[b], pos);
+      double max_diff = 0, scale = 0;
+      for (int i = 0; i < vocab; ++i) {
+        max_diff = std::max(max_diff, double(std::fabs(g[size_t(b) * vocab + i] - lc[i])));
+        scale = std::max(scale, double(std::fabs(lc[i])));
+      }
+      EXPECT_LT(max_diff, 0.05 * scale) << "sequence " << b << " at position " << pos;
+    }
+  }
+}
+
+// A payload that changes after compression (here: one flipped byte of a stored, uncoded plane,
+// which no rANS check would notice) stops the host placement at load, naming the tensor.
+TEST(CudaEngineHost, CorruptPayloadIsReportedAtLoad) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!test::file_exists(kPycode)) GTEST_SKIP() << kPycode << " not found";
+  test::TempDir dir;
+  const std::string path = compress_pycode(dir, "lossless");
+  uint64_t at = 0;
+  std::string name;
+  {
+    format::ContainerReader file(path);
+    for (const auto& t : file.index().tensors) {
+      if (t.name.find("layers.1.mlp.up_proj") == std::string::npos) continue;
+      for (const auto& p : t.planes)
+        if (p.codec == format::PlaneCodec::Raw && p.size > 100) at = p.offset + p.size / 2, name = t.name;
+    }
+  }
+  ASSERT_NE(at, 0u) << "no raw plane to corrupt";
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(std::streamoff(at));
+    char c = 0;
+    f.read(&c, 1);
+    c = char(c ^ 0x10);
+    f.seekp(std::streamoff(at));
+    f.write(&c, 1);
+  }
+  format::ContainerReader file(path);
+  engine::CudaEngineOptions o;
+  o.max_seq_len = 16;
+  o.placement = engine::Placement::Host;
+  try {
+    engine::make_cuda_engine(file, o);
+    FAIL() << "a corrupt payload was not reported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace
 }  // namespace codecllm

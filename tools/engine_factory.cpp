@@ -1,5 +1,6 @@
 #include "engine_factory.hpp"
 
+#include "codecllm/byte_size.hpp"
 #include "codecllm/error.hpp"
 #include "engine/cpu_engine.hpp"
 #include "model/container_tokenizer.hpp"
@@ -15,8 +16,13 @@ void add_engine_options(CLI::App& app, EngineArgs& a) {
   app.add_option("--device", a.device, "cpu, cuda, or auto (cuda when a GPU is present)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--placement", a.placement,
-                 "cuda: gpu (weights decoded once at load) or gpu-compressed (layers decoded just in time)")
-      ->check(CLI::IsMember({"gpu", "gpu-compressed"}));
+                 "cuda: where layer weights live: gpu (decoded once at load), gpu-compressed (compressed in VRAM, "
+                 "decoded just in time), host (compressed in pinned RAM, streamed), host-raw (decoded in pinned "
+                 "RAM, streamed), auto (fastest mix within --vram-budget)")
+      ->check(CLI::IsMember({"gpu", "gpu-compressed", "host", "host-raw", "auto"}));
+  app.add_option("--vram-budget", a.vram_budget, "cuda, --placement auto: device memory to use, e.g. 20GiB");
+  app.add_option("--prefetch", a.prefetch, "cuda, host placements: layers copied ahead of use")
+      ->check(CLI::Range(1, 8));
   app.add_option("--kv-dtype", a.kv_dtype, "cuda: KV cache element type")->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--threads", a.threads, "cpu: threads (default: all cores)");
   app.add_option("--max-seq", a.max_seq, "KV cache positions (default: model limit, capped)");
@@ -32,11 +38,19 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
     o.placement = engine::parse_placement(a.placement);
     o.max_seq_len = a.max_seq;
     o.kv_bf16 = a.kv_dtype == "bf16";
+    o.batch = a.batch;
+    o.prefetch_depth = a.prefetch;
+    o.print_plan = true;
+    if (!a.vram_budget.empty()) o.vram_budget = parse_byte_size(a.vram_budget);
+    if (o.placement == engine::Placement::Auto && a.vram_budget.empty())
+      throw Error("--placement auto needs --vram-budget SIZE");
     return engine::make_cuda_engine(file, o);
   }
 #else
   if (cuda) throw Error("this build of codecllm has no CUDA support: use --device cpu");
 #endif
+  if (a.batch > 1) throw Error("--batch > 1 needs the CUDA backend (--device cuda)");
+  if (a.placement != "gpu") throw Error("--placement " + a.placement + " needs the CUDA backend (--device cuda)");
   engine::CpuEngineOptions o;
   o.threads = a.threads;
   o.max_seq_len = a.max_seq;

@@ -17,6 +17,9 @@ struct EngineArgs {
   std::string kv_dtype = "f32";
   unsigned threads = 0;
   int max_seq = 0;
+  int batch = 1;
+  int prefetch = 2;
+  std::string vram_budget;  // auto placement, e.g. "24GiB"
 };
 
 void add_engine_options(CLI::App& app, EngineArgs& a);

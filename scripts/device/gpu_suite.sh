@@ -2,13 +2,14 @@
 # Runs on a GPU machine: build, GPU tests, compute-sanitizer, decode benchmarks. Logs go to
 # $OUT (default /tmp/codecllm-out). Build dependencies that machine lacks travel as Debian
 # packages in .device-data/debs (unpacked to /tmp/deps), real models in .device-data/models.
-#   [TARGETS='codecllm test_gpu'] scripts/device/gpu_suite.sh [build] [test] [sanitize] [bench] [engine] [profile]
+#   [TARGETS='codecllm test_gpu'] [SHAPE=llama3-8b MODES='lossless int8' RUNS=gpu@1,host@8 TOKENS=16] \
+#     scripts/device/gpu_suite.sh [build] [test] [sanitize] [bench] [engine] [big] [profile]
 # (default: every stage; TARGETS limits the build, and then only test_gpu runs in the test stage)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/codecllm-out}
 mkdir -p "$OUT"
-stages=${*:-build test sanitize bench engine}
+stages=${*:-build test sanitize bench engine big}
 deps=/tmp/deps
 models=$PWD/.device-data/models
 build=build-dev
@@ -69,20 +70,24 @@ if has engine; then
   py=$models/pycode24M
   for mode in lossless int8; do
     $build/tools/codecllm compress "$py" -o /tmp/py-$mode.cllm --mode $mode -q >/dev/null
-    $build/bench/engine_bench /tmp/py-$mode.cllm 128 | tee -a "$OUT/engine.txt"
-    # Perplexity on the uncompressed placement: gpu-compressed gives bit-identical logits.
+    $build/bench/engine_bench /tmp/py-$mode.cllm gpu@1,gpu-compressed@1,host@1,host-raw@1,host@8,host-raw@8 128 \
+      "$OUT/placements-pycode.jsonl" pycode24M 2>&1 | tee -a "$OUT/engine.txt"
+    # Perplexity on the uncompressed placement: every placement gives bit-identical logits.
     $build/tools/codecllm perplexity /tmp/py-$mode.cllm --text "$py/val.txt" --device cuda --placement gpu \
       | tee -a "$OUT/engine.txt"
   done
-  echo "-- pycode24M lossless, 8192-symbol chunks" | tee -a "$OUT/engine.txt"
-  $build/tools/codecllm compress "$py" -o /tmp/py-small.cllm --chunk-symbols 8192 -q | tail -3 | tee -a "$OUT/engine.txt"
-  $build/bench/engine_bench /tmp/py-small.cllm 128 | tee -a "$OUT/engine.txt"
-  $build/tools/codecllm run /tmp/py-lossless.cllm -p "class " -n 48 --placement gpu-compressed 2>&1 | tail -4 | tee -a "$OUT/engine.txt"
-  for mode in lossless int8; do
-    echo "-- synthetic ${SHAPE:-llama3-8b} $mode" | tee -a "$OUT/engine.txt"
-    $build/tools/codecllm synth --shape ${SHAPE:-llama3-8b} --mode $mode -o /tmp/big-$mode.cllm 2>/dev/null \
+  $build/tools/codecllm run /tmp/py-lossless.cllm -p "class " -n 48 --placement host 2>&1 | tail -4 | tee -a "$OUT/engine.txt"
+  $build/tools/codecllm run /tmp/py-int8.cllm -p "def " -p "import " -n 32 --placement host-raw 2>&1 | tail -6 | tee -a "$OUT/engine.txt"
+fi
+if has big; then
+  shape=${SHAPE:-llama3-8b}
+  for mode in ${MODES:-lossless int8}; do
+    echo "-- synthetic $shape $mode" | tee -a "$OUT/engine.txt"
+    /usr/bin/time -v $build/tools/codecllm synth --shape $shape --mode $mode -o /tmp/big-$mode.cllm 2>"$OUT/synth-$mode.log" \
       | tee -a "$OUT/engine.txt"
-    $build/bench/engine_bench /tmp/big-$mode.cllm 32 | tee -a "$OUT/engine.txt"
+    grep -E "Maximum resident|Elapsed" "$OUT/synth-$mode.log" | tee -a "$OUT/engine.txt"
+    $build/bench/engine_bench /tmp/big-$mode.cllm ${RUNS:-gpu@1,gpu-compressed@1,host@1,host-raw@1,host@8,host-raw@8,host@32,host-raw@32,auto/24GiB@1} \
+      ${TOKENS:-16} "$OUT/placements-$shape.jsonl" "$shape-shaped" 2>&1 | tee -a "$OUT/engine.txt"
     rm -f /tmp/big-$mode.cllm
   done
 fi

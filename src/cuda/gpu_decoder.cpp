@@ -177,7 +177,8 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   d_jobs_ = static_cast<BlockJob*>(device_alloc(jobs.size() * sizeof(BlockJob)));
   d_tables_ = static_cast<uint32_t*>(device_alloc(pool.size() * sizeof(uint32_t)));
   d_status_ = static_cast<uint32_t*>(device_alloc(host_tensors_.size() * sizeof(uint32_t)));
-  d_scratch_ = static_cast<uint8_t*>(device_alloc(scratch));
+  scratch_bytes_ = scratch;
+  if (!options.external_scratch) d_scratch_ = static_cast<uint8_t*>(device_alloc(scratch));
   if (!host_tensors_.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_tensors_, host_tensors_.data(), host_tensors_.size() * sizeof(TensorDesc),
                                cudaMemcpyHostToDevice));
@@ -198,10 +199,12 @@ void GpuDecoder::upload_resident(cudaStream_t stream) {
     CLLM_CUDA_CHECK(cudaMemcpyAsync(resident_, host_range_.data(), range_bytes_, cudaMemcpyHostToDevice, stream));
 }
 
-void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream) {
+void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream, uint8_t* scratch) {
+  if (scratch == nullptr) scratch = d_scratch_;
+  if (scratch == nullptr && scratch_bytes_ > 0) throw Error(path_ + ": GPU decode needs a scratch buffer");
   LaunchPointers ptrs{};
   for (size_t i = 0; i < host_tensors_.size(); ++i)
-    ptrs.outputs[i] = scratch_offset_[i] == kNoScratch ? outputs[i] : d_scratch_ + scratch_offset_[i];
+    ptrs.outputs[i] = scratch_offset_[i] == kNoScratch ? outputs[i] : scratch + scratch_offset_[i];
   for (const Launch& l : launches_) {
     launch_decode_chunks(l.layout, d_tensors_, d_jobs_ + l.first_job, l.num_jobs, d_tables_, comp_device, ptrs,
                          d_status_, shared_bytes_, stream);
@@ -217,11 +220,12 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
   }
 }
 
-void GpuDecoder::decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream) {
+void GpuDecoder::decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream,
+                                  uint8_t* scratch) {
   if (staging_ == nullptr) staging_ = static_cast<uint8_t*>(device_alloc(range_bytes_));
   if (range_bytes_ > 0)
     CLLM_CUDA_CHECK(cudaMemcpyAsync(staging_, comp_host, range_bytes_, cudaMemcpyHostToDevice, stream));
-  decode(staging_, outputs, stream);
+  decode(staging_, outputs, stream, scratch);
 }
 
 void GpuDecoder::check(cudaStream_t stream) {

@@ -18,6 +18,9 @@ namespace codecllm::cuda {
 
 struct DecoderOptions {
   Int8Out int8_output = Int8Out::Bf16;  // element type produced for int8-mode tensors
+  // The caller passes the scratch (scratch_bytes()) to every decode, so that decoders whose
+  // decodes never overlap share one buffer instead of each holding its own.
+  bool external_scratch = false;
 };
 
 class GpuDecoder {
@@ -40,16 +43,20 @@ class GpuDecoder {
   ByteSpan host_range() const { return host_range_; }
   // Device memory owned by this decoder (descriptors, tables, scratch, staging, resident copy).
   uint64_t device_bytes() const { return device_bytes_; }
+  // Device scratch a decode needs (int8 tensors with the LEFT predictor: their residuals).
+  uint64_t scratch_bytes() const { return scratch_bytes_; }
 
   // Keeps a device copy of the compressed range (the "compressed in VRAM" placement).
   void upload_resident(cudaStream_t stream);
   const uint8_t* resident() const { return resident_; }
 
   // Enqueues the decode of every tensor from a device copy of the range into outputs[i].
-  void decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream);
+  // `scratch` is used with DecoderOptions::external_scratch (scratch_bytes() of device memory).
+  void decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream, uint8_t* scratch = nullptr);
   // Enqueues an async copy of the range from host memory (pinned for overlap) into a
   // staging buffer allocated once, then the decode.
-  void decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream);
+  void decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream,
+                        uint8_t* scratch = nullptr);
   // Waits for the stream and reports the first corrupt chunk as a FormatError naming the file,
   // the tensor and the chunk. Clears the status for the next decode.
   void check(cudaStream_t stream);
@@ -62,7 +69,7 @@ class GpuDecoder {
   std::vector<uint64_t> output_bytes_;
   std::vector<TensorDesc> host_tensors_;
   std::vector<uint64_t> scratch_offset_;  // per tensor: where predictor residuals go, or ~0
-  uint64_t range_offset_ = 0, range_bytes_ = 0, device_bytes_ = 0;
+  uint64_t range_offset_ = 0, range_bytes_ = 0, device_bytes_ = 0, scratch_bytes_ = 0;
   ByteSpan host_range_;
   struct Launch {
     int layout;

@@ -5,23 +5,45 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/device_memory.hpp"
 #include "cuda/gpu_decoder.hpp"
+#include "cuda/weight_streamer.hpp"
 #include "engine/cuda_kernels.cuh"
+#include "engine/placement_plan.hpp"
 
 namespace codecllm::engine {
 
 namespace k = cuda_kernels;
 using cuda::GpuDecoder;
+using cuda::LayerHome;
+
+namespace {
+
+const std::pair<const char*, Placement> kPlacements[] = {{"gpu", Placement::Gpu},
+                                                         {"gpu-compressed", Placement::GpuCompressed},
+                                                         {"host", Placement::Host},
+                                                         {"host-raw", Placement::HostRaw},
+                                                         {"auto", Placement::Auto}};
+
+}  // namespace
 
 Placement parse_placement(const std::string& name) {
-  if (name == "gpu") return Placement::Gpu;
-  if (name == "gpu-compressed") return Placement::GpuCompressed;
-  throw Error("unknown placement '" + name + "' (known: gpu, gpu-compressed)");
+  for (const auto& [n, p] : kPlacements)
+    if (name == n) return p;
+  throw Error("unknown placement '" + name + "' (known: gpu, gpu-compressed, host, host-raw, auto)");
+}
+
+const char* placement_name(Placement p) {
+  for (const auto& [n, q] : kPlacements)
+    if (p == q) return n;
+  return "?";
 }
 
 namespace {
@@ -30,142 +52,96 @@ void check_cublas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("cuBLAS error ") + std::to_string(int(s)) + " in " + what);
 }
 
-// The seven matmul weights of a layer, in the order they are packed into one buffer.
+// The seven matmul weights of a layer in buffer order, and how they are grouped: q|k|v and
+// gate|up lie back to back so that each group is one matmul.
 const char* const kMatrices[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
                                  "self_attn.o_proj.weight", "mlp.gate_proj.weight",    "mlp.up_proj.weight",
                                  "mlp.down_proj.weight"};
-constexpr int kQ = 0, kK = 1, kV = 2, kO = 3, kGate = 4, kUp = 5, kDown = 6;
+const std::vector<int> kGroups = {3, 1, 2, 1};
+constexpr int kQkv = 0, kO = 3, kGateUp = 4, kDown = 6;
+constexpr uint64_t kBlasWorkspace = 32ull << 20;
 
 std::string layer_name(int l, const char* suffix) { return "model.layers." + std::to_string(l) + "." + suffix; }
 
 class CudaEngine : public Engine {
  public:
-  CudaEngine(const format::ContainerReader& file, const CudaEngineOptions& o) : opt_(o), path_(file.path()) {
+  CudaEngine(const format::ContainerReader& file, const CudaEngineOptions& o)
+      : opt_(o), path_(file.path()), mem_(file.path()) {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) throw Error("no CUDA device: use --device cpu");
+    if (o.batch < 1 || o.batch > 1024) throw Error("batch must be in 1..1024");
     ByteSpan cfg = file.blob("config.json");
     cfg_ = parse_llama_config(std::string(reinterpret_cast<const char*>(cfg.data()), cfg.size()), path_);
     max_seq_ = o.max_seq_len > 0 ? o.max_seq_len : std::min(cfg_.max_positions, 2048);
+    if (size_t(max_seq_) * sizeof(float) > 48 * 1024)
+      throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory");
     CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
-    CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
-    check_cublas(cublasCreate(&blas_), "cublasCreate");
-    check_cublas(cublasSetStream(blas_, compute_), "cublasSetStream");
     size_t free0 = 0, total = 0;
     CLLM_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
     baseline_used_ = total - free0;
-    load_weights(file);
+    check_cublas(cublasCreate(&blas_), "cublasCreate");
+    check_cublas(cublasSetStream(blas_, compute_), "cublasSetStream");
+    // A workspace of our own: cuBLAS must not allocate while a step is being captured.
+    check_cublas(cublasSetWorkspace(blas_, mem_.device(kBlasWorkspace, "the cuBLAS workspace"), kBlasWorkspace),
+                 "cublasSetWorkspace");
+    load_small_tensors(file);
     allocate_state();
+    load_layers(file);
+    streamer_->prefetch();
     CLLM_CUDA_CHECK(cudaDeviceSynchronize());
     note_peak();
   }
 
   ~CudaEngine() override {
     cudaDeviceSynchronize();
-    for (auto& d : layer_decoders_) d.reset();
-    for (void* p : allocations_) cudaFree(p);
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    streamer_.reset();
     if (graph_ != nullptr) cudaGraphExecDestroy(graph_);
     if (blas_ != nullptr) cublasDestroy(blas_);
     if (compute_ != nullptr) cudaStreamDestroy(compute_);
-    if (copy_ != nullptr) cudaStreamDestroy(copy_);
-    if (host_logits_ != nullptr) cudaFreeHost(host_logits_);
   }
 
   const LlamaConfig& config() const override { return cfg_; }
   int max_seq_len() const override { return max_seq_; }
+  int batch_size() const override { return opt_.batch; }
 
   const float* forward(int token, int pos) override {
+    std::vector<int> tokens(opt_.batch, token);
+    return forward_batch(tokens.data(), pos);
+  }
+
+  const float* forward_batch(const int* tokens, int pos) override {
     if (pos < 0 || pos >= max_seq_) throw Error("position " + std::to_string(pos) + " outside the KV cache");
-    if (token < 0 || token >= cfg_.vocab) throw Error("token id " + std::to_string(token) + " out of range");
-    host_io_[0] = token;
-    host_io_[1] = pos;
-    // One token is ~25 kernels a layer; launched one by one their launch gaps cost as much as
-    // the matmuls on an 8B model. Every kernel reads the token and position from device
-    // memory, so the whole step is captured once as a graph and replayed for every token.
+    for (int b = 0; b < opt_.batch; ++b) {
+      if (tokens[b] < 0 || tokens[b] >= cfg_.vocab)
+        throw Error("token id " + std::to_string(tokens[b]) + " out of range");
+      host_io_[b] = tokens[b];
+    }
+    host_io_[opt_.batch] = pos;
+    // A step is a few hundred kernels and copies; launched one by one their launch gaps would
+    // cost as much as the matmuls. Every kernel reads tokens and position from device memory,
+    // so the step is captured once as a graph and replayed.
     if (graph_ == nullptr) capture();
     CLLM_CUDA_CHECK(cudaGraphLaunch(graph_, compute_));
     CLLM_CUDA_CHECK(cudaStreamSynchronize(compute_));
-    if (++tokens_ % 64 == 1) {  // integrity checks synchronize; the streams are idle here anyway
-      for (auto& d : layer_decoders_) d->check(copy_);
+    if (++steps_ % 64 == 1) {  // integrity checks synchronize; the streams are idle here anyway
+      streamer_->check();
       note_peak();
     }
     return host_logits_;
   }
 
- private:
-  void capture() {
-    cudaGraph_t g = nullptr;
-    CLLM_CUDA_CHECK(cudaStreamBeginCapture(compute_, cudaStreamCaptureModeThreadLocal));
-    enqueue_step();
-    CLLM_CUDA_CHECK(cudaStreamEndCapture(compute_, &g));
-    CLLM_CUDA_CHECK(cudaGraphInstantiate(&graph_, g, 0));
-    CLLM_CUDA_CHECK(cudaGraphDestroy(g));
-  }
-
-  // Everything one token takes, on compute_ (and copy_ for just-in-time decoding).
-  void enqueue_step() {
-    CLLM_CUDA_CHECK(cudaMemcpyAsync(d_io_, host_io_, 2 * sizeof(int), cudaMemcpyHostToDevice, compute_));
-    if (compressed()) {  // the copy stream joins the step here
-      CLLM_CUDA_CHECK(cudaEventRecord(fork_, compute_));
-      CLLM_CUDA_CHECK(cudaStreamWaitEvent(copy_, fork_));
-    }
-    const int* d_token = d_io_;
-    const int* d_pos = d_io_ + 1;
-    const int dim = cfg_.hidden, hd = cfg_.head_dim, q_dim = cfg_.heads * hd, kv_dim = cfg_.kv_heads * hd;
-    k::embed(embed_, d_token, dim, x_, compute_);
-    if (compressed()) start_decode(0);
-    for (int l = 0; l < cfg_.layers; ++l) {
-      if (compressed()) {
-        if (l + 1 < cfg_.layers) start_decode(l + 1);
-        CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute_, decoded_[l % 2]));
-      }
-      __nv_bfloat16* const* w = compressed() ? scratch_ptrs_[l % 2].data() : layer_weights_[l].data();
-      const Layer& L = layers_[l];
-      k::rmsnorm(x_, L.attn_norm, float(cfg_.rms_eps), dim, xn_, compute_);
-      k::to_bf16(xn_, dim, xb_, compute_);
-      matvec(w[kQ], xb_, dim, q_dim, q_);
-      matvec(w[kK], xb_, dim, kv_dim, k_);
-      matvec(w[kV], xb_, dim, kv_dim, v_);
-      if (cfg_.qkv_bias) {
-        k::add_bias(q_, L.q_bias, q_dim, compute_);
-        k::add_bias(k_, L.k_bias, kv_dim, compute_);
-        k::add_bias(v_, L.v_bias, kv_dim, compute_);
-      }
-      k::rope(q_, cfg_.heads, hd, inv_freq_, d_pos, compute_);
-      k::rope(k_, cfg_.kv_heads, hd, inv_freq_, d_pos, compute_);
-      k::kv_store(k_, v_, k_cache_[l], v_cache_[l], kv_dim, d_pos, opt_.kv_bf16, compute_);
-      k::attention(q_, k_cache_[l], v_cache_[l], cfg_.heads, cfg_.kv_heads, hd, d_pos, max_seq_, opt_.kv_bf16, att_,
-                   compute_);
-      k::to_bf16(att_, q_dim, xb_, compute_);
-      matvec(w[kO], xb_, q_dim, dim, xn_);
-      k::add(x_, xn_, dim, compute_);
-      k::rmsnorm(x_, L.ffn_norm, float(cfg_.rms_eps), dim, xn_, compute_);
-      k::to_bf16(xn_, dim, xb_, compute_);
-      matvec(w[kGate], xb_, dim, cfg_.intermediate, gate_);
-      matvec(w[kUp], xb_, dim, cfg_.intermediate, up_);
-      k::silu_mul(gate_, up_, cfg_.intermediate, gate_, compute_);
-      k::to_bf16(gate_, cfg_.intermediate, hb_, compute_);
-      matvec(w[kDown], hb_, cfg_.intermediate, dim, xn_);
-      k::add(x_, xn_, dim, compute_);
-      if (compressed()) CLLM_CUDA_CHECK(cudaEventRecord(free_[l % 2], compute_));
-    }
-    k::rmsnorm(x_, final_norm_, float(cfg_.rms_eps), dim, xn_, compute_);
-    k::to_bf16(xn_, dim, xb_, compute_);
-    matvec(lm_head_, xb_, dim, cfg_.vocab, logits_);
-    CLLM_CUDA_CHECK(
-        cudaMemcpyAsync(host_logits_, logits_, sizeof(float) * cfg_.vocab, cudaMemcpyDeviceToHost, compute_));
-  }
-
- public:
   MemoryStats memory() const override {
-    MemoryStats m = mem_;
+    MemoryStats m = mem_stats_;
     m.peak_device_bytes = peak_used_ - baseline_used_;
+    m.device_bytes = mem_.device_bytes() + streamer_device_bytes_;
     return m;
   }
 
   std::string describe() const override {
-    return std::string("cuda, ") + (compressed() ? "gpu-compressed" : "gpu") + ", bf16 weights, f32 activations, " +
-           (opt_.kv_bf16 ? "bf16" : "f32") + " KV cache";
+    std::string s = std::string("cuda, ") + placement_name(opt_.placement);
+    if (opt_.placement == Placement::Auto) s += " (" + plan_summary_ + ")";
+    if (opt_.batch > 1) s += ", batch " + std::to_string(opt_.batch);
+    return s + ", bf16 weights, f32 activations, " + (opt_.kv_bf16 ? "bf16" : "f32") + " KV cache";
   }
 
  private:
@@ -175,37 +151,63 @@ class CudaEngine : public Engine {
     const __nv_bfloat16 *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr;
   };
 
-  bool compressed() const { return opt_.placement == Placement::GpuCompressed; }
-
-  void* alloc(size_t bytes, uint64_t* account) {
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, std::max<size_t>(bytes, 1));
-    if (e != cudaSuccess) {
-      size_t free = 0, total = 0;
-      cudaMemGetInfo(&free, &total);
-      throw cuda::CudaError(e, path_ + ": out of device memory allocating " + std::to_string(bytes >> 20) + " MiB (" +
-                                   std::to_string(free >> 20) + " MiB free of " + std::to_string(total >> 20) +
-                                   " MiB)");
-    }
-    allocations_.push_back(p);
-    if (account != nullptr) *account += bytes;
-    return p;
+  void capture() {
+    cudaGraph_t g = nullptr;
+    CLLM_CUDA_CHECK(cudaStreamBeginCapture(compute_, cudaStreamCaptureModeThreadLocal));
+    enqueue_step();
+    CLLM_CUDA_CHECK(cudaStreamEndCapture(compute_, &g));
+    CLLM_CUDA_CHECK(cudaGraphInstantiate(&graph_, g, 0));
+    CLLM_CUDA_CHECK(cudaGraphDestroy(g));
   }
 
-  // Decodes tensors once into new device buffers (BF16 out; int8 tensors dequantized).
-  std::vector<__nv_bfloat16*> decode_resident(const format::ContainerReader& file,
-                                              const std::vector<std::string>& names) {
-    GpuDecoder dec(file, names);
-    std::vector<__nv_bfloat16*> out;
-    std::vector<void*> ptrs;
-    for (size_t i = 0; i < names.size(); ++i) {
-      require_bf16(dec.record(i));
-      out.push_back(static_cast<__nv_bfloat16*>(alloc(dec.output_bytes(i), &mem_.weight_bytes)));
-      ptrs.push_back(out.back());
+  // Everything one step takes: on compute_, and on the streamer's streams for its layers.
+  void enqueue_step() {
+    const int B = opt_.batch;
+    CLLM_CUDA_CHECK(cudaMemcpyAsync(d_io_, host_io_, (B + 1) * sizeof(int), cudaMemcpyHostToDevice, compute_));
+    const int* d_tokens = d_io_;
+    const int* d_pos = d_io_ + B;
+    const int dim = cfg_.hidden, hd = cfg_.head_dim, q_dim = cfg_.heads * hd, kv_dim = cfg_.kv_heads * hd;
+    const int hid = cfg_.intermediate, qkv_dim = q_dim + 2 * kv_dim;
+    const k::AttentionShape shape{cfg_.heads, cfg_.kv_heads, hd, max_seq_, B, opt_.kv_bf16};
+    streamer_->begin_step(compute_);
+    k::embed(embed_, d_tokens, dim, B, x_, compute_);
+    for (int l = 0; l < cfg_.layers; ++l) {
+      const Layer& L = layers_[l];
+      auto w = [&](int i) { return reinterpret_cast<const __nv_bfloat16*>(streamer_->tensor(l, i)); };
+      streamer_->acquire(l, compute_);
+      matmul_normed(w(kQkv), L.attn_norm, dim, qkv_dim, qkv_);
+      k::qkv_rope_store(qkv_, L.q_bias, L.k_bias, L.v_bias, inv_freq_, d_pos, shape, k_cache_[l], v_cache_[l],
+                        compute_);
+      k::attention(qkv_, k_cache_[l], v_cache_[l], d_pos, shape, xb_, compute_);
+      matmul(w(kO), xb_, q_dim, dim, x_, true);
+      matmul_normed(w(kGateUp), L.ffn_norm, dim, 2 * hid, gate_up_);
+      k::silu_mul_bf16(gate_up_, hid, B, hb_, compute_);
+      matmul(w(kDown), hb_, hid, dim, x_, true);
+      streamer_->release(l, compute_);
     }
-    dec.decode_from_host(dec.host_range().data(), ptrs.data(), compute_);
-    dec.check(compute_);
-    return out;
+    matmul_normed(lm_head_, final_norm_, dim, cfg_.vocab, logits_);
+    CLLM_CUDA_CHECK(
+        cudaMemcpyAsync(host_logits_, logits_, sizeof(float) * cfg_.vocab * B, cudaMemcpyDeviceToHost, compute_));
+    streamer_->end_step(compute_);  // last: its copies for the next step overlap the lm_head
+  }
+
+  // y[b][out] = W[out, in] x[b][in] (+ y[b] when accumulate), W row-major bf16. Batch 1 runs
+  // the own bandwidth-bound kernel (faster than cuBLAS there, measured); batches go to cuBLAS,
+  // where row-major W is W^T in column-major, hence CUBLAS_OP_T.
+  bool use_gemv(int in) const { return opt_.batch == 1 && in % 8 == 0 && in <= k::kGemvMaxIn; }
+
+  // y = W rmsnorm(x_) (x_ float32, [batch][in]); the normalized bf16 input lands in xb_.
+  void matmul_normed(const __nv_bfloat16* w, const __nv_bfloat16* norm, int in, int out, float* y) {
+    k::rmsnorm_bf16(x_, norm, float(cfg_.rms_eps), in, opt_.batch, xb_, compute_);
+    matmul(w, xb_, in, out, y, false);
+  }
+
+  void matmul(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate) {
+    if (use_gemv(in)) return k::gemv_bf16(w, x, in, out, y, accumulate, compute_);
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w, CUDA_R_16BF, in, x,
+                              CUDA_R_16BF, in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
   }
 
   void require_bf16(const format::TensorRecord& r) const {
@@ -214,22 +216,66 @@ class CudaEngine : public Engine {
                 "; the CUDA backend runs BF16 (or int8-mode) weights: compress a BF16 checkpoint");
   }
 
-  void load_weights(const format::ContainerReader& file) {
-    const auto& idx = file.index();
-    auto need = [&](const std::string& n) {
-      if (idx.find_tensor(n) == nullptr) throw Error(path_ + ": missing tensor '" + n + "'");
-      return n;
-    };
-    embed_ = decode_resident(file, {need("model.embed_tokens.weight")})[0];
-    lm_head_ = cfg_.tie_embeddings ? embed_ : decode_resident(file, {need("lm_head.weight")})[0];
-    final_norm_ = decode_resident(file, {need("model.norm.weight")})[0];
-    size_t layer_bytes = 0;
+  const format::TensorRecord& need(const format::ContainerReader& file, const std::string& name) const {
+    const format::TensorRecord* r = file.index().find_tensor(name);
+    if (r == nullptr) throw Error(path_ + ": missing tensor '" + name + "'");
+    require_bf16(*r);
+    return *r;
+  }
+
+  // Decodes tensors once into new device buffers (BF16 out; int8 tensors dequantized).
+  std::vector<__nv_bfloat16*> decode_resident(const format::ContainerReader& file,
+                                              const std::vector<std::string>& names) {
+    for (const auto& n : names) need(file, n);
+    GpuDecoder dec(file, names);
+    std::vector<__nv_bfloat16*> out;
+    std::vector<void*> ptrs;
+    for (size_t i = 0; i < names.size(); ++i) {
+      out.push_back(static_cast<__nv_bfloat16*>(mem_.device(dec.output_bytes(i), "tensor '" + names[i] + "'")));
+      mem_stats_.weight_bytes += dec.output_bytes(i);
+      ptrs.push_back(out.back());
+    }
+    dec.decode_from_host(dec.host_range().data(), ptrs.data(), compute_);
+    dec.check(compute_);
+    return out;
+  }
+
+  // Host placements keep the embedding table in pinned host memory, which kernels read in
+  // place (unified addressing maps it): a step fetches only its batch's rows over PCIe.
+  const __nv_bfloat16* decode_to_host(const format::ContainerReader& file, const std::string& name) {
+    need(file, name);
+    GpuDecoder dec(file, {name});
+    const uint64_t bytes = dec.output_bytes(0);
+    void* tmp = nullptr;
+    CLLM_CUDA_CHECK(cudaMalloc(&tmp, bytes));  // load time only, freed below
+    try {
+      dec.decode_from_host(dec.host_range().data(), &tmp, compute_);
+      dec.check(compute_);
+    } catch (...) {
+      cudaFree(tmp);
+      throw;
+    }
+    void* host = mem_.pinned(bytes, "tensor '" + name + "'");
+    const cudaError_t e = cudaMemcpy(host, tmp, bytes, cudaMemcpyDeviceToHost);
+    cudaFree(tmp);
+    CLLM_CUDA_CHECK(e);
+    mem_stats_.host_pinned_bytes += bytes;
+    return static_cast<const __nv_bfloat16*>(host);
+  }
+
+  void load_small_tensors(const format::ContainerReader& file) {
+    const bool host_embed =
+        !cfg_.tie_embeddings && (opt_.placement == Placement::Host || opt_.placement == Placement::HostRaw);
+    embed_ = host_embed ? decode_to_host(file, "model.embed_tokens.weight")
+                        : decode_resident(file, {"model.embed_tokens.weight"})[0];
+    lm_head_ = cfg_.tie_embeddings ? embed_ : decode_resident(file, {"lm_head.weight"})[0];
+    final_norm_ = decode_resident(file, {"model.norm.weight"})[0];
     for (int l = 0; l < cfg_.layers; ++l) {
-      std::vector<std::string> small = {need(layer_name(l, "input_layernorm.weight")),
-                                        need(layer_name(l, "post_attention_layernorm.weight"))};
+      std::vector<std::string> small = {layer_name(l, "input_layernorm.weight"),
+                                        layer_name(l, "post_attention_layernorm.weight")};
       if (cfg_.qkv_bias)
         for (const char* b : {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"})
-          small.push_back(need(layer_name(l, b)));
+          small.push_back(layer_name(l, b));
       std::vector<__nv_bfloat16*> s = decode_resident(file, small);
       Layer L;
       L.attn_norm = s[0];
@@ -240,97 +286,113 @@ class CudaEngine : public Engine {
         L.v_bias = s[4];
       }
       layers_.push_back(L);
-      std::vector<std::string> mats;
-      for (const char* m : kMatrices) mats.push_back(need(layer_name(l, m)));
-      if (!compressed()) {
-        layer_weights_.push_back(decode_resident(file, mats));
-        continue;
-      }
-      auto dec = std::make_unique<GpuDecoder>(file, mats);
-      size_t bytes = 0;
-      for (size_t i = 0; i < mats.size(); ++i) {
-        require_bf16(dec->record(i));
-        bytes += (dec->output_bytes(i) + 255) / 256 * 256;
-      }
-      layer_bytes = std::max(layer_bytes, bytes);
-      dec->upload_resident(compute_);
-      mem_.weight_bytes += dec->range_bytes();
-      mem_.scratch_bytes += dec->device_bytes() - dec->range_bytes();  // tables, descriptors
-      layer_decoders_.push_back(std::move(dec));
-    }
-    if (compressed()) {
-      // Two layer-sized scratch buffers: one being computed on, one being decoded into.
-      for (int b = 0; b < 2; ++b) {
-        auto* base = static_cast<uint8_t*>(alloc(layer_bytes, &mem_.scratch_bytes));
-        size_t at = 0;
-        for (size_t i = 0; i < 7; ++i) {
-          scratch_ptrs_[b].push_back(reinterpret_cast<__nv_bfloat16*>(base + at));
-          at += (layer_decoders_[0]->output_bytes(i) + 255) / 256 * 256;
-        }
-        cudaEvent_t e1, e2;
-        CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&e1, cudaEventDisableTiming));
-        CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&e2, cudaEventDisableTiming));
-        decoded_[b] = e1;
-        free_[b] = e2;
-        events_.push_back(e1);
-        events_.push_back(e2);
-      }
-      CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
-      events_.push_back(fork_);
     }
   }
 
-  // Decodes layer l into scratch buffer l % 2 on the copy stream once that buffer is free:
-  // the first two layers of a step find both free (the previous step has completed).
-  void start_decode(int l) {
-    const int b = l % 2;
-    if (l >= 2) CLLM_CUDA_CHECK(cudaStreamWaitEvent(copy_, free_[b]));
-    GpuDecoder& d = *layer_decoders_[l];
-    void* outs[7];
-    for (int i = 0; i < 7; ++i) outs[i] = scratch_ptrs_[b][i];
-    d.decode(d.resident(), outs, copy_);
-    CLLM_CUDA_CHECK(cudaEventRecord(decoded_[b], copy_));
+  // Where each layer lives: one home for all, or the planner's choice under the budget.
+  std::vector<LayerHome> choose_homes(const format::ContainerReader& file,
+                                      const std::vector<std::vector<std::string>>& names, cuda::StreamerOptions& so) {
+    const auto L = size_t(cfg_.layers);
+    switch (opt_.placement) {
+      case Placement::Gpu:
+        return std::vector<LayerHome>(L, LayerHome::Device);
+      case Placement::GpuCompressed:
+        return std::vector<LayerHome>(L, LayerHome::DeviceCompressed);
+      case Placement::Host:
+        so.decode_slots = 1;  // decode and compute of a layer are short next to its copy
+        return std::vector<LayerHome>(L, LayerHome::Host);
+      case Placement::HostRaw:
+        return std::vector<LayerHome>(L, LayerHome::HostRaw);
+      case Placement::Auto:
+        break;
+    }
+    if (opt_.vram_budget == 0) throw Error("--placement auto needs --vram-budget");
+    PlanRequest req;
+    for (size_t l = 0; l < L; ++l) {
+      LayerBytes b{0, 0};
+      uint64_t lo = std::numeric_limits<uint64_t>::max(), hi = 0;
+      for (const auto& n : names[l]) {
+        const format::TensorRecord& r = need(file, n);
+        b.raw += (r.num_elements() * 2 + 255) / 256 * 256;
+        for (const auto& p : r.planes) {
+          lo = std::min(lo, p.offset);
+          hi = std::max(hi, p.offset + p.size);
+        }
+      }
+      b.compressed = hi > lo ? hi - lo : 0;
+      req.layers.push_back(b);
+    }
+    // Everything allocated so far, plus a per-layer allowance for decoder tables and descriptors.
+    req.fixed_bytes = mem_.device_bytes() + L * (1ull << 20);
+    req.budget_bytes = opt_.vram_budget;
+    req.prefetch_depth = opt_.prefetch_depth;
+    const PlacementPlan plan = plan_placement(req);
+    if (opt_.print_plan) std::cerr << describe_plan(plan, req);
+    so.decode_slots = std::max(plan.decode_slots, 1);
+    std::vector<LayerHome> homes;
+    int counts[3] = {};
+    for (LayerPlacement p : plan.layers) {
+      homes.push_back(p == LayerPlacement::Gpu             ? LayerHome::Device
+                      : p == LayerPlacement::GpuCompressed ? LayerHome::DeviceCompressed
+                                                           : LayerHome::Host);
+      ++counts[int(p)];
+    }
+    for (auto p : {LayerPlacement::Gpu, LayerPlacement::GpuCompressed, LayerPlacement::Host}) {
+      if (counts[int(p)] == 0) continue;
+      plan_summary_ += (plan_summary_.empty() ? "" : ", ") + std::to_string(counts[int(p)]) + " " + placement_name(p);
+    }
+    plan_summary_ += " layers";
+    return homes;
+  }
+
+  void load_layers(const format::ContainerReader& file) {
+    std::vector<std::vector<std::string>> names(cfg_.layers);
+    for (int l = 0; l < cfg_.layers; ++l)
+      for (const char* m : kMatrices) names[l].push_back(layer_name(l, m));
+    cuda::StreamerOptions so;
+    so.prefetch_depth = opt_.prefetch_depth;
+    std::vector<LayerHome> homes = choose_homes(file, names, so);
+    for (const auto& layer : names)
+      for (const auto& n : layer) need(file, n);
+    streamer_ = std::make_unique<cuda::WeightStreamer>(file, names, kGroups, homes, so, compute_);
+    const cuda::WeightStreamer::Memory m = streamer_->memory();
+    mem_stats_.weight_bytes += m.decoded_weights + m.compressed_weights;
+    mem_stats_.scratch_bytes += m.scratch;
+    mem_stats_.host_pinned_bytes += m.host_pinned;
+    streamer_device_bytes_ = m.decoded_weights + m.compressed_weights + m.scratch;
+    for (int l = 0; l < cfg_.layers; ++l) mem_stats_.streamed_bytes_per_step += streamer_->streamed_bytes(l);
   }
 
   void allocate_state() {
-    const size_t dim = cfg_.hidden, q_dim = size_t(cfg_.heads) * cfg_.head_dim,
+    const size_t B = opt_.batch, dim = cfg_.hidden, q_dim = size_t(cfg_.heads) * cfg_.head_dim,
                  kv_dim = size_t(cfg_.kv_heads) * cfg_.head_dim, hid = cfg_.intermediate;
-    auto f = [&](size_t n) { return static_cast<float*>(alloc(n * sizeof(float), &mem_.activation_bytes)); };
-    x_ = f(dim);
-    xn_ = f(std::max(dim, q_dim));
-    q_ = f(q_dim);
-    k_ = f(kv_dim);
-    v_ = f(kv_dim);
-    att_ = f(q_dim);
-    gate_ = f(hid);
-    up_ = f(hid);
-    logits_ = f(cfg_.vocab);
-    xb_ = static_cast<__nv_bfloat16*>(alloc(std::max(dim, q_dim) * 2, &mem_.activation_bytes));
-    hb_ = static_cast<__nv_bfloat16*>(alloc(hid * 2, &mem_.activation_bytes));
-    d_io_ = static_cast<int*>(alloc(2 * sizeof(int), &mem_.activation_bytes));
-    const size_t kv_elem = opt_.kv_bf16 ? 2 : 4;
+    auto f = [&](size_t n, const char* what) {
+      mem_stats_.activation_bytes += n * sizeof(float);
+      return static_cast<float*>(mem_.device(n * sizeof(float), what));
+    };
+    auto h = [&](size_t n, const char* what) {
+      mem_stats_.activation_bytes += n * 2;
+      return static_cast<__nv_bfloat16*>(mem_.device(n * 2, what));
+    };
+    x_ = f(B * dim, "activations");
+    qkv_ = f(B * (q_dim + 2 * kv_dim), "activations");
+    gate_up_ = f(B * 2 * hid, "activations");
+    logits_ = f(B * cfg_.vocab, "logits");
+    xb_ = h(B * std::max(dim, q_dim), "activations");
+    hb_ = h(B * hid, "activations");
+    d_io_ = static_cast<int*>(mem_.device((B + 1) * sizeof(int), "token ids"));
+    const size_t kv_bytes = B * size_t(max_seq_) * kv_dim * (opt_.kv_bf16 ? 2 : 4);
     for (int l = 0; l < cfg_.layers; ++l) {
-      k_cache_.push_back(alloc(size_t(max_seq_) * kv_dim * kv_elem, &mem_.kv_cache_bytes));
-      v_cache_.push_back(alloc(size_t(max_seq_) * kv_dim * kv_elem, &mem_.kv_cache_bytes));
+      k_cache_.push_back(mem_.device(kv_bytes, "the KV cache"));
+      v_cache_.push_back(mem_.device(kv_bytes, "the KV cache"));
+      mem_stats_.kv_cache_bytes += 2 * kv_bytes;
     }
     std::vector<double> inv = rope_inv_freq(cfg_);
     std::vector<float> invf(inv.begin(), inv.end());
-    inv_freq_ = static_cast<float*>(alloc(invf.size() * sizeof(float), &mem_.activation_bytes));
+    inv_freq_ = f(invf.size(), "RoPE frequencies");
     CLLM_CUDA_CHECK(cudaMemcpy(inv_freq_, invf.data(), invf.size() * sizeof(float), cudaMemcpyHostToDevice));
-    CLLM_CUDA_CHECK(cudaMallocHost(&host_logits_, sizeof(float) * cfg_.vocab));
-    CLLM_CUDA_CHECK(cudaMallocHost(&host_io_, 2 * sizeof(int)));
-    if (size_t(max_seq_) * sizeof(float) > 48 * 1024)
-      throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory");
-  }
-
-  // y[out] = W[out, in] x[in]. Own kernel where it applies (measured faster at batch 1);
-  // otherwise cuBLAS, where W row-major bf16 is W^T in column-major, hence CUBLAS_OP_T.
-  void matvec(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y) {
-    if (in % 8 == 0 && in <= k::kGemvMaxIn) return k::gemv_bf16(w, x, in, out, y, compute_);
-    const float one = 1.0f, zero = 0.0f;
-    check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, 1, in, &one, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
-                              &zero, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                 "cublasGemmEx");
+    host_logits_ = static_cast<float*>(mem_.pinned(sizeof(float) * cfg_.vocab * B, "logits"));
+    host_io_ = static_cast<int*>(mem_.pinned((B + 1) * sizeof(int), "token ids"));
   }
 
   void note_peak() {
@@ -340,24 +402,21 @@ class CudaEngine : public Engine {
 
   CudaEngineOptions opt_;
   std::string path_;
+  cuda::DeviceMemory mem_;
   LlamaConfig cfg_;
   int max_seq_ = 0;
-  uint64_t tokens_ = 0, baseline_used_ = 0, peak_used_ = 0;
-  MemoryStats mem_;
-  cudaStream_t compute_ = nullptr, copy_ = nullptr;
+  uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, streamer_device_bytes_ = 0;
+  MemoryStats mem_stats_;
+  std::string plan_summary_;
+  cudaStream_t compute_ = nullptr;
   cublasHandle_t blas_ = nullptr;
-  std::vector<void*> allocations_;
-  std::vector<cudaEvent_t> events_;
-  cudaEvent_t decoded_[2] = {}, free_[2] = {}, fork_ = nullptr;
   cudaGraphExec_t graph_ = nullptr;
+  std::unique_ptr<cuda::WeightStreamer> streamer_;
   const __nv_bfloat16 *embed_ = nullptr, *lm_head_ = nullptr, *final_norm_ = nullptr;
   std::vector<Layer> layers_;
-  std::vector<std::vector<__nv_bfloat16*>> layer_weights_;
-  std::vector<std::unique_ptr<GpuDecoder>> layer_decoders_;
-  std::vector<__nv_bfloat16*> scratch_ptrs_[2];
   std::vector<void*> k_cache_, v_cache_;
-  float *x_ = nullptr, *xn_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *att_ = nullptr, *gate_ = nullptr,
-        *up_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr, *host_logits_ = nullptr;
+  float *x_ = nullptr, *qkv_ = nullptr, *gate_up_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr,
+        *host_logits_ = nullptr;
   __nv_bfloat16 *xb_ = nullptr, *hb_ = nullptr;
   int* d_io_ = nullptr;
   int* host_io_ = nullptr;

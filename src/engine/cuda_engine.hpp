@@ -1,11 +1,15 @@
-// The CUDA backend: cuBLAS for the matmuls, own kernels for the rest, bfloat16 weights and
-// float32 activations. Where the weights live is the placement:
-//   gpu             every weight decoded once at load (the uncompressed baseline)
-//   gpu-compressed  transformer layers stay compressed in VRAM; each layer is decoded into
-//                   one of two scratch buffers on a second stream while the previous layer
-//                   computes. Embeddings, lm_head and norms stay decoded.
+// The CUDA backend: bfloat16 weights, float32 activations, own kernels for everything but the
+// batched matmuls (cuBLAS). Where each transformer layer's weights live is the placement:
+//   gpu             decoded once at load (the uncompressed baseline)
+//   gpu-compressed  compressed in VRAM, decoded just in time into reused scratch
+//   host            compressed in pinned host RAM, streamed over PCIe and decoded each token
+//   host-raw        decoded in pinned host RAM, streamed each token (plain offload)
+//   auto            per layer, the fastest mix that fits --vram-budget (placement_plan.hpp)
+// Embeddings, lm_head and norms always stay decoded in VRAM. See cuda/weight_streamer.hpp
+// for how copies, decodes and matmuls of different layers overlap.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -14,18 +18,24 @@
 
 namespace codecllm::engine {
 
-enum class Placement { Gpu, GpuCompressed };
+enum class Placement { Gpu, GpuCompressed, Host, HostRaw, Auto };
 
 struct CudaEngineOptions {
   Placement placement = Placement::Gpu;
-  int max_seq_len = 0;   // 0: min(max_position_embeddings, 2048)
-  bool kv_bf16 = false;  // KV cache in bfloat16 instead of float32
+  int max_seq_len = 0;       // 0: min(max_position_embeddings, 2048)
+  bool kv_bf16 = false;      // KV cache in bfloat16 instead of float32
+  int batch = 1;             // sequences decoded together
+  int prefetch_depth = 2;    // host: compressed layers whose copy may run ahead of their decode
+  uint64_t vram_budget = 0;  // auto: bytes of device memory the engine may allocate
+  bool print_plan = false;   // auto: print the plan to stderr before loading
 };
 
-Placement parse_placement(const std::string& name);  // "gpu", "gpu-compressed"
+Placement parse_placement(const std::string& name);  // "gpu", "gpu-compressed", "host", "host-raw", "auto"
+const char* placement_name(Placement p);
 
-// Throws codecllm::Error when there is no CUDA device or a weight is not BF16 (lossless) or
-// int8-mode; allocates everything it will use before returning.
+// Throws codecllm::Error when there is no CUDA device, a weight is not BF16 (lossless) or
+// int8-mode, or memory runs out (naming the sizes); allocates everything it will use before
+// returning.
 std::unique_ptr<Engine> make_cuda_engine(const format::ContainerReader& file, const CudaEngineOptions& options);
 
 }  // namespace codecllm::engine

@@ -21,42 +21,67 @@ __device__ float block_sum(float v) {
   return total;
 }
 
-__global__ void rmsnorm_kernel(const float* x, const __nv_bfloat16* w, float eps, int n, float* out) {
+__global__ void embed_kernel(const __nv_bfloat16* table, const int* tokens, int dim, float* x) {
+  const int b = blockIdx.y;
+  const __nv_bfloat16* row = table + static_cast<size_t>(tokens[b]) * dim;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
+    x[static_cast<size_t>(b) * dim + i] = __bfloat162float(row[i]);
+}
+
+// One block per sequence.
+__global__ void rmsnorm_bf16_kernel(const float* x, const __nv_bfloat16* w, float eps, int n, __nv_bfloat16* out) {
+  const float* xb = x + static_cast<size_t>(blockIdx.x) * n;
+  __nv_bfloat16* ob = out + static_cast<size_t>(blockIdx.x) * n;
   float ss = 0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) ss += x[i] * x[i];
+  for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xb[i] * xb[i];
   const float scale = rsqrtf(block_sum(ss) / n + eps);
-  for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = x[i] * scale * __bfloat162float(w[i]);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) ob[i] = __float2bfloat16_rn(xb[i] * scale * __bfloat162float(w[i]));
 }
 
-__global__ void to_bf16_kernel(const float* x, int n, __nv_bfloat16* out) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) out[i] = __float2bfloat16_rn(x[i]);
-}
-
-__global__ void rope_kernel(float* x, int heads, int head_dim, const float* inv_freq, const int* pos) {
-  const int half = head_dim / 2;
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= heads * half) return;
-  const int h = i / half, j = i % half;
-  float s, c;
-  sincosf(static_cast<float>(*pos) * inv_freq[j], &s, &c);
-  float* v = x + h * head_dim;
-  const float a = v[j], b = v[j + half];
-  v[j] = a * c - b * s;
-  v[j + half] = b * c + a * s;
-}
-
-__global__ void kv_store_kernel(const float* k, const float* v, void* kc, void* vc, int kv_dim, const int* pos,
-                                bool kv_bf16) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= kv_dim) return;
-  const size_t at = static_cast<size_t>(*pos) * kv_dim + i;
+__device__ __forceinline__ void store_kv(void* cache, size_t i, float v, bool kv_bf16) {
   if (kv_bf16) {
-    static_cast<__nv_bfloat16*>(kc)[at] = __float2bfloat16_rn(k[i]);
-    static_cast<__nv_bfloat16*>(vc)[at] = __float2bfloat16_rn(v[i]);
+    static_cast<__nv_bfloat16*>(cache)[i] = __float2bfloat16_rn(v);
   } else {
-    static_cast<float*>(kc)[at] = k[i];
-    static_cast<float*>(vc)[at] = v[i];
+    static_cast<float*>(cache)[i] = v;
+  }
+}
+
+__device__ __forceinline__ float bias_at(const __nv_bfloat16* b, int i) {
+  return b != nullptr ? __bfloat162float(b[i]) : 0.0f;
+}
+
+// Work items of one sequence (blockIdx.y): a rotated pair of a q or k head, or one v value.
+// k heads follow the q heads in qkv, so head h of the combined range starts at h * head_dim.
+__global__ void qkv_rope_store_kernel(float* qkv, const __nv_bfloat16* q_bias, const __nv_bfloat16* k_bias,
+                                      const __nv_bfloat16* v_bias, const float* inv_freq, const int* pos_ptr,
+                                      AttentionShape a, void* kc, void* vc) {
+  const int b = blockIdx.y, hd = a.head_dim, half = hd / 2, q_dim = a.heads * hd, kv_dim = a.kv_heads * hd;
+  float* row = qkv + static_cast<size_t>(b) * (q_dim + 2 * kv_dim);
+  const int pos = *pos_ptr;
+  const size_t cache_row = (static_cast<size_t>(b) * a.max_seq + pos) * kv_dim;
+  const int rotated = (a.heads + a.kv_heads) * half;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < rotated + kv_dim; i += gridDim.x * blockDim.x) {
+    if (i >= rotated) {
+      const int e = i - rotated;
+      store_kv(vc, cache_row + e, row[q_dim + kv_dim + e] + bias_at(v_bias, e), a.kv_bf16);
+      continue;
+    }
+    const int h = i / half, j = i % half;
+    const bool is_q = h < a.heads;
+    const int in_head = (is_q ? h : h - a.heads) * hd;
+    const __nv_bfloat16* bias = is_q ? q_bias : k_bias;
+    float* v = row + h * hd;
+    const float x0 = v[j] + bias_at(bias, in_head + j), x1 = v[j + half] + bias_at(bias, in_head + j + half);
+    float s, c;
+    sincosf(static_cast<float>(pos) * inv_freq[j], &s, &c);
+    const float r0 = x0 * c - x1 * s, r1 = x1 * c + x0 * s;
+    if (is_q) {
+      v[j] = r0;
+      v[j + half] = r1;
+    } else {
+      store_kv(kc, cache_row + in_head + j, r0, a.kv_bf16);
+      store_kv(kc, cache_row + in_head + j + half, r1, a.kv_bf16);
+    }
   }
 }
 
@@ -64,20 +89,21 @@ __device__ float load_kv(const void* c, size_t i, bool kv_bf16) {
   return kv_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(c)[i]) : static_cast<const float*>(c)[i];
 }
 
-// One block per query head; scores live in dynamic shared memory (max_seq floats).
-__global__ void attention_kernel(const float* q, const void* kc, const void* vc, int heads, int kv_heads, int head_dim,
-                                 const int* pos_ptr, bool kv_bf16, float* out) {
+// One block per (query head, sequence); scores live in dynamic shared memory (max_seq floats).
+__global__ void attention_kernel(const float* qkv, const void* kc, const void* vc, const int* pos_ptr, AttentionShape a,
+                                 __nv_bfloat16* out) {
   extern __shared__ float scores[];
-  const int h = blockIdx.x;
-  const int kvh = h / (heads / kv_heads);
-  const int kv_dim = kv_heads * head_dim;
+  const int h = blockIdx.x, b = blockIdx.y, hd = a.head_dim;
+  const int kvh = h / (a.heads / a.kv_heads);
+  const int q_dim = a.heads * hd, kv_dim = a.kv_heads * hd;
   const int n = *pos_ptr + 1;
-  const float* qh = q + h * head_dim;
-  const float scale = rsqrtf(static_cast<float>(head_dim));
+  const float* qh = qkv + static_cast<size_t>(b) * (q_dim + 2 * kv_dim) + h * hd;
+  const size_t base = static_cast<size_t>(b) * a.max_seq * kv_dim + kvh * hd;
+  const float scale = rsqrtf(static_cast<float>(hd));
   for (int t = threadIdx.x; t < n; t += blockDim.x) {
     float d = 0;
-    const size_t base = static_cast<size_t>(t) * kv_dim + kvh * head_dim;
-    for (int i = 0; i < head_dim; ++i) d += qh[i] * load_kv(kc, base + i, kv_bf16);
+    const size_t at = base + static_cast<size_t>(t) * kv_dim;
+    for (int i = 0; i < hd; ++i) d += qh[i] * load_kv(kc, at + i, a.kv_bf16);
     scores[t] = d * scale;
   }
   __syncthreads();
@@ -95,56 +121,18 @@ __global__ void attention_kernel(const float* q, const void* kc, const void* vc,
     local += scores[t];
   }
   const float inv = 1.0f / block_sum(local);
-  for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
     float acc = 0;
-    for (int t = 0; t < n; ++t)
-      acc += scores[t] * load_kv(vc, static_cast<size_t>(t) * kv_dim + kvh * head_dim + i, kv_bf16);
-    out[h * head_dim + i] = acc * inv;
+    for (int t = 0; t < n; ++t) acc += scores[t] * load_kv(vc, base + static_cast<size_t>(t) * kv_dim + i, a.kv_bf16);
+    out[static_cast<size_t>(b) * q_dim + h * hd + i] = __float2bfloat16_rn(acc * inv);
   }
 }
 
-__global__ void silu_mul_kernel(const float* g, const float* u, int n, float* out) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) out[i] = g[i] / (1.0f + __expf(-g[i])) * u[i];
-}
-
-__global__ void add_kernel(float* x, const float* y, int n) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) x[i] += y[i];
-}
-
-__global__ void add_bias_kernel(float* x, const __nv_bfloat16* b, int n) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) x[i] += __bfloat162float(b[i]);
-}
-
-__global__ void embed_kernel(const __nv_bfloat16* table, const int* token, int dim, float* out) {
-  const int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < dim) out[i] = __bfloat162float(table[static_cast<size_t>(*token) * dim + i]);
-}
-
-__global__ void argmax_kernel(const float* x, int n, int* out) {
-  float best = -FLT_MAX;
-  int arg = 0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x)
-    if (x[i] > best) best = x[i], arg = i;
-  __shared__ float bv[kThreads];
-  __shared__ int bi[kThreads];
-  bv[threadIdx.x] = best;
-  bi[threadIdx.x] = arg;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) {
-      const float o = bv[threadIdx.x + s];
-      const int oi = bi[threadIdx.x + s];
-      if (o > bv[threadIdx.x] || (o == bv[threadIdx.x] && oi < bi[threadIdx.x])) {
-        bv[threadIdx.x] = o;
-        bi[threadIdx.x] = oi;
-      }
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) *out = bi[0];
+__global__ void silu_mul_bf16_kernel(const float* gu, int n, __nv_bfloat16* out) {
+  const int b = blockIdx.y;
+  const float* g = gu + static_cast<size_t>(b) * 2 * n;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    out[static_cast<size_t>(b) * n + i] = __float2bfloat16_rn(g[i] / (1.0f + __expf(-g[i])) * g[n + i]);
 }
 
 // Two rows per warp, 16-byte loads of W that bypass L1 (each weight is read once), x staged
@@ -176,7 +164,7 @@ __device__ __forceinline__ float dot8(uint4 w, uint4 x) {
 
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_bf16_kernel(const __nv_bfloat16* __restrict__ w, const __nv_bfloat16* __restrict__ x, int in, int out,
-                     float* __restrict__ y) {
+                     float* __restrict__ y, bool accumulate) {
   extern __shared__ uint4 xs[];
   const int vecs = in / 8;
   for (int i = threadIdx.x; i < vecs; i += blockDim.x) xs[i] = reinterpret_cast<const uint4*>(x)[i];
@@ -212,7 +200,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   for (int r = 0; r < kGemvRows; ++r) {
     float v = acc[r];
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0 && row0 + r < out) y[row0 + r] = v;
+    if (lane == 0 && row0 + r < out) y[row0 + r] = accumulate ? y[row0 + r] + v : v;
   }
 }
 
@@ -220,39 +208,33 @@ int blocks(int n) { return (n + kThreads - 1) / kThreads; }
 
 }  // namespace
 
-void rmsnorm(const float* x, const __nv_bfloat16* w, float eps, int n, float* out, cudaStream_t s) {
-  rmsnorm_kernel<<<1, 1024, 0, s>>>(x, w, eps, n, out);
+void embed(const __nv_bfloat16* table, const int* tokens, int dim, int batch, float* x, cudaStream_t s) {
+  embed_kernel<<<dim3(blocks(dim), batch), kThreads, 0, s>>>(table, tokens, dim, x);
 }
-void to_bf16(const float* x, int n, __nv_bfloat16* out, cudaStream_t s) {
-  to_bf16_kernel<<<blocks(n), kThreads, 0, s>>>(x, n, out);
+void rmsnorm_bf16(const float* x, const __nv_bfloat16* w, float eps, int dim, int batch, __nv_bfloat16* out,
+                  cudaStream_t s) {
+  rmsnorm_bf16_kernel<<<batch, 1024, 0, s>>>(x, w, eps, dim, out);
 }
-void rope(float* x, int heads, int head_dim, const float* inv_freq, const int* pos, cudaStream_t s) {
-  rope_kernel<<<blocks(heads * head_dim / 2), kThreads, 0, s>>>(x, heads, head_dim, inv_freq, pos);
+void qkv_rope_store(float* qkv, const __nv_bfloat16* q_bias, const __nv_bfloat16* k_bias, const __nv_bfloat16* v_bias,
+                    const float* inv_freq, const int* pos, const AttentionShape& a, void* k_cache, void* v_cache,
+                    cudaStream_t s) {
+  const int items = (a.heads + a.kv_heads) * a.head_dim / 2 + a.kv_heads * a.head_dim;
+  qkv_rope_store_kernel<<<dim3(blocks(items), a.batch), kThreads, 0, s>>>(qkv, q_bias, k_bias, v_bias, inv_freq, pos, a,
+                                                                          k_cache, v_cache);
 }
-void kv_store(const float* k, const float* v, void* kc, void* vc, int kv_dim, const int* pos, bool kv_bf16,
-              cudaStream_t s) {
-  kv_store_kernel<<<blocks(kv_dim), kThreads, 0, s>>>(k, v, kc, vc, kv_dim, pos, kv_bf16);
+void attention(const float* qkv, const void* k_cache, const void* v_cache, const int* pos, const AttentionShape& a,
+               __nv_bfloat16* out, cudaStream_t s) {
+  attention_kernel<<<dim3(a.heads, a.batch), kThreads, a.max_seq * sizeof(float), s>>>(qkv, k_cache, v_cache, pos, a,
+                                                                                       out);
 }
-void attention(const float* q, const void* kc, const void* vc, int heads, int kv_heads, int head_dim, const int* pos,
-               int max_seq, bool kv_bf16, float* out, cudaStream_t s) {
-  attention_kernel<<<heads, kThreads, max_seq * sizeof(float), s>>>(q, kc, vc, heads, kv_heads, head_dim, pos, kv_bf16,
-                                                                    out);
+void silu_mul_bf16(const float* gate_up, int n, int batch, __nv_bfloat16* out, cudaStream_t s) {
+  silu_mul_bf16_kernel<<<dim3(blocks(n), batch), kThreads, 0, s>>>(gate_up, n, out);
 }
-void silu_mul(const float* g, const float* u, int n, float* out, cudaStream_t s) {
-  silu_mul_kernel<<<blocks(n), kThreads, 0, s>>>(g, u, n, out);
-}
-void add(float* x, const float* y, int n, cudaStream_t s) { add_kernel<<<blocks(n), kThreads, 0, s>>>(x, y, n); }
-void add_bias(float* x, const __nv_bfloat16* b, int n, cudaStream_t s) {
-  add_bias_kernel<<<blocks(n), kThreads, 0, s>>>(x, b, n);
-}
-void embed(const __nv_bfloat16* table, const int* token, int dim, float* out, cudaStream_t s) {
-  embed_kernel<<<blocks(dim), kThreads, 0, s>>>(table, token, dim, out);
-}
-void gemv_bf16(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, cudaStream_t s) {
+void gemv_bf16(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate,
+               cudaStream_t s) {
   const int rows_per_block = kGemvWarps * kGemvRows;
-  gemv_bf16_kernel<<<(out + rows_per_block - 1) / rows_per_block, kGemvWarps * 32, in * 2, s>>>(w, x, in, out, y);
+  gemv_bf16_kernel<<<(out + rows_per_block - 1) / rows_per_block, kGemvWarps * 32, in * 2, s>>>(w, x, in, out, y,
+                                                                                                accumulate);
 }
-
-void argmax(const float* x, int n, int* out, cudaStream_t s) { argmax_kernel<<<1, kThreads, 0, s>>>(x, n, out); }
 
 }  // namespace codecllm::engine::cuda_kernels

@@ -13,8 +13,11 @@ struct MemoryStats {
   uint64_t weight_bytes = 0;  // weights as held by the backend (decoded or compressed)
   uint64_t kv_cache_bytes = 0;
   uint64_t activation_bytes = 0;
-  uint64_t scratch_bytes = 0;      // decode scratch (compressed placements)
-  uint64_t peak_device_bytes = 0;  // measured (CUDA: cudaMemGetInfo high-water mark); 0 on CPU
+  uint64_t scratch_bytes = 0;            // decode scratch (compressed placements)
+  uint64_t device_bytes = 0;             // everything the backend allocated on the device, by its own count
+  uint64_t peak_device_bytes = 0;        // measured (CUDA: cudaMemGetInfo high-water mark); 0 on CPU
+  uint64_t host_pinned_bytes = 0;        // weights held in page-locked host memory (host placements)
+  uint64_t streamed_bytes_per_step = 0;  // weight bytes copied host -> device per forward step
 };
 
 class Engine {
@@ -24,6 +27,12 @@ class Engine {
   // Runs `token` at position `pos` (positions 0, 1, 2, ... in order; pos < max sequence
   // length) and returns the logits over the vocabulary, valid until the next call.
   virtual const float* forward(int token, int pos) = 0;
+  // Sequences decoded together (the KV cache holds one per sequence). forward() feeds the
+  // same token to every sequence and returns the logits of the first.
+  virtual int batch_size() const { return 1; }
+  // One token per sequence (batch_size() of them), all at position pos; returns the logits,
+  // [batch_size()][vocab], valid until the next call.
+  virtual const float* forward_batch(const int* tokens, int pos) { return forward(tokens[0], pos); }
   // Positions the KV cache holds: forward accepts pos < max_seq_len().
   virtual int max_seq_len() const = 0;
   virtual MemoryStats memory() const = 0;

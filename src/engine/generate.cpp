@@ -56,6 +56,70 @@ GenerateResult generate(Engine& engine, const std::vector<int>& prompt, const Ge
   return result;
 }
 
+BatchGenerateResult generate_batch(Engine& engine, const std::vector<std::vector<int>>& prompts,
+                                   const GenerateOptions& options) {
+  const int B = engine.batch_size(), vocab = engine.config().vocab;
+  if (int(prompts.size()) != B)
+    throw Error("generate: " + std::to_string(prompts.size()) + " prompts for an engine of batch " + std::to_string(B));
+  size_t longest = 0;
+  for (const auto& p : prompts) {
+    if (p.empty()) throw Error("generate: a prompt is empty (start it with BOS)");
+    longest = std::max(longest, p.size());
+  }
+  if (longest > size_t(engine.max_seq_len()))
+    throw Error("generate: prompt of " + std::to_string(longest) + " tokens exceeds the " +
+                std::to_string(engine.max_seq_len()) + " positions of the KV cache");
+  const std::vector<int>& eos = engine.config().eos;
+  BatchGenerateResult r;
+  r.sequences.resize(B);
+  std::vector<Sampler> samplers;
+  for (int b = 0; b < B; ++b) {
+    SamplerOptions so = options.sampling;
+    so.seed += uint64_t(b);
+    samplers.emplace_back(vocab, so);
+    r.sequences[b].prompt_tokens = int(prompts[b].size());
+  }
+  std::vector<int> feed(B);
+  std::vector<bool> done(B, false);
+  for (int b = 0; b < B; ++b) feed[b] = prompts[b][0];
+  int active = B;
+  for (int pos = 0; active > 0 && pos < engine.max_seq_len(); ++pos) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const float* logits = engine.forward_batch(feed.data(), pos);
+    uint64_t sampled = 0;
+    for (int b = 0; b < B; ++b) {
+      GenerateResult& s = r.sequences[b];
+      if (size_t(pos + 1) < prompts[b].size()) {
+        feed[b] = prompts[b][pos + 1];
+        continue;
+      }
+      if (done[b]) continue;
+      const int next = samplers[b].sample(logits + size_t(b) * vocab);
+      ++sampled;
+      if (options.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
+        s.hit_eos = true;
+      } else {
+        s.tokens.push_back(next);
+        feed[b] = next;
+      }
+      if (s.hit_eos || int(s.tokens.size()) == options.max_new_tokens) {
+        done[b] = true;
+        --active;
+      }
+    }
+    const double dt = seconds_since(t0);
+    ++r.steps;
+    if (size_t(pos) < longest) {  // as in generate: a step that consumes prompt tokens is prefill
+      r.prefill_seconds += dt;
+      ++r.prefill_steps;
+    } else {
+      r.decode_seconds += dt;
+      r.decode_tokens += sampled;
+    }
+  }
+  return r;
+}
+
 PerplexityResult perplexity(Engine& engine, const std::vector<int>& ids, int window,
                             const std::function<void(uint64_t, uint64_t)>& progress) {
   if (window <= 0 || window > engine.max_seq_len())

@@ -38,6 +38,23 @@ using TokenCallback = std::function<bool(int token)>;
 GenerateResult generate(Engine& engine, const std::vector<int>& prompt, const GenerateOptions& options,
                         const TokenCallback& on_token = nullptr);
 
+struct BatchGenerateResult {
+  std::vector<GenerateResult> sequences;  // per sequence: its tokens and eos flag (timings unset)
+  int steps = 0;                          // forward_batch calls
+  int prefill_steps = 0;                  // steps until the longest prompt was consumed
+  double prefill_seconds = 0, decode_seconds = 0;
+  uint64_t decode_tokens = 0;  // tokens sampled during the decode steps, all sequences together
+
+  double decode_tokens_per_s() const { return decode_seconds > 0 ? double(decode_tokens) / decode_seconds : 0; }
+};
+
+// Generates for engine.batch_size() prompts together: one forward_batch per position, each
+// sequence fed its own prompt until it runs out, then its own samples (sequence b samples
+// with seed + b). A sequence that hits eos or max_new_tokens idles (its slot still computes)
+// until every sequence is done.
+BatchGenerateResult generate_batch(Engine& engine, const std::vector<std::vector<int>>& prompts,
+                                   const GenerateOptions& options);
+
 struct PerplexityResult {
   double mean_nll = 0;  // nats per predicted token
   uint64_t count = 0;   // predicted tokens: ids.size() - 1

@@ -1,0 +1,313 @@
+#include "cuda/weight_streamer.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "codec/parallel_for.hpp"
+#include "codecllm/error.hpp"
+#include "cuda/cuda_check.hpp"
+#include "format/checksum.hpp"
+
+namespace codecllm::cuda {
+
+const char* home_name(LayerHome home) {
+  switch (home) {
+    case LayerHome::Device:
+      return "gpu";
+    case LayerHome::DeviceCompressed:
+      return "gpu-compressed";
+    case LayerHome::Host:
+      return "host";
+    case LayerHome::HostRaw:
+      return "host-raw";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr uint64_t kAlign = 256;
+uint64_t align_up(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+cudaEvent_t new_event() {
+  cudaEvent_t e = nullptr;
+  CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return e;
+}
+
+void wait(cudaStream_t s, cudaEvent_t e) { CLLM_CUDA_CHECK(cudaStreamWaitEvent(s, e, 0)); }
+void record(cudaEvent_t e, cudaStream_t s) { CLLM_CUDA_CHECK(cudaEventRecord(e, s)); }
+
+}  // namespace
+
+WeightStreamer::WeightStreamer(const format::ContainerReader& file,
+                               const std::vector<std::vector<std::string>>& layer_tensors,
+                               const std::vector<int>& groups, const std::vector<LayerHome>& homes,
+                               const StreamerOptions& options, cudaStream_t load_stream)
+    : path_(file.path()), mem_(file.path()) {
+  if (homes.size() != layer_tensors.size()) throw Error("WeightStreamer: one home per layer expected");
+  if (options.prefetch_depth < 1 || options.decode_slots < 1)
+    throw Error("prefetch depth and decode slots must be at least 1");
+  layers_.resize(layer_tensors.size());
+  uint64_t max_range = 0, max_scratch = 0;
+  // Decoders plan every layer (checking the sizes agree); Device layers drop theirs after load.
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    L.home = homes[l];
+    DecoderOptions d;
+    d.external_scratch = true;
+    L.decoder = std::make_unique<GpuDecoder>(file, layer_tensors[l], d);
+    if (l == 0) {
+      size_t i = 0;
+      for (int g : groups) {
+        layer_bytes_ = align_up(layer_bytes_);
+        for (int k = 0; k < g; ++k, ++i) {
+          if (i >= L.decoder->num_tensors()) throw Error("WeightStreamer: groups name more tensors than a layer has");
+          offsets_.push_back(layer_bytes_);
+          layer_bytes_ += L.decoder->output_bytes(i);
+        }
+      }
+      if (i != L.decoder->num_tensors()) throw Error("WeightStreamer: groups do not cover a layer's tensors");
+      layer_bytes_ = align_up(layer_bytes_);
+    }
+    for (size_t i = 0; i < offsets_.size(); ++i) {
+      const uint64_t end = i + 1 < offsets_.size() ? offsets_[i + 1] : layer_bytes_;
+      if (offsets_[i] + L.decoder->output_bytes(i) > end)
+        throw Error(path_ + ": tensor '" + L.decoder->record(i).name + "' is larger than in layer 0");
+    }
+    if (L.home != LayerHome::Device) {
+      L.rank = static_cast<int>(streamed_.size());
+      streamed_.push_back(static_cast<int>(l));
+    }
+    if (L.home == LayerHome::Host) {
+      L.host_rank = static_cast<int>(hosted_.size());
+      hosted_.push_back(static_cast<int>(l));
+      max_range = std::max(max_range, L.decoder->range_bytes());
+    }
+    max_scratch = std::max(max_scratch, L.decoder->scratch_bytes());
+  }
+  slots_ = streamed_.empty() ? 0 : std::min<int>(options.decode_slots, static_cast<int>(streamed_.size()));
+  stages_ = hosted_.empty() ? 0 : std::min<int>(options.prefetch_depth, static_cast<int>(hosted_.size()));
+  for (int s = 0; s < slots_; ++s) {
+    slot_.push_back(static_cast<uint8_t*>(mem_.device(layer_bytes_, "a decoded-layer scratch slot")));
+    slot_ready_.push_back(new_event());
+    slot_free_.push_back(new_event());
+  }
+  for (int s = 0; s < stages_; ++s) {
+    stage_.push_back(static_cast<uint8_t*>(mem_.device(max_range, "a compressed-layer staging buffer")));
+    copied_.push_back(new_event());
+    stage_free_.push_back(new_event());
+  }
+  // Decodes of a step run one after another on the decode stream: one scratch serves them all.
+  decoder_scratch_ = max_scratch > 0 ? static_cast<uint8_t*>(mem_.device(max_scratch, "decoder scratch")) : nullptr;
+  memory_.scratch = mem_.device_bytes();
+  fork_ = new_event();
+  copy_done_ = new_event();
+  decode_done_ = new_event();
+  CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
+  CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&decode_, cudaStreamNonBlocking));
+
+  copy_to_pinned();
+  uint8_t* tmp = nullptr;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    const uint64_t before = mem_.device_bytes();
+    switch (L.home) {
+      case LayerHome::Device:
+        L.resident = static_cast<uint8_t*>(mem_.device(layer_bytes_, "decoded layer weights"));
+        decode_at_load(static_cast<int>(l), L.resident, load_stream);
+        L.decoder.reset();  // frees its staging copy
+        memory_.decoded_weights += mem_.device_bytes() - before;
+        break;
+      case LayerHome::DeviceCompressed:
+        L.decoder->upload_resident(load_stream);
+        memory_.compressed_weights += L.decoder->range_bytes();
+        memory_.scratch += L.decoder->device_bytes() - L.decoder->range_bytes();
+        break;
+      case LayerHome::Host:
+        memory_.scratch += L.decoder->device_bytes();
+        break;
+      case LayerHome::HostRaw:
+        // Decoded on the GPU once and parked in pinned host memory.
+        if (tmp == nullptr) tmp = slot_[0];
+        decode_at_load(static_cast<int>(l), tmp, load_stream);
+        CLLM_CUDA_CHECK(
+            cudaMemcpyAsync(const_cast<uint8_t*>(L.host), tmp, layer_bytes_, cudaMemcpyDeviceToHost, load_stream));
+        CLLM_CUDA_CHECK(cudaStreamSynchronize(load_stream));
+        L.decoder.reset();
+        break;
+    }
+  }
+  memory_.host_pinned = mem_.pinned_bytes();
+  CLLM_CUDA_CHECK(cudaStreamSynchronize(load_stream));
+}
+
+WeightStreamer::~WeightStreamer() {
+  cudaDeviceSynchronize();
+  for (auto* v : {&slot_ready_, &slot_free_, &copied_, &stage_free_})
+    for (cudaEvent_t e : *v) cudaEventDestroy(e);
+  for (cudaEvent_t e : {fork_, copy_done_, decode_done_})
+    if (e != nullptr) cudaEventDestroy(e);
+  if (copy_ != nullptr) cudaStreamDestroy(copy_);
+  if (decode_ != nullptr) cudaStreamDestroy(decode_);
+  layers_.clear();  // decoders free their memory before the streams' memory goes
+}
+
+uint64_t WeightStreamer::streamed_bytes(int l) const {
+  const Layer& L = layers_[l];
+  return L.home == LayerHome::Host || L.home == LayerHome::HostRaw ? L.host_bytes : 0;
+}
+
+uint8_t* WeightStreamer::layer_base(int l) const {
+  const Layer& L = layers_[l];
+  return L.home == LayerHome::Device ? L.resident : slot_[L.rank % slots_];
+}
+
+void WeightStreamer::outputs(uint8_t* base, void** out) const {
+  for (size_t i = 0; i < offsets_.size(); ++i) out[i] = base + offsets_[i];
+}
+
+void WeightStreamer::decode_at_load(int l, uint8_t* dst, cudaStream_t stream) {
+  Layer& L = layers_[l];
+  void* out[kMaxTensorsPerLaunch];
+  outputs(dst, out);
+  uint8_t* scratch = L.decoder->scratch_bytes() > 0 ? decoder_scratch_ : nullptr;
+  L.decoder->decode_from_host(L.decoder->host_range().data(), out, stream, scratch);
+  L.decoder->check(stream);
+}
+
+// Host layers: the compressed range is copied out of the file map into pinned memory and its
+// payload checksums verified on that copy, so what streams each token is exactly what was
+// checked, whatever happens to the file afterwards. HostRaw layers only get their buffer.
+void WeightStreamer::copy_to_pinned() {
+  std::vector<int> to_copy;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    if (L.home == LayerHome::Host) {
+      L.host_bytes = L.decoder->range_bytes();
+      L.host = static_cast<uint8_t*>(mem_.pinned(L.host_bytes, "layer " + std::to_string(l) + " compressed weights"));
+      to_copy.push_back(static_cast<int>(l));
+    } else if (L.home == LayerHome::HostRaw) {
+      L.host_bytes = layer_bytes_;
+      L.host = static_cast<uint8_t*>(mem_.pinned(L.host_bytes, "layer " + std::to_string(l) + " decoded weights"));
+    }
+  }
+  parallel_for(to_copy.size(), 0, [&](size_t k) {
+    Layer& L = layers_[to_copy[k]];
+    GpuDecoder& d = *L.decoder;
+    auto* dst = const_cast<uint8_t*>(L.host);
+    std::memcpy(dst, d.host_range().data(), L.host_bytes);
+    for (size_t i = 0; i < d.num_tensors(); ++i) {
+      for (const auto& p : d.record(i).planes) {
+        if (format::xxh3_64(dst + (p.offset - d.range_offset()), p.size) != p.payload_xxh3)
+          throw FormatError(
+              path_ + ": tensor '" + d.record(i).name + "' plane '" + p.role +
+              "': payload checksum mismatch while loading it into host memory (corrupt or changing file)");
+      }
+    }
+  });
+}
+
+void WeightStreamer::enqueue_host_copy(int h) {
+  Layer& L = layers_[hosted_[h]];
+  const int s = h % stages_;
+  wait(copy_, stage_free_[s]);
+  CLLM_CUDA_CHECK(cudaMemcpyAsync(stage_[s], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
+  record(copied_[s], copy_);
+}
+
+// Fetch of streamed layer `rank` into slot rank % slots. Waits name the latest record of an
+// event enqueued so far; the call order (see release) makes that the right one.
+void WeightStreamer::enqueue_fetch(int rank) {
+  Layer& L = layers_[streamed_[rank]];
+  const int slot = rank % slots_;
+  const bool slot_used_this_step = rank >= slots_;
+  void* out[kMaxTensorsPerLaunch];
+  outputs(slot_[slot], out);
+  uint8_t* scratch = L.decoder && L.decoder->scratch_bytes() > 0 ? decoder_scratch_ : nullptr;
+  switch (L.home) {
+    case LayerHome::DeviceCompressed:
+      if (slot_used_this_step) wait(decode_, slot_free_[slot]);
+      L.decoder->decode(L.decoder->resident(), out, decode_, scratch);
+      record(slot_ready_[slot], decode_);
+      break;
+    case LayerHome::Host: {
+      const int h = L.host_rank, s = h % stages_;
+      if (slot_used_this_step) wait(decode_, slot_free_[slot]);
+      if (h >= stages_) wait(decode_, copied_[s]);  // earlier ones were copied by the previous step
+      L.decoder->decode(stage_[s], out, decode_, scratch);
+      record(slot_ready_[slot], decode_);
+      record(stage_free_[s], decode_);
+      if (h + stages_ < static_cast<int>(hosted_.size())) enqueue_host_copy(h + stages_);
+      break;
+    }
+    case LayerHome::HostRaw:
+      if (!slot_used_this_step) break;  // copied by the previous step
+      wait(copy_, slot_free_[slot]);
+      CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[slot], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
+      record(slot_ready_[slot], copy_);
+      break;
+    case LayerHome::Device:
+      break;
+  }
+}
+
+void WeightStreamer::prefetch() {
+  for (int h = 0; h < stages_; ++h) {
+    const Layer& L = layers_[hosted_[h]];
+    CLLM_CUDA_CHECK(cudaMemcpyAsync(stage_[h], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
+  }
+  for (int r = 0; r < slots_; ++r) {
+    const Layer& L = layers_[streamed_[r]];
+    if (L.home == LayerHome::HostRaw)
+      CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[r], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
+  }
+  CLLM_CUDA_CHECK(cudaStreamSynchronize(copy_));
+}
+
+void WeightStreamer::begin_step(cudaStream_t compute) {
+  if (streamed_.empty()) return;
+  record(fork_, compute);
+  wait(copy_, fork_);
+  wait(decode_, fork_);
+  for (int r = 0; r < slots_; ++r) enqueue_fetch(r);
+}
+
+void WeightStreamer::acquire(int l, cudaStream_t compute) {
+  const Layer& L = layers_[l];
+  if (L.home == LayerHome::Device) return;
+  if (L.home == LayerHome::HostRaw && L.rank < slots_) return;  // landed before the step began
+  wait(compute, slot_ready_[L.rank % slots_]);
+}
+
+void WeightStreamer::release(int l, cudaStream_t compute) {
+  const Layer& L = layers_[l];
+  if (L.home == LayerHome::Device) return;
+  record(slot_free_[L.rank % slots_], compute);
+  if (L.rank + slots_ < static_cast<int>(streamed_.size())) enqueue_fetch(L.rank + slots_);
+}
+
+void WeightStreamer::end_step(cudaStream_t compute) {
+  if (streamed_.empty()) return;
+  // The next step's first fetches: Host layers into the staging buffers as soon as their last
+  // decode this step is done; HostRaw layers into their slots once this step releases them.
+  for (int h = 0; h < stages_; ++h) enqueue_host_copy(h);
+  for (int r = 0; r < slots_; ++r) {
+    const Layer& L = layers_[streamed_[r]];
+    if (L.home != LayerHome::HostRaw) continue;
+    wait(copy_, slot_free_[r]);
+    CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[r], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
+  }
+  record(copy_done_, copy_);
+  record(decode_done_, decode_);
+  wait(compute, copy_done_);
+  wait(compute, decode_done_);
+}
+
+void WeightStreamer::check() {
+  CLLM_CUDA_CHECK(cudaStreamSynchronize(decode_));
+  for (Layer& L : layers_)
+    if (L.decoder) L.decoder->check(decode_);
+}
+
+}  // namespace codecllm::cuda

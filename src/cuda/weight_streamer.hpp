@@ -1,0 +1,110 @@
+// Puts each transformer layer's matmul weights in device memory for the compute stream, one
+// layer at a time, wherever the layer lives:
+//   Device            decoded once at load; nothing moves per token (the baseline)
+//   DeviceCompressed  compressed bytes in VRAM, decoded into a scratch slot before use
+//   Host              compressed bytes in pinned host RAM: copied into a staging buffer over
+//                     PCIe, then decoded into a scratch slot
+//   HostRaw           decoded bytes in pinned host RAM, copied straight into a scratch slot
+//                     (plain offload: what a user would do without compression)
+// Copies run on a copy stream, decodes on a decode stream, and events order them against the
+// compute stream, so copies, decodes and matmuls of different layers overlap. Everything is
+// allocated at construction; a step enqueues work only, which lets the caller capture it once
+// as a CUDA graph.
+//
+// Per step the caller calls begin_step, then for each layer acquire (before its matmuls read
+// layer()) and release (after they are enqueued), then end_step. The last copies of a step
+// already fetch the first layers of the next one, so PCIe never waits for the step boundary.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda/device_memory.hpp"
+#include "cuda/gpu_decoder.hpp"
+#include "format/container.hpp"
+
+namespace codecllm::cuda {
+
+enum class LayerHome { Device, DeviceCompressed, Host, HostRaw };
+const char* home_name(LayerHome home);
+
+struct StreamerOptions {
+  int prefetch_depth = 2;  // staging buffers: how many Host layers' copies may run ahead of their decode
+  int decode_slots = 2;    // layer-sized scratch buffers; 1 serializes decode and compute of streamed layers
+};
+
+class WeightStreamer {
+ public:
+  // layer_tensors[l]: the tensor names of layer l (same shapes in every layer). Tensors of one
+  // group (consecutive entries of `groups`, e.g. {3, 1, 2, 1}) are laid out back to back in a
+  // layer buffer, so one matmul can cover q, k and v together; groups start 256-byte aligned.
+  WeightStreamer(const format::ContainerReader& file, const std::vector<std::vector<std::string>>& layer_tensors,
+                 const std::vector<int>& groups, const std::vector<LayerHome>& homes, const StreamerOptions& options,
+                 cudaStream_t load_stream);
+  ~WeightStreamer();
+  WeightStreamer(const WeightStreamer&) = delete;
+  WeightStreamer& operator=(const WeightStreamer&) = delete;
+
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+  LayerHome home(int l) const { return layers_[l].home; }
+  // Where tensor i of layer l is, valid for kernels enqueued between acquire(l) and release(l).
+  uint8_t* tensor(int l, int i) const { return layer_base(l) + offsets_[i]; }
+  uint64_t layer_bytes() const { return layer_bytes_; }  // decoded bytes of one layer
+  uint64_t streamed_bytes(int l) const;                  // bytes moved over PCIe per use of layer l
+
+  // Fills the first staging buffers before the first step (synchronous; call once at load).
+  void prefetch();
+  void begin_step(cudaStream_t compute);
+  void acquire(int l, cudaStream_t compute);
+  void release(int l, cudaStream_t compute);
+  void end_step(cudaStream_t compute);
+  // Synchronizes, then reports the first layer whose decode failed its integrity check.
+  void check();
+
+  struct Memory {
+    uint64_t decoded_weights = 0;     // Device layers
+    uint64_t compressed_weights = 0;  // DeviceCompressed layers
+    uint64_t scratch = 0;             // decode slots, staging, decoder tables and descriptors
+    uint64_t host_pinned = 0;         // Host and HostRaw layers
+  };
+  Memory memory() const { return memory_; }
+
+ private:
+  struct Layer {
+    LayerHome home = LayerHome::Device;
+    int rank = -1;       // among streamed (non-Device) layers, in layer order
+    int host_rank = -1;  // among Host layers
+    uint8_t* resident = nullptr;
+    std::unique_ptr<GpuDecoder> decoder;
+    const uint8_t* host = nullptr;  // Host: compressed range; HostRaw: decoded layer
+    uint64_t host_bytes = 0;
+  };
+
+  uint8_t* layer_base(int l) const;
+  void decode_at_load(int l, uint8_t* dst, cudaStream_t stream);
+  void copy_to_pinned();
+  void enqueue_fetch(int rank);
+  void enqueue_host_copy(int host_rank);
+  void outputs(uint8_t* base, void** out) const;
+
+  std::string path_;
+  DeviceMemory mem_;
+  std::vector<Layer> layers_;
+  std::vector<int> streamed_;  // layer index of each rank
+  std::vector<int> hosted_;    // layer index of each host rank
+  std::vector<uint64_t> offsets_;
+  uint64_t layer_bytes_ = 0;
+  int slots_ = 0, stages_ = 0;
+  std::vector<uint8_t*> slot_, stage_;
+  uint8_t* decoder_scratch_ = nullptr;
+  std::vector<cudaEvent_t> slot_ready_, slot_free_, copied_, stage_free_;
+  cudaEvent_t fork_ = nullptr, copy_done_ = nullptr, decode_done_ = nullptr;
+  cudaStream_t copy_ = nullptr, decode_ = nullptr;
+  Memory memory_;
+};
+
+}  // namespace codecllm::cuda
