@@ -109,10 +109,12 @@ def plot(records, output):
     colors = [Line2D([], [], linestyle="", marker="o", color=c, label=m)
               for m, c in COLORS.items() if m in used["mode"]]
     # outside the axes, where no point can hide under them
-    ax.add_artist(ax.legend(handles=shapes, title="placement", loc="upper left", bbox_to_anchor=(1.01, 1)))
-    ax.legend(handles=colors, title="mode", loc="lower left", bbox_to_anchor=(1.01, 0))
+    first = ax.legend(handles=shapes, title="placement", loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.add_artist(first)
+    second = ax.legend(handles=colors, title="mode", loc="lower left", bbox_to_anchor=(1.01, 0))
     try:
-        fig.savefig(output, format="png", dpi=120, bbox_inches="tight")
+        # an artist added by hand is left out of the tight box unless named
+        fig.savefig(output, format="png", dpi=120, bbox_inches="tight", bbox_extra_artists=[first, second])
     except OSError as e:
         raise InputError(f"{output}: cannot write: {e.strerror or e}") from e
 
