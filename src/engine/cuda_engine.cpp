@@ -240,8 +240,10 @@ class CudaEngine : public Engine {
     return out;
   }
 
-  // Host placements keep the embedding table in pinned host memory, which kernels read in
-  // place (unified addressing maps it): a step fetches only its batch's rows over PCIe.
+  // Host placements keep the embedding table and the lm_head in pinned host memory, which
+  // kernels read in place (unified addressing maps it): a step fetches only its batch's rows of
+  // the embeddings, and reads the lm_head once over PCIe, so VRAM holds no weights beyond the
+  // norms and the layer scratch.
   const __nv_bfloat16* decode_to_host(const format::ContainerReader& file, const std::string& name) {
     need(file, name);
     GpuDecoder dec(file, {name});
@@ -264,11 +266,13 @@ class CudaEngine : public Engine {
   }
 
   void load_small_tensors(const format::ContainerReader& file) {
-    const bool host_embed =
-        !cfg_.tie_embeddings && (opt_.placement == Placement::Host || opt_.placement == Placement::HostRaw);
-    embed_ = host_embed ? decode_to_host(file, "model.embed_tokens.weight")
-                        : decode_resident(file, {"model.embed_tokens.weight"})[0];
-    lm_head_ = cfg_.tie_embeddings ? embed_ : decode_resident(file, {"lm_head.weight"})[0];
+    const bool on_host = opt_.placement == Placement::Host || opt_.placement == Placement::HostRaw;
+    auto load = [&](const std::string& name) {
+      return on_host ? decode_to_host(file, name) : decode_resident(file, {name})[0];
+    };
+    embed_ = load("model.embed_tokens.weight");
+    lm_head_ = cfg_.tie_embeddings ? embed_ : load("lm_head.weight");
+    if (on_host) mem_stats_.streamed_bytes_per_step += uint64_t(cfg_.vocab) * cfg_.hidden * 2;
     final_norm_ = decode_resident(file, {"model.norm.weight"})[0];
     for (int l = 0; l < cfg_.layers; ++l) {
       std::vector<std::string> small = {layer_name(l, "input_layernorm.weight"),
