@@ -5,7 +5,8 @@
 //   host            compressed in pinned host RAM, streamed over PCIe and decoded each token
 //   host-raw        decoded in pinned host RAM, streamed each token (plain offload)
 //   auto            per layer, the fastest mix that fits --vram-budget (placement_plan.hpp)
-// Embeddings, lm_head and norms always stay decoded in VRAM. See cuda/weight_streamer.hpp
+// Norms stay decoded in VRAM, and so do embeddings and lm_head except in host and host-raw,
+// where kernels read them in place from pinned host memory. See cuda/weight_streamer.hpp
 // for how copies, decodes and matmuls of different layers overlap.
 #pragma once
 
