@@ -51,17 +51,19 @@ struct RunArgs {
 // unreadable), then one stats line for the batch.
 int run_batch(engine::Engine& eng, const model::Tokenizer& tok, const RunArgs& a) {
   const int B = eng.batch_size();
-  std::vector<std::vector<int>> prompts;
-  for (int b = 0; b < B; ++b) prompts.push_back(tok.encode(a.prompts[size_t(b) % a.prompts.size()], true));
+  auto prompt_of = [&](int b) -> const std::string& { return a.prompts[size_t(b) % a.prompts.size()]; };
+  std::vector<std::vector<int>> prompts(B);
+  for (int b = 0; b < B; ++b) prompts[b] = tok.encode(prompt_of(b), true);
   const engine::BatchGenerateResult r = engine::generate_batch(eng, prompts, a.generate_options());
   const engine::MemoryStats m = eng.memory();
   if (a.json) {
     nlohmann::json seqs = nlohmann::json::array();
-    for (int b = 0; b < B; ++b)
-      seqs.push_back({{"prompt", a.prompts[size_t(b) % a.prompts.size()]},
+    for (int b = 0; b < B; ++b) {
+      seqs.push_back({{"prompt", prompt_of(b)},
                       {"tokens", r.sequences[b].tokens},
                       {"text", tok.decode(r.sequences[b].tokens)},
                       {"hit_eos", r.sequences[b].hit_eos}});
+    }
     nlohmann::json j = {{"batch", B},
                         {"sequences", seqs},
                         {"steps", r.steps},
@@ -73,8 +75,7 @@ int run_batch(engine::Engine& eng, const model::Tokenizer& tok, const RunArgs& a
     return 0;
   }
   for (int b = 0; b < B; ++b)
-    std::cout << "[" << b << "] " << a.prompts[size_t(b) % a.prompts.size()] << tok.decode(r.sequences[b].tokens)
-              << "\n";
+    std::cout << "[" << b << "] " << prompt_of(b) << tok.decode(r.sequences[b].tokens) << "\n";
   std::cerr << "[" << eng.describe() << "] " << r.steps << " steps, prefill " << r.prefill_steps << " steps in "
             << fixed(r.prefill_seconds, 2) << " s, decode " << r.decode_tokens << " tokens at "
             << fixed(r.decode_tokens_per_s(), 1) << " tok/s (all sequences); " << memory_line(m) << "\n";

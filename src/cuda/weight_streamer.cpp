@@ -199,10 +199,11 @@ void WeightStreamer::copy_to_pinned() {
     std::memcpy(dst, d.host_range().data(), L.host_bytes);
     for (size_t i = 0; i < d.num_tensors(); ++i) {
       for (const auto& p : d.record(i).planes) {
-        if (format::xxh3_64(dst + (p.offset - d.range_offset()), p.size) != p.payload_xxh3)
+        if (format::xxh3_64(dst + (p.offset - d.range_offset()), p.size) != p.payload_xxh3) {
           throw FormatError(
               path_ + ": tensor '" + d.record(i).name + "' plane '" + p.role +
               "': payload checksum mismatch while loading it into host memory (corrupt or changing file)");
+        }
       }
     }
   });
@@ -285,6 +286,25 @@ void WeightStreamer::release(int l, cudaStream_t compute) {
   if (L.home == LayerHome::Device) return;
   record(slot_free_[L.rank % slots_], compute);
   if (L.rank + slots_ < static_cast<int>(streamed_.size())) enqueue_fetch(L.rank + slots_);
+}
+
+void WeightStreamer::stream_rows(const uint8_t* host, uint64_t rows, uint64_t row_bytes, cudaStream_t compute,
+                                 const std::function<void(const uint8_t*, uint64_t, uint64_t)>& consume) {
+  if (slots_ == 0) throw Error("WeightStreamer: streaming rows needs a decode slot");
+  const uint64_t per_piece = layer_bytes_ / row_bytes;
+  if (per_piece == 0) throw Error("WeightStreamer: a row is larger than a decode slot");
+  int piece = 0;
+  for (uint64_t first = 0; first < rows; first += per_piece, ++piece) {
+    const uint64_t n = std::min(per_piece, rows - first);
+    const int slot = piece % slots_;
+    wait(copy_, slot_free_[slot]);  // recorded this step: every slot held a layer before
+    CLLM_CUDA_CHECK(
+        cudaMemcpyAsync(slot_[slot], host + first * row_bytes, n * row_bytes, cudaMemcpyHostToDevice, copy_));
+    record(slot_ready_[slot], copy_);
+    wait(compute, slot_ready_[slot]);
+    consume(slot_[slot], first, n);
+    record(slot_free_[slot], compute);
+  }
 }
 
 void WeightStreamer::end_step(cudaStream_t compute) {

@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,12 @@ class WeightStreamer {
   void begin_step(cudaStream_t compute);
   void acquire(int l, cudaStream_t compute);
   void release(int l, cudaStream_t compute);
+  // Streams `rows` rows of row_bytes each from pinned host memory through the decode slots, in
+  // slot-sized pieces, calling consume(piece, first_row, piece_rows) on the compute stream for
+  // each: for a weight read once a step that VRAM does not keep (the lm_head of the host
+  // placements). Call after the last release and before end_step.
+  void stream_rows(const uint8_t* host, uint64_t rows, uint64_t row_bytes, cudaStream_t compute,
+                   const std::function<void(const uint8_t*, uint64_t, uint64_t)>& consume);
   void end_step(cudaStream_t compute);
   // Synchronizes, then reports the first layer whose decode failed its integrity check.
   void check();

@@ -185,7 +185,18 @@ class CudaEngine : public Engine {
       matmul(w(kDown), hb_, hid, dim, x_, true);
       streamer_->release(l, compute_);
     }
-    matmul_normed(lm_head_, final_norm_, dim, cfg_.vocab, logits_);
+    if (lm_head_on_host_) {
+      // Through the scratch slots by DMA: reading it in place over PCIe measured ~8 ms a step
+      // slower than its bytes need on an 8B shape.
+      k::rmsnorm_bf16(x_, final_norm_, float(cfg_.rms_eps), dim, B, xb_, compute_);
+      streamer_->stream_rows(reinterpret_cast<const uint8_t*>(lm_head_), cfg_.vocab, uint64_t(dim) * 2, compute_,
+                             [&](const uint8_t* w, uint64_t row0, uint64_t rows) {
+                               matmul(reinterpret_cast<const __nv_bfloat16*>(w), xb_, dim, int(rows), logits_ + row0,
+                                      false, cfg_.vocab);
+                             });
+    } else {
+      matmul_normed(lm_head_, final_norm_, dim, cfg_.vocab, logits_);
+    }
     CLLM_CUDA_CHECK(
         cudaMemcpyAsync(host_logits_, logits_, sizeof(float) * cfg_.vocab * B, cudaMemcpyDeviceToHost, compute_));
     streamer_->end_step(compute_);  // last: its copies for the next step overlap the lm_head
@@ -202,12 +213,14 @@ class CudaEngine : public Engine {
     matmul(w, xb_, in, out, y, false);
   }
 
-  void matmul(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate) {
+  // ldy: distance between sequences in y (default out).
+  void matmul(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate, int ldy = 0) {
     if (use_gemv(in)) return k::gemv_bf16(w, x, in, out, y, accumulate, compute_);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w, CUDA_R_16BF, in, x,
-                              CUDA_R_16BF, in, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                 "cublasGemmEx");
+    check_cublas(
+        cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
+                     &beta, y, CUDA_R_32F, ldy > 0 ? ldy : out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "cublasGemmEx");
   }
 
   void require_bf16(const format::TensorRecord& r) const {
@@ -240,10 +253,9 @@ class CudaEngine : public Engine {
     return out;
   }
 
-  // Host placements keep the embedding table and the lm_head in pinned host memory, which
-  // kernels read in place (unified addressing maps it): a step fetches only its batch's rows of
-  // the embeddings, and reads the lm_head once over PCIe, so VRAM holds no weights beyond the
-  // norms and the layer scratch.
+  // Host placements keep the embedding table and the lm_head in pinned host memory, so that VRAM
+  // holds no weights beyond the norms and the layer scratch: kernels read the embedding rows of
+  // a step in place (unified addressing maps them), and the lm_head streams through the slots.
   const __nv_bfloat16* decode_to_host(const format::ContainerReader& file, const std::string& name) {
     need(file, name);
     GpuDecoder dec(file, {name});
@@ -272,6 +284,7 @@ class CudaEngine : public Engine {
     };
     embed_ = load("model.embed_tokens.weight");
     lm_head_ = cfg_.tie_embeddings ? embed_ : load("lm_head.weight");
+    lm_head_on_host_ = on_host;
     if (on_host) mem_stats_.streamed_bytes_per_step += uint64_t(cfg_.vocab) * cfg_.hidden * 2;
     final_norm_ = decode_resident(file, {"model.norm.weight"})[0];
     for (int l = 0; l < cfg_.layers; ++l) {
@@ -409,6 +422,7 @@ class CudaEngine : public Engine {
   cuda::DeviceMemory mem_;
   LlamaConfig cfg_;
   int max_seq_ = 0;
+  bool lm_head_on_host_ = false;
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, streamer_device_bytes_ = 0;
   MemoryStats mem_stats_;
   std::string plan_summary_;

@@ -25,9 +25,10 @@ double nll(const float* logits, int vocab, int target) {
 GenerateResult generate(Engine& engine, const std::vector<int>& prompt, const GenerateOptions& options,
                         const TokenCallback& on_token) {
   if (prompt.empty()) throw Error("generate: the prompt is empty (start it with BOS)");
-  if (prompt.size() > size_t(engine.max_seq_len()))
+  if (prompt.size() > size_t(engine.max_seq_len())) {
     throw Error("generate: prompt of " + std::to_string(prompt.size()) + " tokens exceeds the " +
                 std::to_string(engine.max_seq_len()) + " positions of the KV cache");
+  }
   const std::vector<int>& eos = engine.config().eos;
   GenerateResult result;
   result.prompt_tokens = int(prompt.size());
@@ -66,9 +67,10 @@ BatchGenerateResult generate_batch(Engine& engine, const std::vector<std::vector
     if (p.empty()) throw Error("generate: a prompt is empty (start it with BOS)");
     longest = std::max(longest, p.size());
   }
-  if (longest > size_t(engine.max_seq_len()))
+  if (longest > size_t(engine.max_seq_len())) {
     throw Error("generate: prompt of " + std::to_string(longest) + " tokens exceeds the " +
                 std::to_string(engine.max_seq_len()) + " positions of the KV cache");
+  }
   const std::vector<int>& eos = engine.config().eos;
   BatchGenerateResult r;
   r.sequences.resize(B);
@@ -89,7 +91,7 @@ BatchGenerateResult generate_batch(Engine& engine, const std::vector<std::vector
     uint64_t sampled = 0;
     for (int b = 0; b < B; ++b) {
       GenerateResult& s = r.sequences[b];
-      if (size_t(pos + 1) < prompts[b].size()) {
+      if (size_t(pos) + 1 < prompts[b].size()) {
         feed[b] = prompts[b][pos + 1];
         continue;
       }
@@ -122,9 +124,10 @@ BatchGenerateResult generate_batch(Engine& engine, const std::vector<std::vector
 
 PerplexityResult perplexity(Engine& engine, const std::vector<int>& ids, int window,
                             const std::function<void(uint64_t, uint64_t)>& progress) {
-  if (window <= 0 || window > engine.max_seq_len())
+  if (window <= 0 || window > engine.max_seq_len()) {
     throw Error("perplexity: window " + std::to_string(window) + " must be in 1.." +
                 std::to_string(engine.max_seq_len()) + " (the KV cache)");
+  }
   const int vocab = engine.config().vocab;
   const auto t0 = std::chrono::steady_clock::now();
   PerplexityResult result;
