@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -166,6 +167,33 @@ TEST(GpuDecode, EdgeCases) {
       }
     }
   }
+}
+
+// f32_as_bf16: float32 tensors come out as bf16 rounded to nearest even, exactly as the CPU's
+// float_to_bf16 rounds the reference decode (ties, infinities, zeros and denormals included).
+TEST(GpuDecode, Float32AsBf16) {
+  REQUIRE_GPU();
+  std::vector<float> v = test::gaussian(3 * 4096 + 17, 0.02, 3);
+  const float special[] = {0.0f, -0.0f, 1e-40f, -1e-40f, 3.4e38f, -3.4e38f, INFINITY, -INFINITY, 1.00390625f,
+                           1.01171875f, -1.00390625f, 65504.0f};
+  std::copy(std::begin(special), std::end(special), v.begin());
+  std::vector<uint8_t> bytes(v.size() * 4);
+  std::memcpy(bytes.data(), v.data(), bytes.size());
+  test::TempDir dir;
+  codec::EncodeOptions o;
+  o.rans.chunk_symbols = 4096;
+  const std::string path = write_synthetic(dir.path(), o, {{"f32", DType::F32, {v.size()}, bytes}});
+  format::ContainerReader r(path);
+  cuda::DecoderOptions opt;
+  opt.f32_as_bf16 = true;
+  cuda::GpuDecoder dec(r, {"f32"}, opt);
+  ASSERT_EQ(dec.output_bytes(0), v.size() * 2);
+  DeviceBuffer out(dec.output_bytes(0));
+  dec.decode_from_host(dec.host_range().data(), &out.p, nullptr);
+  dec.check(nullptr);
+  std::vector<uint16_t> got(v.size());
+  CLLM_CUDA_CHECK(cudaMemcpy(got.data(), out.p, got.size() * 2, cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(got[i], codec::float_to_bf16(v[i])) << "element " << i;
 }
 
 TEST(GpuDecode, LargeTensorsAndSmallChunks) {

@@ -46,6 +46,7 @@ struct TensorDesc {
   uint32_t table_entries;   // table entries of all coded planes together
   uint32_t tables_in_smem;  // 1: staged in shared memory; 0: too large, read from global memory
   uint32_t output;          // index into the launch's output pointers
+  uint32_t narrow_to_bf16;  // SplitF32: store bfloat16 (nearest even) instead of float32
   PlaneDesc planes[kMaxPlanes];
 };
 

@@ -95,13 +95,19 @@ __device__ __forceinline__ void store_dequantized(uint8_t* out, uint64_t i, floa
   }
 }
 
+// narrow: a float32 element is stored rounded to bfloat16 (nearest even), for consumers that
+// compute in bf16.
 template <Assemble A, int NP>
-__device__ __forceinline__ void store_element(uint8_t* out, uint32_t i, const uint32_t (&b)[NP]) {
+__device__ __forceinline__ void store_element(uint8_t* out, uint32_t i, const uint32_t (&b)[NP], bool narrow) {
   if constexpr (A == Assemble::SplitBf16) {
     reinterpret_cast<uint16_t*>(out)[i] = static_cast<uint16_t>(((b[1] & 0x80u) << 8) | (b[0] << 7) | (b[1] & 0x7Fu));
   } else if constexpr (A == Assemble::SplitF32) {
-    reinterpret_cast<uint32_t*>(out)[i] =
-        ((b[1] & 0x80u) << 24) | (b[0] << 23) | ((b[1] & 0x7Fu) << 16) | (b[2] << 8) | b[3];
+    const uint32_t bits = ((b[1] & 0x80u) << 24) | (b[0] << 23) | ((b[1] & 0x7Fu) << 16) | (b[2] << 8) | b[3];
+    if (narrow) {
+      reinterpret_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(__uint_as_float(bits));
+    } else {
+      reinterpret_cast<uint32_t*>(out)[i] = bits;
+    }
   } else {
 #pragma unroll
     for (int k = 0; k < NP; ++k) out[i * NP + k] = static_cast<uint8_t>(b[k]);
@@ -164,8 +170,9 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
   }
 
   // Output of this chunk: indices in the loop stay 32-bit.
+  const bool narrow = t.narrow_to_bf16 != 0;
   uint8_t* const chunk_out = out + first * (A == Assemble::SplitBf16  ? 2
-                                            : A == Assemble::SplitF32 ? 4
+                                            : A == Assemble::SplitF32 ? (narrow ? 2 : 4)
                                             : A == Assemble::Int8     ? 1
                                                                       : NP);
   uint32_t cur[NP][G], next[NP][G];
@@ -199,7 +206,7 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
         if constexpr (A == Assemble::Int8) {
           store_int8(keep_bytes ? chunk_out : out + 2 * first, i, keep_bytes, int8_type, b[0], scales[row]);
         } else {
-          store_element<A, NP>(chunk_out, i, b);
+          store_element<A, NP>(chunk_out, i, b, narrow);
         }
       }
       if constexpr (A == Assemble::Int8) {

@@ -108,6 +108,10 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     t.int8_out = options.int8_output;
     t.chunk_symbols = 0;
     uint64_t out_bytes = t.elements * t.element_size;
+    if (t.assemble == Assemble::SplitF32 && options.f32_as_bf16) {
+      t.narrow_to_bf16 = 1;
+      out_bytes = t.elements * 2;
+    }
     scratch_offset_.push_back(kNoScratch);
     if (t.assemble == Assemble::Int8) {
       const format::PlaneRecord* s = r.plane("scales");

@@ -21,6 +21,9 @@ struct DecoderOptions {
   // The caller passes the scratch (scratch_bytes()) to every decode, so that decoders whose
   // decodes never overlap share one buffer instead of each holding its own.
   bool external_scratch = false;
+  // Lossless float32 tensors come out as bfloat16 (rounded to nearest even), for engines that
+  // compute on bf16 weights; their output_bytes() is then 2 per element.
+  bool f32_as_bf16 = false;
 };
 
 class GpuDecoder {

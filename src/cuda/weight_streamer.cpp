@@ -54,7 +54,7 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = layers_[l];
     L.home = homes[l];
-    DecoderOptions d;
+    DecoderOptions d = options.decoder;
     d.external_scratch = true;
     L.decoder = std::make_unique<GpuDecoder>(file, layer_tensors[l], d);
     if (l == 0) {

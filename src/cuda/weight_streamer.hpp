@@ -36,6 +36,7 @@ const char* home_name(LayerHome home);
 struct StreamerOptions {
   int prefetch_depth = 2;  // staging buffers: how many Host layers' copies may run ahead of their decode
   int decode_slots = 2;    // layer-sized scratch buffers; 1 serializes decode and compute of streamed layers
+  DecoderOptions decoder;  // for every layer's decoder (the scratch is always shared)
 };
 
 class WeightStreamer {

@@ -141,7 +141,8 @@ class CudaEngine : public Engine {
     std::string s = std::string("cuda, ") + placement_name(opt_.placement);
     if (opt_.placement == Placement::Auto) s += " (" + plan_summary_ + ")";
     if (opt_.batch > 1) s += ", batch " + std::to_string(opt_.batch);
-    return s + ", bf16 weights, f32 activations, " + (opt_.kv_bf16 ? "bf16" : "f32") + " KV cache";
+    return s + (rounded_f32_ ? ", f32 weights rounded to bf16" : ", bf16 weights") + ", f32 activations, " +
+           (opt_.kv_bf16 ? "bf16" : "f32") + " KV cache";
   }
 
  private:
@@ -223,13 +224,25 @@ class CudaEngine : public Engine {
         "cublasGemmEx");
   }
 
-  void require_bf16(const format::TensorRecord& r) const {
-    if (r.mode == format::TensorMode::Int8 || r.dtype == DType::BF16) return;
-    throw Error(path_ + ": tensor '" + r.name + "' is " + dtype_name(r.dtype) +
-                "; the CUDA backend runs BF16 (or int8-mode) weights: compress a BF16 checkpoint");
+  // Weights reach the kernels as bf16: BF16 and int8-mode tensors as they decode, float32 ones
+  // rounded to nearest even by the decoder (noted in describe()).
+  static cuda::DecoderOptions decoder_options() {
+    cuda::DecoderOptions o;
+    o.f32_as_bf16 = true;
+    return o;
   }
 
-  const format::TensorRecord& need(const format::ContainerReader& file, const std::string& name) const {
+  void require_bf16(const format::TensorRecord& r) {
+    if (r.mode == format::TensorMode::Int8 || r.dtype == DType::BF16) return;
+    if (r.dtype == DType::F32 && r.transform == format::Transform::FloatSplit) {
+      rounded_f32_ = true;
+      return;
+    }
+    throw Error(path_ + ": tensor '" + r.name + "' is " + dtype_name(r.dtype) +
+                "; the CUDA backend runs BF16, F32 (rounded to BF16) or int8-mode weights");
+  }
+
+  const format::TensorRecord& need(const format::ContainerReader& file, const std::string& name) {
     const format::TensorRecord* r = file.index().find_tensor(name);
     if (r == nullptr) throw Error(path_ + ": missing tensor '" + name + "'");
     require_bf16(*r);
@@ -240,7 +253,7 @@ class CudaEngine : public Engine {
   std::vector<__nv_bfloat16*> decode_resident(const format::ContainerReader& file,
                                               const std::vector<std::string>& names) {
     for (const auto& n : names) need(file, n);
-    GpuDecoder dec(file, names);
+    GpuDecoder dec(file, names, decoder_options());
     std::vector<__nv_bfloat16*> out;
     std::vector<void*> ptrs;
     for (size_t i = 0; i < names.size(); ++i) {
@@ -258,7 +271,7 @@ class CudaEngine : public Engine {
   // a step in place (unified addressing maps them), and the lm_head streams through the slots.
   const __nv_bfloat16* decode_to_host(const format::ContainerReader& file, const std::string& name) {
     need(file, name);
-    GpuDecoder dec(file, {name});
+    GpuDecoder dec(file, {name}, decoder_options());
     const uint64_t bytes = dec.output_bytes(0);
     void* tmp = nullptr;
     CLLM_CUDA_CHECK(cudaMalloc(&tmp, bytes));  // load time only, freed below
@@ -368,6 +381,7 @@ class CudaEngine : public Engine {
       for (const char* m : kMatrices) names[l].push_back(layer_name(l, m));
     cuda::StreamerOptions so;
     so.prefetch_depth = opt_.prefetch_depth;
+    so.decoder = decoder_options();
     std::vector<LayerHome> homes = choose_homes(file, names, so);
     for (const auto& layer : names)
       for (const auto& n : layer) need(file, n);
@@ -422,7 +436,7 @@ class CudaEngine : public Engine {
   cuda::DeviceMemory mem_;
   LlamaConfig cfg_;
   int max_seq_ = 0;
-  bool lm_head_on_host_ = false;
+  bool lm_head_on_host_ = false, rounded_f32_ = false;
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, streamer_device_bytes_ = 0;
   MemoryStats mem_stats_;
   std::string plan_summary_;
