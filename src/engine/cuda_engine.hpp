@@ -6,8 +6,9 @@
 //   host-raw        decoded in pinned host RAM, streamed each token (plain offload)
 //   auto            per layer, the fastest mix that fits --vram-budget (placement_plan.hpp)
 // Norms stay decoded in VRAM, and so do embeddings and lm_head except in host and host-raw,
-// where kernels read them in place from pinned host memory. See cuda/weight_streamer.hpp
-// for how copies, decodes and matmuls of different layers overlap.
+// which keep them in pinned host memory (embedding rows read in place, the lm_head streamed
+// through the scratch slots). Float32 weights are rounded to bf16 as they decode. See
+// cuda/weight_streamer.hpp for how copies, decodes and matmuls of different layers overlap.
 #pragma once
 
 #include <cstdint>
