@@ -70,6 +70,7 @@ class CudaEngine : public Engine {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) throw Error("no CUDA device: use --device cpu");
     if (o.batch < 1 || o.batch > 1024) throw Error("batch must be in 1..1024");
+    same_token_.resize(size_t(o.batch));
     ByteSpan cfg = file.blob("config.json");
     cfg_ = parse_llama_config(std::string(reinterpret_cast<const char*>(cfg.data()), cfg.size()), path_);
     max_seq_ = o.max_seq_len > 0 ? o.max_seq_len : std::min(cfg_.max_positions, 2048);
@@ -105,8 +106,8 @@ class CudaEngine : public Engine {
   int batch_size() const override { return opt_.batch; }
 
   const float* forward(int token, int pos) override {
-    std::vector<int> tokens(opt_.batch, token);
-    return forward_batch(tokens.data(), pos);
+    std::fill(same_token_.begin(), same_token_.end(), token);
+    return forward_batch(same_token_.data(), pos);
   }
 
   const float* forward_batch(const int* tokens, int pos) override {
@@ -437,6 +438,7 @@ class CudaEngine : public Engine {
   LlamaConfig cfg_;
   int max_seq_ = 0;
   bool lm_head_on_host_ = false, rounded_f32_ = false;
+  std::vector<int> same_token_;  // forward()'s batch, sized once: no allocation per token
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, streamer_device_bytes_ = 0;
   MemoryStats mem_stats_;
   std::string plan_summary_;
