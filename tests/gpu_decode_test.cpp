@@ -169,13 +169,33 @@ TEST(GpuDecode, EdgeCases) {
   }
 }
 
+// Every precision a file may carry decodes on the GPU: the tables of 2^14 and 2^15 slots no
+// longer fit in shared memory and are read from global memory instead.
+TEST(GpuDecode, EveryProbBits) {
+  REQUIRE_GPU();
+  std::mt19937 rng(11);
+  std::vector<uint8_t> skewed(2 * 20000);  // half zeros, the rest spread over 0..250: coded
+  for (auto& b : skewed) b = static_cast<uint8_t>(rng() % 2 == 0 ? 0 : rng() % 251);
+  test::TempDir dir;
+  for (uint32_t bits = codec::kMinProbBits; bits <= codec::kMaxProbBits; ++bits) {
+    codec::EncodeOptions o;
+    o.rans.chunk_symbols = 2048;
+    o.rans.prob_bits = bits;
+    const std::string path = write_synthetic(dir.path(), o,
+                                             {{"gauss", DType::BF16, {9000}, test::gaussian_bf16(9000, 0.02, bits)},
+                                              {"skewed", DType::Unknown, {skewed.size()}, skewed}});
+    SCOPED_TRACE("prob_bits " + std::to_string(bits));
+    expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false);
+  }
+}
+
 // f32_as_bf16: float32 tensors come out as bf16 rounded to nearest even, exactly as the CPU's
 // float_to_bf16 rounds the reference decode (ties, infinities, zeros and denormals included).
 TEST(GpuDecode, Float32AsBf16) {
   REQUIRE_GPU();
   std::vector<float> v = test::gaussian(3 * 4096 + 17, 0.02, 3);
-  const float special[] = {0.0f, -0.0f, 1e-40f, -1e-40f, 3.4e38f, -3.4e38f, INFINITY, -INFINITY, 1.00390625f,
-                           1.01171875f, -1.00390625f, 65504.0f};
+  const float special[] = {0.0f,     -0.0f,     1e-40f,      -1e-40f,     3.4e38f,      -3.4e38f,
+                           INFINITY, -INFINITY, 1.00390625f, 1.01171875f, -1.00390625f, 65504.0f};
   std::copy(std::begin(special), std::end(special), v.begin());
   std::vector<uint8_t> bytes(v.size() * 4);
   std::memcpy(bytes.data(), v.data(), bytes.size());

@@ -209,7 +209,7 @@ TEST(Rans, AllEqualSymbols) {
 TEST(Rans, UniformRandomBytes) {
   const Bytes data = uniform_bytes(1 << 20, 5);
   const Bytes enc = round_trip(data);
-  EXPECT_EQ(header_of(enc).prob_bits, 12u);  // range 255 >= 64
+  EXPECT_EQ(header_of(enc).prob_bits, kDefaultProbBits);
   EXPECT_TRUE(literal_encode(data, enc) == enc);
 }
 
@@ -236,10 +236,11 @@ TEST(Rans, DefaultProbBitsRule) {
   Bytes narrow(1000), wide(1000);
   for (size_t i = 0; i < narrow.size(); ++i) {
     narrow[i] = static_cast<uint8_t>(100 + i % 64);  // max - min = 63
-    wide[i] = static_cast<uint8_t>(100 + i % 65);    // max - min = 64
+    wide[i] = static_cast<uint8_t>(i % 256);         // every byte value
   }
+  // The same precision whatever the symbol range: GPU tables no longer pack the symbol.
   EXPECT_EQ(header_of(rans_encode(narrow)).prob_bits, 13u);
-  EXPECT_EQ(header_of(rans_encode(wide)).prob_bits, 12u);
+  EXPECT_EQ(header_of(rans_encode(wide)).prob_bits, 13u);
   EXPECT_EQ(header_of(rans_encode(narrow)).min_symbol, 100);
   EXPECT_EQ(header_of(rans_encode(narrow)).num_symbols, 64);
 }

@@ -62,7 +62,12 @@ if has bench; then
     done
   done
   $build/examples/c_api_decode /tmp/st-int8.cllm | tail -3 | tee -a "$OUT/bench.txt"
-  for mode in lossless; do true
+  # Whole layers of the 8B shape in one launch each: the decode the engine runs per layer.
+  for mode in lossless int8; do
+    $build/tools/codecllm synth --shape llama3-8b --layers 2 --mode $mode -o /tmp/l2-$mode.cllm -q
+    echo "-- llama3-8b shape, 2 layers, $mode" | tee -a "$OUT/bench.txt"
+    $build/tools/codecllm bench-decode /tmp/l2-$mode.cllm | tee -a "$OUT/bench.txt"
+    rm -f /tmp/l2-$mode.cllm
   done
 fi
 if has engine; then
@@ -92,8 +97,8 @@ if has big; then
   done
 fi
 if has profile; then
-  log "ncu: one decode of the synthetic BF16 tensors (16K-symbol chunks)"
-  $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols 16384 --iters 3 >/dev/null
+  log "ncu: one decode of the synthetic BF16 tensors (${PROFILE_CHUNK:=131072}-symbol chunks)"
+  $build/tools/codecllm bench-decode --synthetic --workdir /tmp --chunk-symbols $PROFILE_CHUNK --iters 3 >/dev/null
   ncu --kernel-name regex:decode_chunks --launch-skip 2 --launch-count 1 --section WarpStateStats \
     --section SchedulerStats --section Occupancy --section LaunchStats --section SourceCounters \
     $build/tools/codecllm bench-decode /tmp/synthetic-lossless.cllm --iters 1 >"$OUT/ncu.txt" 2>&1

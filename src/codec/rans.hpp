@@ -35,6 +35,7 @@ constexpr uint32_t kRansL = 1u << 16;
 constexpr uint32_t kMinProbBits = 8;
 constexpr uint32_t kMaxProbBits = 15;
 constexpr uint32_t kDefaultChunkSymbols = 1u << 17;  // docs/FORMAT.md: size vs GPU parallelism
+constexpr uint32_t kDefaultProbBits = 13;            // docs/FORMAT.md: size vs GPU table size
 constexpr uint32_t kRansMagic = 0x31534E52;          // "RNS1"
 
 struct RansPlaneHeader {
@@ -51,7 +52,7 @@ static_assert(sizeof(RansPlaneHeader) == 32, "RansPlaneHeader must be 32 bytes")
 
 struct RansOptions {
   uint32_t chunk_symbols = kDefaultChunkSymbols;
-  uint32_t prob_bits = 0;  // 0: chosen by the encoder (docs/FORMAT.md explains the rule)
+  uint32_t prob_bits = 0;  // 0: kDefaultProbBits
 };
 
 // Encodes a byte plane.  Always succeeds; callers compare the size with the raw size and

@@ -22,10 +22,13 @@ enum class Assemble : uint32_t {
 // Output element type of int8 tensors.
 enum class Int8Out : uint32_t { Int8 = 0, Bf16 = 1, F16 = 2 };
 
+// 32-bit words of a coded plane's decode tables (decode_stream.cuh): 2^p entries, then 2^p
+// symbol bytes.
+constexpr uint32_t gpu_table_words(uint32_t prob_bits) { return (1u << prob_bits) + (1u << prob_bits) / 4; }
+
 struct PlaneDesc {
   uint32_t coded;  // 1: rANS, 0: raw
   uint32_t prob_bits;
-  uint32_t min_symbol;
   uint32_t table_offset;  // coded: entry offset of this plane's table in shared memory
   uint64_t payload;       // offset of the payload in the compressed range
   uint64_t data;          // coded: offset of the chunk data in the compressed range
@@ -43,7 +46,7 @@ struct TensorDesc {
   uint64_t scales;     // int8: offset of the f32 scales payload in the compressed range
   uint32_t predictor;  // int8: 1 when LEFT residuals must be prefix-summed per row
   Int8Out int8_out;
-  uint32_t table_entries;   // table entries of all coded planes together
+  uint32_t table_entries;   // table words of all coded planes together
   uint32_t tables_in_smem;  // 1: staged in shared memory; 0: too large, read from global memory
   uint32_t output;          // index into the launch's output pointers
   uint32_t narrow_to_bf16;  // SplitF32: store bfloat16 (nearest even) instead of float32

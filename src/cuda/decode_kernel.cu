@@ -6,85 +6,15 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/cuda_check.hpp"
 #include "cuda/decode_desc.hpp"
 #include "cuda/decode_launch.hpp"
+#include "cuda/decode_stream.cuh"
 
 namespace codecllm::cuda {
 namespace {
-
-constexpr uint32_t kL = 1u << 16;
-constexpr uint32_t kFull = 0xffffffffu;
-
-// Packed tables of the block's tensor. Indexed directly (not through a generic pointer) so
-// that lookups compile to shared-memory loads: generic loads go through L1TEX and showed up
-// as a third of all stall cycles on an H100.
-extern __shared__ uint32_t smem_tables[];
-
-// One coded plane's decoder state in one lane. The chunk's word stream is read through a
-// sliding window held in registers across the warp: lane l keeps words base + l (win0),
-// base + 32 + l (win1) and base + 64 + l (win2, loaded early so its latency is hidden). A
-// step consumes at most 32 words, so every word it needs lies in win0/win1 and reaches the
-// lane that needs it through a shuffle: no dependent global load on the decode chain.
-struct LaneCoder {
-  uint32_t x;
-  uint32_t pos;     // next unread word of the chunk (same in every lane)
-  uint32_t base;    // first word of win0 (same in every lane)
-  uint32_t nwords;  // words in the chunk, zero padding included
-  uint32_t win0, win1, win2;
-  const uint16_t* words;
-  uint32_t table;  // first entry of its 2^prob_bits packed entries (smem_tables, or the pool)
-};
-
-__device__ __forceinline__ uint32_t load_word(const LaneCoder& c, uint32_t idx) {
-  return idx < c.nwords ? static_cast<uint32_t>(__ldg(c.words + idx)) : 0u;
-}
-
-__device__ __forceinline__ void coder_init(LaneCoder& c, const uint8_t* chunk, uint32_t bytes, uint32_t table,
-                                           uint32_t lane) {
-  c.x = reinterpret_cast<const uint32_t*>(chunk)[lane];
-  c.pos = 0;
-  c.base = 0;
-  c.nwords = (bytes - 128) / 2;
-  c.words = reinterpret_cast<const uint16_t*>(chunk + 128);
-  c.table = table;
-  c.win0 = load_word(c, lane);
-  c.win1 = load_word(c, 32 + lane);
-  c.win2 = load_word(c, 64 + lane);
-}
-
-// Packed table entry: (symbol - min) << 2p | (freq - 1) << p | (slot - cum). x' = freq *
-// (x >> p) + slot - cum inverts the encoder; a lane whose x' fell below L takes the next word
-// of the stream, lanes in order (a prefix count over the ballot of refilling lanes).
-template <bool kSharedTables>
-__device__ __forceinline__ uint32_t rans_step(LaneCoder& c, const uint32_t* __restrict__ pool, uint32_t p,
-                                              uint32_t min_symbol, bool active, uint32_t lane_mask_lt, bool& bad) {
-  const uint32_t mask = (1u << p) - 1;
-  const uint32_t e = kSharedTables ? smem_tables[c.table + (c.x & mask)] : __ldg(pool + c.table + (c.x & mask));
-  const uint32_t freq = ((e >> p) & mask) + 1;
-  uint32_t x = freq * (c.x >> p) + (e & mask);
-  if (!active) x = c.x;
-  const bool refill = active && x < kL;
-  const uint32_t ballot = __ballot_sync(kFull, refill);
-  if (ballot != 0) {  // warp-uniform
-    const uint32_t idx = c.pos + __popc(ballot & lane_mask_lt);
-    const uint32_t rel = idx - c.base;  // < 64 for refilling lanes
-    const uint32_t a = __shfl_sync(kFull, c.win0, rel & 31);
-    const uint32_t b = __shfl_sync(kFull, c.win1, rel & 31);
-    // A read past the chunk's words yields 0 here and is caught by the final position check.
-    if (refill) x = (x << 16) | (rel < 32 ? a : b);
-    c.pos += __popc(ballot);
-    if (c.pos - c.base >= 32) {  // warp-uniform: slide the window by 32 words
-      c.base += 32;
-      c.win0 = c.win1;
-      c.win1 = c.win2;
-      c.win2 = load_word(c, c.base + 64 + (threadIdx.x & 31));
-    }
-  }
-  c.x = x;
-  return min_symbol + (e >> (2 * p));
-}
 
 __device__ __forceinline__ void store_dequantized(uint8_t* out, uint64_t i, float w, Int8Out o) {
   // Round to nearest even, exactly as the CPU reference (codec/int8_quant.cpp) converts.
@@ -123,36 +53,46 @@ __device__ __forceinline__ void store_int8(uint8_t* out, uint32_t i, bool keep_b
   }
 }
 
-// Decodes chunk `chunk` of tensor t: NP planes, each coded (a warp-wide rANS stream) or raw.
-// Steps run in groups of G; raw bytes of the next group are loaded while this one decodes.
-template <Assemble A, int NP, bool kSharedTables>
+// Decodes chunk `chunk` of tensor t: NP planes, each coded (a warp-wide rANS stream) or raw,
+// every plane's bytes staged through the warp's rings (decode_stream.cuh). kCoded: bit p set
+// when plane p is coded, fixed at compile time so that the step has no per-plane branch; or
+// kCodedFromDescriptor for the rare layouts, which test each plane's flag at run time.
+template <Assemble A, int NP, int kCoded, bool kSharedTables>
 __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t* __restrict__ table_pool,
-                             const uint8_t* comp, uint8_t* out, bool& bad) {
-  constexpr int G = NP <= 2 ? 8 : 4;
+                             const uint8_t* comp, uint8_t* out, uint32_t rings, bool& bad) {
   const uint32_t lane = threadIdx.x % 32;
   const uint32_t lane_mask_lt = (1u << lane) - 1;
   const uint64_t first = uint64_t{chunk} * t.chunk_symbols;
   const uint64_t remaining = t.elements - first;
   const uint32_t n = remaining < t.chunk_symbols ? static_cast<uint32_t>(remaining) : t.chunk_symbols;
 
-  LaneCoder coder[NP];
-  const uint8_t* raw[NP];
+  RingStream stream[NP];
+  LaneState coder[NP];
   bool coded[NP];
-  uint32_t prob_bits[NP], min_symbol[NP];
+  uint32_t prob_bits[NP], mask[NP];
 #pragma unroll
   for (int p = 0; p < NP; ++p) {
     const PlaneDesc& pd = t.planes[p];
-    raw[p] = comp + pd.payload + first;
-    coded[p] = pd.coded != 0;
+    coded[p] = kCoded == kCodedFromDescriptor ? pd.coded != 0 : ((kCoded >> p) & 1) != 0;
     prob_bits[p] = pd.prob_bits;
-    min_symbol[p] = pd.min_symbol;
-    if (!coded[p]) continue;
+    mask[p] = (1u << pd.prob_bits) - 1;
+    stream[p].issued = 0;
+    stream[p].pos = 0;
+    stream[p].ring = rings + p * kRingBytes;
+    if (!coded[p]) {
+      stream[p].src = comp + pd.payload + first;
+      stream[p].bytes = n;
+      continue;
+    }
     const uint32_t* ends = reinterpret_cast<const uint32_t*>(comp + pd.chunk_ends);
     const uint32_t begin = chunk == 0 ? 0 : ends[chunk - 1];
     const uint32_t bytes = ends[chunk] - begin;  // validated on the host: >= 128, multiple of 16
-    const uint32_t table = kSharedTables ? pd.table_offset : static_cast<uint32_t>(pd.table);
-    coder_init(coder[p], comp + pd.data + begin, bytes, table, lane);
-    if (coder[p].x < kL) bad = true;
+    const uint8_t* data = comp + pd.data + begin;
+    stream[p].src = data + 128;
+    stream[p].bytes = bytes - 128;  // the words, zero padding included
+    coder[p].x = reinterpret_cast<const uint32_t*>(data)[lane];
+    coder[p].table = kSharedTables ? pd.table_offset : static_cast<uint32_t>(pd.table);
+    if (coder[p].x < kRansL) bad = true;
   }
 
   // int8: row and column of this lane's element, advanced by 32 columns a step.
@@ -175,33 +115,21 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
                                             : A == Assemble::SplitF32 ? (narrow ? 2 : 4)
                                             : A == Assemble::Int8     ? 1
                                                                       : NP);
-  uint32_t cur[NP][G], next[NP][G];
-  auto load_group = [&](uint32_t(&dst)[NP][G], uint32_t step0) {
+  // One group of kGroupSteps steps; kFull: every symbol of the group exists (all but the
+  // last group of a tensor's last chunk).
+  auto group = [&](uint32_t g, auto full) {
+    constexpr bool kFull = decltype(full)::value;
 #pragma unroll
-    for (int p = 0; p < NP; ++p) {
-      if (coded[p]) continue;
-#pragma unroll
-      for (int k = 0; k < G; ++k) {
-        const uint32_t i = (step0 + k) * 32 + lane;
-        dst[p][k] = i < n ? __ldg(raw[p] + i) : 0u;
-      }
-    }
-  };
-  const uint32_t steps = (n + 31) / 32;
-  load_group(cur, 0);
-  for (uint32_t g = 0; g < steps; g += G) {
-    load_group(next, g + G);
-#pragma unroll
-    for (int k = 0; k < G; ++k) {
-      const uint32_t s = g + k;
-      const uint32_t i = s * 32 + lane;
-      const bool active = i < n;
+    for (uint32_t k = 0; k < kGroupSteps; ++k) {
+      const uint32_t i = (g + k) * 32 + lane;
+      const bool active = kFull || i < n;
       uint32_t b[NP];
 #pragma unroll
-      for (int p = 0; p < NP; ++p)
-        b[p] = coded[p] ? rans_step<kSharedTables>(coder[p], table_pool, prob_bits[p], min_symbol[p], active,
-                                                   lane_mask_lt, bad)
-                        : cur[p][k];
+      for (int p = 0; p < NP; ++p) {
+        b[p] = coded[p] ? rans_step<kSharedTables, kFull>(coder[p], stream[p], table_pool, prob_bits[p], mask[p],
+                                                          active, lane_mask_lt)
+                        : raw_byte(stream[p], k, lane);
+      }
       if (active) {
         if constexpr (A == Assemble::Int8) {
           store_int8(keep_bytes ? chunk_out : out + 2 * first, i, keep_bytes, int8_type, b[0], scales[row]);
@@ -219,29 +147,56 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     }
 #pragma unroll
     for (int p = 0; p < NP; ++p)
+      if (!coded[p]) stream[p].pos += kGroupSteps * 32;
+  };
+
+  const uint32_t steps = (n + 31) / 32;
+  const uint32_t full_steps = n / (kGroupSteps * 32) * kGroupSteps;
+  for (uint32_t g = 0; g < steps; g += kGroupSteps) {
+    __syncwarp();  // every lane is done with the ring slots about to be refilled
 #pragma unroll
-      for (int k = 0; k < G; ++k) cur[p][k] = next[p][k];
+    for (int p = 0; p < NP; ++p) issue_ahead(stream[p], lane);
+    commit_segments();
+    if (g == 0) {
+      wait_segments<0>();
+    } else {
+      wait_segments<2>();
+    }
+    __syncwarp();  // the segments copied by every lane are visible to the whole warp
+    if (g < full_steps) {
+      group(g, std::true_type{});
+    } else {
+      group(g, std::false_type{});
+    }
   }
+  wait_segments<0>();  // nothing may land in shared memory after the warp exits
 
   // Integrity, as on the CPU: every state back at L and the word stream used up exactly (the
   // chunk is 128 + 2 * nwords bytes: its words, then zero padding to 16 bytes).
 #pragma unroll
   for (int p = 0; p < NP; ++p) {
     if (!coded[p]) continue;
-    const uint32_t used = 128 + 2 * coder[p].pos;
-    if (coder[p].x != kL || ((used + 15) & ~15u) != 128 + 2 * coder[p].nwords) bad = true;
+    const uint32_t used = 128 + stream[p].pos;
+    if (coder[p].x != kRansL || ((used + 15) & ~15u) != 128 + stream[p].bytes) bad = true;
   }
+}
+
+// Shared memory of one block: the tables of the launch's largest tensor (when staged), then a
+// ring per warp and plane.
+template <int NP>
+constexpr size_t ring_bytes_per_block() {
+  return size_t{kWarpsPerBlock} * NP * kRingBytes;
 }
 
 // One block: up to kWarpsPerBlock chunks of one tensor. One kernel instance per element
 // layout keeps each instance's register use to what its layout needs.
 // Three resident blocks per SM (24 warps) for the layouts with at most two planes: the decode
 // chain is latency-bound, and measured on an H100 two blocks left schedulers idle 58% of cycles.
-template <Assemble A, int NP, bool kSharedTables>
+template <Assemble A, int NP, int kCoded, bool kSharedTables>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
     decode_chunks_kernel(const TensorDesc* __restrict__ tensors, const BlockJob* __restrict__ jobs,
                          const uint32_t* __restrict__ table_pool, const uint8_t* __restrict__ comp,
-                         const LaunchPointers ptrs, uint32_t* __restrict__ status) {
+                         const LaunchPointers ptrs, uint32_t* __restrict__ status, uint32_t table_bytes) {
   const BlockJob job = jobs[blockIdx.x];
   const TensorDesc& t = tensors[job.tensor];
 
@@ -251,32 +206,37 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
   for (uint32_t p = 0; kSharedTables && p < t.num_planes; ++p) {
     const PlaneDesc& pd = t.planes[p];
     if (!pd.coded) continue;
-    const uint32_t n = 1u << pd.prob_bits;
+    const uint32_t n = gpu_table_words(pd.prob_bits);
     const uint32_t* src = table_pool + pd.table;
-    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) smem_tables[pd.table_offset + i] = src[i];
+    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) smem[pd.table_offset + i] = src[i];
   }
   __syncthreads();
 
   const uint32_t warp = threadIdx.x / 32;
   if (warp >= job.num_chunks) return;
   const uint32_t chunk = job.first_chunk + warp;
+  const uint32_t rings = table_bytes + warp * NP * kRingBytes;
   bool bad = false;
-  decode_chunk<A, NP, kSharedTables>(t, chunk, table_pool, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]), bad);
-  if (__any_sync(kFull, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
+  decode_chunk<A, NP, kCoded, kSharedTables>(t, chunk, table_pool, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]),
+                                             rings, bad);
+  if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
 }
 
-template <Assemble A, int NP, bool kSharedTables>
+template <Assemble A, int NP, int kCoded, bool kSharedTables>
 void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs, const uint32_t* table_pool,
-                    const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t shared_bytes,
+                    const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t table_bytes,
                     cudaStream_t stream) {
+  // Rings start on a kRingBytes boundary so that a ring address is one OR of base and offset.
+  table_bytes = kSharedTables ? (table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes : 0;
+  const size_t shared_bytes = table_bytes + ring_bytes_per_block<NP>();
+  auto* kernel = decode_chunks_kernel<A, NP, kCoded, kSharedTables>;
   if (shared_bytes > 48 * 1024) {
     // Cheap, host-side only; done at each launch so every instance gets it on first use.
-    CLLM_CUDA_CHECK(cudaFuncSetAttribute(decode_chunks_kernel<A, NP, kSharedTables>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
+    CLLM_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
   }
-  decode_chunks_kernel<A, NP, kSharedTables>
-      <<<num_jobs, kWarpsPerBlock * 32, kSharedTables ? shared_bytes : 0, stream>>>(tensors, jobs, table_pool, comp,
-                                                                                    ptrs, status);
+  kernel<<<num_jobs, kWarpsPerBlock * 32, shared_bytes, stream>>>(tensors, jobs, table_pool, comp, ptrs, status,
+                                                                  static_cast<uint32_t>(table_bytes));
 }
 
 // LEFT predictor: residuals -> values by a prefix sum mod 256 along each row (one warp per
@@ -294,11 +254,11 @@ __global__ void int8_rows_kernel(const uint8_t* __restrict__ residuals, const fl
     uint32_t v = c < cols ? in[c] : 0;
 #pragma unroll
     for (int d = 1; d < 32; d <<= 1) {
-      const uint32_t up = __shfl_up_sync(kFull, v, d);
+      const uint32_t up = __shfl_up_sync(kFullMask, v, d);
       if (lane >= static_cast<uint32_t>(d)) v += up;
     }
     v += carry;
-    carry = __shfl_sync(kFull, v, 31);
+    carry = __shfl_sync(kFullMask, v, 31);
     if (c < cols) {
       const uint64_t i = row * cols + c;
       if (out_type == Int8Out::Int8) {
@@ -320,54 +280,62 @@ void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t ro
   int8_rows_kernel<<<blocks, kRowsPerBlock * 32, 0, stream>>>(residuals, scales, rows, cols, out_type, out);
 }
 
-int layout_of(Assemble a, uint32_t num_planes, bool shared_tables) {
-  int base;
-  switch (a) {
-    case Assemble::SplitBf16:
-      base = 0;
-      break;
-    case Assemble::SplitF32:
-      base = 1;
-      break;
-    case Assemble::Int8:
-      base = 2;
-      break;
-    default:
-      base = num_planes == 1 ? 3 : num_planes == 2 ? 4 : num_planes == 4 ? 5 : num_planes == 8 ? 6 : -1;
-  }
-  return base < 0 ? -1 : base + (shared_tables ? 0 : kNumLayouts / 2);
-}
-
 namespace {
 
+// The kernel instances, by index: element layout, planes, and which planes are coded. The
+// fixed masks are what compress writes for BF16, F32 and F16 weights and int8 matrices; any
+// other combination takes its layout's descriptor-driven instance.
+struct Variant {
+  Assemble assemble;
+  uint32_t planes;
+  int coded;
+};
+constexpr Variant kVariants[] = {
+    {Assemble::SplitBf16, 2, 0b01},
+    {Assemble::SplitBf16, 2, kCodedFromDescriptor},
+    {Assemble::SplitF32, 4, 0b0001},
+    {Assemble::SplitF32, 4, kCodedFromDescriptor},
+    {Assemble::Int8, 1, 0b1},
+    {Assemble::Int8, 1, kCodedFromDescriptor},
+    {Assemble::Bytes, 2, 0b10},
+    {Assemble::Bytes, 1, kCodedFromDescriptor},
+    {Assemble::Bytes, 2, kCodedFromDescriptor},
+    {Assemble::Bytes, 4, kCodedFromDescriptor},
+    {Assemble::Bytes, 8, kCodedFromDescriptor},
+};
+constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
+static_assert(2 * kNumVariants == kNumLayouts, "kNumLayouts counts every variant twice (tables shared or global)");
+
 template <bool kShared>
-void launch_layout(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
+void launch_layout(int variant, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
                    const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
-                   size_t shared_bytes, cudaStream_t stream) {
-#define CLLM_LAUNCH(A, NP) \
-  launch_variant<A, NP, kShared>(tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream)
-  switch (layout) {
+                   size_t table_bytes, cudaStream_t stream) {
+#define CLLM_LAUNCH(V)                                                                                       \
+  launch_variant<kVariants[V].assemble, static_cast<int>(kVariants[V].planes), kVariants[V].coded, kShared>( \
+      tensors, jobs, num_jobs, table_pool, comp, ptrs, status, table_bytes, stream)
+  switch (variant) {
     case 0:
-      CLLM_LAUNCH(Assemble::SplitBf16, 2);
-      break;
+      return CLLM_LAUNCH(0);
     case 1:
-      CLLM_LAUNCH(Assemble::SplitF32, 4);
-      break;
+      return CLLM_LAUNCH(1);
     case 2:
-      CLLM_LAUNCH(Assemble::Int8, 1);
-      break;
+      return CLLM_LAUNCH(2);
     case 3:
-      CLLM_LAUNCH(Assemble::Bytes, 1);
-      break;
+      return CLLM_LAUNCH(3);
     case 4:
-      CLLM_LAUNCH(Assemble::Bytes, 2);
-      break;
+      return CLLM_LAUNCH(4);
     case 5:
-      CLLM_LAUNCH(Assemble::Bytes, 4);
-      break;
+      return CLLM_LAUNCH(5);
     case 6:
-      CLLM_LAUNCH(Assemble::Bytes, 8);
-      break;
+      return CLLM_LAUNCH(6);
+    case 7:
+      return CLLM_LAUNCH(7);
+    case 8:
+      return CLLM_LAUNCH(8);
+    case 9:
+      return CLLM_LAUNCH(9);
+    case 10:
+      return CLLM_LAUNCH(10);
     default:
       throw Error("GPU decoder: unsupported element layout");
   }
@@ -376,14 +344,28 @@ void launch_layout(int layout, const TensorDesc* tensors, const BlockJob* jobs, 
 
 }  // namespace
 
+int layout_of(Assemble a, uint32_t num_planes, uint32_t coded_mask, bool shared_tables) {
+  int found = -1;
+  for (int v = 0; v < kNumVariants && found < 0; ++v) {
+    if (kVariants[v].assemble == a && kVariants[v].planes == num_planes &&
+        kVariants[v].coded == static_cast<int>(coded_mask))
+      found = v;
+  }
+  for (int v = 0; v < kNumVariants && found < 0; ++v) {
+    if (kVariants[v].assemble == a && kVariants[v].planes == num_planes && kVariants[v].coded == kCodedFromDescriptor)
+      found = v;
+  }
+  return found < 0 ? -1 : found + (shared_tables ? 0 : kNumVariants);
+}
+
 void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
                           const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
                           size_t shared_bytes, cudaStream_t stream) {
   if (num_jobs == 0) return;
-  if (layout < kNumLayouts / 2) {
+  if (layout < kNumVariants) {
     launch_layout<true>(layout, tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
   } else {
-    launch_layout<false>(layout - kNumLayouts / 2, tensors, jobs, num_jobs, table_pool, comp, ptrs, status, 0, stream);
+    launch_layout<false>(layout - kNumVariants, tensors, jobs, num_jobs, table_pool, comp, ptrs, status, 0, stream);
   }
 }
 

@@ -10,11 +10,14 @@
 
 namespace codecllm::cuda {
 
-// Seven element layouts, each with its tables in shared memory or (when too large) in global.
-constexpr int kNumLayouts = 14;
+// Kernel instances: eleven element layouts (assembly, planes, which planes are coded), each
+// with its tables in shared memory or (when too large) in global memory.
+constexpr int kNumLayouts = 22;
+constexpr int kCodedFromDescriptor = -1;
 
-// Which kernel instance decodes a tensor (0 .. kNumLayouts-1), -1 if none can.
-int layout_of(Assemble a, uint32_t num_planes, bool shared_tables);
+// Which kernel instance decodes a tensor (0 .. kNumLayouts-1), -1 if none can. coded_mask:
+// bit p set when plane p is rANS coded.
+int layout_of(Assemble a, uint32_t num_planes, uint32_t coded_mask, bool shared_tables);
 
 // Decodes every chunk named by jobs (all of one layout); tensors, jobs and table_pool are
 // device arrays, comp the device copy of the compressed range. A failed chunk writes (chunk

@@ -24,6 +24,7 @@ namespace {
 
 constexpr uint32_t kRawOnlyChunk = 1u << 16;  // work split of tensors with no coded plane
 constexpr uint64_t kNoScratch = std::numeric_limits<uint64_t>::max();
+constexpr uint64_t kStreamAlignment = 16;
 
 uint16_t read_u16(const uint8_t* p) {
   uint16_t v;
@@ -31,22 +32,27 @@ uint16_t read_u16(const uint8_t* p) {
   return v;
 }
 
-// The packed entries a warp looks up for each slot: (symbol - min) << 2p | (freq - 1) << p |
-// (slot - cum). Fits 32 bits when the symbol range fits the 32 - 2p bits left over.
+// The tables a warp looks up for each slot t of a coded plane: 2^p words freq | (t - cum) << 16
+// (both below 2^16 since freq <= M <= 2^15), then 2^p bytes holding the slot's symbol. The
+// decode step needs freq and the bias as separate operands of one multiply-add, and the symbol
+// only for its output, so they live apart: two extractions and no symbol arithmetic.
 void append_table(const codec::RansPlaneHeader& h, const uint8_t* payload, std::vector<uint32_t>& pool,
                   const std::string& what) {
-  const uint32_t p = h.prob_bits;
-  if (2 * p >= 32 || h.num_symbols > (1u << (32 - 2 * p))) {
-    throw Error(what + ": prob_bits " + std::to_string(p) + " with " + std::to_string(h.num_symbols) +
-                " symbols cannot be packed for the GPU decoder (needs 2*prob_bits + symbol bits <= 32)");
-  }
+  const uint32_t p = h.prob_bits, M = 1u << p;
+  const size_t words = pool.size();
+  pool.resize(words + gpu_table_words(p), 0);
   uint32_t cum = 0;
   for (uint32_t s = 0; s < h.num_symbols; ++s) {
     const uint32_t f = read_u16(payload + sizeof(codec::RansPlaneHeader) + 2 * s);
-    for (uint32_t k = 0; k < f; ++k) pool.push_back((s << (2 * p)) | ((f - 1) << p) | k);
+    if (cum + f > M) break;
+    for (uint32_t k = 0; k < f; ++k) {
+      const uint32_t slot = cum + k;
+      pool[words + slot] = f | k << 16;
+      pool[words + M + slot / 4] |= (h.min_symbol + s) << (8 * (slot % 4));  // little-endian bytes
+    }
     cum += f;
   }
-  if (cum != (1u << p)) throw FormatError(what + ": frequencies do not sum to 2^prob_bits");
+  if (cum != M) throw FormatError(what + ": frequencies do not sum to 2^prob_bits");
 }
 
 Assemble assemble_of(const format::TensorRecord& r) {
@@ -125,11 +131,14 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
         scratch += (t.elements + 255) / 256 * 256;
       }
     }
-    uint32_t table_entries = 0;
+    uint32_t table_entries = 0, coded_mask = 0;
     for (uint32_t k = 0; k < t.num_planes; ++k) {
       const format::PlaneRecord& pr = r.planes[k];
       PlaneDesc& pd = t.planes[k];
       pd.payload = pr.offset - lo;
+      // The kernels copy planes into shared memory 16 bytes at a time (cp.async).
+      if (pr.offset % kStreamAlignment != lo % kStreamAlignment)
+        throw FormatError(what + ": plane '" + pr.role + "' is not 16-byte aligned with the tensor's other planes");
       if (pr.symbols != t.elements) throw FormatError(what + ": plane '" + pr.role + "' size differs from the tensor");
       if (pr.codec == PlaneCodec::Raw) continue;
       ByteSpan payload = file.payload(pr);  // checksum verified once, here
@@ -140,21 +149,21 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
         throw Error(pwhat + ": coded planes of one tensor must share a chunk size for the GPU decoder");
       t.chunk_symbols = h.chunk_symbols;
       pd.coded = 1;
+      coded_mask |= 1u << k;
       pd.prob_bits = h.prob_bits;
-      pd.min_symbol = h.min_symbol;
       pd.data = pd.payload + h.data_offset;
       const uint64_t ends_at = (sizeof(codec::RansPlaneHeader) + 2 * uint64_t{h.num_symbols} + 3) / 4 * 4;
       pd.chunk_ends = pd.payload + ends_at;
       pd.table = pool.size();
       pd.table_offset = table_entries;
-      table_entries += 1u << h.prob_bits;
+      table_entries += gpu_table_words(h.prob_bits);
       append_table(h, payload.data(), pool, pwhat);
     }
     t.table_entries = table_entries;
     t.tables_in_smem = size_t{table_entries} * 4 <= kMaxSharedTableBytes ? 1 : 0;
     if (t.chunk_symbols == 0) t.chunk_symbols = kRawOnlyChunk;
     if (t.tables_in_smem) shared_bytes_ = std::max<size_t>(shared_bytes_, size_t{table_entries} * 4);
-    const int layout = layout_of(t.assemble, t.num_planes, t.tables_in_smem != 0);
+    const int layout = layout_of(t.assemble, t.num_planes, coded_mask, t.tables_in_smem != 0);
     if (layout < 0) throw Error(what + ": unsupported element layout for the GPU decoder");
     const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
     for (uint64_t c = 0; c < chunks; c += kWarpsPerBlock) {
@@ -204,6 +213,8 @@ void GpuDecoder::upload_resident(cudaStream_t stream) {
 }
 
 void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream, uint8_t* scratch) {
+  if (reinterpret_cast<uintptr_t>(comp_device) % kStreamAlignment != 0)
+    throw Error(path_ + ": GPU decode needs the compressed bytes at a 16-byte aligned address");
   if (scratch == nullptr) scratch = d_scratch_;
   if (scratch == nullptr && scratch_bytes_ > 0) throw Error(path_ + ": GPU decode needs a scratch buffer");
   LaunchPointers ptrs{};
