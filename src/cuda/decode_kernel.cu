@@ -77,6 +77,7 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     prob_bits[p] = pd.prob_bits;
     mask[p] = (1u << pd.prob_bits) - 1;
     stream[p].issued = 0;
+    stream[p].issued_before[0] = stream[p].issued_before[1] = 0;
     stream[p].pos = 0;
     stream[p].ring = rings + p * kRingBytes;
     if (!coded[p]) {
@@ -91,22 +92,26 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     stream[p].src = data + 128;
     stream[p].bytes = bytes - 128;  // the words, zero padding included
     coder[p].x = reinterpret_cast<const uint32_t*>(data)[lane];
-    coder[p].table = kSharedTables ? pd.table_offset : static_cast<uint32_t>(pd.table);
+    coder[p].table = kSharedTables ? shared_address(smem + pd.table_offset) : static_cast<uint32_t>(pd.table);
     if (coder[p].x < kRansL) bad = true;
   }
 
-  // int8: row and column of this lane's element, advanced by 32 columns a step.
-  // Descriptor fields used per element are copied to registers: stores through `out` could
-  // alias the descriptor as far as the compiler knows, which would reload them every step.
+  // int8: row, column and scale of this lane's element, advanced by 32 columns a step (rows
+  // and columns fit 32 bits: the host checks). Descriptor fields used per element are copied
+  // to registers: stores through `out` could alias the descriptor as far as the compiler
+  // knows, which would reload them every step.
   const float* scales = nullptr;
-  uint64_t row = 0, col = 0;
-  const uint64_t cols = t.cols;
+  uint32_t row = 0, col = 0;
+  float scale = 0.0f;
+  const auto cols = static_cast<uint32_t>(t.cols);
+  const auto rows = static_cast<uint32_t>(t.cols == 0 ? 0 : t.elements / t.cols);
   const bool keep_bytes = t.predictor != 0 || t.int8_out == Int8Out::Int8;
   const Int8Out int8_type = t.int8_out;
   if constexpr (A == Assemble::Int8) {
     scales = reinterpret_cast<const float*>(comp + t.scales);
-    row = (first + lane) / cols;
-    col = (first + lane) % cols;
+    row = static_cast<uint32_t>((first + lane) / cols);
+    col = static_cast<uint32_t>((first + lane) % cols);
+    scale = row < rows ? __ldg(scales + row) : 0.0f;
   }
 
   // Output of this chunk: indices in the loop stay 32-bit.
@@ -132,16 +137,19 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
       }
       if (active) {
         if constexpr (A == Assemble::Int8) {
-          store_int8(keep_bytes ? chunk_out : out + 2 * first, i, keep_bytes, int8_type, b[0], scales[row]);
+          store_int8(keep_bytes ? chunk_out : out + 2 * first, i, keep_bytes, int8_type, b[0], scale);
         } else {
           store_element<A, NP>(chunk_out, i, b, narrow);
         }
       }
       if constexpr (A == Assemble::Int8) {
         col += 32;
-        while (col >= cols) {
-          col -= cols;
-          ++row;
+        if (col >= cols) {
+          do {
+            col -= cols;
+            ++row;
+          } while (col >= cols);
+          scale = row < rows ? __ldg(scales + row) : 0.0f;
         }
       }
     }
@@ -157,10 +165,16 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
 #pragma unroll
     for (int p = 0; p < NP; ++p) issue_ahead(stream[p], lane);
     commit_segments();
-    if (g == 0) {
-      wait_segments<0>();
-    } else {
+    uint32_t in_flight = 2;
+#pragma unroll
+    for (int p = 0; p < NP; ++p)
+      in_flight = min(in_flight, groups_in_flight(stream[p], coded[p] ? kGroupMaxCodedBytes : kGroupSteps * 32));
+    if (in_flight == 2) {
       wait_segments<2>();
+    } else if (in_flight == 1) {
+      wait_segments<1>();
+    } else {
+      wait_segments<0>();
     }
     __syncwarp();  // the segments copied by every lane are visible to the whole warp
     if (g < full_steps) {
@@ -215,7 +229,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
   const uint32_t warp = threadIdx.x / 32;
   if (warp >= job.num_chunks) return;
   const uint32_t chunk = job.first_chunk + warp;
-  const uint32_t rings = table_bytes + warp * NP * kRingBytes;
+  // Rings start on a kRingBytes boundary of the shared window (the launch leaves room to round
+  // up), so that a ring address is one OR of base and offset.
+  const uint32_t ring_base = (shared_address(smem) + table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes;
+  const uint32_t rings = ring_base + warp * NP * kRingBytes;
   bool bad = false;
   decode_chunk<A, NP, kCoded, kSharedTables>(t, chunk, table_pool, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]),
                                              rings, bad);
@@ -226,9 +243,8 @@ template <Assemble A, int NP, int kCoded, bool kSharedTables>
 void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs, const uint32_t* table_pool,
                     const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t table_bytes,
                     cudaStream_t stream) {
-  // Rings start on a kRingBytes boundary so that a ring address is one OR of base and offset.
-  table_bytes = kSharedTables ? (table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes : 0;
-  const size_t shared_bytes = table_bytes + ring_bytes_per_block<NP>();
+  table_bytes = kSharedTables ? (table_bytes + 15) / 16 * 16 : 0;
+  const size_t shared_bytes = table_bytes + kRingBytes + ring_bytes_per_block<NP>();  // + alignment slack
   auto* kernel = decode_chunks_kernel<A, NP, kCoded, kSharedTables>;
   if (shared_bytes > 48 * 1024) {
     // Cheap, host-side only; done at each launch so every instance gets it on first use.

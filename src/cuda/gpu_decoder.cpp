@@ -124,6 +124,8 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       if (s == nullptr || r.shape.size() < 2 || r.shape[0] == 0) throw FormatError(what + ": malformed int8 record");
       t.scales = s->offset - lo;
       t.cols = t.elements / r.shape[0];
+      if (r.shape[0] >= (uint64_t{1} << 32) || t.cols >= (uint64_t{1} << 31))
+        throw Error(what + ": int8 matrices with 2^32 rows or 2^31 columns are not supported by the GPU decoder");
       t.predictor = r.predictor == format::Predictor::Left ? 1 : 0;
       if (options.int8_output != Int8Out::Int8) out_bytes = t.elements * 2;
       if (t.predictor && options.int8_output != Int8Out::Int8) {

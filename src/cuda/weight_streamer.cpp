@@ -98,14 +98,17 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
     copied_.push_back(new_event());
     stage_free_.push_back(new_event());
   }
-  // Decodes of a step run one after another on the decode stream: one scratch serves them all.
-  decoder_scratch_ = max_scratch > 0 ? static_cast<uint8_t*>(mem_.device(max_scratch, "decoder scratch")) : nullptr;
+  // Decodes on one decode stream run one after another: one scratch per stream serves them.
+  for (auto& scratch : decoder_scratch_)
+    scratch = max_scratch > 0 ? static_cast<uint8_t*>(mem_.device(max_scratch, "decoder scratch")) : nullptr;
   memory_.scratch = mem_.device_bytes();
   fork_ = new_event();
   copy_done_ = new_event();
-  decode_done_ = new_event();
   CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
-  CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&decode_, cudaStreamNonBlocking));
+  for (int d = 0; d < kDecodeStreams; ++d) {
+    decode_done_[d] = new_event();
+    CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&decode_[d], cudaStreamNonBlocking));
+  }
 
   copy_to_pinned();
   uint8_t* tmp = nullptr;
@@ -146,10 +149,10 @@ WeightStreamer::~WeightStreamer() {
   cudaDeviceSynchronize();
   for (auto* v : {&slot_ready_, &slot_free_, &copied_, &stage_free_})
     for (cudaEvent_t e : *v) cudaEventDestroy(e);
-  for (cudaEvent_t e : {fork_, copy_done_, decode_done_})
+  for (cudaEvent_t e : {fork_, copy_done_, decode_done_[0], decode_done_[1]})
     if (e != nullptr) cudaEventDestroy(e);
-  if (copy_ != nullptr) cudaStreamDestroy(copy_);
-  if (decode_ != nullptr) cudaStreamDestroy(decode_);
+  for (cudaStream_t s : {copy_, decode_[0], decode_[1]})
+    if (s != nullptr) cudaStreamDestroy(s);
   layers_.clear();  // decoders free their memory before the streams' memory goes
 }
 
@@ -171,7 +174,7 @@ void WeightStreamer::decode_at_load(int l, uint8_t* dst, cudaStream_t stream) {
   Layer& L = layers_[l];
   void* out[kMaxTensorsPerLaunch];
   outputs(dst, out);
-  uint8_t* scratch = L.decoder->scratch_bytes() > 0 ? decoder_scratch_ : nullptr;
+  uint8_t* scratch = L.decoder->scratch_bytes() > 0 ? decoder_scratch_[0] : nullptr;
   L.decoder->decode_from_host(L.decoder->host_range().data(), out, stream, scratch);
   L.decoder->check(stream);
 }
@@ -225,20 +228,24 @@ void WeightStreamer::enqueue_fetch(int rank) {
   const bool slot_used_this_step = rank >= slots_;
   void* out[kMaxTensorsPerLaunch];
   outputs(slot_[slot], out);
-  uint8_t* scratch = L.decoder && L.decoder->scratch_bytes() > 0 ? decoder_scratch_ : nullptr;
+  // Consecutive layers decode on alternate streams: with three or more slots, the decodes of
+  // the next two layers run at once (one layer's chunks fill only part of the GPU).
+  const int d = rank % kDecodeStreams;
+  cudaStream_t decode = decode_[d];
+  uint8_t* scratch = L.decoder && L.decoder->scratch_bytes() > 0 ? decoder_scratch_[d] : nullptr;
   switch (L.home) {
     case LayerHome::DeviceCompressed:
-      if (slot_used_this_step) wait(decode_, slot_free_[slot]);
-      L.decoder->decode(L.decoder->resident(), out, decode_, scratch);
-      record(slot_ready_[slot], decode_);
+      if (slot_used_this_step) wait(decode, slot_free_[slot]);
+      L.decoder->decode(L.decoder->resident(), out, decode, scratch);
+      record(slot_ready_[slot], decode);
       break;
     case LayerHome::Host: {
       const int h = L.host_rank, s = h % stages_;
-      if (slot_used_this_step) wait(decode_, slot_free_[slot]);
-      if (h >= stages_) wait(decode_, copied_[s]);  // earlier ones were copied by the previous step
-      L.decoder->decode(stage_[s], out, decode_, scratch);
-      record(slot_ready_[slot], decode_);
-      record(stage_free_[s], decode_);
+      if (slot_used_this_step) wait(decode, slot_free_[slot]);
+      if (h >= stages_) wait(decode, copied_[s]);  // earlier ones were copied by the previous step
+      L.decoder->decode(stage_[s], out, decode, scratch);
+      record(slot_ready_[slot], decode);
+      record(stage_free_[s], decode);
       if (h + stages_ < static_cast<int>(hosted_.size())) enqueue_host_copy(h + stages_);
       break;
     }
@@ -270,7 +277,7 @@ void WeightStreamer::begin_step(cudaStream_t compute) {
   if (streamed_.empty()) return;
   record(fork_, compute);
   wait(copy_, fork_);
-  wait(decode_, fork_);
+  for (cudaStream_t decode : decode_) wait(decode, fork_);
   for (int r = 0; r < slots_; ++r) enqueue_fetch(r);
 }
 
@@ -319,15 +326,17 @@ void WeightStreamer::end_step(cudaStream_t compute) {
     CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[r], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
   }
   record(copy_done_, copy_);
-  record(decode_done_, decode_);
   wait(compute, copy_done_);
-  wait(compute, decode_done_);
+  for (int d = 0; d < kDecodeStreams; ++d) {
+    record(decode_done_[d], decode_[d]);
+    wait(compute, decode_done_[d]);
+  }
 }
 
 void WeightStreamer::check() {
-  CLLM_CUDA_CHECK(cudaStreamSynchronize(decode_));
+  for (cudaStream_t decode : decode_) CLLM_CUDA_CHECK(cudaStreamSynchronize(decode));
   for (Layer& L : layers_)
-    if (L.decoder) L.decoder->check(decode_);
+    if (L.decoder) L.decoder->check(decode_[0]);  // synchronized above: any stream reads the status
 }
 
 }  // namespace codecllm::cuda

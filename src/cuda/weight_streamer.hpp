@@ -6,7 +6,7 @@
 //                     PCIe, then decoded into a scratch slot
 //   HostRaw           decoded bytes in pinned host RAM, copied straight into a scratch slot
 //                     (plain offload: what a user would do without compression)
-// Copies run on a copy stream, decodes on a decode stream, and events order them against the
+// Copies run on a copy stream, decodes on two decode streams, and events order them against the
 // compute stream, so copies, decodes and matmuls of different layers overlap. Everything is
 // allocated at construction; a step enqueues work only, which lets the caller capture it once
 // as a CUDA graph.
@@ -35,7 +35,9 @@ const char* home_name(LayerHome home);
 
 struct StreamerOptions {
   int prefetch_depth = 2;  // staging buffers: how many Host layers' copies may run ahead of their decode
-  int decode_slots = 2;    // layer-sized scratch buffers; 1 serializes decode and compute of streamed layers
+  // Layer-sized scratch buffers: 1 serializes decode and compute of streamed layers; 2 lets
+  // the next layer decode during this one's matmuls; 3 lets the next two decode at once.
+  int decode_slots = 2;
   DecoderOptions decoder;  // for every layer's decoder (the scratch is always shared)
 };
 
@@ -108,10 +110,11 @@ class WeightStreamer {
   uint64_t layer_bytes_ = 0;
   int slots_ = 0, stages_ = 0;
   std::vector<uint8_t*> slot_, stage_;
-  uint8_t* decoder_scratch_ = nullptr;
+  static constexpr int kDecodeStreams = 2;
+  uint8_t* decoder_scratch_[kDecodeStreams] = {};
   std::vector<cudaEvent_t> slot_ready_, slot_free_, copied_, stage_free_;
-  cudaEvent_t fork_ = nullptr, copy_done_ = nullptr, decode_done_ = nullptr;
-  cudaStream_t copy_ = nullptr, decode_ = nullptr;
+  cudaEvent_t fork_ = nullptr, copy_done_ = nullptr, decode_done_[kDecodeStreams] = {};
+  cudaStream_t copy_ = nullptr, decode_[kDecodeStreams] = {};
   Memory memory_;
 };
 

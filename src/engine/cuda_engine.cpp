@@ -328,6 +328,7 @@ class CudaEngine : public Engine {
       case Placement::Gpu:
         return std::vector<LayerHome>(L, LayerHome::Device);
       case Placement::GpuCompressed:
+        so.decode_slots = 3;  // the next two layers decode at once while one computes
         return std::vector<LayerHome>(L, LayerHome::DeviceCompressed);
       case Placement::Host:
         so.decode_slots = 1;  // decode and compute of a layer are short next to its copy
