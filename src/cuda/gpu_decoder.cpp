@@ -43,7 +43,7 @@ void append_table(const codec::RansPlaneHeader& h, const uint8_t* payload, std::
   pool.resize(words + gpu_table_words(p), 0);
   uint32_t cum = 0;
   for (uint32_t s = 0; s < h.num_symbols; ++s) {
-    const uint32_t f = read_u16(payload + sizeof(codec::RansPlaneHeader) + 2 * s);
+    const uint32_t f = read_u16(payload + sizeof(codec::RansPlaneHeader) + 2 * size_t{s});
     if (cum + f > M) break;
     for (uint32_t k = 0; k < f; ++k) {
       const uint32_t slot = cum + k;
