@@ -39,19 +39,14 @@ extern __shared__ __align__(16) uint32_t smem[];
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
-__device__ __forceinline__ uint32_t lds_u8(uint32_t addr) {
+// An unsigned load of kBytes (1, 2 or 4) from a shared-window address.
+template <int kBytes>
+__device__ __forceinline__ uint32_t lds(uint32_t addr) {
+  static_assert(kBytes == 1 || kBytes == 2 || kBytes == 4, "lds loads 1, 2 or 4 bytes");
   uint32_t v;
-  asm volatile("ld.shared.u8 %0, [%1];\n" : "=r"(v) : "r"(addr));
-  return v;
-}
-__device__ __forceinline__ uint32_t lds_u16(uint32_t addr) {
-  uint32_t v;
-  asm volatile("ld.shared.u16 %0, [%1];\n" : "=r"(v) : "r"(addr));
-  return v;
-}
-__device__ __forceinline__ uint32_t lds_u32(uint32_t addr) {
-  uint32_t v;
-  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+  if constexpr (kBytes == 1) asm volatile("ld.shared.u8 %0, [%1];\n" : "=r"(v) : "r"(addr));
+  if constexpr (kBytes == 2) asm volatile("ld.shared.u16 %0, [%1];\n" : "=r"(v) : "r"(addr));
+  if constexpr (kBytes == 4) asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
   return v;
 }
 
@@ -116,7 +111,7 @@ __device__ __forceinline__ void wait_segments() {
 // Raw plane, step k of the current group: byte pos + 32k + lane. pos is a multiple of the
 // group's 32 * kGroupSteps bytes at a group start, so a group never wraps inside the ring.
 __device__ __forceinline__ uint32_t raw_byte(const RingStream& s, uint32_t k, uint32_t lane) {
-  return lds_u8((s.ring | (s.pos & (kRingBytes - 1))) + k * 32 + lane);
+  return lds<1>((s.ring | (s.pos & (kRingBytes - 1))) + k * 32 + lane);
 }
 
 // A coded plane's lane: the rANS state and where its tables start.
@@ -136,8 +131,8 @@ __device__ __forceinline__ uint32_t rans_step(LaneState& c, RingStream& s, const
   const uint32_t slot = c.x & mask;
   uint32_t e, symbol;
   if constexpr (kSharedTables) {
-    e = lds_u32(c.table + 4 * slot);
-    symbol = lds_u8(c.table + 4 * (mask + 1) + slot);
+    e = lds<4>(c.table + 4 * slot);
+    symbol = lds<1>(c.table + 4 * (mask + 1) + slot);
   } else {
     e = __ldg(pool + c.table + slot);
     symbol = __ldg(reinterpret_cast<const uint8_t*>(pool + c.table + mask + 1) + slot);
@@ -148,7 +143,7 @@ __device__ __forceinline__ uint32_t rans_step(LaneState& c, RingStream& s, const
   const uint32_t ballot = warp_ballot(refill);
   // Every lane loads (a word of the ring, needed or not) so that the step has no branch. A
   // read past the chunk's words yields the zero fill and is caught by the final check.
-  const uint32_t word = lds_u16(s.ring | ((s.pos + 2 * __popc(ballot & lane_mask_lt)) & (kRingBytes - 1)));
+  const uint32_t word = lds<2>(s.ring | ((s.pos + 2 * __popc(ballot & lane_mask_lt)) & (kRingBytes - 1)));
   c.x = refill ? (x << 16) | word : x;
   s.pos += 2 * __popc(ballot);
   return symbol;
