@@ -10,20 +10,6 @@
 
 namespace codecllm::cuda {
 
-const char* home_name(LayerHome home) {
-  switch (home) {
-    case LayerHome::Device:
-      return "gpu";
-    case LayerHome::DeviceCompressed:
-      return "gpu-compressed";
-    case LayerHome::Host:
-      return "host";
-    case LayerHome::HostRaw:
-      return "host-raw";
-  }
-  return "?";
-}
-
 namespace {
 
 constexpr uint64_t kAlign = 256;

@@ -31,7 +31,6 @@
 namespace codecllm::cuda {
 
 enum class LayerHome { Device, DeviceCompressed, Host, HostRaw };
-const char* home_name(LayerHome home);
 
 struct StreamerOptions {
   int prefetch_depth = 2;  // staging buffers: how many Host layers' copies may run ahead of their decode
