@@ -5,8 +5,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "cuda/cuda_check.hpp"
 #include "cuda/decode_desc.hpp"
@@ -322,41 +324,18 @@ constexpr Variant kVariants[] = {
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 static_assert(2 * kNumVariants == kNumLayouts, "kNumLayouts counts every variant twice (tables shared or global)");
 
-template <bool kShared>
-void launch_layout(int variant, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
-                   const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
-                   size_t table_bytes, cudaStream_t stream) {
-#define CLLM_LAUNCH(V)                                                                                       \
-  launch_variant<kVariants[V].assemble, static_cast<int>(kVariants[V].planes), kVariants[V].coded, kShared>( \
-      tensors, jobs, num_jobs, table_pool, comp, ptrs, status, table_bytes, stream)
-  switch (variant) {
-    case 0:
-      return CLLM_LAUNCH(0);
-    case 1:
-      return CLLM_LAUNCH(1);
-    case 2:
-      return CLLM_LAUNCH(2);
-    case 3:
-      return CLLM_LAUNCH(3);
-    case 4:
-      return CLLM_LAUNCH(4);
-    case 5:
-      return CLLM_LAUNCH(5);
-    case 6:
-      return CLLM_LAUNCH(6);
-    case 7:
-      return CLLM_LAUNCH(7);
-    case 8:
-      return CLLM_LAUNCH(8);
-    case 9:
-      return CLLM_LAUNCH(9);
-    case 10:
-      return CLLM_LAUNCH(10);
-    default:
-      throw Error("GPU decoder: unsupported element layout");
-  }
-#undef CLLM_LAUNCH
+using Launcher = void (*)(const TensorDesc*, const BlockJob*, uint32_t, const uint32_t*, const uint8_t*,
+                          const LaunchPointers&, uint32_t*, size_t, cudaStream_t);
+
+// One launcher per variant, in kVariants order: the instances exist at compile time, and a
+// tensor's layout index picks one at run time.
+template <bool kShared, size_t... V>
+constexpr std::array<Launcher, sizeof...(V)> launchers(std::index_sequence<V...>) {
+  return {
+      &launch_variant<kVariants[V].assemble, static_cast<int>(kVariants[V].planes), kVariants[V].coded, kShared>...};
 }
+constexpr auto kSharedLaunchers = launchers<true>(std::make_index_sequence<kNumVariants>{});
+constexpr auto kGlobalLaunchers = launchers<false>(std::make_index_sequence<kNumVariants>{});
 
 }  // namespace
 
@@ -378,10 +357,11 @@ void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob*
                           const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
                           size_t shared_bytes, cudaStream_t stream) {
   if (num_jobs == 0) return;
+  if (layout < 0 || layout >= kNumLayouts) throw Error("GPU decoder: unsupported element layout");
   if (layout < kNumVariants) {
-    launch_layout<true>(layout, tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    kSharedLaunchers[layout](tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
   } else {
-    launch_layout<false>(layout - kNumVariants, tensors, jobs, num_jobs, table_pool, comp, ptrs, status, 0, stream);
+    kGlobalLaunchers[layout - kNumVariants](tensors, jobs, num_jobs, table_pool, comp, ptrs, status, 0, stream);
   }
 }
 
