@@ -47,7 +47,9 @@ std::vector<uint8_t> expected_output(const format::ContainerReader& r, const for
 }
 
 // Decodes every tensor of a file on the GPU (in groups, as a layer would be) and compares.
-void expect_gpu_matches_cpu(const std::string& path, cuda::Int8Out int8_out, bool from_host) {
+// output_offset: outputs start that many bytes past an allocation (16-byte aligned when 0,
+// which takes the kernels' vector stores; 4 takes their element-by-element stores).
+void expect_gpu_matches_cpu(const std::string& path, cuda::Int8Out int8_out, bool from_host, size_t output_offset = 0) {
   format::ContainerReader r(path);
   std::vector<std::string> names;
   for (const auto& t : r.index().tensors) names.push_back(t.name);
@@ -60,9 +62,10 @@ void expect_gpu_matches_cpu(const std::string& path, cuda::Int8Out int8_out, boo
     std::vector<std::unique_ptr<DeviceBuffer>> bufs;
     std::vector<void*> outs;
     for (size_t i = 0; i < group.size(); ++i) {
-      bufs.push_back(std::make_unique<DeviceBuffer>(dec.output_bytes(i)));
-      CLLM_CUDA_CHECK(cudaMemset(bufs.back()->p, 0xA5, dec.output_bytes(i)));  // poison: every byte must be written
-      outs.push_back(bufs.back()->p);
+      bufs.push_back(std::make_unique<DeviceBuffer>(dec.output_bytes(i) + output_offset));
+      void* p = static_cast<uint8_t*>(bufs.back()->p) + output_offset;
+      CLLM_CUDA_CHECK(cudaMemset(p, 0xA5, dec.output_bytes(i)));  // poison: every byte must be written
+      outs.push_back(p);
     }
     if (from_host) {
       dec.decode_from_host(dec.host_range().data(), outs.data(), nullptr);
@@ -160,10 +163,15 @@ TEST(GpuDecode, EdgeCases) {
       auto all = ts;
       all.push_back({"layers.0.w", DType::BF16, {300, 257}, wb});
       all.push_back({"layers.0.w16", DType::F16, {257, 300}, test::gaussian_f16(257 * 300, 0.02, 4)});
+      // Rows of a multiple of 16 columns take the int8 vector path: longer and shorter than a
+      // group of 512 elements.
+      all.push_back({"layers.0.w512", DType::BF16, {37, 512}, test::gaussian_bf16(37 * 512, 0.02, 6)});
+      all.push_back({"layers.0.w32", DType::BF16, {1001, 32}, test::gaussian_bf16(1001 * 32, 0.02, 7)});
       const std::string path = write_synthetic(dir.path(), o, all);
       for (auto out : {cuda::Int8Out::Bf16, cuda::Int8Out::F16, cuda::Int8Out::Int8}) {
         expect_gpu_matches_cpu(path, out, false);
         expect_gpu_matches_cpu(path, out, true);
+        expect_gpu_matches_cpu(path, out, false, /*output_offset=*/4);
       }
     }
   }

@@ -1,8 +1,6 @@
 // GPU decode of .cllm tensors: one warp per rANS chunk, the 32 interleaved states of the chunk
 // in the 32 lanes, the coded planes' tables in shared memory, and every plane of an element
-// range decoded together so the final values are assembled and stored in the same pass.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+// range decoded together so the final values are assembled and stored in the same kernel.
 #include <cuda_runtime.h>
 
 #include <array>
@@ -11,6 +9,7 @@
 #include <utility>
 
 #include "cuda/cuda_check.hpp"
+#include "cuda/decode_assemble.cuh"
 #include "cuda/decode_desc.hpp"
 #include "cuda/decode_launch.hpp"
 #include "cuda/decode_stream.cuh"
@@ -18,159 +17,135 @@
 namespace codecllm::cuda {
 namespace {
 
-__device__ __forceinline__ void store_dequantized(uint8_t* out, uint64_t i, float w, Int8Out o) {
-  // Round to nearest even, exactly as the CPU reference (codec/int8_quant.cpp) converts.
-  if (o == Int8Out::Bf16) {
-    reinterpret_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(w);
-  } else {
-    reinterpret_cast<__half*>(out)[i] = __float2half_rn(w);
-  }
+// v, in a register written by a shuffle rather than by a load. The steps read such values
+// every group; had they come straight from a load, the compiler may track that load with the
+// same scoreboard as the raw-plane loads issued at each group start, and then the first step
+// of every group waits for those (measured: a fifth of the decode time).
+// (Two exchanges with the neighbouring lane; mixing in the lane index keeps a value that is
+// the same in every lane from being recognised as such and the exchanges folded away.)
+__device__ __forceinline__ uint32_t settled(uint32_t v) {
+  const uint32_t lane = threadIdx.x % 32;
+  return __shfl_xor_sync(kFullMask, __shfl_xor_sync(kFullMask, v ^ lane, 1), 1) ^ lane;
 }
 
-// narrow: a float32 element is stored rounded to bfloat16 (nearest even), for consumers that
-// compute in bf16.
-template <Assemble A, int NP>
-__device__ __forceinline__ void store_element(uint8_t* out, uint32_t i, const uint32_t (&b)[NP], bool narrow) {
-  if constexpr (A == Assemble::SplitBf16) {
-    reinterpret_cast<uint16_t*>(out)[i] = static_cast<uint16_t>(((b[1] & 0x80u) << 8) | (b[0] << 7) | (b[1] & 0x7Fu));
-  } else if constexpr (A == Assemble::SplitF32) {
-    const uint32_t bits = ((b[1] & 0x80u) << 24) | (b[0] << 23) | ((b[1] & 0x7Fu) << 16) | (b[2] << 8) | b[3];
-    if (narrow) {
-      reinterpret_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(__uint_as_float(bits));
-    } else {
-      reinterpret_cast<uint32_t*>(out)[i] = bits;
-    }
-  } else {
-#pragma unroll
-    for (int k = 0; k < NP; ++k) out[i * NP + k] = static_cast<uint8_t>(b[k]);
-  }
+// Coded planes of an instance: with a fixed mask only those, packed; a descriptor-driven
+// instance gives every plane a slot. A slot is one ring and one symbol buffer per warp.
+template <int NP, int kCoded>
+constexpr int coded_slots() {
+  if (kCoded == kCodedFromDescriptor) return NP;
+  int n = 0;
+  for (int p = 0; p < NP; ++p) n += (kCoded >> p) & 1;
+  return n;
+}
+template <int kCoded>
+__device__ constexpr int slot_of(int plane) {
+  if (kCoded == kCodedFromDescriptor) return plane;
+  int n = 0;
+  for (int p = 0; p < plane; ++p) n += (kCoded >> p) & 1;
+  return n;
 }
 
-__device__ __forceinline__ void store_int8(uint8_t* out, uint32_t i, bool keep_bytes, Int8Out type, uint32_t q,
-                                           float scale) {
-  if (keep_bytes) {
-    out[i] = static_cast<uint8_t>(q);  // int8 output, or LEFT residuals for int8_rows_kernel
-  } else {
-    store_dequantized(out, i, static_cast<float>(static_cast<int8_t>(q)) * scale, type);
-  }
-}
+// A group's decoded symbols of one coded plane, one byte each, in step-major order.
+constexpr uint32_t kGroupSymbols = kGroupSteps * 32;
+static_assert(kGroupSymbols == 32 * kRunElements, "a group is one run of 16 elements per lane");
 
-// Decodes chunk `chunk` of tensor t: NP planes, each coded (a warp-wide rANS stream) or raw,
-// every plane's bytes staged through the warp's rings (decode_stream.cuh). kCoded: bit p set
-// when plane p is coded, fixed at compile time so that the step has no per-plane branch; or
-// kCodedFromDescriptor for the rare layouts, which test each plane's flag at run time.
+// Decodes chunk `chunk` of tensor t: NP planes, each coded (a warp-wide rANS stream) or raw.
+// Per group of kGroupSteps steps, the coded planes' symbols go to the warp's symbol buffers
+// (step-major, as the interleaved states produce them); then every lane assembles 16
+// consecutive elements of the group from those buffers and the raw planes (read from global
+// memory, 16 bytes per lane, issued before the steps) and stores them with vector stores.
+// kCoded: bit p set when plane p is coded, fixed at compile time so that the step has no
+// per-plane branch; or kCodedFromDescriptor for the rare layouts, which test each plane's flag.
 template <Assemble A, int NP, int kCoded, bool kSharedTables>
 __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t* __restrict__ table_pool,
-                             const uint8_t* comp, uint8_t* out, uint32_t rings, bool& bad) {
+                             const uint8_t* comp, uint8_t* out, uint32_t rings, uint32_t symbols, bool vector_out,
+                             bool& bad) {
+  constexpr int kSlots = coded_slots<NP, kCoded>();
   const uint32_t lane = threadIdx.x % 32;
   const uint32_t lane_mask_lt = (1u << lane) - 1;
   const uint64_t first = uint64_t{chunk} * t.chunk_symbols;
   const uint64_t remaining = t.elements - first;
   const uint32_t n = remaining < t.chunk_symbols ? static_cast<uint32_t>(remaining) : t.chunk_symbols;
 
-  RingStream stream[NP];
-  LaneState coder[NP];
+  RingStream stream[kSlots > 0 ? kSlots : 1];
+  LaneState coder[kSlots > 0 ? kSlots : 1];
+  uint32_t prob_bits[kSlots > 0 ? kSlots : 1], mask[kSlots > 0 ? kSlots : 1];
   bool coded[NP];
-  uint32_t prob_bits[NP], mask[NP];
+  const uint8_t* raw[NP];  // raw planes: this chunk's bytes
 #pragma unroll
   for (int p = 0; p < NP; ++p) {
     const PlaneDesc& pd = t.planes[p];
     coded[p] = kCoded == kCodedFromDescriptor ? pd.coded != 0 : ((kCoded >> p) & 1) != 0;
-    prob_bits[p] = pd.prob_bits;
-    mask[p] = (1u << pd.prob_bits) - 1;
-    stream[p].issued = 0;
-    stream[p].issued_before[0] = stream[p].issued_before[1] = 0;
-    stream[p].pos = 0;
-    stream[p].ring = rings + p * kRingBytes;
-    if (!coded[p]) {
-      stream[p].src = comp + pd.payload + first;
-      stream[p].bytes = n;
-      continue;
-    }
+    raw[p] = comp + pd.payload + first;
+    if (!coded[p]) continue;
+    const int s = slot_of<kCoded>(p);
+    prob_bits[s] = settled(pd.prob_bits);
+    mask[s] = (1u << prob_bits[s]) - 1;
     const uint32_t* ends = reinterpret_cast<const uint32_t*>(comp + pd.chunk_ends);
     const uint32_t begin = chunk == 0 ? 0 : ends[chunk - 1];
     const uint32_t bytes = ends[chunk] - begin;  // validated on the host: >= 128, multiple of 16
     const uint8_t* data = comp + pd.data + begin;
-    stream[p].src = data + 128;
-    stream[p].bytes = bytes - 128;  // the words, zero padding included
-    coder[p].x = reinterpret_cast<const uint32_t*>(data)[lane];
-    coder[p].table = kSharedTables ? shared_address(smem + pd.table_offset) : static_cast<uint32_t>(pd.table);
-    if (coder[p].x < kRansL) bad = true;
+    stream[s].src = data + 128;
+    stream[s].bytes = bytes - 128;  // the words, zero padding included
+    stream[s].issued = 0;
+    stream[s].issued_before[0] = stream[s].issued_before[1] = 0;
+    stream[s].pos = 0;
+    stream[s].ring = rings + s * kRingBytes;
+    coder[s].x = settled(reinterpret_cast<const uint32_t*>(data)[lane]);
+    coder[s].table = settled(kSharedTables ? shared_address(smem + pd.table_offset) : static_cast<uint32_t>(pd.table));
+    if (coder[s].x < kRansL) bad = true;
   }
 
-  // int8: row, column and scale of this lane's element, advanced by 32 columns a step (rows
-  // and columns fit 32 bits: the host checks). Descriptor fields used per element are copied
-  // to registers: stores through `out` could alias the descriptor as far as the compiler
-  // knows, which would reload them every step.
+  // int8: row and column of the first element of this lane's run, advanced by a group at a
+  // time (rows and columns fit 32 bits: the host checks). Descriptor fields used per group are
+  // copied to registers: stores through `out` could alias the descriptor as far as the
+  // compiler knows, which would reload them.
   const float* scales = nullptr;
   uint32_t row = 0, col = 0;
-  float scale = 0.0f;
   const auto cols = static_cast<uint32_t>(t.cols);
   const auto rows = static_cast<uint32_t>(t.cols == 0 ? 0 : t.elements / t.cols);
-  const bool keep_bytes = t.predictor != 0 || t.int8_out == Int8Out::Int8;
-  const Int8Out int8_type = t.int8_out;
+  const bool narrow = t.narrow_to_bf16 != 0;
+  Int8Store q{t.predictor != 0 || t.int8_out == Int8Out::Int8, t.int8_out, 0.0f};
+  bool runs_in_rows = true;  // int8: a run never crosses a row end
   if constexpr (A == Assemble::Int8) {
     scales = reinterpret_cast<const float*>(comp + t.scales);
-    row = static_cast<uint32_t>((first + lane) / cols);
-    col = static_cast<uint32_t>((first + lane) % cols);
-    scale = row < rows ? __ldg(scales + row) : 0.0f;
+    row = static_cast<uint32_t>((first + kRunElements * lane) / cols);
+    col = static_cast<uint32_t>((first + kRunElements * lane) % cols);
+    runs_in_rows = cols % kRunElements == 0;
   }
+  const uint32_t element_bytes = output_element_bytes<A, NP>(narrow, q.keep_bytes);
+  uint8_t* const chunk_out = out + first * element_bytes;
 
-  // Output of this chunk: indices in the loop stay 32-bit.
-  const bool narrow = t.narrow_to_bf16 != 0;
-  uint8_t* const chunk_out = out + first * (A == Assemble::SplitBf16  ? 2
-                                            : A == Assemble::SplitF32 ? (narrow ? 2 : 4)
-                                            : A == Assemble::Int8     ? 1
-                                                                      : NP);
-  // One group of kGroupSteps steps; kFull: every symbol of the group exists (all but the
-  // last group of a tensor's last chunk).
-  auto group = [&](uint32_t g, auto full) {
+  // The decode steps of one group; kFull: every symbol of the group exists (all but the last
+  // group of a tensor's last chunk).
+  auto decode_group = [&](uint32_t g, auto full) {
     constexpr bool kFull = decltype(full)::value;
 #pragma unroll
     for (uint32_t k = 0; k < kGroupSteps; ++k) {
-      const uint32_t i = (g + k) * 32 + lane;
-      const bool active = kFull || i < n;
-      uint32_t b[NP];
+      const bool active = kFull || (g + k) * 32 + lane < n;
 #pragma unroll
       for (int p = 0; p < NP; ++p) {
-        b[p] = coded[p] ? rans_step<kSharedTables, kFull>(coder[p], stream[p], table_pool, prob_bits[p], mask[p],
-                                                          active, lane_mask_lt)
-                        : raw_byte(stream[p], k, lane);
-      }
-      if (active) {
-        if constexpr (A == Assemble::Int8) {
-          store_int8(keep_bytes ? chunk_out : out + 2 * first, i, keep_bytes, int8_type, b[0], scale);
-        } else {
-          store_element<A, NP>(chunk_out, i, b, narrow);
-        }
-      }
-      if constexpr (A == Assemble::Int8) {
-        col += 32;
-        if (col >= cols) {
-          do {
-            col -= cols;
-            ++row;
-          } while (col >= cols);
-          scale = row < rows ? __ldg(scales + row) : 0.0f;
-        }
+        if (!coded[p]) continue;
+        const int s = slot_of<kCoded>(p);
+        const uint32_t symbol = rans_step<kSharedTables, kFull>(coder[s], stream[s], table_pool, prob_bits[s], mask[s],
+                                                                active, lane_mask_lt);
+        sts8(symbols + s * kGroupSymbols + k * 32 + lane, symbol);
       }
     }
-#pragma unroll
-    for (int p = 0; p < NP; ++p)
-      if (!coded[p]) stream[p].pos += kGroupSteps * 32;
   };
 
   const uint32_t steps = (n + 31) / 32;
-  const uint32_t full_steps = n / (kGroupSteps * 32) * kGroupSteps;
+  const uint32_t full_steps = n / kGroupSymbols * kGroupSteps;
   for (uint32_t g = 0; g < steps; g += kGroupSteps) {
-    __syncwarp();  // every lane is done with the ring slots about to be refilled
+    __syncwarp();  // every lane is done with the ring slots about to be refilled and the symbol buffers
 #pragma unroll
-    for (int p = 0; p < NP; ++p) issue_ahead(stream[p], lane);
+    for (int p = 0; p < NP; ++p)
+      if (coded[p]) issue_ahead(stream[slot_of<kCoded>(p)], lane);
     commit_segments();
     uint32_t in_flight = 2;
 #pragma unroll
     for (int p = 0; p < NP; ++p)
-      in_flight = min(in_flight, groups_in_flight(stream[p], coded[p] ? kGroupMaxCodedBytes : kGroupSteps * 32));
+      if (coded[p]) in_flight = min(in_flight, groups_in_flight(stream[slot_of<kCoded>(p)], kGroupMaxCodedBytes));
     if (in_flight == 2) {
       wait_segments<2>();
     } else if (in_flight == 1) {
@@ -178,11 +153,62 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     } else {
       wait_segments<0>();
     }
+
     __syncwarp();  // the segments copied by every lane are visible to the whole warp
-    if (g < full_steps) {
-      group(g, std::true_type{});
+
+    // This lane's run, and what it needs from global memory, requested before the steps and
+    // after the barrier above: a barrier waits for the warp's outstanding loads.
+    const uint32_t run = g * 32 + kRunElements * lane;
+    const bool full = g < full_steps;
+    const bool vector_run = kVectorRuns<A, NP> && full && vector_out && runs_in_rows;
+    uint4 bytes[NP];
+#pragma unroll
+    for (int p = 0; p < NP; ++p) {
+      bytes[p] = make_uint4(0, 0, 0, 0);
+      if (!coded[p] && vector_run) bytes[p] = __ldg(reinterpret_cast<const uint4*>(raw[p] + run));
+    }
+    if constexpr (A == Assemble::Int8) q.scale = row < rows ? __ldg(scales + row) : 0.0f;
+    if (full) {
+      decode_group(g, std::true_type{});
     } else {
-      group(g, std::false_type{});
+      decode_group(g, std::false_type{});
+    }
+    __syncwarp();  // the group's symbols are visible to the whole warp
+#pragma unroll
+    for (int p = 0; p < NP; ++p)
+      if (coded[p]) bytes[p] = lds16(symbols + slot_of<kCoded>(p) * kGroupSymbols + kRunElements * lane);
+
+    if (vector_run) {
+      store_run<A, NP>(chunk_out + run * element_bytes, bytes, narrow, q);
+    } else {
+      // One element at a time, in a loop kept rolled (it is rare, and code size matters to
+      // the hot path); an int8 run may cross row ends here.
+      Int8Store qe = q;
+      uint32_t r = row, c = col;
+#pragma unroll 1
+      for (uint32_t j = 0; j < kRunElements; ++j) {
+        if constexpr (A == Assemble::Int8) {
+          if (j > 0 && ++c == cols) {
+            c = 0;
+            ++r;
+            qe.scale = r < rows ? __ldg(scales + r) : 0.0f;
+          }
+        }
+        const uint32_t i = run + j;
+        if (i >= n) break;
+        uint32_t b[NP];
+#pragma unroll
+        for (int p = 0; p < NP; ++p)
+          b[p] = coded[p] ? lds<1>(symbols + slot_of<kCoded>(p) * kGroupSymbols + kRunElements * lane + j) : raw[p][i];
+        store_element<A, NP>(chunk_out, i, b, narrow, qe);
+      }
+    }
+    if constexpr (A == Assemble::Int8) {
+      col += kGroupSymbols;
+      while (col >= cols) {
+        col -= cols;
+        ++row;
+      }
     }
   }
   wait_segments<0>();  // nothing may land in shared memory after the warp exits
@@ -192,16 +218,17 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
 #pragma unroll
   for (int p = 0; p < NP; ++p) {
     if (!coded[p]) continue;
-    const uint32_t used = 128 + stream[p].pos;
-    if (coder[p].x != kRansL || ((used + 15) & ~15u) != 128 + stream[p].bytes) bad = true;
+    const int s = slot_of<kCoded>(p);
+    const uint32_t used = 128 + stream[s].pos;
+    if (coder[s].x != kRansL || ((used + 15) & ~15u) != 128 + stream[s].bytes) bad = true;
   }
 }
 
-// Shared memory of one block: the tables of the launch's largest tensor (when staged), then a
-// ring per warp and plane.
-template <int NP>
-constexpr size_t ring_bytes_per_block() {
-  return size_t{kWarpsPerBlock} * NP * kRingBytes;
+// Shared memory of one block after the tables: per warp and slot a ring, then per warp and
+// slot a symbol buffer (rings first, so that each stays kRingBytes-aligned).
+template <int NP, int kCoded>
+constexpr size_t warp_bytes_per_block() {
+  return size_t{kWarpsPerBlock} * coded_slots<NP, kCoded>() * (kRingBytes + kGroupSymbols);
 }
 
 // One block: up to kWarpsPerBlock chunks of one tensor. One kernel instance per element
@@ -233,11 +260,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
   const uint32_t chunk = job.first_chunk + warp;
   // Rings start on a kRingBytes boundary of the shared window (the launch leaves room to round
   // up), so that a ring address is one OR of base and offset.
+  constexpr uint32_t kSlots = coded_slots<NP, kCoded>();
   const uint32_t ring_base = (shared_address(smem) + table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes;
-  const uint32_t rings = ring_base + warp * NP * kRingBytes;
+  const uint32_t rings = ring_base + warp * kSlots * kRingBytes;
+  const uint32_t symbols = ring_base + kWarpsPerBlock * kSlots * kRingBytes + warp * kSlots * kGroupSymbols;
+  const bool vector_out = ((ptrs.vector_outputs >> t.output) & 1u) != 0;
   bool bad = false;
   decode_chunk<A, NP, kCoded, kSharedTables>(t, chunk, table_pool, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]),
-                                             rings, bad);
+                                             rings, symbols, vector_out, bad);
   if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
 }
 
@@ -246,7 +276,7 @@ void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t nu
                     const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t table_bytes,
                     cudaStream_t stream) {
   table_bytes = kSharedTables ? (table_bytes + 15) / 16 * 16 : 0;
-  const size_t shared_bytes = table_bytes + kRingBytes + ring_bytes_per_block<NP>();  // + alignment slack
+  const size_t shared_bytes = table_bytes + kRingBytes + warp_bytes_per_block<NP, kCoded>();  // + alignment slack
   auto* kernel = decode_chunks_kernel<A, NP, kCoded, kSharedTables>;
   if (shared_bytes > 48 * 1024) {
     // Cheap, host-side only; done at each launch so every instance gets it on first use.
@@ -282,7 +312,7 @@ __global__ void int8_rows_kernel(const uint8_t* __restrict__ residuals, const fl
       if (out_type == Int8Out::Int8) {
         out[i] = static_cast<uint8_t>(v);
       } else {
-        store_dequantized(out, i, static_cast<float>(static_cast<int8_t>(static_cast<uint8_t>(v))) * scale, out_type);
+        store_dequantized(out, i, dequantize(v, scale), out_type);
       }
     }
   }

@@ -1,6 +1,6 @@
-// One warp's view of a plane's bytes in a chunk: the stream is copied from global memory into
-// a per-warp ring in shared memory by cp.async, several groups of steps ahead of the decoder,
-// so the rANS chain never waits on a global load. Words and raw bytes are then read with
+// One warp's view of a coded plane's words in a chunk: the stream is copied from global memory
+// into a per-warp ring in shared memory by cp.async, several groups of steps ahead of the
+// decoder, so the rANS chain never waits on a global load. Words are then read with
 // shared-memory loads, which are short and fixed in latency.
 #pragma once
 
@@ -14,7 +14,7 @@ constexpr uint32_t kRansL = 1u << 16;
 constexpr uint32_t kFullMask = 0xffffffffu;
 
 // A group is kGroupSteps decode steps of 32 symbols, between two visits to the ring logic.
-// A coded plane reads at most one 16-bit word per symbol, a raw plane exactly one byte.
+// A coded plane reads at most one 16-bit word per symbol.
 constexpr uint32_t kGroupSteps = 16;
 constexpr uint32_t kSegmentBytes = 512;  // one cp.async of 16 bytes per lane
 constexpr uint32_t kRingSegments = 4;
@@ -27,11 +27,12 @@ static_assert(kGroupMaxCodedBytes <= (kRingSegments - 1) * kSegmentBytes, "a gro
 // segments pos / 512 .. pos / 512 + 3, so a slot it overwrites belongs to a consumed segment,
 // and the group's reads (below pos + kGroupMaxCodedBytes) stay inside the live ones. Then it
 // waits only as far as needed: if every segment the group may read was issued two commit
-// groups ago, it lets two groups stay in flight; else one, else none. Exponent and raw planes
-// consume far less than the worst case and run with loads one or two groups ahead.
+// groups ago, it lets two groups stay in flight; else one, else none. Exponent planes consume
+// far less than the worst case and run with loads one or two groups ahead.
 
-// Dynamic shared memory of a decode block: the coded planes' tables, then one ring per warp
-// and plane. Declared once here so that every access indexes the same array.
+// Dynamic shared memory of a decode block: the coded planes' tables, then per warp one ring
+// and one group buffer of decoded symbols per coded plane. Declared once here so that every access indexes the same
+// array.
 extern __shared__ __align__(16) uint32_t smem[];
 
 // Hot-loop reads take 32-bit shared-window addresses, so that an address is one add or OR
@@ -48,6 +49,15 @@ __device__ __forceinline__ uint32_t lds(uint32_t addr) {
   if constexpr (kBytes == 2) asm volatile("ld.shared.u16 %0, [%1];\n" : "=r"(v) : "r"(addr));
   if constexpr (kBytes == 4) asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
   return v;
+}
+// 16 bytes from a 16-byte aligned shared-window address.
+__device__ __forceinline__ uint4 lds16(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ void sts8(uint32_t addr, uint32_t v) {
+  asm volatile("st.shared.u8 [%0], %1;\n" ::"r"(addr), "r"(v) : "memory");
 }
 
 // __ballot_sync makes the compiler add a divergence check and a slow path to every vote; the
@@ -106,12 +116,6 @@ __device__ __forceinline__ void commit_segments() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void wait_segments() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-// Raw plane, step k of the current group: byte pos + 32k + lane. pos is a multiple of the
-// group's 32 * kGroupSteps bytes at a group start, so a group never wraps inside the ring.
-__device__ __forceinline__ uint32_t raw_byte(const RingStream& s, uint32_t k, uint32_t lane) {
-  return lds<1>((s.ring | (s.pos & (kRingBytes - 1))) + k * 32 + lane);
 }
 
 // A coded plane's lane: the rANS state and where its tables start.
