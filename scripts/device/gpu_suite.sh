@@ -2,7 +2,8 @@
 # Runs on a GPU machine: build, GPU tests, compute-sanitizer, decode benchmarks. Logs go to
 # $OUT (default /tmp/codecllm-out). Build dependencies that machine lacks travel as Debian
 # packages in .device-data/debs (unpacked to /tmp/deps), real models in .device-data/models.
-#   [TARGETS='codecllm test_gpu'] [SHAPE=llama3-8b MODES='lossless int8' RUNS=gpu@1,host@8 TOKENS=16] \
+#   [TARGETS='codecllm test_gpu'] [SHAPE=llama3-8b MODES='lossless int8' SYNTH_ARGS='--chunk-symbols 65536'
+#    RUNS=gpu@1,host@8 TOKENS=16] \
 #     scripts/device/gpu_suite.sh [build] [test] [sanitize] [bench] [engine] [big] [profile]
 # (default: every stage; TARGETS limits the build, and then only test_gpu runs in the test stage)
 set -uo pipefail
@@ -88,7 +89,8 @@ if has big; then
   shape=${SHAPE:-llama3-8b}
   for mode in ${MODES:-lossless int8}; do
     echo "-- synthetic $shape $mode" | tee -a "$OUT/engine.txt"
-    /usr/bin/time -v $build/tools/codecllm synth --shape $shape --mode $mode -o /tmp/big-$mode.cllm 2>"$OUT/synth-$mode.log" \
+    /usr/bin/time -v $build/tools/codecllm synth --shape $shape --mode $mode ${SYNTH_ARGS:-} -o /tmp/big-$mode.cllm \
+      2>"$OUT/synth-$mode.log" \
       | tee -a "$OUT/engine.txt"
     grep -E "Maximum resident|Elapsed" "$OUT/synth-$mode.log" | tee -a "$OUT/engine.txt"
     $build/bench/engine_bench /tmp/big-$mode.cllm ${RUNS:-gpu@1,gpu-compressed@1,host@1,host-raw@1,host@8,host-raw@8,host@32,host-raw@32,auto/24GiB@1} \
