@@ -22,9 +22,13 @@ enum class Assemble : uint32_t {
 // Output element type of int8 tensors.
 enum class Int8Out : uint32_t { Int8 = 0, Bf16 = 1, F16 = 2 };
 
-// 32-bit words of a coded plane's decode tables (decode_stream.cuh): 2^p entries, then 2^p
-// symbol bytes.
-constexpr uint32_t gpu_table_words(uint32_t prob_bits) { return (1u << prob_bits) + (1u << prob_bits) / 4; }
+// 32-bit words of a coded plane's decode tables (built in gpu_decoder.cpp, read by rans_step):
+// packed, one word per slot, when every frequency is at most kPackedMaxFreq; else split, 2^p
+// entries then 2^p symbol bytes.
+constexpr uint32_t kPackedMaxFreq = 1u << 12;
+constexpr uint32_t gpu_table_words(uint32_t prob_bits, bool packed) {
+  return (1u << prob_bits) + (packed ? 0 : (1u << prob_bits) / 4);
+}
 
 struct PlaneDesc {
   uint32_t coded;  // 1: rANS, 0: raw

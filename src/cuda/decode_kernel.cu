@@ -56,7 +56,7 @@ static_assert(kGroupSymbols == 32 * kRunElements, "a group is one run of 16 elem
 // memory, 16 bytes per lane, issued before the steps) and stores them with vector stores.
 // kCoded: bit p set when plane p is coded, fixed at compile time so that the step has no
 // per-plane branch; or kCodedFromDescriptor for the rare layouts, which test each plane's flag.
-template <Assemble A, int NP, int kCoded, bool kSharedTables>
+template <Assemble A, int NP, int kCoded, bool kPacked, bool kSharedTables>
 __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t* __restrict__ table_pool,
                              const uint8_t* comp, uint8_t* out, uint32_t rings, uint32_t symbols, bool vector_out,
                              bool& bad) {
@@ -127,8 +127,8 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
       for (int p = 0; p < NP; ++p) {
         if (!coded[p]) continue;
         const int s = slot_of<kCoded>(p);
-        const uint32_t symbol = rans_step<kSharedTables, kFull>(coder[s], stream[s], table_pool, prob_bits[s], mask[s],
-                                                                active, lane_mask_lt);
+        const uint32_t symbol = rans_step<kPacked, kSharedTables, kFull>(coder[s], stream[s], table_pool, prob_bits[s],
+                                                                         mask[s], active, lane_mask_lt);
         sts8(symbols + s * kGroupSymbols + k * 32 + lane, symbol);
       }
     }
@@ -235,7 +235,7 @@ constexpr size_t warp_bytes_per_block() {
 // layout keeps each instance's register use to what its layout needs.
 // Three resident blocks per SM (24 warps) for the layouts with at most two planes: the decode
 // chain is latency-bound, and measured on an H100 two blocks left schedulers idle 58% of cycles.
-template <Assemble A, int NP, int kCoded, bool kSharedTables>
+template <Assemble A, int NP, int kCoded, bool kPacked, bool kSharedTables>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
     decode_chunks_kernel(const TensorDesc* __restrict__ tensors, const BlockJob* __restrict__ jobs,
                          const uint32_t* __restrict__ table_pool, const uint8_t* __restrict__ comp,
@@ -249,7 +249,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
   for (uint32_t p = 0; kSharedTables && p < t.num_planes; ++p) {
     const PlaneDesc& pd = t.planes[p];
     if (!pd.coded) continue;
-    const uint32_t n = gpu_table_words(pd.prob_bits);
+    const uint32_t n = gpu_table_words(pd.prob_bits, kPacked);
     const uint32_t* src = table_pool + pd.table;
     for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) smem[pd.table_offset + i] = src[i];
   }
@@ -266,18 +266,18 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
   const uint32_t symbols = ring_base + kWarpsPerBlock * kSlots * kRingBytes + warp * kSlots * kGroupSymbols;
   const bool vector_out = ((ptrs.vector_outputs >> t.output) & 1u) != 0;
   bool bad = false;
-  decode_chunk<A, NP, kCoded, kSharedTables>(t, chunk, table_pool, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]),
-                                             rings, symbols, vector_out, bad);
+  decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(
+      t, chunk, table_pool, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]), rings, symbols, vector_out, bad);
   if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
 }
 
-template <Assemble A, int NP, int kCoded, bool kSharedTables>
+template <Assemble A, int NP, int kCoded, bool kPacked, bool kSharedTables>
 void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs, const uint32_t* table_pool,
                     const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t table_bytes,
                     cudaStream_t stream) {
   table_bytes = kSharedTables ? (table_bytes + 15) / 16 * 16 : 0;
   const size_t shared_bytes = table_bytes + kRingBytes + warp_bytes_per_block<NP, kCoded>();  // + alignment slack
-  auto* kernel = decode_chunks_kernel<A, NP, kCoded, kSharedTables>;
+  auto* kernel = decode_chunks_kernel<A, NP, kCoded, kPacked, kSharedTables>;
   if (shared_bytes > 48 * 1024) {
     // Cheap, host-side only; done at each launch so every instance gets it on first use.
     CLLM_CUDA_CHECK(
@@ -337,19 +337,24 @@ struct Variant {
   Assemble assemble;
   uint32_t planes;
   int coded;
+  bool packed;  // tables in the packed layout (gpu_table_words)
 };
 constexpr Variant kVariants[] = {
-    {Assemble::SplitBf16, 2, 0b01},
-    {Assemble::SplitBf16, 2, kCodedFromDescriptor},
-    {Assemble::SplitF32, 4, 0b0001},
-    {Assemble::SplitF32, 4, kCodedFromDescriptor},
-    {Assemble::Int8, 1, 0b1},
-    {Assemble::Int8, 1, kCodedFromDescriptor},
-    {Assemble::Bytes, 2, 0b10},
-    {Assemble::Bytes, 1, kCodedFromDescriptor},
-    {Assemble::Bytes, 2, kCodedFromDescriptor},
-    {Assemble::Bytes, 4, kCodedFromDescriptor},
-    {Assemble::Bytes, 8, kCodedFromDescriptor},
+    {Assemble::SplitBf16, 2, 0b01, true},
+    {Assemble::SplitBf16, 2, 0b01, false},
+    {Assemble::SplitBf16, 2, kCodedFromDescriptor, false},
+    {Assemble::SplitF32, 4, 0b0001, true},
+    {Assemble::SplitF32, 4, 0b0001, false},
+    {Assemble::SplitF32, 4, kCodedFromDescriptor, false},
+    {Assemble::Int8, 1, 0b1, true},
+    {Assemble::Int8, 1, 0b1, false},
+    {Assemble::Int8, 1, kCodedFromDescriptor, false},
+    {Assemble::Bytes, 2, 0b10, true},
+    {Assemble::Bytes, 2, 0b10, false},
+    {Assemble::Bytes, 1, kCodedFromDescriptor, false},
+    {Assemble::Bytes, 2, kCodedFromDescriptor, false},
+    {Assemble::Bytes, 4, kCodedFromDescriptor, false},
+    {Assemble::Bytes, 8, kCodedFromDescriptor, false},
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 static_assert(2 * kNumVariants == kNumLayouts, "kNumLayouts counts every variant twice (tables shared or global)");
@@ -361,22 +366,22 @@ using Launcher = void (*)(const TensorDesc*, const BlockJob*, uint32_t, const ui
 // tensor's layout index picks one at run time.
 template <bool kShared, size_t... V>
 constexpr std::array<Launcher, sizeof...(V)> launchers(std::index_sequence<V...>) {
-  return {
-      &launch_variant<kVariants[V].assemble, static_cast<int>(kVariants[V].planes), kVariants[V].coded, kShared>...};
+  return {&launch_variant<kVariants[V].assemble, static_cast<int>(kVariants[V].planes), kVariants[V].coded,
+                          kVariants[V].packed, kShared>...};
 }
 constexpr auto kSharedLaunchers = launchers<true>(std::make_index_sequence<kNumVariants>{});
 constexpr auto kGlobalLaunchers = launchers<false>(std::make_index_sequence<kNumVariants>{});
 
 }  // namespace
 
-int layout_of(Assemble a, uint32_t num_planes, uint32_t coded_mask, bool shared_tables) {
+int layout_of(Assemble a, uint32_t num_planes, uint32_t coded_mask, bool packed, bool shared_tables) {
   int found = -1;
   for (int v = 0; v < kNumVariants && found < 0; ++v) {
     if (kVariants[v].assemble == a && kVariants[v].planes == num_planes &&
-        kVariants[v].coded == static_cast<int>(coded_mask))
+        kVariants[v].coded == static_cast<int>(coded_mask) && kVariants[v].packed == packed)
       found = v;
   }
-  for (int v = 0; v < kNumVariants && found < 0; ++v) {
+  for (int v = 0; v < kNumVariants && found < 0 && !packed; ++v) {
     if (kVariants[v].assemble == a && kVariants[v].planes == num_planes && kVariants[v].coded == kCodedFromDescriptor)
       found = v;
   }

@@ -10,14 +10,15 @@
 
 namespace codecllm::cuda {
 
-// Kernel instances: eleven element layouts (assembly, planes, which planes are coded), each
-// with its tables in shared memory or (when too large) in global memory.
-constexpr int kNumLayouts = 22;
+// Kernel instances: fifteen element layouts (assembly, planes, which planes are coded, packed
+// or split tables), each with its tables in shared memory or (when too large) in global memory.
+constexpr int kNumLayouts = 30;
 constexpr int kCodedFromDescriptor = -1;
 
 // Which kernel instance decodes a tensor (0 .. kNumLayouts-1), -1 if none can. coded_mask:
-// bit p set when plane p is rANS coded.
-int layout_of(Assemble a, uint32_t num_planes, uint32_t coded_mask, bool shared_tables);
+// bit p set when plane p is rANS coded; packed: the tables are in the packed layout (only the
+// layouts compress writes have packed instances).
+int layout_of(Assemble a, uint32_t num_planes, uint32_t coded_mask, bool packed, bool shared_tables);
 
 // Decodes every chunk named by jobs (all of one layout); tensors, jobs and table_pool are
 // device arrays, comp the device copy of the compressed range. A failed chunk writes (chunk

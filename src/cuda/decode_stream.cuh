@@ -124,24 +124,33 @@ struct LaneState {
   uint32_t table;  // its tables (see gpu_table_words): shared-window byte address, or pool index
 };
 
-// One rANS decode step of one lane. Entry of slot t: freq | (t - cum) << 16, so that
-// x' = freq * (x >> p) + t - cum inverts the encoder; the symbol is a byte table after the
-// entries. Lanes whose x' fell below L take the next words of the stream, in lane order (a
-// prefix count over the ballot). `active` is false only for the missing symbols of a partial
-// last step.
-template <bool kSharedTables, bool kFull>
+// One rANS decode step of one lane: x' = freq * (x >> p) + k for the symbol of slot
+// t = x & mask, where k = t - cum (the tables: gpu_table_words). Packed entry of a slot:
+// (freq - 1) | k << 12 | symbol << 24, one load; split entry: freq | k << 16, the symbol in a
+// byte table after the entries. Lanes whose x' fell below L take the next words of the
+// stream, in lane order (a prefix count over the ballot). `active` is false only for the
+// missing symbols of a partial last step.
+template <bool kPacked, bool kSharedTables, bool kFull>
 __device__ __forceinline__ uint32_t rans_step(LaneState& c, RingStream& s, const uint32_t* __restrict__ pool,
                                               uint32_t p, uint32_t mask, bool active, uint32_t lane_mask_lt) {
   const uint32_t slot = c.x & mask;
-  uint32_t e, symbol;
-  if constexpr (kSharedTables) {
-    e = lds<4>(c.table + 4 * slot);
-    symbol = lds<1>(c.table + 4 * (mask + 1) + slot);
+  uint32_t x, symbol;
+  if constexpr (kPacked) {
+    const uint32_t e = kSharedTables ? lds<4>(c.table + 4 * slot) : __ldg(pool + c.table + slot);
+    const uint32_t xs = c.x >> p;
+    x = (e & 0xfffu) * xs + xs + ((e >> 12) & 0xfffu);
+    symbol = e >> 24;
   } else {
-    e = __ldg(pool + c.table + slot);
-    symbol = __ldg(reinterpret_cast<const uint8_t*>(pool + c.table + mask + 1) + slot);
+    uint32_t e;
+    if constexpr (kSharedTables) {
+      e = lds<4>(c.table + 4 * slot);
+      symbol = lds<1>(c.table + 4 * (mask + 1) + slot);
+    } else {
+      e = __ldg(pool + c.table + slot);
+      symbol = __ldg(reinterpret_cast<const uint8_t*>(pool + c.table + mask + 1) + slot);
+    }
+    x = (e & 0xffffu) * (c.x >> p) + (e >> 16);
   }
-  uint32_t x = (e & 0xffffu) * (c.x >> p) + (e >> 16);
   if (!kFull && !active) x = c.x;
   const bool refill = (kFull || active) && x < kRansL;
   const uint32_t ballot = warp_ballot(refill);

@@ -32,23 +32,40 @@ uint16_t read_u16(const uint8_t* p) {
   return v;
 }
 
-// The tables a warp looks up for each slot t of a coded plane: 2^p words freq | (t - cum) << 16
-// (both below 2^16 since freq <= M <= 2^15), then 2^p bytes holding the slot's symbol. The
-// decode step needs freq and the bias as separate operands of one multiply-add, and the symbol
-// only for its output, so they live apart: two extractions and no symbol arithmetic.
-void append_table(const codec::RansPlaneHeader& h, const uint8_t* payload, std::vector<uint32_t>& pool,
+// Frequency of symbol min_symbol + s: the dense uint16 table right after the header.
+uint32_t frequency(const uint8_t* payload, uint32_t s) {
+  return read_u16(payload + sizeof(codec::RansPlaneHeader) + 2 * size_t{s});
+}
+
+// Whether a plane's table can take the packed layout: every frequency fits 12 bits as freq - 1.
+bool packable(const codec::RansPlaneHeader& h, const uint8_t* payload) {
+  for (uint32_t s = 0; s < h.num_symbols; ++s)
+    if (frequency(payload, s) > kPackedMaxFreq) return false;
+  return true;
+}
+
+// The table a warp looks up for each slot t of a coded plane, with k = t - cum of the slot's
+// symbol. Packed (every freq <= 2^12): one word (freq - 1) | k << 12 | symbol << 24 per slot,
+// so that a step makes one random shared-memory load. Split (any freq, up to 2^15): 2^p words
+// freq | k << 16, then 2^p bytes holding the slot's symbol.
+void append_table(const codec::RansPlaneHeader& h, const uint8_t* payload, bool packed, std::vector<uint32_t>& pool,
                   const std::string& what) {
   const uint32_t p = h.prob_bits, M = 1u << p;
   const size_t words = pool.size();
-  pool.resize(words + gpu_table_words(p), 0);
+  pool.resize(words + gpu_table_words(p, packed), 0);
   uint32_t cum = 0;
   for (uint32_t s = 0; s < h.num_symbols; ++s) {
-    const uint32_t f = read_u16(payload + sizeof(codec::RansPlaneHeader) + 2 * size_t{s});
+    const uint32_t f = frequency(payload, s);
+    const uint32_t symbol = h.min_symbol + s;
     if (cum + f > M) break;
     for (uint32_t k = 0; k < f; ++k) {
       const uint32_t slot = cum + k;
-      pool[words + slot] = f | k << 16;
-      pool[words + M + slot / 4] |= (h.min_symbol + s) << (8 * (slot % 4));  // little-endian bytes
+      if (packed) {
+        pool[words + slot] = (f - 1) | k << 12 | symbol << 24;
+      } else {
+        pool[words + slot] = f | k << 16;
+        pool[words + M + slot / 4] |= symbol << (8 * (slot % 4));  // little-endian bytes
+      }
     }
     cum += f;
   }
@@ -133,7 +150,14 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
         scratch += (t.elements + 255) / 256 * 256;
       }
     }
-    uint32_t table_entries = 0, coded_mask = 0;
+    uint32_t coded_mask = 0;
+    struct CodedPlane {
+      uint32_t index;
+      codec::RansPlaneHeader header;
+      ByteSpan payload;
+      std::string what;
+    };
+    std::vector<CodedPlane> coded;
     for (uint32_t k = 0; k < t.num_planes; ++k) {
       const format::PlaneRecord& pr = r.planes[k];
       PlaneDesc& pd = t.planes[k];
@@ -156,17 +180,39 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       pd.data = pd.payload + h.data_offset;
       const uint64_t ends_at = (sizeof(codec::RansPlaneHeader) + 2 * uint64_t{h.num_symbols} + 3) / 4 * 4;
       pd.chunk_ends = pd.payload + ends_at;
+      coded.push_back({k, h, payload, pwhat});
+    }
+    // One table layout for the whole tensor, as its kernel instance expects: packed where every
+    // plane allows it and the layout has a packed instance.
+    bool packed = true;
+    for (const CodedPlane& c : coded) packed = packed && packable(c.header, c.payload.data());
+    auto table_words = [&](bool pack) {
+      uint32_t n = 0;
+      for (const CodedPlane& c : coded) n += gpu_table_words(c.header.prob_bits, pack);
+      return n;
+    };
+    auto pick_layout = [&](bool pack) {
+      return layout_of(t.assemble, t.num_planes, coded_mask, pack,
+                       size_t{table_words(pack)} * 4 <= kMaxSharedTableBytes);
+    };
+    int layout = packed ? pick_layout(true) : -1;
+    if (layout < 0) {
+      packed = false;
+      layout = pick_layout(false);
+    }
+    if (layout < 0) throw Error(what + ": unsupported element layout for the GPU decoder");
+    uint32_t table_entries = 0;
+    for (const CodedPlane& c : coded) {
+      PlaneDesc& pd = t.planes[c.index];
       pd.table = pool.size();
       pd.table_offset = table_entries;
-      table_entries += gpu_table_words(h.prob_bits);
-      append_table(h, payload.data(), pool, pwhat);
+      table_entries += gpu_table_words(c.header.prob_bits, packed);
+      append_table(c.header, c.payload.data(), packed, pool, c.what);
     }
     t.table_entries = table_entries;
     t.tables_in_smem = size_t{table_entries} * 4 <= kMaxSharedTableBytes ? 1 : 0;
     if (t.chunk_symbols == 0) t.chunk_symbols = kRawOnlyChunk;
     if (t.tables_in_smem) shared_bytes_ = std::max<size_t>(shared_bytes_, size_t{table_entries} * 4);
-    const int layout = layout_of(t.assemble, t.num_planes, coded_mask, t.tables_in_smem != 0);
-    if (layout < 0) throw Error(what + ": unsupported element layout for the GPU decoder");
     const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
     for (uint64_t c = 0; c < chunks; c += kWarpsPerBlock) {
       per_layout[layout].push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
