@@ -184,6 +184,16 @@ TEST(GpuDecode, EveryProbBits) {
   std::mt19937 rng(11);
   std::vector<uint8_t> skewed(2 * 20000);  // half zeros, the rest spread over 0..250: coded
   for (auto& b : skewed) b = static_cast<uint8_t>(rng() % 2 == 0 ? 0 : rng() % 251);
+  // BF16 values whose exponents spread evenly over 64 values: every exponent frequency is
+  // about 2^p / 64, so the tensor gets packed tables at every p (at 15 they exceed shared
+  // memory and are read from global memory). The skewed plane's zero takes more than 2^12
+  // slots from p = 13 on and keeps the split layout.
+  std::vector<uint8_t> spread(2 * 15000);
+  for (size_t i = 0; i < spread.size(); i += 2) {
+    const auto v = static_cast<uint32_t>((rng() % 2) << 15 | (64 + rng() % 64) << 7 | rng() % 128);
+    spread[i] = static_cast<uint8_t>(v);
+    spread[i + 1] = static_cast<uint8_t>(v >> 8);
+  }
   test::TempDir dir;
   for (uint32_t bits = codec::kMinProbBits; bits <= codec::kMaxProbBits; ++bits) {
     codec::EncodeOptions o;
@@ -191,7 +201,8 @@ TEST(GpuDecode, EveryProbBits) {
     o.rans.prob_bits = bits;
     const std::string path = write_synthetic(dir.path(), o,
                                              {{"gauss", DType::BF16, {9000}, test::gaussian_bf16(9000, 0.02, bits)},
-                                              {"skewed", DType::Unknown, {skewed.size()}, skewed}});
+                                              {"skewed", DType::Unknown, {skewed.size()}, skewed},
+                                              {"spread", DType::BF16, {spread.size() / 2}, spread}});
     SCOPED_TRACE("prob_bits " + std::to_string(bits));
     expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false);
   }
