@@ -31,6 +31,7 @@
 namespace codecllm::codec {
 
 constexpr uint32_t kRansLanes = 32;
+constexpr uint32_t kChunkStateBytes = 4 * kRansLanes;  // uint32 state[32] at the start of a chunk
 constexpr uint32_t kRansL = 1u << 16;
 constexpr uint32_t kMinProbBits = 8;
 constexpr uint32_t kMaxProbBits = 15;

@@ -18,7 +18,6 @@ uint64_t le64(const uint8_t* p) { return le32(p) | uint64_t{le32(p + 4)} << 32; 
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 constexpr uint64_t kHeaderBytes = sizeof(RansPlaneHeader);
-constexpr uint64_t kStateBytes = 4 * kRansLanes;  // uint32 state[32] at the start of a chunk
 
 [[noreturn]] void fail(const char* what, const std::string& msg) {
   throw FormatError(std::string(what != nullptr ? what : "rANS plane") + ": rANS " + msg);
@@ -64,8 +63,8 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
           "initial state of lane " + std::to_string(lane) + " is " + std::to_string(x[lane]) + ", below L = 65536");
     }
   }
-  const uint8_t* words = chunk + kStateBytes;
-  const uint64_t avail = (bytes - kStateBytes) / 2;  // words incl. padding; pos never passes it
+  const uint8_t* words = chunk + kChunkStateBytes;
+  const uint64_t avail = (bytes - kChunkStateBytes) / 2;  // words incl. padding; pos never passes it
   uint64_t pos = 0;
   const uint32_t mask = (1u << prob_bits) - 1;
 
@@ -123,7 +122,7 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
     }
   }
   // ... having consumed every word: only the zero padding to 16 bytes may remain.
-  const uint64_t used = kStateBytes + 2 * pos;
+  const uint64_t used = kChunkStateBytes + 2 * pos;
   if (align_up(used, 16) != bytes) {
     fail_chunk(
         what, c,
@@ -197,10 +196,10 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
   for (uint64_t c = 0; c < h.num_chunks; ++c) {
     const uint64_t end = le32(p + offsets + 4 * c);
     if (end % 16 != 0) fail_chunk(what, c, "end offset " + std::to_string(end) + " not aligned");
-    if (end < prev + kStateBytes) {
+    if (end < prev + kChunkStateBytes) {
       fail_chunk(what, c, "end offset " + std::to_string(end) + " leaves no room for its states");
     }
-    const uint64_t max_bytes = kStateBytes + align_up(2 * uint64_t{chunk_count(h, c)}, 16);
+    const uint64_t max_bytes = kChunkStateBytes + align_up(2 * uint64_t{chunk_count(h, c)}, 16);
     if (end - prev > max_bytes) {
       fail_chunk(
           what, c,

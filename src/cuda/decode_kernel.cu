@@ -83,10 +83,10 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     mask[s] = (1u << prob_bits[s]) - 1;
     const uint32_t* ends = reinterpret_cast<const uint32_t*>(comp + pd.chunk_ends);
     const uint32_t begin = chunk == 0 ? 0 : ends[chunk - 1];
-    const uint32_t bytes = ends[chunk] - begin;  // validated on the host: >= 128, multiple of 16
+    const uint32_t bytes = ends[chunk] - begin;  // validated on the host: >= the states, multiple of 16
     const uint8_t* data = comp + pd.data + begin;
-    stream[s].src = data + 128;
-    stream[s].bytes = bytes - 128;  // the words, zero padding included
+    stream[s].src = data + kChunkStateBytes;
+    stream[s].bytes = bytes - kChunkStateBytes;  // the words, zero padding included
     stream[s].issued = 0;
     stream[s].issued_before[0] = stream[s].issued_before[1] = 0;
     stream[s].pos = 0;
@@ -214,13 +214,13 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
   wait_segments<0>();  // nothing may land in shared memory after the warp exits
 
   // Integrity, as on the CPU: every state back at L and the word stream used up exactly (the
-  // chunk is 128 + 2 * nwords bytes: its words, then zero padding to 16 bytes).
+  // chunk is its states, 2 * nwords bytes of words, then zero padding to 16 bytes).
 #pragma unroll
   for (int p = 0; p < NP; ++p) {
     if (!coded[p]) continue;
     const int s = slot_of<kCoded>(p);
-    const uint32_t used = 128 + stream[s].pos;
-    if (coder[s].x != kRansL || ((used + 15) & ~15u) != 128 + stream[s].bytes) bad = true;
+    const uint32_t used = kChunkStateBytes + stream[s].pos;
+    if (coder[s].x != kRansL || ((used + 15) & ~15u) != kChunkStateBytes + stream[s].bytes) bad = true;
   }
 }
 

@@ -8,9 +8,13 @@
 
 #include <cstdint>
 
+#include "codec/rans.hpp"
+
 namespace codecllm::cuda {
 
-constexpr uint32_t kRansL = 1u << 16;
+using codec::kChunkStateBytes;
+using codec::kRansL;
+static_assert(codec::kRansLanes == 32, "one warp lane per interleaved rANS state");
 constexpr uint32_t kFullMask = 0xffffffffu;
 
 // A group is kGroupSteps decode steps of 32 symbols, between two visits to the ring logic.
@@ -89,10 +93,7 @@ __device__ __forceinline__ void issue_segments(RingStream& s, uint32_t upto, uin
     if (off + 16 <= s.bytes) {
       asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(s.src + off) : "memory");
     } else {
-      for (uint32_t k = 0; k < 16; ++k) {
-        const uint32_t v = off + k < s.bytes ? s.src[off + k] : 0u;
-        asm volatile("st.shared.u8 [%0], %1;\n" ::"r"(dst + k), "r"(v) : "memory");
-      }
+      for (uint32_t k = 0; k < 16; ++k) sts8(dst + k, off + k < s.bytes ? s.src[off + k] : 0u);
     }
     ++s.issued;
   }
