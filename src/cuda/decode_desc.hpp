@@ -66,8 +66,6 @@ struct BlockJob {
 
 struct LaunchPointers {
   void* outputs[kMaxTensorsPerLaunch];
-  uint64_t vector_outputs;  // bit i: outputs[i] is 16-byte aligned, so whole runs are stored 16 bytes at a time
 };
-static_assert(kMaxTensorsPerLaunch <= 64, "vector_outputs has one bit per output");
 
 }  // namespace codecllm::cuda

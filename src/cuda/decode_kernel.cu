@@ -264,10 +264,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
   const uint32_t ring_base = (shared_address(smem) + table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes;
   const uint32_t rings = ring_base + warp * kSlots * kRingBytes;
   const uint32_t symbols = ring_base + kWarpsPerBlock * kSlots * kRingBytes + warp * kSlots * kGroupSymbols;
-  const bool vector_out = ((ptrs.vector_outputs >> t.output) & 1u) != 0;
+  uint8_t* const out = static_cast<uint8_t*>(ptrs.outputs[t.output]);
+  const bool vector_out = reinterpret_cast<uintptr_t>(out) % 16 == 0;  // whole runs stored 16 bytes at a time
   bool bad = false;
-  decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(
-      t, chunk, table_pool, comp, static_cast<uint8_t*>(ptrs.outputs[t.output]), rings, symbols, vector_out, bad);
+  decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(t, chunk, table_pool, comp, out, rings, symbols, vector_out, bad);
   if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
 }
 

@@ -266,10 +266,8 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
   if (scratch == nullptr) scratch = d_scratch_;
   if (scratch == nullptr && scratch_bytes_ > 0) throw Error(path_ + ": GPU decode needs a scratch buffer");
   LaunchPointers ptrs{};
-  for (size_t i = 0; i < host_tensors_.size(); ++i) {
+  for (size_t i = 0; i < host_tensors_.size(); ++i)
     ptrs.outputs[i] = scratch_offset_[i] == kNoScratch ? outputs[i] : scratch + scratch_offset_[i];
-    if (reinterpret_cast<uintptr_t>(ptrs.outputs[i]) % 16 == 0) ptrs.vector_outputs |= uint64_t{1} << i;
-  }
   for (const Launch& l : launches_) {
     launch_decode_chunks(l.layout, d_tensors_, d_jobs_ + l.first_job, l.num_jobs, d_tables_, comp_device, ptrs,
                          d_status_, shared_bytes_, stream);
