@@ -113,6 +113,9 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     col = static_cast<uint32_t>((first + kRunElements * lane) % cols);
     runs_in_rows = cols % kRunElements == 0;
   }
+  // Shared-window address of the group's symbols of plane p; this lane's run starts at
+  // kRunElements * lane in it.
+  auto symbols_of = [&](int p) { return symbols + slot_of<kCoded>(p) * kGroupSymbols; };
   const uint32_t element_bytes = output_element_bytes<A, NP>(narrow, q.keep_bytes);
   uint8_t* const chunk_out = out + first * element_bytes;
 
@@ -129,7 +132,7 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
         const int s = slot_of<kCoded>(p);
         const uint32_t symbol = rans_step<kPacked, kSharedTables, kFull>(coder[s], stream[s], table_pool, prob_bits[s],
                                                                          mask[s], active, lane_mask_lt);
-        sts8(symbols + s * kGroupSymbols + k * 32 + lane, symbol);
+        sts8(symbols_of(p) + k * 32 + lane, symbol);
       }
     }
   };
@@ -176,7 +179,7 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     __syncwarp();  // the group's symbols are visible to the whole warp
 #pragma unroll
     for (int p = 0; p < NP; ++p)
-      if (coded[p]) bytes[p] = lds16(symbols + slot_of<kCoded>(p) * kGroupSymbols + kRunElements * lane);
+      if (coded[p]) bytes[p] = lds16(symbols_of(p) + kRunElements * lane);
 
     if (vector_run) {
       store_run<A, NP>(chunk_out + run * element_bytes, bytes, narrow, q);
@@ -198,8 +201,7 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
         if (i >= n) break;
         uint32_t b[NP];
 #pragma unroll
-        for (int p = 0; p < NP; ++p)
-          b[p] = coded[p] ? lds<1>(symbols + slot_of<kCoded>(p) * kGroupSymbols + kRunElements * lane + j) : raw[p][i];
+        for (int p = 0; p < NP; ++p) b[p] = coded[p] ? lds<1>(symbols_of(p) + kRunElements * lane + j) : raw[p][i];
         store_element<A, NP>(chunk_out, i, b, narrow, qe);
       }
     }
