@@ -135,10 +135,13 @@ WeightStreamer::~WeightStreamer() {
   cudaDeviceSynchronize();
   for (auto* v : {&slot_ready_, &slot_free_, &copied_, &stage_free_})
     for (cudaEvent_t e : *v) cudaEventDestroy(e);
-  for (cudaEvent_t e : {fork_, copy_done_, decode_done_[0], decode_done_[1]})
+  for (cudaEvent_t e : {fork_, copy_done_})
     if (e != nullptr) cudaEventDestroy(e);
-  for (cudaStream_t s : {copy_, decode_[0], decode_[1]})
-    if (s != nullptr) cudaStreamDestroy(s);
+  for (int d = 0; d < kDecodeStreams; ++d) {
+    if (decode_done_[d] != nullptr) cudaEventDestroy(decode_done_[d]);
+    if (decode_[d] != nullptr) cudaStreamDestroy(decode_[d]);
+  }
+  if (copy_ != nullptr) cudaStreamDestroy(copy_);
   layers_.clear();  // decoders free their memory before the streams' memory goes
 }
 
