@@ -66,6 +66,11 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, c
 // payload).  Throws FormatError describing the defect, prefixed with `what`.
 RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what);
 
+// Of a payload that rans_parse_header accepted: the frequency of symbol min_symbol + i for
+// each of its num_symbols entries, and the byte offset of its chunk_end table.
+std::vector<uint32_t> rans_frequencies(ByteSpan payload, const RansPlaneHeader& h);
+uint64_t rans_chunk_ends_offset(const RansPlaneHeader& h);
+
 // Decodes a whole plane into out (out.size() must equal total_symbols).  Throws FormatError
 // (prefixed with `what`) on any malformed header, out-of-range read, or failed final-state
 // check; never reads or writes outside the given spans.

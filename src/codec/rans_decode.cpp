@@ -26,9 +26,6 @@ constexpr uint64_t kHeaderBytes = sizeof(RansPlaneHeader);
   fail(what, "chunk " + std::to_string(c) + ": " + msg);
 }
 
-// Byte offset of the chunk_end table (after the frequency table and its padding).
-uint64_t offsets_at(const RansPlaneHeader& h) { return align_up(kHeaderBytes + 2 * h.num_symbols, 4); }
-
 // Symbols of chunk c; the last chunk holds the remainder.
 uint32_t chunk_count(const RansPlaneHeader& h, uint64_t c) {
   const uint64_t first = c * h.chunk_symbols;
@@ -166,7 +163,7 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
                    ") is not within the bytes");
   }
   const uint64_t table_end = kHeaderBytes + 2 * uint64_t{h.num_symbols};
-  const uint64_t offsets = offsets_at(h);
+  const uint64_t offsets = rans_chunk_ends_offset(h);
   const uint64_t offsets_end = offsets + 4 * uint64_t{h.num_chunks};
   const uint64_t data = align_up(offsets_end, 16);
   if (h.data_offset != data) {
@@ -218,6 +215,15 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
   return h;
 }
 
+// The chunk_end table follows the frequency table and its padding.
+uint64_t rans_chunk_ends_offset(const RansPlaneHeader& h) { return align_up(kHeaderBytes + 2 * h.num_symbols, 4); }
+
+std::vector<uint32_t> rans_frequencies(ByteSpan payload, const RansPlaneHeader& h) {
+  std::vector<uint32_t> freq(h.num_symbols);
+  for (uint32_t i = 0; i < h.num_symbols; ++i) freq[i] = le16(payload.data() + kHeaderBytes + 2 * i);
+  return freq;
+}
+
 void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
   const RansPlaneHeader h = rans_parse_header(payload, what);
   if (out.size() != h.total_symbols) {
@@ -231,9 +237,10 @@ void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
   std::vector<uint8_t> sym_of(M);
   std::vector<DecEntry> entry(M);
   const uint8_t* p = payload.data();
+  const std::vector<uint32_t> freq = rans_frequencies(payload, h);
   uint32_t cum = 0;
   for (uint32_t i = 0; i < h.num_symbols; ++i) {
-    const uint32_t f = le16(p + kHeaderBytes + 2 * i);
+    const uint32_t f = freq[i];
     for (uint32_t k = 0; k < f; ++k) {
       sym_of[cum + k] = static_cast<uint8_t>(h.min_symbol + i);
       entry[cum + k] = DecEntry{static_cast<uint16_t>(f), static_cast<uint16_t>(k)};
@@ -241,7 +248,7 @@ void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
     cum += f;
   }
 
-  const uint64_t offsets = offsets_at(h);
+  const uint64_t offsets = rans_chunk_ends_offset(h);
   const uint8_t* data = p + h.data_offset;
   uint64_t start = 0;
   for (uint64_t c = 0; c < h.num_chunks; ++c) {

@@ -1,7 +1,6 @@
 #include "cuda/gpu_decoder.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 
 #include "codec/rans.hpp"
@@ -26,21 +25,10 @@ constexpr uint32_t kRawOnlyChunk = 1u << 16;  // work split of tensors with no c
 constexpr uint64_t kNoScratch = std::numeric_limits<uint64_t>::max();
 constexpr uint64_t kStreamAlignment = 16;
 
-uint16_t read_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-
-// Frequency of symbol min_symbol + s: the dense uint16 table right after the header.
-uint32_t frequency(const uint8_t* payload, uint32_t s) {
-  return read_u16(payload + sizeof(codec::RansPlaneHeader) + 2 * size_t{s});
-}
-
 // Whether a plane's table can take the packed layout: every frequency fits 12 bits as freq - 1.
-bool packable(const codec::RansPlaneHeader& h, const uint8_t* payload) {
-  for (uint32_t s = 0; s < h.num_symbols; ++s)
-    if (frequency(payload, s) > kPackedMaxFreq) return false;
+bool packable(const std::vector<uint32_t>& freq) {
+  for (uint32_t f : freq)
+    if (f > kPackedMaxFreq) return false;
   return true;
 }
 
@@ -48,14 +36,14 @@ bool packable(const codec::RansPlaneHeader& h, const uint8_t* payload) {
 // symbol. Packed (every freq <= 2^12): one word (freq - 1) | k << 12 | symbol << 24 per slot,
 // so that a step makes one random shared-memory load. Split (any freq, up to 2^15): 2^p words
 // freq | k << 16, then 2^p bytes holding the slot's symbol.
-void append_table(const codec::RansPlaneHeader& h, const uint8_t* payload, bool packed, std::vector<uint32_t>& pool,
-                  const std::string& what) {
+void append_table(const codec::RansPlaneHeader& h, const std::vector<uint32_t>& freq, bool packed,
+                  std::vector<uint32_t>& pool, const std::string& what) {
   const uint32_t p = h.prob_bits, M = 1u << p;
   const size_t words = pool.size();
   pool.resize(words + gpu_table_words(p, packed), 0);
   uint32_t cum = 0;
   for (uint32_t s = 0; s < h.num_symbols; ++s) {
-    const uint32_t f = frequency(payload, s);
+    const uint32_t f = freq[s];
     const uint32_t symbol = h.min_symbol + s;
     if (cum + f > M) break;
     for (uint32_t k = 0; k < f; ++k) {
@@ -154,7 +142,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     struct CodedPlane {
       uint32_t index;
       codec::RansPlaneHeader header;
-      ByteSpan payload;
+      std::vector<uint32_t> freq;
       std::string what;
     };
     std::vector<CodedPlane> coded;
@@ -178,14 +166,13 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       coded_mask |= 1u << k;
       pd.prob_bits = h.prob_bits;
       pd.data = pd.payload + h.data_offset;
-      const uint64_t ends_at = (sizeof(codec::RansPlaneHeader) + 2 * uint64_t{h.num_symbols} + 3) / 4 * 4;
-      pd.chunk_ends = pd.payload + ends_at;
-      coded.push_back({k, h, payload, pwhat});
+      pd.chunk_ends = pd.payload + codec::rans_chunk_ends_offset(h);
+      coded.push_back({k, h, codec::rans_frequencies(payload, h), pwhat});
     }
     // One table layout for the whole tensor, as its kernel instance expects: packed where every
     // plane allows it and the layout has a packed instance.
     bool packed = true;
-    for (const CodedPlane& c : coded) packed = packed && packable(c.header, c.payload.data());
+    for (const CodedPlane& c : coded) packed = packed && packable(c.freq);
     auto table_words = [&](bool pack) {
       uint32_t n = 0;
       for (const CodedPlane& c : coded) n += gpu_table_words(c.header.prob_bits, pack);
@@ -207,7 +194,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       pd.table = pool.size();
       pd.table_offset = table_entries;
       table_entries += gpu_table_words(c.header.prob_bits, packed);
-      append_table(c.header, c.payload.data(), packed, pool, c.what);
+      append_table(c.header, c.freq, packed, pool, c.what);
     }
     t.table_entries = table_entries;
     t.tables_in_smem = size_t{table_entries} * 4 <= kMaxSharedTableBytes ? 1 : 0;
