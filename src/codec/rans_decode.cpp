@@ -216,11 +216,13 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
 }
 
 // The chunk_end table follows the frequency table and its padding.
-uint64_t rans_chunk_ends_offset(const RansPlaneHeader& h) { return align_up(kHeaderBytes + 2 * h.num_symbols, 4); }
+uint64_t rans_chunk_ends_offset(const RansPlaneHeader& h) {
+  return align_up(kHeaderBytes + 2 * uint64_t{h.num_symbols}, 4);
+}
 
 std::vector<uint32_t> rans_frequencies(ByteSpan payload, const RansPlaneHeader& h) {
   std::vector<uint32_t> freq(h.num_symbols);
-  for (uint32_t i = 0; i < h.num_symbols; ++i) freq[i] = le16(payload.data() + kHeaderBytes + 2 * i);
+  for (uint32_t i = 0; i < h.num_symbols; ++i) freq[i] = le16(payload.data() + kHeaderBytes + 2 * size_t{i});
   return freq;
 }
 
