@@ -9,9 +9,12 @@
 //   engine_bench FILE.cllm [RUNS] [TOKENS] [JSONL] [MODEL-NAME]
 // RUNS: comma-separated PLACEMENT@BATCH, e.g. gpu@1,host@8,auto/20GiB@1 (default below).
 // JSONL: appends one JSON object per run (bench/plot_placements.py draws them).
+// CODECLLM_BENCH_SERIAL_LAUNCH=1 turns off overlapped (programmatic dependent) kernel launches,
+// to measure what they gain.
 #include <cuda_runtime.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -130,6 +133,8 @@ int main(int argc, char** argv) {
       o.max_seq_len = tokens + 8;
       if (!run.budget.empty()) o.vram_budget = parse_byte_size(run.budget);
       o.print_plan = true;
+      const char* serial = std::getenv("CODECLLM_BENCH_SERIAL_LAUNCH");
+      o.overlap_launches = serial == nullptr || std::string(serial) != "1";
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;
       std::vector<int> tok(run.batch, 1);
@@ -142,8 +147,11 @@ int main(int argc, char** argv) {
       for (int i = 3; i < tokens + 3; ++i) step(i);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double steps_per_s = tokens / s, tps = steps_per_s * run.batch;
-      const double bw = matmul_bytes(eng->config()) * steps_per_s / 1e9;
       const engine::MemoryStats m = eng->memory();
+      // The engine's own count where it has one (int8 matrices read one byte per weight).
+      const double weight_bytes =
+          m.matmul_weight_bytes_per_step > 0 ? double(m.matmul_weight_bytes_per_step) : matmul_bytes(eng->config());
+      const double bw = weight_bytes * steps_per_s / 1e9;
       const double streamed = double(m.streamed_bytes_per_step);
       const double pcie_bound_ms = streamed / (h2d * 1e9) * 1e3, ms = 1e3 / steps_per_s;
       std::string label = run.placement + (run.budget.empty() ? "" : "/" + run.budget);

@@ -131,6 +131,47 @@ TEST(CudaEngineBatch, SequencesAreIndependent) {
   }
 }
 
+// Each KV cache dtype, and serial launches instead of overlapped ones: greedy decoding follows
+// the f32 cache, logits within a small fraction of their scale; serial launches change no bit.
+TEST(CudaEngineOptions, KvDtypesAndSerialLaunches) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!test::file_exists(kPycode)) GTEST_SKIP() << kPycode << " not found";
+  test::TempDir dir;
+  format::ContainerReader file(compress_pycode(dir, "lossless"));
+  engine::CudaEngineOptions o;
+  o.max_seq_len = 48;
+  auto f32 = engine::make_cuda_engine(file, o);
+  o.overlap_launches = false;
+  auto serial = engine::make_cuda_engine(file, o);
+  o.overlap_launches = true;
+  std::vector<std::unique_ptr<engine::Engine>> low;
+  for (auto t : {engine::KvDtype::BF16, engine::KvDtype::F16}) {
+    o.kv_dtype = t;
+    low.push_back(engine::make_cuda_engine(file, o));
+    EXPECT_NE(low.back()->describe().find(std::string(engine::kv_dtype_name(t)) + " KV cache"), std::string::npos);
+  }
+  EXPECT_LT(low[0]->memory().kv_cache_bytes, f32->memory().kv_cache_bytes);
+  const int vocab = f32->config().vocab;
+  int token = 1, agree = 0;
+  const int steps = 40;
+  for (int pos = 0; pos < steps; ++pos) {
+    const float* lf = f32->forward(token, pos);
+    std::vector<float> ref(lf, lf + vocab);
+    ASSERT_EQ(0, std::memcmp(ref.data(), serial->forward(token, pos), sizeof(float) * vocab)) << "at " << pos;
+    double scale = 0;
+    for (float v : ref) scale = std::max(scale, double(std::fabs(v)));
+    for (auto& e : low) {
+      const float* l = e->forward(token, pos);
+      double max_diff = 0;
+      for (int i = 0; i < vocab; ++i) max_diff = std::max(max_diff, double(std::fabs(l[i] - ref[i])));
+      EXPECT_LT(max_diff, 0.02 * scale) << e->describe() << " at " << pos;
+      agree += engine::argmax(l, vocab) == engine::argmax(ref.data(), vocab);
+    }
+    token = engine::argmax(ref.data(), vocab);
+  }
+  EXPECT_GE(agree, 2 * steps - 4) << "greedy choices with a 16-bit KV cache should follow the f32 cache";
+}
+
 // A payload that changes after compression (here: one flipped byte of a stored, uncoded plane,
 // which no rANS check would notice) stops the host placement at load, naming the tensor.
 TEST(CudaEngineHost, CorruptPayloadIsReportedAtLoad) {

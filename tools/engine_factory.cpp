@@ -23,7 +23,8 @@ void add_engine_options(CLI::App& app, EngineArgs& a) {
   app.add_option("--vram-budget", a.vram_budget, "cuda, --placement auto: device memory to use, e.g. 20GiB");
   app.add_option("--prefetch", a.prefetch, "cuda, host placements: layers copied ahead of use")
       ->check(CLI::Range(1, 8));
-  app.add_option("--kv-dtype", a.kv_dtype, "cuda: KV cache element type")->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--kv-dtype", a.kv_dtype, "cuda: KV cache element type (f32, bf16, f16)")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_option("--threads", a.threads, "cpu: threads (default: all cores)");
   app.add_option("--max-seq", a.max_seq, "KV cache positions (default: model limit, capped)");
 }
@@ -37,7 +38,7 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
     engine::CudaEngineOptions o;
     o.placement = engine::parse_placement(a.placement);
     o.max_seq_len = a.max_seq;
-    o.kv_bf16 = a.kv_dtype == "bf16";
+    o.kv_dtype = engine::parse_kv_dtype(a.kv_dtype);
     o.batch = a.batch;
     o.prefetch_depth = a.prefetch;
     o.print_plan = true;

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <iostream>
 #include <limits>
 #include <string>
@@ -47,6 +48,22 @@ const char* placement_name(Placement p) {
 }
 
 namespace {
+const std::pair<const char*, KvDtype> kKvDtypes[] = {{"f32", KvDtype::F32}, {"bf16", KvDtype::BF16}, {"f16", KvDtype::F16}};
+}  // namespace
+
+KvDtype parse_kv_dtype(const std::string& name) {
+  for (const auto& [n, t] : kKvDtypes)
+    if (name == n) return t;
+  throw Error("unknown KV cache dtype '" + name + "' (known: f32, bf16, f16)");
+}
+
+const char* kv_dtype_name(KvDtype t) {
+  for (const auto& [n, u] : kKvDtypes)
+    if (t == u) return n;
+  return "?";
+}
+
+namespace {
 
 void check_cublas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("cuBLAS error ") + std::to_string(int(s)) + " in " + what);
@@ -59,9 +76,29 @@ const char* const kMatrices[] = {"self_attn.q_proj.weight", "self_attn.k_proj.we
                                  "mlp.down_proj.weight"};
 const std::vector<int> kGroups = {3, 1, 2, 1};
 constexpr int kQkv = 0, kO = 3, kGateUp = 4, kDown = 6;
+constexpr int kNumMatrices = 7;
 constexpr uint64_t kBlasWorkspace = 32ull << 20;
 
 std::string layer_name(int l, const char* suffix) { return "model.layers." + std::to_string(l) + "." + suffix; }
+
+k::KvType kernel_kv_type(KvDtype t) {
+  switch (t) {
+    case KvDtype::BF16:
+      return k::KvType::BF16;
+    case KvDtype::F16:
+      return k::KvType::F16;
+    case KvDtype::F32:
+      break;
+  }
+  return k::KvType::F32;
+}
+
+// A matmul weight as the kernels read it: row-major bf16, or int8 values with one float
+// scale per row (scales != nullptr).
+struct Matrix {
+  const void* w = nullptr;
+  const float* scales = nullptr;
+};
 
 class CudaEngine : public Engine {
  public:
@@ -77,6 +114,7 @@ class CudaEngine : public Engine {
     if (size_t(max_seq_) * sizeof(float) > 48 * 1024)
       throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory");
     CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
+    exec_ = k::Stream{compute_, o.overlap_launches};
     size_t free0 = 0, total = 0;
     CLLM_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
     baseline_used_ = total - free0;
@@ -142,8 +180,8 @@ class CudaEngine : public Engine {
     std::string s = std::string("cuda, ") + placement_name(opt_.placement);
     if (opt_.placement == Placement::Auto) s += " (" + plan_summary_ + ")";
     if (opt_.batch > 1) s += ", batch " + std::to_string(opt_.batch);
-    return s + (rounded_f32_ ? ", f32 weights rounded to bf16" : ", bf16 weights") + ", f32 activations, " +
-           (opt_.kv_bf16 ? "bf16" : "f32") + " KV cache";
+    s += int8_layers_ ? ", int8 layer weights (W8A16)" : rounded_f32_ ? ", f32 weights rounded to bf16" : ", bf16 weights";
+    return s + ", f32 activations, " + kv_dtype_name(opt_.kv_dtype) + " KV cache";
   }
 
  private:
@@ -170,31 +208,32 @@ class CudaEngine : public Engine {
     const int* d_pos = d_io_ + B;
     const int dim = cfg_.hidden, hd = cfg_.head_dim, q_dim = cfg_.heads * hd, kv_dim = cfg_.kv_heads * hd;
     const int hid = cfg_.intermediate, qkv_dim = q_dim + 2 * kv_dim;
-    const k::AttentionShape shape{cfg_.heads, cfg_.kv_heads, hd, max_seq_, B, opt_.kv_bf16};
+    const k::AttentionShape shape{cfg_.heads, cfg_.kv_heads, hd, max_seq_, B, kernel_kv_type(opt_.kv_dtype)};
     streamer_->begin_step(compute_);
-    k::embed(embed_, d_tokens, dim, B, x_, compute_);
+    k::embed(embed_, d_tokens, dim, B, x_, exec_);
     for (int l = 0; l < cfg_.layers; ++l) {
       const Layer& L = layers_[l];
-      auto w = [&](int i) { return reinterpret_cast<const __nv_bfloat16*>(streamer_->tensor(l, i)); };
+      auto w = [&](int i) {
+        return Matrix{streamer_->tensor(l, i), int8_layers_ ? layer_scales_ + scale_row_[l * kNumMatrices + i] : nullptr};
+      };
       streamer_->acquire(l, compute_);
       matmul_normed(w(kQkv), L.attn_norm, dim, qkv_dim, qkv_);
-      k::qkv_rope_store(qkv_, L.q_bias, L.k_bias, L.v_bias, inv_freq_, d_pos, shape, k_cache_[l], v_cache_[l],
-                        compute_);
-      k::attention(qkv_, k_cache_[l], v_cache_[l], d_pos, shape, xb_, compute_);
+      k::qkv_rope_store(qkv_, L.q_bias, L.k_bias, L.v_bias, inv_freq_, d_pos, shape, k_cache_[l], v_cache_[l], exec_);
+      k::attention(qkv_, k_cache_[l], v_cache_[l], d_pos, shape, xb_, exec_);
       matmul(w(kO), xb_, q_dim, dim, x_, true);
       matmul_normed(w(kGateUp), L.ffn_norm, dim, 2 * hid, gate_up_);
-      k::silu_mul_bf16(gate_up_, hid, B, hb_, compute_);
+      k::silu_mul_bf16(gate_up_, hid, B, hb_, exec_);
       matmul(w(kDown), hb_, hid, dim, x_, true);
       streamer_->release(l, compute_);
     }
     if (lm_head_on_host_) {
       // Through the scratch slots by DMA: reading it in place over PCIe measured ~8 ms a step
       // slower than its bytes need on an 8B shape.
-      k::rmsnorm_bf16(x_, final_norm_, float(cfg_.rms_eps), dim, B, xb_, compute_);
-      streamer_->stream_rows(reinterpret_cast<const uint8_t*>(lm_head_), cfg_.vocab, uint64_t(dim) * 2, compute_,
+      k::rmsnorm_bf16(x_, final_norm_, float(cfg_.rms_eps), dim, B, xb_, exec_);
+      streamer_->stream_rows(static_cast<const uint8_t*>(lm_head_.w), cfg_.vocab, lm_head_row_bytes(), compute_,
                              [&](const uint8_t* w, uint64_t row0, uint64_t rows) {
-                               matmul(reinterpret_cast<const __nv_bfloat16*>(w), xb_, dim, int(rows), logits_ + row0,
-                                      false, cfg_.vocab);
+                               const float* scales = lm_head_.scales != nullptr ? lm_head_.scales + row0 : nullptr;
+                               matmul(Matrix{w, scales}, xb_, dim, int(rows), logits_ + row0, false, cfg_.vocab);
                              });
     } else {
       matmul_normed(lm_head_, final_norm_, dim, cfg_.vocab, logits_);
@@ -204,33 +243,65 @@ class CudaEngine : public Engine {
     streamer_->end_step(compute_);  // last: its copies for the next step overlap the lm_head
   }
 
-  // y[b][out] = W[out, in] x[b][in] (+ y[b] when accumulate), W row-major bf16. Batch 1 runs
-  // the own bandwidth-bound kernel (faster than cuBLAS there, measured); batches go to cuBLAS,
+  // y[b][out] = W[out, in] x[b][in] (+ y[b] when accumulate), W row-major. Batch 1 runs the
+  // own bandwidth-bound kernels (faster than cuBLAS there, measured); batches go to cuBLAS,
   // where row-major W is W^T in column-major, hence CUBLAS_OP_T.
   bool use_gemv(int in) const { return opt_.batch == 1 && in % 8 == 0 && in <= k::kGemvMaxIn; }
+  // Whether an int8-mode matrix can stay int8 (W8A16): only the batch-1 kernel reads int8.
+  bool int8_gemv_fits(const format::TensorRecord& r) const {
+    if (r.mode != format::TensorMode::Int8 || r.shape.size() != 2) return false;
+    const uint64_t in = r.shape[1];
+    return opt_.batch == 1 && in % 16 == 0 && in <= uint64_t(k::kGemvMaxIn);
+  }
 
   // y = W rmsnorm(x_) (x_ float32, [batch][in]); the normalized bf16 input lands in xb_.
-  void matmul_normed(const __nv_bfloat16* w, const __nv_bfloat16* norm, int in, int out, float* y) {
-    k::rmsnorm_bf16(x_, norm, float(cfg_.rms_eps), in, opt_.batch, xb_, compute_);
+  void matmul_normed(const Matrix& w, const __nv_bfloat16* norm, int in, int out, float* y) {
+    k::rmsnorm_bf16(x_, norm, float(cfg_.rms_eps), in, opt_.batch, xb_, exec_);
     matmul(w, xb_, in, out, y, false);
   }
 
+  uint64_t lm_head_row_bytes() const { return uint64_t(cfg_.hidden) * (lm_head_.scales != nullptr ? 1 : 2); }
+
   // ldy: distance between sequences in y (default out).
-  void matmul(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate, int ldy = 0) {
-    if (use_gemv(in)) return k::gemv_bf16(w, x, in, out, y, accumulate, compute_);
+  void matmul(const Matrix& w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate, int ldy = 0) {
+    if (w.scales != nullptr)
+      return k::gemv_int8(static_cast<const int8_t*>(w.w), w.scales, x, in, out, y, accumulate, exec_);
+    if (use_gemv(in))
+      return k::gemv_bf16(static_cast<const __nv_bfloat16*>(w.w), x, in, out, y, accumulate, exec_);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    check_cublas(
-        cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
-                     &beta, y, CUDA_R_32F, ldy > 0 ? ldy : out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-        "cublasGemmEx");
+    check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w.w, CUDA_R_16BF, in, x,
+                              CUDA_R_16BF, in, &beta, y, CUDA_R_32F, ldy > 0 ? ldy : out, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
   }
 
-  // Weights reach the kernels as bf16: BF16 and int8-mode tensors as they decode, float32 ones
-  // rounded to nearest even by the decoder (noted in describe()).
-  static cuda::DecoderOptions decoder_options() {
+  // Weights reach the kernels as bf16 (BF16 tensors as they are, float32 ones rounded to
+  // nearest even by the decoder, noted in describe()), int8-mode ones dequantized to bf16 by
+  // the decoder or kept int8 for the W8A16 kernel.
+  static cuda::DecoderOptions decoder_options(cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
     cuda::DecoderOptions o;
     o.f32_as_bf16 = true;
+    o.int8_output = int8;
     return o;
+  }
+
+  // Copies the row scales of int8 matrices into one device array, in the given order.
+  float* upload_scales(const format::ContainerReader& file, const std::vector<const format::TensorRecord*>& records) {
+    std::vector<float> all;
+    for (const format::TensorRecord* r : records) {
+      const format::PlaneRecord* p = r->plane("scales");
+      if (p == nullptr || r->shape.empty() || p->size != r->shape[0] * sizeof(float))
+        throw FormatError(path_ + ": tensor '" + r->name + "': int8 scales do not match its " +
+                          std::to_string(r->shape.empty() ? 0 : r->shape[0]) + " rows");
+      const ByteSpan bytes = file.payload(*p);
+      const size_t at = all.size();
+      all.resize(at + r->shape[0]);
+      std::memcpy(all.data() + at, bytes.data(), bytes.size());
+    }
+    auto* d = static_cast<float*>(mem_.device(all.size() * sizeof(float), "int8 row scales"));
+    CLLM_CUDA_CHECK(cudaMemcpy(d, all.data(), all.size() * sizeof(float), cudaMemcpyHostToDevice));
+    mem_stats_.weight_bytes += all.size() * sizeof(float);
+    return d;
   }
 
   void require_bf16(const format::TensorRecord& r) {
@@ -251,10 +322,10 @@ class CudaEngine : public Engine {
   }
 
   // Decodes tensors once into new device buffers (BF16 out; int8 tensors dequantized).
-  std::vector<__nv_bfloat16*> decode_resident(const format::ContainerReader& file,
-                                              const std::vector<std::string>& names) {
+  std::vector<__nv_bfloat16*> decode_resident(const format::ContainerReader& file, const std::vector<std::string>& names,
+                                              cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
     for (const auto& n : names) need(file, n);
-    GpuDecoder dec(file, names, decoder_options());
+    GpuDecoder dec(file, names, decoder_options(int8));
     std::vector<__nv_bfloat16*> out;
     std::vector<void*> ptrs;
     for (size_t i = 0; i < names.size(); ++i) {
@@ -270,9 +341,10 @@ class CudaEngine : public Engine {
   // Host placements keep the embedding table and the lm_head in pinned host memory, so that VRAM
   // holds no weights beyond the norms and the layer scratch: kernels read the embedding rows of
   // a step in place (unified addressing maps them), and the lm_head streams through the slots.
-  const __nv_bfloat16* decode_to_host(const format::ContainerReader& file, const std::string& name) {
+  const __nv_bfloat16* decode_to_host(const format::ContainerReader& file, const std::string& name,
+                                      cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
     need(file, name);
-    GpuDecoder dec(file, {name}, decoder_options());
+    GpuDecoder dec(file, {name}, decoder_options(int8));
     const uint64_t bytes = dec.output_bytes(0);
     void* tmp = nullptr;
     CLLM_CUDA_CHECK(cudaMalloc(&tmp, bytes));  // load time only, freed below
@@ -293,13 +365,20 @@ class CudaEngine : public Engine {
 
   void load_small_tensors(const format::ContainerReader& file) {
     const bool on_host = opt_.placement == Placement::Host || opt_.placement == Placement::HostRaw;
-    auto load = [&](const std::string& name) {
-      return on_host ? decode_to_host(file, name) : decode_resident(file, {name})[0];
+    auto load = [&](const std::string& name, cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
+      return on_host ? decode_to_host(file, name, int8) : decode_resident(file, {name}, int8)[0];
     };
     embed_ = load("model.embed_tokens.weight");
-    lm_head_ = cfg_.tie_embeddings ? embed_ : load("lm_head.weight");
+    if (cfg_.tie_embeddings) {
+      lm_head_ = Matrix{embed_};
+    } else if (const format::TensorRecord& r = need(file, "lm_head.weight"); int8_gemv_fits(r)) {
+      // Every placement keeps an int8 lm_head int8, so that all of them compute the same logits.
+      lm_head_ = Matrix{load(r.name, cuda::Int8Out::Int8), upload_scales(file, {&r})};
+    } else {
+      lm_head_ = Matrix{load(r.name)};
+    }
     lm_head_on_host_ = on_host;
-    if (on_host) mem_stats_.streamed_bytes_per_step += uint64_t(cfg_.vocab) * cfg_.hidden * 2;
+    if (on_host) mem_stats_.streamed_bytes_per_step += uint64_t(cfg_.vocab) * lm_head_row_bytes();
     final_norm_ = decode_resident(file, {"model.norm.weight"})[0];
     for (int l = 0; l < cfg_.layers; ++l) {
       std::vector<std::string> small = {layer_name(l, "input_layernorm.weight"),
@@ -345,7 +424,7 @@ class CudaEngine : public Engine {
       uint64_t lo = std::numeric_limits<uint64_t>::max(), hi = 0;
       for (const auto& n : names[l]) {
         const format::TensorRecord& r = need(file, n);
-        b.raw += (r.num_elements() * 2 + 255) / 256 * 256;
+        b.raw += (r.num_elements() * (int8_layers_ ? 1 : 2) + 255) / 256 * 256;
         for (const auto& p : r.planes) {
           lo = std::min(lo, p.offset);
           hi = std::max(hi, p.offset + p.size);
@@ -379,11 +458,24 @@ class CudaEngine : public Engine {
 
   void load_layers(const format::ContainerReader& file) {
     std::vector<std::vector<std::string>> names(cfg_.layers);
+    std::vector<const format::TensorRecord*> records;
+    int8_layers_ = true;
     for (int l = 0; l < cfg_.layers; ++l)
-      for (const char* m : kMatrices) names[l].push_back(layer_name(l, m));
+      for (const char* m : kMatrices) {
+        names[l].push_back(layer_name(l, m));
+        records.push_back(&need(file, names[l].back()));
+        int8_layers_ = int8_layers_ && int8_gemv_fits(*records.back());
+      }
+    if (int8_layers_) {
+      layer_scales_ = upload_scales(file, records);
+      for (const format::TensorRecord* r : records) {
+        scale_row_.push_back(scale_rows_);
+        scale_rows_ += r->shape[0];
+      }
+    }
     cuda::StreamerOptions so;
     so.prefetch_depth = opt_.prefetch_depth;
-    so.decoder = decoder_options();
+    so.decoder = decoder_options(int8_layers_ ? cuda::Int8Out::Int8 : cuda::Int8Out::Bf16);
     std::vector<LayerHome> homes = choose_homes(file, names, so);
     for (const auto& layer : names)
       for (const auto& n : layer) need(file, n);
@@ -394,6 +486,8 @@ class CudaEngine : public Engine {
     mem_stats_.host_pinned_bytes += m.host_pinned;
     streamer_device_bytes_ = m.decoded_weights + m.compressed_weights + m.scratch;
     for (int l = 0; l < cfg_.layers; ++l) mem_stats_.streamed_bytes_per_step += streamer_->streamed_bytes(l);
+    mem_stats_.matmul_weight_bytes_per_step =
+        streamer_->layer_bytes() * uint64_t(cfg_.layers) + uint64_t(cfg_.vocab) * lm_head_row_bytes();
   }
 
   void allocate_state() {
@@ -414,7 +508,7 @@ class CudaEngine : public Engine {
     xb_ = h(B * std::max(dim, q_dim), "activations");
     hb_ = h(B * hid, "activations");
     d_io_ = static_cast<int*>(mem_.device((B + 1) * sizeof(int), "token ids"));
-    const size_t kv_bytes = B * size_t(max_seq_) * kv_dim * (opt_.kv_bf16 ? 2 : 4);
+    const size_t kv_bytes = B * size_t(max_seq_) * kv_dim * k::kv_type_size(kernel_kv_type(opt_.kv_dtype));
     for (int l = 0; l < cfg_.layers; ++l) {
       k_cache_.push_back(mem_.device(kv_bytes, "the KV cache"));
       v_cache_.push_back(mem_.device(kv_bytes, "the KV cache"));
@@ -439,15 +533,21 @@ class CudaEngine : public Engine {
   LlamaConfig cfg_;
   int max_seq_ = 0;
   bool lm_head_on_host_ = false, rounded_f32_ = false;
+  bool int8_layers_ = false;  // every layer matrix int8 in device memory (W8A16 at batch 1)
+  const float* layer_scales_ = nullptr;  // int8 layers: row scales of every matrix of every layer
+  std::vector<uint64_t> scale_row_;     // [layer * kNumMatrices + matrix]: its first row in layer_scales_
+  uint64_t scale_rows_ = 0;
   std::vector<int> same_token_;  // forward()'s batch, sized once: no allocation per token
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, streamer_device_bytes_ = 0;
   MemoryStats mem_stats_;
   std::string plan_summary_;
   cudaStream_t compute_ = nullptr;
+  k::Stream exec_;  // compute_, as the kernels launch on it
   cublasHandle_t blas_ = nullptr;
   cudaGraphExec_t graph_ = nullptr;
   std::unique_ptr<cuda::WeightStreamer> streamer_;
-  const __nv_bfloat16 *embed_ = nullptr, *lm_head_ = nullptr, *final_norm_ = nullptr;
+  const __nv_bfloat16 *embed_ = nullptr, *final_norm_ = nullptr;
+  Matrix lm_head_;
   std::vector<Layer> layers_;
   std::vector<void*> k_cache_, v_cache_;
   float *x_ = nullptr, *qkv_ = nullptr, *gate_up_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr,

@@ -1,5 +1,7 @@
 // The CUDA backend: bfloat16 weights, float32 activations, own kernels for everything but the
-// batched matmuls (cuBLAS). Where each transformer layer's weights live is the placement:
+// batched matmuls (cuBLAS). At batch 1, int8-mode matrices stay int8 in device memory and the
+// GEMV dequantizes them with their row scales (W8A16): half the bytes of bf16 to hold, decode
+// and read. Where each transformer layer's weights live is the placement:
 //   gpu             decoded once at load (the uncompressed baseline)
 //   gpu-compressed  compressed in VRAM, decoded just in time into reused scratch
 //   host            compressed in pinned host RAM, streamed over PCIe and decoded each token
@@ -21,19 +23,25 @@
 namespace codecllm::engine {
 
 enum class Placement { Gpu, GpuCompressed, Host, HostRaw, Auto };
+enum class KvDtype { F32, BF16, F16 };
 
 struct CudaEngineOptions {
   Placement placement = Placement::Gpu;
   int max_seq_len = 0;       // 0: min(max_position_embeddings, 2048)
-  bool kv_bf16 = false;      // KV cache in bfloat16 instead of float32
+  KvDtype kv_dtype = KvDtype::F32;
   int batch = 1;             // sequences decoded together
   int prefetch_depth = 2;    // host: compressed layers whose copy may run ahead of their decode
   uint64_t vram_budget = 0;  // auto: bytes of device memory the engine may allocate
   bool print_plan = false;   // auto: print the plan to stderr before loading
+  // Launch each kernel as a programmatic dependent of the one before (cuda_kernels::Stream);
+  // off only to measure what it gains.
+  bool overlap_launches = true;
 };
 
 Placement parse_placement(const std::string& name);  // "gpu", "gpu-compressed", "host", "host-raw", "auto"
 const char* placement_name(Placement p);
+KvDtype parse_kv_dtype(const std::string& name);  // "f32", "bf16", "f16"
+const char* kv_dtype_name(KvDtype t);
 
 // Throws codecllm::Error when there is no CUDA device, a weight is not BF16 (lossless) or
 // int8-mode, or memory runs out (naming the sizes); allocates everything it will use before

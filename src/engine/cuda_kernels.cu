@@ -1,11 +1,43 @@
-#include <cfloat>
+#include <cuda_fp16.h>
 
+#include <cfloat>
+#include <utility>
+
+#include "cuda/cuda_check.hpp"
 #include "engine/cuda_kernels.cuh"
 
 namespace codecllm::engine::cuda_kernels {
 namespace {
 
 constexpr int kThreads = 256;
+
+// Programmatic dependent launch (see Stream). Both are no-ops for a kernel launched without
+// the attribute, and on architectures before sm_90.
+__device__ __forceinline__ void wait_for_predecessor() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void let_successor_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, const Stream& s, Args&&... args) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = s.overlap ? 1 : 0;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = shared;
+  cfg.stream = s.id;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  CLLM_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
 
 __device__ float block_sum(float v) {
   __shared__ float part[32];
@@ -21,7 +53,11 @@ __device__ float block_sum(float v) {
   return total;
 }
 
+// The small kernels below let their successor (usually a GEMV, which starts on its weights)
+// launch at once, then wait for their own inputs.
 __global__ void embed_kernel(const __nv_bfloat16* table, const int* tokens, int dim, float* x) {
+  let_successor_launch();
+  wait_for_predecessor();
   const int b = blockIdx.y;
   const __nv_bfloat16* row = table + static_cast<size_t>(tokens[b]) * dim;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
@@ -30,6 +66,8 @@ __global__ void embed_kernel(const __nv_bfloat16* table, const int* tokens, int 
 
 // One block per sequence.
 __global__ void rmsnorm_bf16_kernel(const float* x, const __nv_bfloat16* w, float eps, int n, __nv_bfloat16* out) {
+  let_successor_launch();
+  wait_for_predecessor();
   const float* xb = x + static_cast<size_t>(blockIdx.x) * n;
   __nv_bfloat16* ob = out + static_cast<size_t>(blockIdx.x) * n;
   float ss = 0;
@@ -38,11 +76,17 @@ __global__ void rmsnorm_bf16_kernel(const float* x, const __nv_bfloat16* w, floa
   for (int i = threadIdx.x; i < n; i += blockDim.x) ob[i] = __float2bfloat16_rn(xb[i] * scale * __bfloat162float(w[i]));
 }
 
-__device__ __forceinline__ void store_kv(void* cache, size_t i, float v, bool kv_bf16) {
-  if (kv_bf16) {
-    static_cast<__nv_bfloat16*>(cache)[i] = __float2bfloat16_rn(v);
-  } else {
-    static_cast<float*>(cache)[i] = v;
+__device__ __forceinline__ void store_kv(void* cache, size_t i, float v, KvType t) {
+  switch (t) {
+    case KvType::BF16:
+      static_cast<__nv_bfloat16*>(cache)[i] = __float2bfloat16_rn(v);
+      break;
+    case KvType::F16:
+      static_cast<__half*>(cache)[i] = __float2half_rn(v);
+      break;
+    case KvType::F32:
+      static_cast<float*>(cache)[i] = v;
+      break;
   }
 }
 
@@ -55,6 +99,8 @@ __device__ __forceinline__ float bias_at(const __nv_bfloat16* b, int i) {
 __global__ void qkv_rope_store_kernel(float* qkv, const __nv_bfloat16* q_bias, const __nv_bfloat16* k_bias,
                                       const __nv_bfloat16* v_bias, const float* inv_freq, const int* pos_ptr,
                                       AttentionShape a, void* kc, void* vc) {
+  let_successor_launch();
+  wait_for_predecessor();
   const int b = blockIdx.y, hd = a.head_dim, half = hd / 2, q_dim = a.heads * hd, kv_dim = a.kv_heads * hd;
   float* row = qkv + static_cast<size_t>(b) * (q_dim + 2 * kv_dim);
   const int pos = *pos_ptr;
@@ -63,7 +109,7 @@ __global__ void qkv_rope_store_kernel(float* qkv, const __nv_bfloat16* q_bias, c
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < rotated + kv_dim; i += gridDim.x * blockDim.x) {
     if (i >= rotated) {
       const int e = i - rotated;
-      store_kv(vc, cache_row + e, row[q_dim + kv_dim + e] + bias_at(v_bias, e), a.kv_bf16);
+      store_kv(vc, cache_row + e, row[q_dim + kv_dim + e] + bias_at(v_bias, e), a.kv);
       continue;
     }
     const int h = i / half, j = i % half;
@@ -79,20 +125,30 @@ __global__ void qkv_rope_store_kernel(float* qkv, const __nv_bfloat16* q_bias, c
       v[j] = r0;
       v[j + half] = r1;
     } else {
-      store_kv(kc, cache_row + in_head + j, r0, a.kv_bf16);
-      store_kv(kc, cache_row + in_head + j + half, r1, a.kv_bf16);
+      store_kv(kc, cache_row + in_head + j, r0, a.kv);
+      store_kv(kc, cache_row + in_head + j + half, r1, a.kv);
     }
   }
 }
 
-__device__ float load_kv(const void* c, size_t i, bool kv_bf16) {
-  return kv_bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(c)[i]) : static_cast<const float*>(c)[i];
+__device__ __forceinline__ float load_kv(const void* c, size_t i, KvType t) {
+  switch (t) {
+    case KvType::BF16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(c)[i]);
+    case KvType::F16:
+      return __half2float(static_cast<const __half*>(c)[i]);
+    case KvType::F32:
+      break;
+  }
+  return static_cast<const float*>(c)[i];
 }
 
 // One block per (query head, sequence); scores live in dynamic shared memory (max_seq floats).
 __global__ void attention_kernel(const float* qkv, const void* kc, const void* vc, const int* pos_ptr, AttentionShape a,
                                  __nv_bfloat16* out) {
   extern __shared__ float scores[];
+  let_successor_launch();
+  wait_for_predecessor();
   const int h = blockIdx.x, b = blockIdx.y, hd = a.head_dim;
   const int kvh = h / (a.heads / a.kv_heads);
   const int q_dim = a.heads * hd, kv_dim = a.kv_heads * hd;
@@ -103,7 +159,7 @@ __global__ void attention_kernel(const float* qkv, const void* kc, const void* v
   for (int t = threadIdx.x; t < n; t += blockDim.x) {
     float d = 0;
     const size_t at = base + static_cast<size_t>(t) * kv_dim;
-    for (int i = 0; i < hd; ++i) d += qh[i] * load_kv(kc, at + i, a.kv_bf16);
+    for (int i = 0; i < hd; ++i) d += qh[i] * load_kv(kc, at + i, a.kv);
     scores[t] = d * scale;
   }
   __syncthreads();
@@ -123,12 +179,14 @@ __global__ void attention_kernel(const float* qkv, const void* kc, const void* v
   const float inv = 1.0f / block_sum(local);
   for (int i = threadIdx.x; i < hd; i += blockDim.x) {
     float acc = 0;
-    for (int t = 0; t < n; ++t) acc += scores[t] * load_kv(vc, base + static_cast<size_t>(t) * kv_dim + i, a.kv_bf16);
+    for (int t = 0; t < n; ++t) acc += scores[t] * load_kv(vc, base + static_cast<size_t>(t) * kv_dim + i, a.kv);
     out[static_cast<size_t>(b) * q_dim + h * hd + i] = __float2bfloat16_rn(acc * inv);
   }
 }
 
 __global__ void silu_mul_bf16_kernel(const float* gu, int n, __nv_bfloat16* out) {
+  let_successor_launch();
+  wait_for_predecessor();
   const int b = blockIdx.y;
   const float* g = gu + static_cast<size_t>(b) * 2 * n;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
@@ -140,6 +198,7 @@ __global__ void silu_mul_bf16_kernel(const float* gu, int n, __nv_bfloat16* out)
 // batch-1 path reached 62% of the copy bandwidth on an H100 for Llama-8B shapes.
 constexpr int kGemvRows = 2;
 constexpr int kGemvWarps = 8;
+constexpr int kGemvPrefetch = 2048;  // bytes of each row asked of L2 before the wait
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   uint4 v;
@@ -149,92 +208,145 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   return v;
 }
 
-__device__ __forceinline__ float dot8(uint4 w, uint4 x) {
-  const __nv_bfloat162* a = reinterpret_cast<const __nv_bfloat162*>(&w);
-  const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&x);
+// Asks L2 for `bytes` (a multiple of 16) at a 16-byte aligned address, without waiting.
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
+// bf16 -> float is a shift: the low and high halves of a word of two bf16.
+__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
+// Dot product of one 16-byte load of W with the matching x, read from shared memory.
+// bf16 W: 8 weights against xs[c].
+__device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c, const __nv_bfloat16*) {
+  const uint4 xv = xs[c];
+  const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[4] = {xv.x, xv.y, xv.z, xv.w};
   float acc = 0;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 fa = __bfloat1622float2(a[i]), fb = __bfloat1622float2(b[i]);
-    acc = fmaf(fa.x, fb.x, acc);
-    acc = fmaf(fa.y, fb.y, acc);
+    acc = fmaf(bf16_lo(ww[i]), bf16_lo(xx[i]), acc);
+    acc = fmaf(bf16_hi(ww[i]), bf16_hi(xx[i]), acc);
   }
   return acc;
 }
 
+// int8 W: 16 weights against xs[2c], xs[2c + 1]. A byte q becomes a float exactly through
+// the bit pattern of 2^23 + (q + 128), one byte permute and one subtraction: cheaper than the
+// quarter-rate integer-to-float conversion at the rate the weights arrive.
+__device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c, const int8_t*) {
+  const uint4 xa = xs[2 * c], xb = xs[2 * c + 1];
+  const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+  float acc = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t biased = ww[i] ^ 0x80808080u;  // each byte q + 128
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float q = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7540u | j)) - 8388736.0f;
+      const uint32_t xw = xx[2 * i + j / 2];
+      acc = fmaf(q, j % 2 == 0 ? bf16_lo(xw) : bf16_hi(xw), acc);
+    }
+  }
+  return acc;
+}
+
+// y[r] = scale(r) * (W x)[r] (+ y[r]); scale is 1 for bf16 W.
+template <typename T>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_bf16_kernel(const __nv_bfloat16* __restrict__ w, const __nv_bfloat16* __restrict__ x, int in, int out,
-                     float* __restrict__ y, bool accumulate) {
+    gemv_kernel(const T* __restrict__ w, const float* __restrict__ scales, const __nv_bfloat16* __restrict__ x, int in,
+                int out, float* __restrict__ y, bool accumulate) {
   extern __shared__ uint4 xs[];
-  const int vecs = in / 8;
-  for (int i = threadIdx.x; i < vecs; i += blockDim.x) xs[i] = reinterpret_cast<const uint4*>(x)[i];
-  __syncthreads();
+  constexpr int kPerLoad = 16 / sizeof(T);
+  // Loads per row in flight: int8 spends about three times the instructions per byte of bf16,
+  // so it needs more bytes in flight to keep the memory busy (all of a 4096-long row at once).
+  constexpr int kGemvUnroll = sizeof(T) == 1 ? 8 : 4;
+  const int vecs = in / kPerLoad;  // 16-byte loads per row
   const int lane = threadIdx.x % 32;
   const int row0 = (blockIdx.x * kGemvWarps + threadIdx.x / 32) * kGemvRows;
-  if (row0 >= out) return;
-  float acc[kGemvRows] = {};
   const uint4* rows[kGemvRows];
 #pragma unroll
   for (int r = 0; r < kGemvRows; ++r)
     rows[r] = reinterpret_cast<const uint4*>(w) + static_cast<size_t>(min(row0 + r, out - 1)) * vecs;
+  // The weights do not depend on earlier kernels: while those finish, L2 fetches the start of
+  // this warp's rows (bounded, so that prefetches of all resident blocks together stay well
+  // inside L2).
+  if (lane < kGemvRows && row0 + lane < out) prefetch_l2(rows[lane], min(16u * vecs, uint32_t(kGemvPrefetch)));
+  wait_for_predecessor();
+  for (int i = threadIdx.x; i < in / 8; i += blockDim.x) xs[i] = reinterpret_cast<const uint4*>(x)[i];
+  __syncthreads();
+  if (row0 >= out) return;
+  float acc[kGemvRows] = {};
   int c = lane;
-  for (; c + 96 < vecs; c += 128) {
-    uint4 wv[kGemvRows][4];
+  for (; c + 32 * (kGemvUnroll - 1) < vecs; c += 32 * kGemvUnroll) {
+    uint4 wv[kGemvRows][kGemvUnroll];
 #pragma unroll
     for (int r = 0; r < kGemvRows; ++r)
 #pragma unroll
-      for (int u = 0; u < 4; ++u) wv[r][u] = load_stream(rows[r] + c + 32 * u);
+      for (int u = 0; u < kGemvUnroll; ++u) wv[r][u] = load_stream(rows[r] + c + 32 * u);
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const uint4 xv = xs[c + 32 * u];
+    for (int u = 0; u < kGemvUnroll; ++u)
 #pragma unroll
-      for (int r = 0; r < kGemvRows; ++r) acc[r] += dot8(wv[r][u], xv);
-    }
+      for (int r = 0; r < kGemvRows; ++r) acc[r] += dot_load(wv[r][u], xs, c + 32 * u, w);
   }
-  for (; c < vecs; c += 32) {
-    const uint4 xv = xs[c];
+  for (; c < vecs; c += 32)
 #pragma unroll
-    for (int r = 0; r < kGemvRows; ++r) acc[r] += dot8(load_stream(rows[r] + c), xv);
-  }
+    for (int r = 0; r < kGemvRows; ++r) acc[r] += dot_load(load_stream(rows[r] + c), xs, c, w);
+  let_successor_launch();  // late: an early successor's prefetch would compete with these loads
 #pragma unroll
   for (int r = 0; r < kGemvRows; ++r) {
     float v = acc[r];
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (scales != nullptr) v *= scales[min(row0 + r, out - 1)];
     if (lane == 0 && row0 + r < out) y[row0 + r] = accumulate ? y[row0 + r] + v : v;
   }
+}
+
+template <typename T>
+void gemv(const T* w, const float* scales, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate,
+          const Stream& s) {
+  const int rows_per_block = kGemvWarps * kGemvRows;
+  launch(gemv_kernel<T>, dim3((out + rows_per_block - 1) / rows_per_block), dim3(kGemvWarps * 32), size_t(in) * 2, s,
+         w, scales, x, in, out, y, accumulate);
 }
 
 int blocks(int n) { return (n + kThreads - 1) / kThreads; }
 
 }  // namespace
 
-void embed(const __nv_bfloat16* table, const int* tokens, int dim, int batch, float* x, cudaStream_t s) {
-  embed_kernel<<<dim3(blocks(dim), batch), kThreads, 0, s>>>(table, tokens, dim, x);
+int kv_type_size(KvType t) { return t == KvType::F32 ? 4 : 2; }
+
+void embed(const __nv_bfloat16* table, const int* tokens, int dim, int batch, float* x, const Stream& s) {
+  launch(embed_kernel, dim3(blocks(dim), batch), dim3(kThreads), 0, s, table, tokens, dim, x);
 }
 void rmsnorm_bf16(const float* x, const __nv_bfloat16* w, float eps, int dim, int batch, __nv_bfloat16* out,
-                  cudaStream_t s) {
-  rmsnorm_bf16_kernel<<<batch, 1024, 0, s>>>(x, w, eps, dim, out);
+                  const Stream& s) {
+  launch(rmsnorm_bf16_kernel, dim3(batch), dim3(1024), 0, s, x, w, eps, dim, out);
 }
 void qkv_rope_store(float* qkv, const __nv_bfloat16* q_bias, const __nv_bfloat16* k_bias, const __nv_bfloat16* v_bias,
                     const float* inv_freq, const int* pos, const AttentionShape& a, void* k_cache, void* v_cache,
-                    cudaStream_t s) {
+                    const Stream& s) {
   const int items = (a.heads + a.kv_heads) * a.head_dim / 2 + a.kv_heads * a.head_dim;
-  qkv_rope_store_kernel<<<dim3(blocks(items), a.batch), kThreads, 0, s>>>(qkv, q_bias, k_bias, v_bias, inv_freq, pos, a,
-                                                                          k_cache, v_cache);
+  launch(qkv_rope_store_kernel, dim3(blocks(items), a.batch), dim3(kThreads), 0, s, qkv, q_bias, k_bias, v_bias,
+         inv_freq, pos, a, k_cache, v_cache);
 }
 void attention(const float* qkv, const void* k_cache, const void* v_cache, const int* pos, const AttentionShape& a,
-               __nv_bfloat16* out, cudaStream_t s) {
-  attention_kernel<<<dim3(a.heads, a.batch), kThreads, a.max_seq * sizeof(float), s>>>(qkv, k_cache, v_cache, pos, a,
-                                                                                       out);
+               __nv_bfloat16* out, const Stream& s) {
+  launch(attention_kernel, dim3(a.heads, a.batch), dim3(kThreads), a.max_seq * sizeof(float), s, qkv, k_cache,
+         v_cache, pos, a, out);
 }
-void silu_mul_bf16(const float* gate_up, int n, int batch, __nv_bfloat16* out, cudaStream_t s) {
-  silu_mul_bf16_kernel<<<dim3(blocks(n), batch), kThreads, 0, s>>>(gate_up, n, out);
+void silu_mul_bf16(const float* gate_up, int n, int batch, __nv_bfloat16* out, const Stream& s) {
+  launch(silu_mul_bf16_kernel, dim3(blocks(n), batch), dim3(kThreads), 0, s, gate_up, n, out);
 }
 void gemv_bf16(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate,
-               cudaStream_t s) {
-  const int rows_per_block = kGemvWarps * kGemvRows;
-  gemv_bf16_kernel<<<(out + rows_per_block - 1) / rows_per_block, kGemvWarps * 32, in * 2, s>>>(w, x, in, out, y,
-                                                                                                accumulate);
+               const Stream& s) {
+  gemv<__nv_bfloat16>(w, nullptr, x, in, out, y, accumulate, s);
+}
+void gemv_int8(const int8_t* w, const float* scales, const __nv_bfloat16* x, int in, int out, float* y,
+               bool accumulate, const Stream& s) {
+  gemv<int8_t>(w, scales, x, in, out, y, accumulate, s);
 }
 
 }  // namespace codecllm::engine::cuda_kernels

@@ -1,7 +1,7 @@
-// Kernels of the CUDA backend other than the large matmuls (cuBLAS, or gemv_bf16 at batch 1).
-// Activations are float32 [batch][n] row-major; matmul inputs are bfloat16 copies of them.
-// Each kernel does as much of a layer as one pass over its data allows: at batch 1 on an 8B
-// model a token takes ~250 launches, and every launch saved is a few microseconds of a
+// Kernels of the CUDA backend other than the large matmuls (cuBLAS, or the GEMV kernels at
+// batch 1). Activations are float32 [batch][n] row-major; matmul inputs are bfloat16 copies of
+// them. Each kernel does as much of a layer as one pass over its data allows: at batch 1 on an
+// 8B model a token takes ~290 launches, and every launch saved is a few microseconds of a
 // ~7 ms step. Token ids and the position are read from device memory so that one captured
 // graph serves every step.
 #pragma once
@@ -13,30 +13,44 @@
 
 namespace codecllm::engine::cuda_kernels {
 
+// Where kernels go. With `overlap` set, each kernel is launched as a programmatic dependent of
+// the one before it on the stream (sm_90): it may start while its predecessor finishes, runs
+// what does not depend on it (a GEMV streams its first weights into L2), and waits for the
+// predecessor's results before reading them. Every kernel here makes that wait, so the usual
+// stream order holds for all data, transitively.
+struct Stream {
+  cudaStream_t id = nullptr;
+  bool overlap = false;
+};
+
 // x[b] = float(table[tokens[b], :]) for b < batch.
-void embed(const __nv_bfloat16* table, const int* tokens, int dim, int batch, float* x, cudaStream_t s);
+void embed(const __nv_bfloat16* table, const int* tokens, int dim, int batch, float* x, const Stream& s);
 
 // out[b] = bf16(x[b] * rsqrt(mean(x[b]^2) + eps) * w): the normalized matmul input.
 void rmsnorm_bf16(const float* x, const __nv_bfloat16* w, float eps, int dim, int batch, __nv_bfloat16* out,
-                  cudaStream_t s);
+                  const Stream& s);
+
+// Element type of the KV cache.
+enum class KvType : int { F32 = 0, BF16 = 1, F16 = 2 };
+int kv_type_size(KvType t);
 
 // The attention part of a layer after the q/k/v matmul. qkv is [batch][q_dim + 2 kv_dim]
 // (q, then k, then v). Adds the biases (when not null), applies rotate-half RoPE at *pos to q
 // (in place) and k, and appends k and v to the caches, laid out [batch][max_seq][kv_dim].
 struct AttentionShape {
   int heads, kv_heads, head_dim, max_seq, batch;
-  bool kv_bf16;  // caches hold bfloat16 (else float32)
+  KvType kv;
 };
 void qkv_rope_store(float* qkv, const __nv_bfloat16* q_bias, const __nv_bfloat16* k_bias, const __nv_bfloat16* v_bias,
                     const float* inv_freq, const int* pos, const AttentionShape& a, void* k_cache, void* v_cache,
-                    cudaStream_t s);
+                    const Stream& s);
 // Causal attention of each sequence's query (in qkv) over positions 0..*pos of its cache,
 // grouped-query heads; writes the bf16 input of the output projection, [batch][q_dim].
 void attention(const float* qkv, const void* k_cache, const void* v_cache, const int* pos, const AttentionShape& a,
-               __nv_bfloat16* out, cudaStream_t s);
+               __nv_bfloat16* out, const Stream& s);
 
 // gate_up is [batch][2 n] (gate, then up); out[b][i] = bf16(silu(gate) * up).
-void silu_mul_bf16(const float* gate_up, int n, int batch, __nv_bfloat16* out, cudaStream_t s);
+void silu_mul_bf16(const float* gate_up, int n, int batch, __nv_bfloat16* out, const Stream& s);
 
 // y = W x (+ y when accumulate) for row-major bf16 W[out][in] and one bf16 x: the
 // bandwidth-bound batch-1 product. Requires in % 8 == 0, in <= kGemvMaxIn and 16-byte aligned
@@ -45,6 +59,12 @@ void silu_mul_bf16(const float* gate_up, int n, int batch, __nv_bfloat16* out, c
 // before its first weight load.)
 constexpr int kGemvMaxIn = 16384;
 void gemv_bf16(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate,
-               cudaStream_t s);
+               const Stream& s);
+
+// The same product for int8 W (the int8 mode's quantized values) with one float scale per row:
+// y[r] = scale[r] * sum_i W[r][i] x[i] (+ y[r]). Dequantizing in the product reads one byte
+// per weight instead of two. Requires in % 16 == 0, in <= kGemvMaxIn, 16-byte aligned W and x.
+void gemv_int8(const int8_t* w, const float* scales, const __nv_bfloat16* x, int in, int out, float* y,
+               bool accumulate, const Stream& s);
 
 }  // namespace codecllm::engine::cuda_kernels

@@ -18,6 +18,7 @@ struct MemoryStats {
   uint64_t peak_device_bytes = 0;        // measured (CUDA: cudaMemGetInfo high-water mark); 0 on CPU
   uint64_t host_pinned_bytes = 0;        // weights held in page-locked host memory (host placements)
   uint64_t streamed_bytes_per_step = 0;  // weight bytes copied host -> device per forward step
+  uint64_t matmul_weight_bytes_per_step = 0;  // weight bytes the matmuls read per step (CUDA); 0 if not counted
 };
 
 class Engine {
