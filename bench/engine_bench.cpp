@@ -137,10 +137,13 @@ int main(int argc, char** argv) {
       o.overlap_launches = serial == nullptr || std::string(serial) != "1";
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;
-      std::vector<int> tok(run.batch, 1);
+      // Greedy, picked where the engine picks (on the GPU): what `codecllm run` does.
+      std::vector<int> tok(run.batch, 1), next(run.batch);
+      std::vector<engine::Sampler> greedy(run.batch, engine::Sampler(vocab, engine::SamplerOptions{}));
+      const std::vector<uint8_t> all(run.batch, 1);
       auto step = [&](int pos) {
-        const float* logits = eng->forward_batch(tok.data(), pos);
-        for (int b = 0; b < run.batch; ++b) tok[b] = engine::argmax(logits + size_t(b) * vocab, vocab);
+        eng->forward_sample(tok.data(), pos, greedy.data(), all.data(), next.data());
+        tok.swap(next);
       };
       for (int i = 0; i < 3; ++i) step(i);  // warm-up: graph capture, first integrity check
       const auto t0 = std::chrono::steady_clock::now();

@@ -172,6 +172,52 @@ TEST(CudaEngineOptions, KvDtypesAndSerialLaunches) {
   EXPECT_GE(agree, 2 * steps - 4) << "greedy choices with a 16-bit KV cache should follow the f32 cache";
 }
 
+// Tokens picked on the GPU (forward_sample of the CUDA engine) against the host loop on the
+// same engine's logits (Engine::forward_sample): greedy identical, sampling identical except
+// at a rounding boundary; a batch draws for the sequences that sample only.
+TEST(CudaEngineSampling, DevicePicksMatchHostPicks) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!test::file_exists(kPycode)) GTEST_SKIP() << kPycode << " not found";
+  test::TempDir dir;
+  format::ContainerReader file(compress_pycode(dir, "lossless"));
+  engine::CudaEngineOptions o;
+  o.max_seq_len = 40;
+  o.batch = 2;
+  auto dev = engine::make_cuda_engine(file, o);
+  auto host = engine::make_cuda_engine(file, o);
+  const int vocab = dev->config().vocab;
+  for (engine::SamplerOptions so : {engine::SamplerOptions{0.0f, 1.0f, 1}, engine::SamplerOptions{0.9f, 1.0f, 5},
+                                    engine::SamplerOptions{0.8f, 0.9f, 9}}) {
+    std::vector<engine::Sampler> sd, sh;
+    for (int b = 0; b < 2; ++b) {
+      sd.emplace_back(vocab, engine::SamplerOptions{so.temperature, so.top_p, so.seed + b});
+      sh.push_back(sd.back());
+    }
+    int tokens[2] = {1, 1}, differ = 0;
+    for (int pos = 0; pos < 36; ++pos) {
+      const uint8_t wanted[2] = {1, uint8_t(pos % 3 != 0)};  // sequence 1 skips some steps
+      int a[2] = {-1, -1}, b[2] = {-1, -1};
+      dev->forward_sample(tokens, pos, sd.data(), wanted, a);
+      host->engine::Engine::forward_sample(tokens, pos, sh.data(), wanted, b);
+      if (!wanted[1]) {
+        EXPECT_EQ(a[1], -1) << "a sequence that does not sample got a token";
+        EXPECT_EQ(b[1], -1);
+      }
+      for (int q = 0; q < 2; ++q) {
+        if (!wanted[q]) continue;
+        ASSERT_GE(a[q], 0);
+        ASSERT_LT(a[q], vocab);
+        if (so.temperature == 0) {
+          ASSERT_EQ(a[q], b[q]) << "greedy at " << pos;
+        }
+        differ += a[q] != b[q];
+        tokens[q] = a[q];  // both engines continue from the device's pick
+      }
+    }
+    EXPECT_EQ(differ, 0) << "T " << so.temperature << " top_p " << so.top_p;
+  }
+}
+
 // A payload that changes after compression (here: one flipped byte of a stored, uncoded plane,
 // which no rANS check would notice) stops the host placement at load, naming the tensor.
 TEST(CudaEngineHost, CorruptPayloadIsReportedAtLoad) {

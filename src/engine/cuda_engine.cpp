@@ -17,6 +17,7 @@
 #include "cuda/gpu_decoder.hpp"
 #include "cuda/weight_streamer.hpp"
 #include "engine/cuda_kernels.cuh"
+#include "engine/cuda_sampling.cuh"
 #include "engine/placement_plan.hpp"
 
 namespace codecllm::engine {
@@ -134,7 +135,8 @@ class CudaEngine : public Engine {
   ~CudaEngine() override {
     cudaDeviceSynchronize();
     streamer_.reset();
-    if (graph_ != nullptr) cudaGraphExecDestroy(graph_);
+    for (cudaGraphExec_t g : graphs_)
+      if (g != nullptr) cudaGraphExecDestroy(g);
     if (blas_ != nullptr) cublasDestroy(blas_);
     if (compute_ != nullptr) cudaStreamDestroy(compute_);
   }
@@ -149,24 +151,31 @@ class CudaEngine : public Engine {
   }
 
   const float* forward_batch(const int* tokens, int pos) override {
-    if (pos < 0 || pos >= max_seq_) throw Error("position " + std::to_string(pos) + " outside the KV cache");
-    for (int b = 0; b < opt_.batch; ++b) {
-      if (tokens[b] < 0 || tokens[b] >= cfg_.vocab)
-        throw Error("token id " + std::to_string(tokens[b]) + " out of range");
-      host_io_[b] = tokens[b];
-    }
-    host_io_[opt_.batch] = pos;
-    // A step is a few hundred kernels and copies; launched one by one their launch gaps would
-    // cost as much as the matmuls. Every kernel reads tokens and position from device memory,
-    // so the step is captured once as a graph and replayed.
-    if (graph_ == nullptr) capture();
-    CLLM_CUDA_CHECK(cudaGraphLaunch(graph_, compute_));
-    CLLM_CUDA_CHECK(cudaStreamSynchronize(compute_));
-    if (++steps_ % 64 == 1) {  // integrity checks synchronize; the streams are idle here anyway
-      streamer_->check();
-      note_peak();
-    }
+    run_step(tokens, pos, StepEnd::Logits);
     return host_logits_;
+  }
+
+  void forward_sample(const int* tokens, int pos, Sampler* samplers, const uint8_t* wanted, int* next) override {
+    const SamplerOptions& so = samplers[0].options();
+    for (int b = 1; b < opt_.batch; ++b)
+      if (samplers[b].options().temperature != so.temperature || samplers[b].options().top_p != so.top_p)
+        throw Error("the CUDA sampler takes one temperature and top_p for every sequence of a batch");
+    StepEnd end = StepEnd::Greedy;
+    if (so.temperature > 0) {
+      end = so.top_p < 1.0f ? StepEnd::Nucleus : StepEnd::Sample;
+      if (sample_scratch_.probs == nullptr) {  // once, at the first sampled step
+        const size_t bytes = k::sample_scratch_bytes(cfg_.vocab, opt_.batch);
+        sample_scratch_ = k::carve_sample_scratch(mem_.device(bytes, "the sampler"), cfg_.vocab, opt_.batch);
+        mem_stats_.activation_bytes += bytes;
+      }
+      host_params_[0] = so.temperature;
+      host_params_[1] = so.top_p;
+      // Draws only for the sequences that sample, as the host loop would.
+      for (int b = 0; b < opt_.batch; ++b) host_params_[2 + b] = wanted[b] ? samplers[b].draw() : 0.0f;
+    }
+    run_step(tokens, pos, end);
+    for (int b = 0; b < opt_.batch; ++b)
+      if (wanted[b]) next[b] = host_next_[b];
   }
 
   MemoryStats memory() const override {
@@ -191,19 +200,50 @@ class CudaEngine : public Engine {
     const __nv_bfloat16 *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr;
   };
 
-  void capture() {
+  // What a step hands back: the logits, or the next tokens chosen on the GPU.
+  enum class StepEnd { Logits, Greedy, Sample, Nucleus };
+  static constexpr int kStepEnds = 4;
+
+  void run_step(const int* tokens, int pos, StepEnd end) {
+    if (pos < 0 || pos >= max_seq_) throw Error("position " + std::to_string(pos) + " outside the KV cache");
+    for (int b = 0; b < opt_.batch; ++b) {
+      if (tokens[b] < 0 || tokens[b] >= cfg_.vocab)
+        throw Error("token id " + std::to_string(tokens[b]) + " out of range");
+      host_io_[b] = tokens[b];
+    }
+    host_io_[opt_.batch] = pos;
+    // A step is a few hundred kernels and copies; launched one by one their launch gaps would
+    // cost as much as the matmuls. Every kernel reads tokens, position and sampling parameters
+    // from device memory, so each kind of step is captured once as a graph and replayed.
+    cudaGraphExec_t& graph = graphs_[int(end)];
+    if (graph == nullptr) graph = capture(end);
+    CLLM_CUDA_CHECK(cudaGraphLaunch(graph, compute_));
+    CLLM_CUDA_CHECK(cudaStreamSynchronize(compute_));
+    if (++steps_ % 64 == 1) {  // integrity checks synchronize; the streams are idle here anyway
+      streamer_->check();
+      note_peak();
+    }
+  }
+
+  cudaGraphExec_t capture(StepEnd end) {
     cudaGraph_t g = nullptr;
+    cudaGraphExec_t exec = nullptr;
     CLLM_CUDA_CHECK(cudaStreamBeginCapture(compute_, cudaStreamCaptureModeThreadLocal));
-    enqueue_step();
+    enqueue_step(end);
     CLLM_CUDA_CHECK(cudaStreamEndCapture(compute_, &g));
-    CLLM_CUDA_CHECK(cudaGraphInstantiate(&graph_, g, 0));
-    CLLM_CUDA_CHECK(cudaGraphDestroy(g));
+    const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    CLLM_CUDA_CHECK(e);
+    return exec;
   }
 
   // Everything one step takes: on compute_, and on the streamer's streams for its layers.
-  void enqueue_step() {
+  void enqueue_step(StepEnd end) {
     const int B = opt_.batch;
     CLLM_CUDA_CHECK(cudaMemcpyAsync(d_io_, host_io_, (B + 1) * sizeof(int), cudaMemcpyHostToDevice, compute_));
+    if (end == StepEnd::Sample || end == StepEnd::Nucleus)
+      CLLM_CUDA_CHECK(cudaMemcpyAsync(d_params_, host_params_, k::sample_params_count(B) * sizeof(float),
+                                      cudaMemcpyHostToDevice, compute_));
     const int* d_tokens = d_io_;
     const int* d_pos = d_io_ + B;
     const int dim = cfg_.hidden, hd = cfg_.head_dim, q_dim = cfg_.heads * hd, kv_dim = cfg_.kv_heads * hd;
@@ -238,8 +278,17 @@ class CudaEngine : public Engine {
     } else {
       matmul_normed(lm_head_, final_norm_, dim, cfg_.vocab, logits_);
     }
-    CLLM_CUDA_CHECK(
-        cudaMemcpyAsync(host_logits_, logits_, sizeof(float) * cfg_.vocab * B, cudaMemcpyDeviceToHost, compute_));
+    if (end == StepEnd::Logits) {
+      CLLM_CUDA_CHECK(
+          cudaMemcpyAsync(host_logits_, logits_, sizeof(float) * cfg_.vocab * B, cudaMemcpyDeviceToHost, compute_));
+    } else {
+      if (end == StepEnd::Greedy) {
+        k::argmax_tokens(logits_, cfg_.vocab, B, d_next_, exec_);
+      } else {
+        k::sample_tokens(logits_, cfg_.vocab, B, d_params_, end == StepEnd::Nucleus, sample_scratch_, d_next_, exec_);
+      }
+      CLLM_CUDA_CHECK(cudaMemcpyAsync(host_next_, d_next_, sizeof(int) * B, cudaMemcpyDeviceToHost, compute_));
+    }
     streamer_->end_step(compute_);  // last: its copies for the next step overlap the lm_head
   }
 
@@ -520,6 +569,10 @@ class CudaEngine : public Engine {
     CLLM_CUDA_CHECK(cudaMemcpy(inv_freq_, invf.data(), invf.size() * sizeof(float), cudaMemcpyHostToDevice));
     host_logits_ = static_cast<float*>(mem_.pinned(sizeof(float) * cfg_.vocab * B, "logits"));
     host_io_ = static_cast<int*>(mem_.pinned((B + 1) * sizeof(int), "token ids"));
+    d_next_ = static_cast<int*>(mem_.device(B * sizeof(int), "token ids"));
+    host_next_ = static_cast<int*>(mem_.pinned(B * sizeof(int), "token ids"));
+    d_params_ = static_cast<float*>(mem_.device(k::sample_params_count(int(B)) * sizeof(float), "sampling parameters"));
+    host_params_ = static_cast<float*>(mem_.pinned(k::sample_params_count(int(B)) * sizeof(float), "sampling parameters"));
   }
 
   void note_peak() {
@@ -544,7 +597,7 @@ class CudaEngine : public Engine {
   cudaStream_t compute_ = nullptr;
   k::Stream exec_;  // compute_, as the kernels launch on it
   cublasHandle_t blas_ = nullptr;
-  cudaGraphExec_t graph_ = nullptr;
+  cudaGraphExec_t graphs_[kStepEnds] = {};  // per StepEnd, captured at its first step
   std::unique_ptr<cuda::WeightStreamer> streamer_;
   const __nv_bfloat16 *embed_ = nullptr, *final_norm_ = nullptr;
   Matrix lm_head_;
@@ -555,6 +608,9 @@ class CudaEngine : public Engine {
   __nv_bfloat16 *xb_ = nullptr, *hb_ = nullptr;
   int* d_io_ = nullptr;
   int* host_io_ = nullptr;
+  int *d_next_ = nullptr, *host_next_ = nullptr;  // tokens picked on the GPU
+  float *d_params_ = nullptr, *host_params_ = nullptr;
+  k::SampleScratch sample_scratch_{};
 };
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/llama_config.hpp"
+#include "engine/sampler.hpp"
 
 namespace codecllm::engine {
 
@@ -34,6 +35,16 @@ class Engine {
   // One token per sequence (batch_size() of them), all at position pos; returns the logits,
   // [batch_size()][vocab], valid until the next call.
   virtual const float* forward_batch(const int* tokens, int pos) { return forward(tokens[0], pos); }
+  // forward_batch, then the next token of each sequence b with wanted[b] set, picked by
+  // samplers[b] (batch_size() of them, one temperature and top_p for all) into next[b]. A
+  // backend that samples on its device overrides this: it copies back token ids instead of
+  // logits, and makes the same random draws as this host version.
+  virtual void forward_sample(const int* tokens, int pos, Sampler* samplers, const uint8_t* wanted, int* next) {
+    const float* logits = forward_batch(tokens, pos);
+    const size_t vocab = size_t(config().vocab);
+    for (int b = 0; b < batch_size(); ++b)
+      if (wanted[b]) next[b] = samplers[b].sample(logits + size_t(b) * vocab);
+  }
   // Positions the KV cache holds: forward accepts pos < max_seq_len().
   virtual int max_seq_len() const = 0;
   virtual MemoryStats memory() const = 0;

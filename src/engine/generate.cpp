@@ -33,14 +33,24 @@ GenerateResult generate(Engine& engine, const std::vector<int>& prompt, const Ge
   GenerateResult result;
   result.prompt_tokens = int(prompt.size());
 
-  auto t0 = std::chrono::steady_clock::now();
-  const float* logits = nullptr;
-  for (size_t i = 0; i < prompt.size(); ++i) logits = engine.forward(prompt[i], int(i));
-  result.prefill_seconds = seconds_since(t0);
+  // One sequence: every slot of a batched engine gets the same tokens, sequence 0 is read.
+  std::vector<Sampler> samplers(size_t(engine.batch_size()), Sampler(engine.config().vocab, options.sampling));
+  std::vector<int> feed(samplers.size()), picked(samplers.size());
+  std::vector<uint8_t> wanted(samplers.size(), 0);
+  wanted[0] = 1;
+  auto step = [&](int token, int at) {
+    std::fill(feed.begin(), feed.end(), token);
+    engine.forward_sample(feed.data(), at, samplers.data(), wanted.data(),
+                          picked.data());
+    return picked[0];
+  };
 
-  Sampler sampler(engine.config().vocab, options.sampling);
+  auto t0 = std::chrono::steady_clock::now();
+  for (size_t i = 0; i + 1 < prompt.size(); ++i) engine.forward(prompt[i], int(i));
+  // The first token comes from the prompt's last forward, which counts as prefill.
+  int next = step(prompt.back(), int(prompt.size()) - 1);
+  result.prefill_seconds = seconds_since(t0);
   int pos = int(prompt.size());
-  int next = sampler.sample(logits);  // the first token comes from the prefill's last forward
   while (int(result.tokens.size()) < options.max_new_tokens) {
     if (options.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
       result.hit_eos = true;
@@ -50,7 +60,7 @@ GenerateResult generate(Engine& engine, const std::vector<int>& prompt, const Ge
     if (on_token && !on_token(next)) break;
     if (int(result.tokens.size()) == options.max_new_tokens || pos == engine.max_seq_len()) break;
     t0 = std::chrono::steady_clock::now();  // callbacks (printing) are not timed
-    next = sampler.sample(engine.forward(next, pos++));
+    next = step(next, pos++);
     result.decode_seconds += seconds_since(t0);
     ++result.decode_steps;
   }
@@ -81,13 +91,16 @@ BatchGenerateResult generate_batch(Engine& engine, const std::vector<std::vector
     samplers.emplace_back(vocab, so);
     r.sequences[b].prompt_tokens = int(prompts[b].size());
   }
-  std::vector<int> feed(B);
+  std::vector<int> feed(B), picked(B);
   std::vector<bool> done(B, false);
+  std::vector<uint8_t> wanted(B);
   for (int b = 0; b < B; ++b) feed[b] = prompts[b][0];
   int active = B;
   for (int pos = 0; active > 0 && pos < engine.max_seq_len(); ++pos) {
     const auto t0 = std::chrono::steady_clock::now();
-    const float* logits = engine.forward_batch(feed.data(), pos);
+    for (int b = 0; b < B; ++b) wanted[b] = size_t(pos) + 1 >= prompts[b].size() && !done[b];
+    engine.forward_sample(feed.data(), pos, samplers.data(), wanted.data(),
+                          picked.data());
     uint64_t sampled = 0;
     for (int b = 0; b < B; ++b) {
       GenerateResult& s = r.sequences[b];
@@ -96,7 +109,7 @@ BatchGenerateResult generate_batch(Engine& engine, const std::vector<std::vector
         continue;
       }
       if (done[b]) continue;
-      const int next = samplers[b].sample(logits + size_t(b) * vocab);
+      const int next = picked[b];
       ++sampled;
       if (options.stop_at_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) {
         s.hit_eos = true;

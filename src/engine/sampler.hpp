@@ -18,6 +18,10 @@ class Sampler {
  public:
   Sampler(int vocab, const SamplerOptions& options);
   int sample(const float* logits);
+  const SamplerOptions& options() const { return options_; }
+  // The uniform draw sample() would make now (it makes one exactly when temperature > 0),
+  // for a sampler elsewhere (the GPU's) that then picks what sample() would pick.
+  float draw() { return random_unit(); }
 
  private:
   float random_unit();  // uniform in [0, 1)

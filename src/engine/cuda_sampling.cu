@@ -1,0 +1,176 @@
+#include "engine/cuda_sampling.cuh"
+
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+#include <cub/device/device_radix_sort.cuh>
+
+#include <climits>
+
+#include "engine/cuda_launch.cuh"
+
+namespace codecllm::engine::cuda_kernels {
+namespace {
+
+// One block per sequence. The vocabulary is walked in block-sized chunks, and a chunk's double
+// scan is the costly part: 256 threads keep registers within bounds and the walk short.
+constexpr int kThreads = 256;
+
+struct Best {
+  float value;
+  int index;
+};
+
+// The larger value; the smaller index among equals (the host's first maximum).
+struct BetterOf {
+  __device__ Best operator()(const Best& a, const Best& b) const {
+    return (b.value > a.value || (b.value == a.value && b.index < a.index)) ? b : a;
+  }
+};
+
+__device__ Best block_best(const float* v, int n) {
+  Best best{v[0], 0};
+  for (int i = threadIdx.x; i < n; i += blockDim.x)
+    if (v[i] > best.value) best = {v[i], i};  // i grows: the first maximum of this thread's share
+  using Reduce = cub::BlockReduce<Best, kThreads>;
+  __shared__ typename Reduce::TempStorage tmp;
+  __shared__ Best result;
+  const Best b = Reduce(tmp).Reduce(best, BetterOf());
+  if (threadIdx.x == 0) result = b;
+  __syncthreads();
+  return result;
+}
+
+__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, int vocab, int* tokens) {
+  wait_for_predecessor();
+  const Best b = block_best(logits + size_t(blockIdx.x) * vocab, vocab);
+  if (threadIdx.x == 0) tokens[blockIdx.x] = b.index;
+}
+
+// probs = exp((logit - max) / temperature) in float as the host computes them, their sum in
+// double; ids = 0..vocab-1 for the sort.
+__global__ void __launch_bounds__(kThreads) softmax_numerators_kernel(const float* logits, int vocab, const float* params, float* probs, int* ids,
+                                          double* totals) {
+  wait_for_predecessor();
+  const size_t row = size_t(blockIdx.x) * vocab;
+  const float max_logit = block_best(logits + row, vocab).value, temperature = params[0];
+  double sum = 0;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float p = expf((logits[row + i] - max_logit) / temperature);
+    probs[row + i] = p;
+    ids[row + i] = i;
+    sum += p;
+  }
+  using Reduce = cub::BlockReduce<double, kThreads>;
+  __shared__ typename Reduce::TempStorage tmp;
+  const double total = Reduce(tmp).Sum(sum);
+  if (threadIdx.x == 0) totals[blockIdx.x] = total;
+}
+
+// The first k < n whose running sum p[0] + ... + p[k] passes `bound` (>= when inclusive,
+// else >), as {k, that sum}; {n, sum of all} when none does.
+struct Crossing {
+  int index;
+  double sum;
+};
+__device__ Crossing first_crossing(const float* p, int n, double bound, bool inclusive) {
+  using Scan = cub::BlockScan<double, kThreads>;
+  __shared__ typename Scan::TempStorage tmp;
+  __shared__ int found;
+  __shared__ double found_sum;
+  double before = 0;  // sum of the chunks already passed
+  for (int base = 0; base < n; base += blockDim.x) {
+    __syncthreads();  // every thread is done with the last chunk's (or call's) shared values
+    if (threadIdx.x == 0) found = INT_MAX;
+    const int i = base + int(threadIdx.x);
+    double running = 0, chunk = 0;
+    Scan(tmp).InclusiveSum(i < n ? double(p[i]) : 0.0, running, chunk);
+    running += before;
+    __syncthreads();
+    if (i < n && (inclusive ? running >= bound : running > bound)) atomicMin(&found, i);
+    __syncthreads();
+    if (i == found) found_sum = running;
+    __syncthreads();
+    if (found != INT_MAX) return {found, found_sum};
+    before += chunk;
+  }
+  return {n, before};
+}
+
+__global__ void __launch_bounds__(kThreads) pick_kernel(const float* probs, const float* sorted_probs, const int* sorted_ids, const double* totals,
+                            const float* params, int vocab, bool nucleus, int* tokens) {
+  wait_for_predecessor();
+  const int b = blockIdx.x;
+  const size_t row = size_t(b) * vocab;
+  const float* p = (nucleus ? sorted_probs : probs) + row;
+  int kept = vocab;
+  double mass = totals[b];
+  if (nucleus) {  // the smallest prefix of the sorted order whose mass reaches top_p
+    const Crossing c = first_crossing(p, vocab, double(params[1]) * mass, true);
+    kept = c.index < vocab ? c.index + 1 : vocab;
+    mass = c.sum;
+  }
+  const Crossing pick = first_crossing(p, kept, double(params[2 + b]) * mass, false);
+  const int k = pick.index < kept ? pick.index : kept - 1;  // rounding can leave the draw past the end
+  if (threadIdx.x == 0) tokens[b] = nucleus ? sorted_ids[row + k] : k;
+}
+
+size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
+
+size_t sort_temp_bytes(int vocab) {
+  size_t bytes = 0;
+  CLLM_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(nullptr, bytes, static_cast<const float*>(nullptr),
+                                                            static_cast<float*>(nullptr), static_cast<const int*>(nullptr),
+                                                            static_cast<int*>(nullptr), vocab));
+  return bytes;
+}
+
+}  // namespace
+
+size_t sample_scratch_bytes(int vocab, int batch) {
+  const size_t n = size_t(vocab) * batch;
+  return 4 * align_up(n * 4) + align_up(sizeof(double) * batch) + align_up(sort_temp_bytes(vocab));
+}
+
+SampleScratch carve_sample_scratch(void* base, int vocab, int batch) {
+  auto* at = static_cast<char*>(base);
+  const size_t n = size_t(vocab) * batch;
+  auto take = [&](size_t bytes) {
+    void* p = at;
+    at += align_up(bytes);
+    return p;
+  };
+  SampleScratch s{};
+  s.probs = static_cast<float*>(take(n * 4));
+  s.ids = static_cast<int*>(take(n * 4));
+  s.sorted_probs = static_cast<float*>(take(n * 4));
+  s.sorted_ids = static_cast<int*>(take(n * 4));
+  s.totals = static_cast<double*>(take(sizeof(double) * batch));
+  s.sort_temp_bytes = sort_temp_bytes(vocab);
+  s.sort_temp = take(s.sort_temp_bytes);
+  return s;
+}
+
+void argmax_tokens(const float* logits, int vocab, int batch, int* tokens, const Stream& s) {
+  launch(argmax_kernel, dim3(batch), dim3(kThreads), 0, s, logits, vocab, tokens);
+}
+
+void sample_tokens(const float* logits, int vocab, int batch, const float* params, bool nucleus,
+                   const SampleScratch& scratch, int* tokens, const Stream& s) {
+  launch(softmax_numerators_kernel, dim3(batch), dim3(kThreads), 0, s, logits, vocab, params, scratch.probs,
+         scratch.ids, scratch.totals);
+  if (nucleus) {
+    // A stable sort: equal probabilities keep token order, the host's tie rule.
+    for (int b = 0; b < batch; ++b) {
+      const size_t row = size_t(b) * vocab;
+      size_t temp = scratch.sort_temp_bytes;
+      CLLM_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(scratch.sort_temp, temp, scratch.probs + row,
+                                                                scratch.sorted_probs + row, scratch.ids + row,
+                                                                scratch.sorted_ids + row, vocab, 0, 32, s.id));
+    }
+  }
+  launch(pick_kernel, dim3(batch), dim3(kThreads), 0, s, static_cast<const float*>(scratch.probs),
+         static_cast<const float*>(scratch.sorted_probs), static_cast<const int*>(scratch.sorted_ids),
+         static_cast<const double*>(scratch.totals), params, vocab, nucleus, tokens);
+}
+
+}  // namespace codecllm::engine::cuda_kernels

@@ -1,0 +1,95 @@
+// The GPU sampler against the host Sampler on the same logits and the same uniform draws:
+// greedy must match exactly; temperature and top-p sampling must match except where a draw
+// falls within rounding of a boundary between two tokens (sums associate differently), which
+// these draws should essentially never hit. Skips without a GPU.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "cuda/cuda_check.hpp"
+#include "engine/cuda_sampling.cuh"
+#include "engine/sampler.hpp"
+
+namespace codecllm {
+namespace {
+
+namespace k = engine::cuda_kernels;
+
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+struct DeviceBuffer {
+  void* p = nullptr;
+  explicit DeviceBuffer(size_t n) { CLLM_CUDA_CHECK(cudaMalloc(&p, n)); }
+  ~DeviceBuffer() { cudaFree(p); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+TEST(GpuSampler, PicksWhatTheHostSamplerPicks) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const int batch = 3;
+  struct Setting {
+    float temperature, top_p;
+  };
+  const Setting settings[] = {{0.0f, 1.0f}, {0.8f, 1.0f}, {0.7f, 0.9f}, {1.5f, 0.5f}, {0.2f, 0.95f}};
+  int picks = 0, mismatches = 0, distinct_picks = 0;
+  for (int vocab : {1000, 32000}) {
+    std::mt19937 rng{uint32_t(vocab)};
+    std::normal_distribution<float> gauss(0.0f, 3.0f);
+    const size_t n = size_t(vocab) * batch;
+    DeviceBuffer logits(n * sizeof(float)), params(k::sample_params_count(batch) * sizeof(float)),
+        tokens(batch * sizeof(int)), scratch(k::sample_scratch_bytes(vocab, batch));
+    const k::SampleScratch s = k::carve_sample_scratch(scratch.p, vocab, batch);
+    for (const Setting& st : settings) {
+      std::vector<engine::Sampler> host;
+      for (int b = 0; b < batch; ++b) host.emplace_back(vocab, engine::SamplerOptions{st.temperature, st.top_p, 11u + b});
+      std::vector<int> seen;
+      for (int trial = 0; trial < 40; ++trial) {
+        std::vector<float> lg(n);
+        for (auto& v : lg) v = gauss(rng);
+        for (int b = 0; b < batch; ++b) lg[size_t(b) * vocab + 7] = lg[size_t(b) * vocab + 3];  // a tie
+        std::vector<float> p = {st.temperature, st.top_p};
+        std::vector<int> expected(batch);
+        for (int b = 0; b < batch; ++b) {
+          engine::Sampler twin = host[b];  // the same state: its draw is the one sample() makes
+          p.push_back(st.temperature > 0 ? twin.draw() : 0.0f);
+          expected[b] = host[b].sample(lg.data() + size_t(b) * vocab);
+        }
+        CLLM_CUDA_CHECK(cudaMemcpy(logits.p, lg.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+        CLLM_CUDA_CHECK(cudaMemcpy(params.p, p.data(), p.size() * sizeof(float), cudaMemcpyHostToDevice));
+        const k::Stream stream{nullptr, trial % 2 == 1};
+        if (st.temperature == 0) {
+          k::argmax_tokens(static_cast<float*>(logits.p), vocab, batch, static_cast<int*>(tokens.p), stream);
+        } else {
+          k::sample_tokens(static_cast<float*>(logits.p), vocab, batch, static_cast<float*>(params.p), st.top_p < 1, s,
+                           static_cast<int*>(tokens.p), stream);
+        }
+        std::vector<int> got(batch);
+        CLLM_CUDA_CHECK(cudaMemcpy(got.data(), tokens.p, batch * sizeof(int), cudaMemcpyDeviceToHost));
+        for (int b = 0; b < batch; ++b) {
+          ++picks;
+          if (st.temperature == 0) {
+            ASSERT_EQ(got[b], expected[b]) << "greedy, vocab " << vocab << ", sequence " << b;
+          } else if (got[b] != expected[b]) {
+            ++mismatches;
+            ADD_FAILURE() << "T " << st.temperature << " top_p " << st.top_p << " vocab " << vocab << " sequence " << b
+                          << ": GPU " << got[b] << ", host " << expected[b];
+          }
+          if (std::find(seen.begin(), seen.end(), got[b]) == seen.end()) seen.push_back(got[b]);
+        }
+      }
+      if (st.temperature > 0) distinct_picks += int(seen.size());
+    }
+  }
+  EXPECT_EQ(mismatches, 0) << "of " << picks << " picks";
+  EXPECT_GT(distinct_picks, 100) << "sampling should spread over many tokens";
+}
+
+}  // namespace
+}  // namespace codecllm
