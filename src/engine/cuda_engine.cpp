@@ -417,7 +417,11 @@ class CudaEngine : public Engine {
     auto load = [&](const std::string& name, cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
       return on_host ? decode_to_host(file, name, int8) : decode_resident(file, {name}, int8)[0];
     };
-    embed_ = load("model.embed_tokens.weight");
+    // gpu-compressed keeps an untied embedding table in pinned host memory as well: a step reads
+    // one row of it in place over PCIe (microseconds), and VRAM holds the whole table less.
+    const std::string embed = "model.embed_tokens.weight";
+    embed_ = opt_.placement == Placement::GpuCompressed && !cfg_.tie_embeddings ? decode_to_host(file, embed)
+                                                                                : load(embed);
     if (cfg_.tie_embeddings) {
       lm_head_ = Matrix{embed_};
     } else if (const format::TensorRecord& r = need(file, "lm_head.weight"); int8_gemv_fits(r)) {

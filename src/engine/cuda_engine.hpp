@@ -9,7 +9,7 @@
 //   auto            per layer, the fastest mix that fits --vram-budget (placement_plan.hpp)
 // Norms stay decoded in VRAM, and so do embeddings and lm_head except in host and host-raw,
 // which keep them in pinned host memory (embedding rows read in place, the lm_head streamed
-// through the scratch slots). Float32 weights are rounded to bf16 as they decode. See
+// through the scratch slots); gpu-compressed keeps an untied embedding table there too. Float32 weights are rounded to bf16 as they decode. See
 // cuda/weight_streamer.hpp for how copies, decodes and matmuls of different layers overlap.
 #pragma once
 
