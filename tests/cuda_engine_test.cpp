@@ -13,7 +13,10 @@
 #include "codecllm/error.hpp"
 #include "engine/cpu_engine.hpp"
 #include "engine/sampler.hpp"
+#include "codec/int8_quant.hpp"
+#include "model/checkpoint.hpp"
 #include "model/compress.hpp"
+#include "model/synthetic.hpp"
 #include "test_util.hpp"
 
 namespace codecllm {
@@ -170,6 +173,61 @@ TEST(CudaEngineOptions, KvDtypesAndSerialLaunches) {
     token = engine::argmax(ref.data(), vocab);
   }
   EXPECT_GE(agree, 2 * steps - 4) << "greedy choices with a 16-bit KV cache should follow the f32 cache";
+}
+
+// An F16 model (pycode24M's BF16 weights widened to F16 exactly): the CUDA backend runs it in
+// f16, every placement gives the same bits as gpu, in both modes, and it tracks the CPU engine.
+TEST(CudaEngineF16, RunsAnF16ModelInF16) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!test::file_exists(kPycode)) GTEST_SKIP() << kPycode << " not found";
+  test::TempDir dir;
+  const auto src = model::open_checkpoint(kPycode);
+  model::MemoryCheckpoint f16(src->source() + " as f16", src->config_json());
+  for (const auto& [name, bytes] : src->extra_files()) f16.add_file(name, bytes);
+  for (size_t i = 0; i < src->tensors().size(); ++i) {
+    const model::TensorInfo& t = src->tensors()[i];
+    ASSERT_EQ(t.dtype, DType::BF16) << t.name;
+    const ByteSpan in = src->tensor_data(i).data;
+    std::vector<uint8_t> out(in.size());
+    for (size_t e = 0; e + 1 < in.size(); e += 2) {
+      const uint16_t h = codec::float_to_f16(codec::bf16_to_float(uint16_t(in[e] | in[e + 1] << 8)));
+      out[e] = uint8_t(h);
+      out[e + 1] = uint8_t(h >> 8);
+    }
+    f16.add(t.name, DType::F16, t.shape, std::move(out));
+  }
+  for (const char* mode : {"lossless", "int8"}) {
+    const std::string path = dir.path() + "/f16-" + mode + ".cllm";
+    model::CompressOptions co;
+    co.encode.mode = std::string(mode) == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+    model::compress_checkpoint(f16, path, co);
+    format::ContainerReader file(path);
+    engine::CudaEngineOptions o;
+    o.max_seq_len = 32;
+    auto gpu = engine::make_cuda_engine(file, o);
+    EXPECT_NE(gpu->describe().find("f16"), std::string::npos) << gpu->describe();
+    o.placement = engine::Placement::GpuCompressed;
+    auto compressed = engine::make_cuda_engine(file, o);
+    auto cpu = engine::make_cpu_engine(file, {});
+    const int vocab = gpu->config().vocab;
+    int token = 1, matched = 0;
+    for (int pos = 0; pos < 16; ++pos) {
+      const float* lg = gpu->forward(token, pos);
+      std::vector<float> g(lg, lg + vocab);
+      ASSERT_EQ(0, std::memcmp(g.data(), compressed->forward(token, pos), sizeof(float) * vocab))
+          << mode << ": gpu-compressed differs from gpu at " << pos;
+      const float* lc = cpu->forward(token, pos);
+      double max_diff = 0, scale = 0;
+      for (int i = 0; i < vocab; ++i) {
+        max_diff = std::max(max_diff, double(std::fabs(g[i] - lc[i])));
+        scale = std::max(scale, double(std::fabs(lc[i])));
+      }
+      EXPECT_LT(max_diff, 0.05 * scale) << mode << ": CUDA vs CPU logits at " << pos;
+      matched += engine::argmax(g.data(), vocab) == engine::argmax(lc, vocab);
+      token = engine::argmax(lc, vocab);
+    }
+    EXPECT_GE(matched, 13) << mode;
+  }
 }
 
 // Tokens picked on the GPU (forward_sample of the CUDA engine) against the host loop on the

@@ -1,8 +1,9 @@
-// The batch-1 GEMV kernels against a double-precision CPU product: bf16 W, and int8 W with
-// row scales (W8A16), with rows and lengths that leave partial warps, blocks and unrolled
+// The batch-1 GEMV kernels against a double-precision CPU product: 16-bit W (bf16 and f16), and
+// int8 W with row scales (W8A16), with rows and lengths that leave partial warps, blocks and unrolled
 // iterations, and int8 values at both ends of [-127, 127]; launched plainly and as
 // programmatic dependents of a previous kernel. Skips without a GPU.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -38,17 +39,31 @@ struct Case {
 
 class GemvKernels : public ::testing::TestWithParam<Case> {};
 
-TEST_P(GemvKernels, MatchTheCpuProduct) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
-  const auto [in, out] = GetParam();
+// Host-side conversions of the two 16-bit activation types.
+float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+float to_float(__half v) { return __half2float(v); }
+template <typename T>
+T from_float(float v);
+template <>
+__nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16(v);
+}
+template <>
+__half from_float<__half>(float v) {
+  return __float2half(v);
+}
+
+// Both kernels with x (and 16-bit W) of type T.
+template <typename T>
+void check_products(int in, int out, k::Act act) {
   std::mt19937 rng(in * 131 + out);
   std::normal_distribution<float> gauss(0.0f, 1.0f);
   std::uniform_int_distribution<int> q8(-127, 127);
-  std::vector<__nv_bfloat16> x(in), wb(size_t(in) * out);
+  std::vector<T> x(in), wb(size_t(in) * out);
   std::vector<int8_t> wq(size_t(in) * out);
   std::vector<float> scales(out), y0(out);
-  for (auto& v : x) v = __float2bfloat16(gauss(rng));
-  for (auto& v : wb) v = __float2bfloat16(0.02f * gauss(rng));
+  for (auto& v : x) v = from_float<T>(gauss(rng));
+  for (auto& v : wb) v = from_float<T>(0.02f * gauss(rng));
   for (size_t i = 0; i < wq.size(); ++i) wq[i] = int8_t(i % 97 == 0 ? (i % 2 ? 127 : -127) : q8(rng));
   for (int r = 0; r < out; ++r) {
     scales[r] = r == 1 ? 0.0f : 0.001f * float(1 + r % 7);  // an all-zero row has scale 0
@@ -58,37 +73,45 @@ TEST_P(GemvKernels, MatchTheCpuProduct) {
   std::vector<double> ref_b(out), ref_q(out), mag_b(out), mag_q(out);
   for (int r = 0; r < out; ++r)
     for (int i = 0; i < in; ++i) {
-      const double xi = __bfloat162float(x[i]), b = __bfloat162float(wb[size_t(r) * in + i]);
+      const double xi = to_float(x[i]), b = to_float(wb[size_t(r) * in + i]);
       const double q = double(wq[size_t(r) * in + i]) * scales[r];
       ref_b[r] += b * xi;
       mag_b[r] += std::fabs(b * xi);
       ref_q[r] += q * xi;
       mag_q[r] += std::fabs(q * xi);
     }
-  __nv_bfloat16 *dx = to_device(x), *dwb = to_device(wb);
+  T *dx = to_device(x), *dwb = to_device(wb);
   int8_t* dwq = to_device(wq);
   float *dscales = to_device(scales), *dy = to_device(y0);
   std::vector<float> y(out);
+  const char* type = act == k::Act::F16 ? "f16" : "bf16";
   for (bool overlap : {false, true}) {
     const k::Stream s{nullptr, overlap};
     for (bool accumulate : {false, true}) {
       CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), out * sizeof(float), cudaMemcpyHostToDevice));
-      k::gemv_bf16(dwb, dx, in, out, dy, accumulate, s);
+      k::gemv(act, dwb, dx, in, out, dy, accumulate, s);
       CLLM_CUDA_CHECK(cudaMemcpy(y.data(), dy, out * sizeof(float), cudaMemcpyDeviceToHost));
       for (int r = 0; r < out; ++r)
         ASSERT_NEAR(y[r], ref_b[r] + (accumulate ? y0[r] : 0.0), 1e-5 * mag_b[r] + 1e-6)
-            << "bf16 row " << r << " overlap " << overlap;
+            << type << " row " << r << " overlap " << overlap;
       CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), out * sizeof(float), cudaMemcpyHostToDevice));
-      k::gemv_int8(dwq, dscales, dx, in, out, dy, accumulate, s);
+      k::gemv_int8(act, dwq, dscales, dx, in, out, dy, accumulate, s);
       CLLM_CUDA_CHECK(cudaMemcpy(y.data(), dy, out * sizeof(float), cudaMemcpyDeviceToHost));
       for (int r = 0; r < out; ++r)
         ASSERT_NEAR(y[r], ref_q[r] + (accumulate ? y0[r] : 0.0), 1e-5 * mag_q[r] + 1e-6)
-            << "int8 row " << r << " overlap " << overlap;
+            << "int8 x " << type << " row " << r << " overlap " << overlap;
     }
   }
   for (void* p : {static_cast<void*>(dx), static_cast<void*>(dwb), static_cast<void*>(dwq), static_cast<void*>(dscales),
                   static_cast<void*>(dy)})
     cudaFree(p);
+}
+
+TEST_P(GemvKernels, MatchTheCpuProduct) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const auto [in, out] = GetParam();
+  check_products<__nv_bfloat16>(in, out, k::Act::BF16);
+  check_products<__half>(in, out, k::Act::F16);
 }
 
 // in: one 16-element load per row; 2 and 4 warps' worth; 2048 + 16 (unrolled loop plus a

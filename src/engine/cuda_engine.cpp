@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -189,15 +190,18 @@ class CudaEngine : public Engine {
     std::string s = std::string("cuda, ") + placement_name(opt_.placement);
     if (opt_.placement == Placement::Auto) s += " (" + plan_summary_ + ")";
     if (opt_.batch > 1) s += ", batch " + std::to_string(opt_.batch);
-    s += int8_layers_ ? ", int8 layer weights (W8A16)" : rounded_f32_ ? ", f32 weights rounded to bf16" : ", bf16 weights";
-    return s + ", f32 activations, " + kv_dtype_name(opt_.kv_dtype) + " KV cache";
+    const std::string t = act_ == k::Act::F16 ? "f16" : "bf16";
+    s += int8_layers_   ? ", int8 layer weights (W8A" + std::string(act_ == k::Act::F16 ? "F16)" : "BF16)")
+         : rounded_f32_ ? ", f32 weights rounded to bf16"
+                        : ", " + t + " weights";
+    return s + ", f32 activations (" + t + " matmul inputs), " + kv_dtype_name(opt_.kv_dtype) + " KV cache";
   }
 
  private:
   struct Layer {
-    const __nv_bfloat16* attn_norm = nullptr;
-    const __nv_bfloat16* ffn_norm = nullptr;
-    const __nv_bfloat16 *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr;
+    const void* attn_norm = nullptr;
+    const void* ffn_norm = nullptr;
+    const void *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr;
   };
 
   // What a step hands back: the logits, or the next tokens chosen on the GPU.
@@ -250,7 +254,7 @@ class CudaEngine : public Engine {
     const int hid = cfg_.intermediate, qkv_dim = q_dim + 2 * kv_dim;
     const k::AttentionShape shape{cfg_.heads, cfg_.kv_heads, hd, max_seq_, B, kernel_kv_type(opt_.kv_dtype)};
     streamer_->begin_step(compute_);
-    k::embed(embed_, d_tokens, dim, B, x_, exec_);
+    k::embed(act_, embed_, d_tokens, dim, B, x_, exec_);
     for (int l = 0; l < cfg_.layers; ++l) {
       const Layer& L = layers_[l];
       auto w = [&](int i) {
@@ -258,18 +262,18 @@ class CudaEngine : public Engine {
       };
       streamer_->acquire(l, compute_);
       matmul_normed(w(kQkv), L.attn_norm, dim, qkv_dim, qkv_);
-      k::qkv_rope_store(qkv_, L.q_bias, L.k_bias, L.v_bias, inv_freq_, d_pos, shape, k_cache_[l], v_cache_[l], exec_);
-      k::attention(qkv_, k_cache_[l], v_cache_[l], d_pos, shape, xb_, exec_);
+      k::qkv_rope_store(act_, qkv_, L.q_bias, L.k_bias, L.v_bias, inv_freq_, d_pos, shape, k_cache_[l], v_cache_[l], exec_);
+      k::attention(act_, qkv_, k_cache_[l], v_cache_[l], d_pos, shape, xb_, exec_);
       matmul(w(kO), xb_, q_dim, dim, x_, true);
       matmul_normed(w(kGateUp), L.ffn_norm, dim, 2 * hid, gate_up_);
-      k::silu_mul_bf16(gate_up_, hid, B, hb_, exec_);
+      k::silu_mul(act_, gate_up_, hid, B, hb_, exec_);
       matmul(w(kDown), hb_, hid, dim, x_, true);
       streamer_->release(l, compute_);
     }
     if (lm_head_on_host_) {
       // Through the scratch slots by DMA: reading it in place over PCIe measured ~8 ms a step
       // slower than its bytes need on an 8B shape.
-      k::rmsnorm_bf16(x_, final_norm_, float(cfg_.rms_eps), dim, B, xb_, exec_);
+      k::rmsnorm(act_, x_, final_norm_, float(cfg_.rms_eps), dim, B, xb_, exec_);
       streamer_->stream_rows(static_cast<const uint8_t*>(lm_head_.w), cfg_.vocab, lm_head_row_bytes(), compute_,
                              [&](const uint8_t* w, uint64_t row0, uint64_t rows) {
                                const float* scales = lm_head_.scales != nullptr ? lm_head_.scales + row0 : nullptr;
@@ -304,32 +308,33 @@ class CudaEngine : public Engine {
   }
 
   // y = W rmsnorm(x_) (x_ float32, [batch][in]); the normalized bf16 input lands in xb_.
-  void matmul_normed(const Matrix& w, const __nv_bfloat16* norm, int in, int out, float* y) {
-    k::rmsnorm_bf16(x_, norm, float(cfg_.rms_eps), in, opt_.batch, xb_, exec_);
+  void matmul_normed(const Matrix& w, const void* norm, int in, int out, float* y) {
+    k::rmsnorm(act_, x_, norm, float(cfg_.rms_eps), in, opt_.batch, xb_, exec_);
     matmul(w, xb_, in, out, y, false);
   }
 
   uint64_t lm_head_row_bytes() const { return uint64_t(cfg_.hidden) * (lm_head_.scales != nullptr ? 1 : 2); }
 
   // ldy: distance between sequences in y (default out).
-  void matmul(const Matrix& w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate, int ldy = 0) {
+  void matmul(const Matrix& w, const void* x, int in, int out, float* y, bool accumulate, int ldy = 0) {
     if (w.scales != nullptr)
-      return k::gemv_int8(static_cast<const int8_t*>(w.w), w.scales, x, in, out, y, accumulate, exec_);
+      return k::gemv_int8(act_, static_cast<const int8_t*>(w.w), w.scales, x, in, out, y, accumulate, exec_);
     if (use_gemv(in))
-      return k::gemv_bf16(static_cast<const __nv_bfloat16*>(w.w), x, in, out, y, accumulate, exec_);
+      return k::gemv(act_, w.w, x, in, out, y, accumulate, exec_);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w.w, CUDA_R_16BF, in, x,
-                              CUDA_R_16BF, in, &beta, y, CUDA_R_32F, ldy > 0 ? ldy : out, CUBLAS_COMPUTE_32F,
+    const cudaDataType t = act_ == k::Act::F16 ? CUDA_R_16F : CUDA_R_16BF;
+    check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w.w, t, in, x, t, in, &beta, y, CUDA_R_32F, ldy > 0 ? ldy : out, CUBLAS_COMPUTE_32F,
                               CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
   }
 
-  // Weights reach the kernels as bf16 (BF16 tensors as they are, float32 ones rounded to
-  // nearest even by the decoder, noted in describe()), int8-mode ones dequantized to bf16 by
-  // the decoder or kept int8 for the W8A16 kernel.
-  static cuda::DecoderOptions decoder_options(cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
+  // Weights reach the kernels in the model's 16-bit type (BF16 or F16 tensors as they are;
+  // float32 ones of a BF16 model rounded to nearest even by the decoder, noted in describe()),
+  // int8-mode ones dequantized to it by the decoder or kept int8 for the W8A16 kernel.
+  cuda::Int8Out dequantized() const { return act_ == k::Act::F16 ? cuda::Int8Out::F16 : cuda::Int8Out::Bf16; }
+  cuda::DecoderOptions decoder_options(cuda::Int8Out int8) const {
     cuda::DecoderOptions o;
-    o.f32_as_bf16 = true;
+    o.f32_as_bf16 = act_ == k::Act::BF16;
     o.int8_output = int8;
     return o;
   }
@@ -353,32 +358,42 @@ class CudaEngine : public Engine {
     return d;
   }
 
-  void require_bf16(const format::TensorRecord& r) {
-    if (r.mode == format::TensorMode::Int8 || r.dtype == DType::BF16) return;
-    if (r.dtype == DType::F32 && r.transform == format::Transform::FloatSplit) {
+  // The model's 16-bit type is that of its final norm (never int8): BF16 (also for F32
+  // models, rounded) or F16. Every tensor that is not int8 must have it.
+  void choose_act(const format::ContainerReader& file) {
+    const format::TensorRecord* r = file.index().find_tensor("model.norm.weight");
+    if (r == nullptr) throw Error(path_ + ": missing tensor 'model.norm.weight'");
+    act_ = r->dtype == DType::F16 ? k::Act::F16 : k::Act::BF16;
+  }
+  void require_act(const format::TensorRecord& r) {
+    if (r.mode == format::TensorMode::Int8) return;
+    if (act_ == k::Act::F16 ? r.dtype == DType::F16 : r.dtype == DType::BF16) return;
+    if (act_ == k::Act::BF16 && r.dtype == DType::F32 && r.transform == format::Transform::FloatSplit) {
       rounded_f32_ = true;
       return;
     }
-    throw Error(path_ + ": tensor '" + r.name + "' is " + dtype_name(r.dtype) +
-                "; the CUDA backend runs BF16, F32 (rounded to BF16) or int8-mode weights");
+    throw Error(path_ + ": tensor '" + r.name + "' is " + dtype_name(r.dtype) + " in a model whose final norm is " +
+                (act_ == k::Act::F16 ? "F16" : "BF16") +
+                "; the CUDA backend runs BF16 models (F32 tensors rounded to BF16), F16 models, and int8-mode "
+                "matrices in either");
   }
 
   const format::TensorRecord& need(const format::ContainerReader& file, const std::string& name) {
     const format::TensorRecord* r = file.index().find_tensor(name);
     if (r == nullptr) throw Error(path_ + ": missing tensor '" + name + "'");
-    require_bf16(*r);
+    require_act(*r);
     return *r;
   }
 
   // Decodes tensors once into new device buffers (BF16 out; int8 tensors dequantized).
-  std::vector<__nv_bfloat16*> decode_resident(const format::ContainerReader& file, const std::vector<std::string>& names,
-                                              cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
+  std::vector<void*> decode_resident(const format::ContainerReader& file, const std::vector<std::string>& names,
+                                     std::optional<cuda::Int8Out> int8 = std::nullopt) {
     for (const auto& n : names) need(file, n);
-    GpuDecoder dec(file, names, decoder_options(int8));
-    std::vector<__nv_bfloat16*> out;
+    GpuDecoder dec(file, names, decoder_options(int8.value_or(dequantized())));
+    std::vector<void*> out;
     std::vector<void*> ptrs;
     for (size_t i = 0; i < names.size(); ++i) {
-      out.push_back(static_cast<__nv_bfloat16*>(mem_.device(dec.output_bytes(i), "tensor '" + names[i] + "'")));
+      out.push_back(mem_.device(dec.output_bytes(i), "tensor '" + names[i] + "'"));
       mem_stats_.weight_bytes += dec.output_bytes(i);
       ptrs.push_back(out.back());
     }
@@ -390,10 +405,10 @@ class CudaEngine : public Engine {
   // Host placements keep the embedding table and the lm_head in pinned host memory, so that VRAM
   // holds no weights beyond the norms and the layer scratch: kernels read the embedding rows of
   // a step in place (unified addressing maps them), and the lm_head streams through the slots.
-  const __nv_bfloat16* decode_to_host(const format::ContainerReader& file, const std::string& name,
-                                      cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
+  const void* decode_to_host(const format::ContainerReader& file, const std::string& name,
+                             std::optional<cuda::Int8Out> int8 = std::nullopt) {
     need(file, name);
-    GpuDecoder dec(file, {name}, decoder_options(int8));
+    GpuDecoder dec(file, {name}, decoder_options(int8.value_or(dequantized())));
     const uint64_t bytes = dec.output_bytes(0);
     void* tmp = nullptr;
     CLLM_CUDA_CHECK(cudaMalloc(&tmp, bytes));  // load time only, freed below
@@ -409,12 +424,13 @@ class CudaEngine : public Engine {
     cudaFree(tmp);
     CLLM_CUDA_CHECK(e);
     mem_stats_.host_pinned_bytes += bytes;
-    return static_cast<const __nv_bfloat16*>(host);
+    return host;
   }
 
   void load_small_tensors(const format::ContainerReader& file) {
     const bool on_host = opt_.placement == Placement::Host || opt_.placement == Placement::HostRaw;
-    auto load = [&](const std::string& name, cuda::Int8Out int8 = cuda::Int8Out::Bf16) {
+    choose_act(file);
+    auto load = [&](const std::string& name, std::optional<cuda::Int8Out> int8 = std::nullopt) {
       return on_host ? decode_to_host(file, name, int8) : decode_resident(file, {name}, int8)[0];
     };
     // gpu-compressed keeps an untied embedding table in pinned host memory as well: a step reads
@@ -439,7 +455,7 @@ class CudaEngine : public Engine {
       if (cfg_.qkv_bias)
         for (const char* b : {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"})
           small.push_back(layer_name(l, b));
-      std::vector<__nv_bfloat16*> s = decode_resident(file, small);
+      std::vector<void*> s = decode_resident(file, small);
       Layer L;
       L.attn_norm = s[0];
       L.ffn_norm = s[1];
@@ -528,7 +544,7 @@ class CudaEngine : public Engine {
     }
     cuda::StreamerOptions so;
     so.prefetch_depth = opt_.prefetch_depth;
-    so.decoder = decoder_options(int8_layers_ ? cuda::Int8Out::Int8 : cuda::Int8Out::Bf16);
+    so.decoder = decoder_options(int8_layers_ ? cuda::Int8Out::Int8 : dequantized());
     std::vector<LayerHome> homes = choose_homes(file, names, so);
     for (const auto& layer : names)
       for (const auto& n : layer) need(file, n);
@@ -552,7 +568,7 @@ class CudaEngine : public Engine {
     };
     auto h = [&](size_t n, const char* what) {
       mem_stats_.activation_bytes += n * 2;
-      return static_cast<__nv_bfloat16*>(mem_.device(n * 2, what));
+      return mem_.device(n * 2, what);
     };
     x_ = f(B * dim, "activations");
     qkv_ = f(B * (q_dim + 2 * kv_dim), "activations");
@@ -603,13 +619,14 @@ class CudaEngine : public Engine {
   cublasHandle_t blas_ = nullptr;
   cudaGraphExec_t graphs_[kStepEnds] = {};  // per StepEnd, captured at its first step
   std::unique_ptr<cuda::WeightStreamer> streamer_;
-  const __nv_bfloat16 *embed_ = nullptr, *final_norm_ = nullptr;
+  k::Act act_ = k::Act::BF16;
+  const void *embed_ = nullptr, *final_norm_ = nullptr;
   Matrix lm_head_;
   std::vector<Layer> layers_;
   std::vector<void*> k_cache_, v_cache_;
   float *x_ = nullptr, *qkv_ = nullptr, *gate_up_ = nullptr, *logits_ = nullptr, *inv_freq_ = nullptr,
         *host_logits_ = nullptr;
-  __nv_bfloat16 *xb_ = nullptr, *hb_ = nullptr;
+  void *xb_ = nullptr, *hb_ = nullptr;  // matmul inputs, of type act_
   int* d_io_ = nullptr;
   int* host_io_ = nullptr;
   int *d_next_ = nullptr, *host_next_ = nullptr;  // tokens picked on the GPU

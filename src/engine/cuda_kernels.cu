@@ -1,6 +1,7 @@
 #include <cuda_fp16.h>
 
 #include <cfloat>
+#include <type_traits>
 
 #include "engine/cuda_kernels.cuh"
 #include "engine/cuda_launch.cuh"
@@ -10,6 +11,29 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// The activation element types (Act): conversions, and a tag value for each.
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) {
+  return __float2half_rn(v);
+}
+
+// Calls f with a value of the element type of `a`, to instantiate a kernel for it.
+template <typename F>
+void with_type(Act a, F&& f) {
+  if (a == Act::F16) {
+    f(__half{});
+  } else {
+    f(__nv_bfloat16{});
+  }
+}
 
 __device__ float block_sum(float v) {
   __shared__ float part[32];
@@ -27,25 +51,27 @@ __device__ float block_sum(float v) {
 
 // The small kernels below let their successor (usually a GEMV, which starts on its weights)
 // launch at once, then wait for their own inputs.
-__global__ void embed_kernel(const __nv_bfloat16* table, const int* tokens, int dim, float* x) {
+template <typename T>
+__global__ void embed_kernel(const T* table, const int* tokens, int dim, float* x) {
   let_successor_launch();
   wait_for_predecessor();
   const int b = blockIdx.y;
-  const __nv_bfloat16* row = table + static_cast<size_t>(tokens[b]) * dim;
+  const T* row = table + static_cast<size_t>(tokens[b]) * dim;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < dim; i += gridDim.x * blockDim.x)
-    x[static_cast<size_t>(b) * dim + i] = __bfloat162float(row[i]);
+    x[static_cast<size_t>(b) * dim + i] = to_float(row[i]);
 }
 
 // One block per sequence.
-__global__ void rmsnorm_bf16_kernel(const float* x, const __nv_bfloat16* w, float eps, int n, __nv_bfloat16* out) {
+template <typename T>
+__global__ void rmsnorm_kernel(const float* x, const T* w, float eps, int n, T* out) {
   let_successor_launch();
   wait_for_predecessor();
   const float* xb = x + static_cast<size_t>(blockIdx.x) * n;
-  __nv_bfloat16* ob = out + static_cast<size_t>(blockIdx.x) * n;
+  T* ob = out + static_cast<size_t>(blockIdx.x) * n;
   float ss = 0;
   for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xb[i] * xb[i];
   const float scale = rsqrtf(block_sum(ss) / n + eps);
-  for (int i = threadIdx.x; i < n; i += blockDim.x) ob[i] = __float2bfloat16_rn(xb[i] * scale * __bfloat162float(w[i]));
+  for (int i = threadIdx.x; i < n; i += blockDim.x) ob[i] = from_float<T>(xb[i] * scale * to_float(w[i]));
 }
 
 __device__ __forceinline__ void store_kv(void* cache, size_t i, float v, KvType t) {
@@ -62,15 +88,16 @@ __device__ __forceinline__ void store_kv(void* cache, size_t i, float v, KvType 
   }
 }
 
-__device__ __forceinline__ float bias_at(const __nv_bfloat16* b, int i) {
-  return b != nullptr ? __bfloat162float(b[i]) : 0.0f;
+template <typename T>
+__device__ __forceinline__ float bias_at(const T* b, int i) {
+  return b != nullptr ? to_float(b[i]) : 0.0f;
 }
 
 // Work items of one sequence (blockIdx.y): a rotated pair of a q or k head, or one v value.
 // k heads follow the q heads in qkv, so head h of the combined range starts at h * head_dim.
-__global__ void qkv_rope_store_kernel(float* qkv, const __nv_bfloat16* q_bias, const __nv_bfloat16* k_bias,
-                                      const __nv_bfloat16* v_bias, const float* inv_freq, const int* pos_ptr,
-                                      AttentionShape a, void* kc, void* vc) {
+template <typename T>
+__global__ void qkv_rope_store_kernel(float* qkv, const T* q_bias, const T* k_bias, const T* v_bias,
+                                      const float* inv_freq, const int* pos_ptr, AttentionShape a, void* kc, void* vc) {
   let_successor_launch();
   wait_for_predecessor();
   const int b = blockIdx.y, hd = a.head_dim, half = hd / 2, q_dim = a.heads * hd, kv_dim = a.kv_heads * hd;
@@ -87,7 +114,7 @@ __global__ void qkv_rope_store_kernel(float* qkv, const __nv_bfloat16* q_bias, c
     const int h = i / half, j = i % half;
     const bool is_q = h < a.heads;
     const int in_head = (is_q ? h : h - a.heads) * hd;
-    const __nv_bfloat16* bias = is_q ? q_bias : k_bias;
+    const T* bias = is_q ? q_bias : k_bias;
     float* v = row + h * hd;
     const float x0 = v[j] + bias_at(bias, in_head + j), x1 = v[j + half] + bias_at(bias, in_head + j + half);
     float s, c;
@@ -116,8 +143,9 @@ __device__ __forceinline__ float load_kv(const void* c, size_t i, KvType t) {
 }
 
 // One block per (query head, sequence); scores live in dynamic shared memory (max_seq floats).
+template <typename T>
 __global__ void attention_kernel(const float* qkv, const void* kc, const void* vc, const int* pos_ptr, AttentionShape a,
-                                 __nv_bfloat16* out) {
+                                 T* out) {
   extern __shared__ float scores[];
   let_successor_launch();
   wait_for_predecessor();
@@ -152,17 +180,18 @@ __global__ void attention_kernel(const float* qkv, const void* kc, const void* v
   for (int i = threadIdx.x; i < hd; i += blockDim.x) {
     float acc = 0;
     for (int t = 0; t < n; ++t) acc += scores[t] * load_kv(vc, base + static_cast<size_t>(t) * kv_dim + i, a.kv);
-    out[static_cast<size_t>(b) * q_dim + h * hd + i] = __float2bfloat16_rn(acc * inv);
+    out[static_cast<size_t>(b) * q_dim + h * hd + i] = from_float<T>(acc * inv);
   }
 }
 
-__global__ void silu_mul_bf16_kernel(const float* gu, int n, __nv_bfloat16* out) {
+template <typename T>
+__global__ void silu_mul_kernel(const float* gu, int n, T* out) {
   let_successor_launch();
   wait_for_predecessor();
   const int b = blockIdx.y;
   const float* g = gu + static_cast<size_t>(b) * 2 * n;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-    out[static_cast<size_t>(b) * n + i] = __float2bfloat16_rn(g[i] / (1.0f + __expf(-g[i])) * g[n + i]);
+    out[static_cast<size_t>(b) * n + i] = from_float<T>(g[i] / (1.0f + __expf(-g[i])) * g[n + i]);
 }
 
 // Two rows per warp, 16-byte loads of W that bypass L1 (each weight is read once), x staged
@@ -187,20 +216,26 @@ __device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
 #endif
 }
 
-// bf16 -> float is a shift: the low and high halves of a word of two bf16.
-__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+// The two elements of a 32-bit word as floats (low, high). bf16 -> float is a shift.
+__device__ __forceinline__ float2 pair(uint32_t w, __nv_bfloat16) {
+  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+__device__ __forceinline__ float2 pair(uint32_t w, __half) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&w));
+}
 
-// Dot product of one 16-byte load of W with the matching x, read from shared memory.
-// bf16 W: 8 weights against xs[c].
-__device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c, const __nv_bfloat16*) {
+// Dot product of one 16-byte load of W with the matching x (element type T), read from
+// shared memory. 16-bit W of type T: 8 weights against xs[c].
+template <typename T>
+__device__ __forceinline__ float dot_load16(uint4 w, const uint4* xs, int c) {
   const uint4 xv = xs[c];
   const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[4] = {xv.x, xv.y, xv.z, xv.w};
   float acc = 0;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    acc = fmaf(bf16_lo(ww[i]), bf16_lo(xx[i]), acc);
-    acc = fmaf(bf16_hi(ww[i]), bf16_hi(xx[i]), acc);
+    const float2 fw = pair(ww[i], T{}), fx = pair(xx[i], T{});
+    acc = fmaf(fw.x, fx.x, acc);
+    acc = fmaf(fw.y, fx.y, acc);
   }
   return acc;
 }
@@ -208,7 +243,8 @@ __device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c, const
 // int8 W: 16 weights against xs[2c], xs[2c + 1]. A byte q becomes a float exactly through
 // the bit pattern of 2^23 + (q + 128), one byte permute and one subtraction: cheaper than the
 // quarter-rate integer-to-float conversion at the rate the weights arrive.
-__device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c, const int8_t*) {
+template <typename T>
+__device__ __forceinline__ float dot_load_int8(uint4 w, const uint4* xs, int c) {
   const uint4 xa = xs[2 * c], xb = xs[2 * c + 1];
   const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
   float acc = 0;
@@ -218,23 +254,33 @@ __device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c, const
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const float q = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7540u | j)) - 8388736.0f;
-      const uint32_t xw = xx[2 * i + j / 2];
-      acc = fmaf(q, j % 2 == 0 ? bf16_lo(xw) : bf16_hi(xw), acc);
+      const float2 fx = pair(xx[2 * i + j / 2], T{});
+      acc = fmaf(q, j % 2 == 0 ? fx.x : fx.y, acc);
     }
   }
   return acc;
 }
 
-// y[r] = scale(r) * (W x)[r] (+ y[r]); scale is 1 for bf16 W.
-template <typename T>
+template <typename W, typename T>
+__device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c) {
+  if constexpr (std::is_same_v<W, int8_t>) {
+    return dot_load_int8<T>(w, xs, c);
+  } else {
+    return dot_load16<T>(w, xs, c);
+  }
+}
+
+// y[r] = scale(r) * (W x)[r] (+ y[r]), x of type T, W of type T (scale 1) or int8_t.
+template <typename W, typename T>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_kernel(const T* __restrict__ w, const float* __restrict__ scales, const __nv_bfloat16* __restrict__ x, int in,
-                int out, float* __restrict__ y, bool accumulate) {
+    gemv_kernel(const W* __restrict__ w, const float* __restrict__ scales, const T* __restrict__ x, int in, int out,
+                float* __restrict__ y, bool accumulate) {
   extern __shared__ uint4 xs[];
-  constexpr int kPerLoad = 16 / sizeof(T);
+  constexpr bool kInt8 = std::is_same_v<W, int8_t>;
+  constexpr int kPerLoad = 16 / sizeof(W);
   // Loads per row in flight: int8 spends about three times the instructions per byte of bf16,
   // so it needs more bytes in flight to keep the memory busy (all of a 4096-long row at once).
-  constexpr int kGemvUnroll = sizeof(T) == 1 ? 8 : 4;
+  constexpr int kGemvUnroll = kInt8 ? 8 : 4;
   const int vecs = in / kPerLoad;  // 16-byte loads per row
   const int lane = threadIdx.x % 32;
   const int row0 = (blockIdx.x * kGemvWarps + threadIdx.x / 32) * kGemvRows;
@@ -261,11 +307,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u)
 #pragma unroll
-      for (int r = 0; r < kGemvRows; ++r) acc[r] += dot_load(wv[r][u], xs, c + 32 * u, w);
+      for (int r = 0; r < kGemvRows; ++r) acc[r] += dot_load<W, T>(wv[r][u], xs, c + 32 * u);
   }
   for (; c < vecs; c += 32)
 #pragma unroll
-    for (int r = 0; r < kGemvRows; ++r) acc[r] += dot_load(load_stream(rows[r] + c), xs, c, w);
+    for (int r = 0; r < kGemvRows; ++r) acc[r] += dot_load<W, T>(load_stream(rows[r] + c), xs, c);
   let_successor_launch();  // late: an early successor's prefetch would compete with these loads
 #pragma unroll
   for (int r = 0; r < kGemvRows; ++r) {
@@ -276,12 +322,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
-template <typename T>
-void gemv(const T* w, const float* scales, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate,
-          const Stream& s) {
+template <typename W, typename T>
+void gemv(const W* w, const float* scales, const T* x, int in, int out, float* y, bool accumulate, const Stream& s) {
   const int rows_per_block = kGemvWarps * kGemvRows;
-  launch(gemv_kernel<T>, dim3((out + rows_per_block - 1) / rows_per_block), dim3(kGemvWarps * 32), size_t(in) * 2, s,
-         w, scales, x, in, out, y, accumulate);
+  launch(gemv_kernel<W, T>, dim3((out + rows_per_block - 1) / rows_per_block), dim3(kGemvWarps * 32),
+         size_t(in) * 2, s, w, scales, x, in, out, y, accumulate);
 }
 
 int blocks(int n) { return (n + kThreads - 1) / kThreads; }
@@ -290,35 +335,57 @@ int blocks(int n) { return (n + kThreads - 1) / kThreads; }
 
 int kv_type_size(KvType t) { return t == KvType::F32 ? 4 : 2; }
 
-void embed(const __nv_bfloat16* table, const int* tokens, int dim, int batch, float* x, const Stream& s) {
-  launch(embed_kernel, dim3(blocks(dim), batch), dim3(kThreads), 0, s, table, tokens, dim, x);
+void embed(Act t, const void* table, const int* tokens, int dim, int batch, float* x, const Stream& s) {
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    launch(embed_kernel<T>, dim3(blocks(dim), batch), dim3(kThreads), 0, s, static_cast<const T*>(table), tokens, dim,
+           x);
+  });
 }
-void rmsnorm_bf16(const float* x, const __nv_bfloat16* w, float eps, int dim, int batch, __nv_bfloat16* out,
-                  const Stream& s) {
-  launch(rmsnorm_bf16_kernel, dim3(batch), dim3(1024), 0, s, x, w, eps, dim, out);
+void rmsnorm(Act t, const float* x, const void* w, float eps, int dim, int batch, void* out, const Stream& s) {
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    launch(rmsnorm_kernel<T>, dim3(batch), dim3(1024), 0, s, x, static_cast<const T*>(w), eps, dim,
+           static_cast<T*>(out));
+  });
 }
-void qkv_rope_store(float* qkv, const __nv_bfloat16* q_bias, const __nv_bfloat16* k_bias, const __nv_bfloat16* v_bias,
+void qkv_rope_store(Act t, float* qkv, const void* q_bias, const void* k_bias, const void* v_bias,
                     const float* inv_freq, const int* pos, const AttentionShape& a, void* k_cache, void* v_cache,
                     const Stream& s) {
   const int items = (a.heads + a.kv_heads) * a.head_dim / 2 + a.kv_heads * a.head_dim;
-  launch(qkv_rope_store_kernel, dim3(blocks(items), a.batch), dim3(kThreads), 0, s, qkv, q_bias, k_bias, v_bias,
-         inv_freq, pos, a, k_cache, v_cache);
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    launch(qkv_rope_store_kernel<T>, dim3(blocks(items), a.batch), dim3(kThreads), 0, s, qkv,
+           static_cast<const T*>(q_bias), static_cast<const T*>(k_bias), static_cast<const T*>(v_bias), inv_freq, pos,
+           a, k_cache, v_cache);
+  });
 }
-void attention(const float* qkv, const void* k_cache, const void* v_cache, const int* pos, const AttentionShape& a,
-               __nv_bfloat16* out, const Stream& s) {
-  launch(attention_kernel, dim3(a.heads, a.batch), dim3(kThreads), a.max_seq * sizeof(float), s, qkv, k_cache,
-         v_cache, pos, a, out);
+void attention(Act t, const float* qkv, const void* k_cache, const void* v_cache, const int* pos,
+               const AttentionShape& a, void* out, const Stream& s) {
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    launch(attention_kernel<T>, dim3(a.heads, a.batch), dim3(kThreads), a.max_seq * sizeof(float), s, qkv, k_cache,
+           v_cache, pos, a, static_cast<T*>(out));
+  });
 }
-void silu_mul_bf16(const float* gate_up, int n, int batch, __nv_bfloat16* out, const Stream& s) {
-  launch(silu_mul_bf16_kernel, dim3(blocks(n), batch), dim3(kThreads), 0, s, gate_up, n, out);
+void silu_mul(Act t, const float* gate_up, int n, int batch, void* out, const Stream& s) {
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    launch(silu_mul_kernel<T>, dim3(blocks(n), batch), dim3(kThreads), 0, s, gate_up, n, static_cast<T*>(out));
+  });
 }
-void gemv_bf16(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate,
+void gemv(Act t, const void* w, const void* x, int in, int out, float* y, bool accumulate, const Stream& s) {
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    gemv<T, T>(static_cast<const T*>(w), nullptr, static_cast<const T*>(x), in, out, y, accumulate, s);
+  });
+}
+void gemv_int8(Act t, const int8_t* w, const float* scales, const void* x, int in, int out, float* y, bool accumulate,
                const Stream& s) {
-  gemv<__nv_bfloat16>(w, nullptr, x, in, out, y, accumulate, s);
-}
-void gemv_int8(const int8_t* w, const float* scales, const __nv_bfloat16* x, int in, int out, float* y,
-               bool accumulate, const Stream& s) {
-  gemv<int8_t>(w, scales, x, in, out, y, accumulate, s);
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    gemv<int8_t, T>(w, scales, static_cast<const T*>(x), in, out, y, accumulate, s);
+  });
 }
 
 }  // namespace codecllm::engine::cuda_kernels

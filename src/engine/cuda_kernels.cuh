@@ -1,6 +1,6 @@
 // Kernels of the CUDA backend other than the large matmuls (cuBLAS, or the GEMV kernels at
-// batch 1). Activations are float32 [batch][n] row-major; matmul inputs are bfloat16 copies of
-// them. Each kernel does as much of a layer as one pass over its data allows: at batch 1 on an
+// batch 1). Activations are float32 [batch][n] row-major; matmul inputs are copies of them in
+// the model's 16-bit type (Act), which is also the type of its norms, biases and embeddings. Each kernel does as much of a layer as one pass over its data allows: at batch 1 on an
 // 8B model a token takes ~290 launches, and every launch saved is a few microseconds of a
 // ~7 ms step. Token ids and the position are read from device memory so that one captured
 // graph serves every step.
@@ -23,12 +23,14 @@ struct Stream {
   bool overlap = false;
 };
 
-// x[b] = float(table[tokens[b], :]) for b < batch.
-void embed(const __nv_bfloat16* table, const int* tokens, int dim, int batch, float* x, const Stream& s);
+// The 16-bit element type of matmul inputs, norms, biases, embeddings and 16-bit weights.
+enum class Act : int { BF16 = 0, F16 = 1 };
 
-// out[b] = bf16(x[b] * rsqrt(mean(x[b]^2) + eps) * w): the normalized matmul input.
-void rmsnorm_bf16(const float* x, const __nv_bfloat16* w, float eps, int dim, int batch, __nv_bfloat16* out,
-                  const Stream& s);
+// x[b] = float(table[tokens[b], :]) for b < batch.
+void embed(Act t, const void* table, const int* tokens, int dim, int batch, float* x, const Stream& s);
+
+// out[b] = t(x[b] * rsqrt(mean(x[b]^2) + eps) * w): the normalized matmul input.
+void rmsnorm(Act t, const float* x, const void* w, float eps, int dim, int batch, void* out, const Stream& s);
 
 // Element type of the KV cache.
 enum class KvType : int { F32 = 0, BF16 = 1, F16 = 2 };
@@ -41,30 +43,29 @@ struct AttentionShape {
   int heads, kv_heads, head_dim, max_seq, batch;
   KvType kv;
 };
-void qkv_rope_store(float* qkv, const __nv_bfloat16* q_bias, const __nv_bfloat16* k_bias, const __nv_bfloat16* v_bias,
+void qkv_rope_store(Act t, float* qkv, const void* q_bias, const void* k_bias, const void* v_bias,
                     const float* inv_freq, const int* pos, const AttentionShape& a, void* k_cache, void* v_cache,
                     const Stream& s);
 // Causal attention of each sequence's query (in qkv) over positions 0..*pos of its cache,
-// grouped-query heads; writes the bf16 input of the output projection, [batch][q_dim].
-void attention(const float* qkv, const void* k_cache, const void* v_cache, const int* pos, const AttentionShape& a,
-               __nv_bfloat16* out, const Stream& s);
+// grouped-query heads; writes the input of the output projection, [batch][q_dim].
+void attention(Act t, const float* qkv, const void* k_cache, const void* v_cache, const int* pos,
+               const AttentionShape& a, void* out, const Stream& s);
 
-// gate_up is [batch][2 n] (gate, then up); out[b][i] = bf16(silu(gate) * up).
-void silu_mul_bf16(const float* gate_up, int n, int batch, __nv_bfloat16* out, const Stream& s);
+// gate_up is [batch][2 n] (gate, then up); out[b][i] = t(silu(gate) * up).
+void silu_mul(Act t, const float* gate_up, int n, int batch, void* out, const Stream& s);
 
-// y = W x (+ y when accumulate) for row-major bf16 W[out][in] and one bf16 x: the
+// y = W x (+ y when accumulate) for row-major W[out][in] and one x, both of type t: the
 // bandwidth-bound batch-1 product. Requires in % 8 == 0, in <= kGemvMaxIn and 16-byte aligned
 // W and x; other cases go to cuBLAS. (Folding the RMSNorm into this kernel, each block
 // normalizing x itself, measured 11% slower on an 8B shape: every block paid the reduction
 // before its first weight load.)
 constexpr int kGemvMaxIn = 16384;
-void gemv_bf16(const __nv_bfloat16* w, const __nv_bfloat16* x, int in, int out, float* y, bool accumulate,
-               const Stream& s);
+void gemv(Act t, const void* w, const void* x, int in, int out, float* y, bool accumulate, const Stream& s);
 
 // The same product for int8 W (the int8 mode's quantized values) with one float scale per row:
 // y[r] = scale[r] * sum_i W[r][i] x[i] (+ y[r]). Dequantizing in the product reads one byte
 // per weight instead of two. Requires in % 16 == 0, in <= kGemvMaxIn, 16-byte aligned W and x.
-void gemv_int8(const int8_t* w, const float* scales, const __nv_bfloat16* x, int in, int out, float* y,
-               bool accumulate, const Stream& s);
+void gemv_int8(Act t, const int8_t* w, const float* scales, const void* x, int in, int out, float* y, bool accumulate,
+               const Stream& s);
 
 }  // namespace codecllm::engine::cuda_kernels
