@@ -10,10 +10,10 @@
 #include <cstring>
 #include <fstream>
 
+#include "codec/int8_quant.hpp"
 #include "codecllm/error.hpp"
 #include "engine/cpu_engine.hpp"
 #include "engine/sampler.hpp"
-#include "codec/int8_quant.hpp"
 #include "model/checkpoint.hpp"
 #include "model/compress.hpp"
 #include "model/synthetic.hpp"

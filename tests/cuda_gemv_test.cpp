@@ -117,8 +117,7 @@ TEST_P(GemvKernels, MatchTheCpuProduct) {
 // in: one 16-element load per row; 2 and 4 warps' worth; 2048 + 16 (unrolled loop plus a
 // tail); 14336 (an 8B model's down projection). out: odd counts leave a half-filled warp.
 INSTANTIATE_TEST_SUITE_P(Shapes, GemvKernels,
-                         ::testing::Values(Case{16, 3}, Case{288, 37}, Case{1024, 64}, Case{2064, 33},
-                                           Case{14336, 19}),
+                         ::testing::Values(Case{16, 3}, Case{288, 37}, Case{1024, 64}, Case{2064, 33}, Case{14336, 19}),
                          [](const ::testing::TestParamInfo<Case>& c) {
                            return "in" + std::to_string(c.param.in) + "_out" + std::to_string(c.param.out);
                          });

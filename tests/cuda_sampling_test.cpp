@@ -2,6 +2,8 @@
 // greedy must match exactly; temperature and top-p sampling must match except where a draw
 // falls within rounding of a boundary between two tokens (sums associate differently), which
 // these draws should essentially never hit. Skips without a GPU.
+#include "engine/cuda_sampling.cuh"
+
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "cuda/cuda_check.hpp"
-#include "engine/cuda_sampling.cuh"
 #include "engine/sampler.hpp"
 
 namespace codecllm {
@@ -48,7 +49,8 @@ int compare_with_host(int vocab, int trials) {
     const k::SampleScratch s = k::carve_sample_scratch(scratch.p, vocab, batch);
     for (const Setting& st : settings) {
       std::vector<engine::Sampler> host;
-      for (int b = 0; b < batch; ++b) host.emplace_back(vocab, engine::SamplerOptions{st.temperature, st.top_p, 11u + b});
+      for (int b = 0; b < batch; ++b)
+        host.emplace_back(vocab, engine::SamplerOptions{st.temperature, st.top_p, 11u + b});
       std::vector<int> seen;
       for (int trial = 0; trial < trials; ++trial) {
         std::vector<float> lg(n);

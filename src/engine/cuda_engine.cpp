@@ -50,7 +50,8 @@ const char* placement_name(Placement p) {
 }
 
 namespace {
-const std::pair<const char*, KvDtype> kKvDtypes[] = {{"f32", KvDtype::F32}, {"bf16", KvDtype::BF16}, {"f16", KvDtype::F16}};
+const std::pair<const char*, KvDtype> kKvDtypes[] = {
+    {"f32", KvDtype::F32}, {"bf16", KvDtype::BF16}, {"f16", KvDtype::F16}};
 }  // namespace
 
 KvDtype parse_kv_dtype(const std::string& name) {
@@ -258,11 +259,13 @@ class CudaEngine : public Engine {
     for (int l = 0; l < cfg_.layers; ++l) {
       const Layer& L = layers_[l];
       auto w = [&](int i) {
-        return Matrix{streamer_->tensor(l, i), int8_layers_ ? layer_scales_ + scale_row_[l * kNumMatrices + i] : nullptr};
+        return Matrix{streamer_->tensor(l, i),
+                      int8_layers_ ? layer_scales_ + scale_row_[l * kNumMatrices + i] : nullptr};
       };
       streamer_->acquire(l, compute_);
       matmul_normed(w(kQkv), L.attn_norm, dim, qkv_dim, qkv_);
-      k::qkv_rope_store(act_, qkv_, L.q_bias, L.k_bias, L.v_bias, inv_freq_, d_pos, shape, k_cache_[l], v_cache_[l], exec_);
+      k::qkv_rope_store(act_, qkv_, L.q_bias, L.k_bias, L.v_bias, inv_freq_, d_pos, shape, k_cache_[l], v_cache_[l],
+                        exec_);
       k::attention(act_, qkv_, k_cache_[l], v_cache_[l], d_pos, shape, xb_, exec_);
       matmul(w(kO), xb_, q_dim, dim, x_, true);
       matmul_normed(w(kGateUp), L.ffn_norm, dim, 2 * hid, gate_up_);
@@ -319,12 +322,11 @@ class CudaEngine : public Engine {
   void matmul(const Matrix& w, const void* x, int in, int out, float* y, bool accumulate, int ldy = 0) {
     if (w.scales != nullptr)
       return k::gemv_int8(act_, static_cast<const int8_t*>(w.w), w.scales, x, in, out, y, accumulate, exec_);
-    if (use_gemv(in))
-      return k::gemv(act_, w.w, x, in, out, y, accumulate, exec_);
+    if (use_gemv(in)) return k::gemv(act_, w.w, x, in, out, y, accumulate, exec_);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     const cudaDataType t = act_ == k::Act::F16 ? CUDA_R_16F : CUDA_R_16BF;
-    check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w.w, t, in, x, t, in, &beta, y, CUDA_R_32F, ldy > 0 ? ldy : out, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT),
+    check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w.w, t, in, x, t, in, &beta,
+                              y, CUDA_R_32F, ldy > 0 ? ldy : out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
   }
 
@@ -436,8 +438,8 @@ class CudaEngine : public Engine {
     // gpu-compressed keeps an untied embedding table in pinned host memory as well: a step reads
     // one row of it in place over PCIe (microseconds), and VRAM holds the whole table less.
     const std::string embed = "model.embed_tokens.weight";
-    embed_ = opt_.placement == Placement::GpuCompressed && !cfg_.tie_embeddings ? decode_to_host(file, embed)
-                                                                                : load(embed);
+    embed_ =
+        opt_.placement == Placement::GpuCompressed && !cfg_.tie_embeddings ? decode_to_host(file, embed) : load(embed);
     if (cfg_.tie_embeddings) {
       lm_head_ = Matrix{embed_};
     } else if (const format::TensorRecord& r = need(file, "lm_head.weight"); int8_gemv_fits(r)) {
@@ -592,7 +594,8 @@ class CudaEngine : public Engine {
     d_next_ = static_cast<int*>(mem_.device(B * sizeof(int), "token ids"));
     host_next_ = static_cast<int*>(mem_.pinned(B * sizeof(int), "token ids"));
     d_params_ = static_cast<float*>(mem_.device(k::sample_params_count(int(B)) * sizeof(float), "sampling parameters"));
-    host_params_ = static_cast<float*>(mem_.pinned(k::sample_params_count(int(B)) * sizeof(float), "sampling parameters"));
+    host_params_ =
+        static_cast<float*>(mem_.pinned(k::sample_params_count(int(B)) * sizeof(float), "sampling parameters"));
   }
 
   void note_peak() {
@@ -606,9 +609,9 @@ class CudaEngine : public Engine {
   LlamaConfig cfg_;
   int max_seq_ = 0;
   bool lm_head_on_host_ = false, rounded_f32_ = false;
-  bool int8_layers_ = false;  // every layer matrix int8 in device memory (W8A16 at batch 1)
+  bool int8_layers_ = false;             // every layer matrix int8 in device memory (W8A16 at batch 1)
   const float* layer_scales_ = nullptr;  // int8 layers: row scales of every matrix of every layer
-  std::vector<uint64_t> scale_row_;     // [layer * kNumMatrices + matrix]: its first row in layer_scales_
+  std::vector<uint64_t> scale_row_;      // [layer * kNumMatrices + matrix]: its first row in layer_scales_
   uint64_t scale_rows_ = 0;
   std::vector<int> same_token_;  // forward()'s batch, sized once: no allocation per token
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, streamer_device_bytes_ = 0;

@@ -9,8 +9,8 @@
 //   auto            per layer, the fastest mix that fits --vram-budget (placement_plan.hpp)
 // Norms stay decoded in VRAM, and so do embeddings and lm_head except in host and host-raw,
 // which keep them in pinned host memory (embedding rows read in place, the lm_head streamed
-// through the scratch slots); gpu-compressed keeps an untied embedding table there too. Float32 weights are rounded to bf16 as they decode. See
-// cuda/weight_streamer.hpp for how copies, decodes and matmuls of different layers overlap.
+// through the scratch slots); gpu-compressed keeps an untied embedding table there too. Float32 weights are rounded to
+// bf16 as they decode. See cuda/weight_streamer.hpp for how copies, decodes and matmuls of different layers overlap.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +27,7 @@ enum class KvDtype { F32, BF16, F16 };
 
 struct CudaEngineOptions {
   Placement placement = Placement::Gpu;
-  int max_seq_len = 0;       // 0: min(max_position_embeddings, 2048)
+  int max_seq_len = 0;  // 0: min(max_position_embeddings, 2048)
   KvDtype kv_dtype = KvDtype::F32;
   int batch = 1;             // sequences decoded together
   int prefetch_depth = 2;    // host: compressed layers whose copy may run ahead of their decode

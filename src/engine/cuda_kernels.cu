@@ -325,8 +325,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 template <typename W, typename T>
 void gemv(const W* w, const float* scales, const T* x, int in, int out, float* y, bool accumulate, const Stream& s) {
   const int rows_per_block = kGemvWarps * kGemvRows;
-  launch(gemv_kernel<W, T>, dim3((out + rows_per_block - 1) / rows_per_block), dim3(kGemvWarps * 32),
-         size_t(in) * 2, s, w, scales, x, in, out, y, accumulate);
+  launch(gemv_kernel<W, T>, dim3((out + rows_per_block - 1) / rows_per_block), dim3(kGemvWarps * 32), size_t(in) * 2, s,
+         w, scales, x, in, out, y, accumulate);
 }
 
 int blocks(int n) { return (n + kThreads - 1) / kThreads; }

@@ -1,12 +1,10 @@
-#include "engine/cuda_sampling.cuh"
-
+#include <climits>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 
-#include <climits>
-
 #include "engine/cuda_launch.cuh"
+#include "engine/cuda_sampling.cuh"
 
 namespace codecllm::engine::cuda_kernels {
 namespace {
@@ -48,8 +46,9 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, i
 
 // probs = exp((logit - max) / temperature) in float as the host computes them, their sum in
 // double; ids = 0..vocab-1 for the sort.
-__global__ void __launch_bounds__(kThreads) softmax_numerators_kernel(const float* logits, int vocab, const float* params, float* probs, int* ids,
-                                          double* totals) {
+__global__ void __launch_bounds__(kThreads)
+    softmax_numerators_kernel(const float* logits, int vocab, const float* params, float* probs, int* ids,
+                              double* totals) {
   wait_for_predecessor();
   const size_t row = size_t(blockIdx.x) * vocab;
   const float max_logit = block_best(logits + row, vocab).value, temperature = params[0];
@@ -96,8 +95,9 @@ __device__ Crossing first_crossing(const float* p, int n, double bound, bool inc
   return {n, before};
 }
 
-__global__ void __launch_bounds__(kThreads) pick_kernel(const float* probs, const float* sorted_probs, const int* sorted_ids, const double* totals,
-                            const float* params, int vocab, bool nucleus, int* tokens) {
+__global__ void __launch_bounds__(kThreads)
+    pick_kernel(const float* probs, const float* sorted_probs, const int* sorted_ids, const double* totals,
+                const float* params, int vocab, bool nucleus, int* tokens) {
   wait_for_predecessor();
   const int b = blockIdx.x;
   const size_t row = size_t(b) * vocab;
@@ -118,9 +118,9 @@ size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
 
 size_t sort_temp_bytes(int vocab) {
   size_t bytes = 0;
-  CLLM_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(nullptr, bytes, static_cast<const float*>(nullptr),
-                                                            static_cast<float*>(nullptr), static_cast<const int*>(nullptr),
-                                                            static_cast<int*>(nullptr), vocab));
+  CLLM_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
+      nullptr, bytes, static_cast<const float*>(nullptr), static_cast<float*>(nullptr),
+      static_cast<const int*>(nullptr), static_cast<int*>(nullptr), vocab));
   return bytes;
 }
 

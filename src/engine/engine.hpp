@@ -14,11 +14,11 @@ struct MemoryStats {
   uint64_t weight_bytes = 0;  // weights as held by the backend (decoded or compressed)
   uint64_t kv_cache_bytes = 0;
   uint64_t activation_bytes = 0;
-  uint64_t scratch_bytes = 0;            // decode scratch (compressed placements)
-  uint64_t device_bytes = 0;             // everything the backend allocated on the device, by its own count
-  uint64_t peak_device_bytes = 0;        // measured (CUDA: cudaMemGetInfo high-water mark); 0 on CPU
-  uint64_t host_pinned_bytes = 0;        // weights held in page-locked host memory (host placements)
-  uint64_t streamed_bytes_per_step = 0;  // weight bytes copied host -> device per forward step
+  uint64_t scratch_bytes = 0;                 // decode scratch (compressed placements)
+  uint64_t device_bytes = 0;                  // everything the backend allocated on the device, by its own count
+  uint64_t peak_device_bytes = 0;             // measured (CUDA: cudaMemGetInfo high-water mark); 0 on CPU
+  uint64_t host_pinned_bytes = 0;             // weights held in page-locked host memory (host placements)
+  uint64_t streamed_bytes_per_step = 0;       // weight bytes copied host -> device per forward step
   uint64_t matmul_weight_bytes_per_step = 0;  // weight bytes the matmuls read per step (CUDA); 0 if not counted
 };
 

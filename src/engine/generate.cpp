@@ -40,8 +40,7 @@ GenerateResult generate(Engine& engine, const std::vector<int>& prompt, const Ge
   wanted[0] = 1;
   auto step = [&](int token, int at) {
     std::fill(feed.begin(), feed.end(), token);
-    engine.forward_sample(feed.data(), at, samplers.data(), wanted.data(),
-                          picked.data());
+    engine.forward_sample(feed.data(), at, samplers.data(), wanted.data(), picked.data());
     return picked[0];
   };
 
@@ -99,8 +98,7 @@ BatchGenerateResult generate_batch(Engine& engine, const std::vector<std::vector
   for (int pos = 0; active > 0 && pos < engine.max_seq_len(); ++pos) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int b = 0; b < B; ++b) wanted[b] = size_t(pos) + 1 >= prompts[b].size() && !done[b];
-    engine.forward_sample(feed.data(), pos, samplers.data(), wanted.data(),
-                          picked.data());
+    engine.forward_sample(feed.data(), pos, samplers.data(), wanted.data(), picked.data());
     uint64_t sampled = 0;
     for (int b = 0; b < B; ++b) {
       GenerateResult& s = r.sequences[b];
