@@ -71,7 +71,7 @@ void check_products(int in, int out, k::Act act) {
   }
   // References in double, and the size of each row's terms for the tolerance.
   std::vector<double> ref_b(out), ref_q(out), mag_b(out), mag_q(out);
-  for (int r = 0; r < out; ++r)
+  for (int r = 0; r < out; ++r) {
     for (int i = 0; i < in; ++i) {
       const double xi = to_float(x[i]), b = to_float(wb[size_t(r) * in + i]);
       const double q = double(wq[size_t(r) * in + i]) * scales[r];
@@ -80,6 +80,7 @@ void check_products(int in, int out, k::Act act) {
       ref_q[r] += q * xi;
       mag_q[r] += std::fabs(q * xi);
     }
+  }
   T *dx = to_device(x), *dwb = to_device(wb);
   int8_t* dwq = to_device(wq);
   float *dscales = to_device(scales), *dy = to_device(y0);
@@ -91,15 +92,17 @@ void check_products(int in, int out, k::Act act) {
       CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), out * sizeof(float), cudaMemcpyHostToDevice));
       k::gemv(act, dwb, dx, in, out, dy, accumulate, s);
       CLLM_CUDA_CHECK(cudaMemcpy(y.data(), dy, out * sizeof(float), cudaMemcpyDeviceToHost));
-      for (int r = 0; r < out; ++r)
+      for (int r = 0; r < out; ++r) {
         ASSERT_NEAR(y[r], ref_b[r] + (accumulate ? y0[r] : 0.0), 1e-5 * mag_b[r] + 1e-6)
             << type << " row " << r << " overlap " << overlap;
+      }
       CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), out * sizeof(float), cudaMemcpyHostToDevice));
       k::gemv_int8(act, dwq, dscales, dx, in, out, dy, accumulate, s);
       CLLM_CUDA_CHECK(cudaMemcpy(y.data(), dy, out * sizeof(float), cudaMemcpyDeviceToHost));
-      for (int r = 0; r < out; ++r)
+      for (int r = 0; r < out; ++r) {
         ASSERT_NEAR(y[r], ref_q[r] + (accumulate ? y0[r] : 0.0), 1e-5 * mag_q[r] + 1e-6)
             << "int8 x " << type << " row " << r << " overlap " << overlap;
+      }
     }
   }
   for (void* p : {static_cast<void*>(dx), static_cast<void*>(dwb), static_cast<void*>(dwq), static_cast<void*>(dscales),

@@ -49,6 +49,7 @@ int compare_with_host(int vocab, int trials) {
     const k::SampleScratch s = k::carve_sample_scratch(scratch.p, vocab, batch);
     for (const Setting& st : settings) {
       std::vector<engine::Sampler> host;
+      host.reserve(batch);
       for (int b = 0; b < batch; ++b)
         host.emplace_back(vocab, engine::SamplerOptions{st.temperature, st.top_p, 11u + b});
       std::vector<int> seen;

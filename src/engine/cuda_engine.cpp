@@ -159,9 +159,10 @@ class CudaEngine : public Engine {
 
   void forward_sample(const int* tokens, int pos, Sampler* samplers, const uint8_t* wanted, int* next) override {
     const SamplerOptions& so = samplers[0].options();
-    for (int b = 1; b < opt_.batch; ++b)
+    for (int b = 1; b < opt_.batch; ++b) {
       if (samplers[b].options().temperature != so.temperature || samplers[b].options().top_p != so.top_p)
         throw Error("the CUDA sampler takes one temperature and top_p for every sequence of a batch");
+    }
     StepEnd end = StepEnd::Greedy;
     if (so.temperature > 0) {
       end = so.top_p < 1.0f ? StepEnd::Nucleus : StepEnd::Sample;
@@ -246,9 +247,10 @@ class CudaEngine : public Engine {
   void enqueue_step(StepEnd end) {
     const int B = opt_.batch;
     CLLM_CUDA_CHECK(cudaMemcpyAsync(d_io_, host_io_, (B + 1) * sizeof(int), cudaMemcpyHostToDevice, compute_));
-    if (end == StepEnd::Sample || end == StepEnd::Nucleus)
+    if (end == StepEnd::Sample || end == StepEnd::Nucleus) {
       CLLM_CUDA_CHECK(cudaMemcpyAsync(d_params_, host_params_, k::sample_params_count(B) * sizeof(float),
                                       cudaMemcpyHostToDevice, compute_));
+    }
     const int* d_tokens = d_io_;
     const int* d_pos = d_io_ + B;
     const int dim = cfg_.hidden, hd = cfg_.head_dim, q_dim = cfg_.heads * hd, kv_dim = cfg_.kv_heads * hd;
@@ -346,9 +348,10 @@ class CudaEngine : public Engine {
     std::vector<float> all;
     for (const format::TensorRecord* r : records) {
       const format::PlaneRecord* p = r->plane("scales");
-      if (p == nullptr || r->shape.empty() || p->size != r->shape[0] * sizeof(float))
+      if (p == nullptr || r->shape.empty() || p->size != r->shape[0] * sizeof(float)) {
         throw FormatError(path_ + ": tensor '" + r->name + "': int8 scales do not match its " +
                           std::to_string(r->shape.empty() ? 0 : r->shape[0]) + " rows");
+      }
       const ByteSpan bytes = file.payload(*p);
       const size_t at = all.size();
       all.resize(at + r->shape[0]);
@@ -531,12 +534,13 @@ class CudaEngine : public Engine {
     std::vector<std::vector<std::string>> names(cfg_.layers);
     std::vector<const format::TensorRecord*> records;
     int8_layers_ = true;
-    for (int l = 0; l < cfg_.layers; ++l)
+    for (int l = 0; l < cfg_.layers; ++l) {
       for (const char* m : kMatrices) {
         names[l].push_back(layer_name(l, m));
         records.push_back(&need(file, names[l].back()));
         int8_layers_ = int8_layers_ && int8_gemv_fits(*records.back());
       }
+    }
     if (int8_layers_) {
       layer_scales_ = upload_scales(file, records);
       for (const format::TensorRecord* r : records) {
