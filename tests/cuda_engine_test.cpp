@@ -14,6 +14,7 @@
 #include "codecllm/error.hpp"
 #include "engine/cpu_engine.hpp"
 #include "engine/sampler.hpp"
+#include "gpu_test_util.hpp"
 #include "model/checkpoint.hpp"
 #include "model/compress.hpp"
 #include "model/synthetic.hpp"
@@ -22,10 +23,7 @@
 namespace codecllm {
 namespace {
 
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using test::have_gpu;
 
 class CudaEngineModes : public ::testing::TestWithParam<const char*> {};
 

@@ -14,16 +14,14 @@
 
 #include "cuda/cuda_check.hpp"
 #include "engine/cuda_kernels.cuh"
+#include "gpu_test_util.hpp"
 
 namespace codecllm {
 namespace {
 
 namespace k = engine::cuda_kernels;
 
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using test::have_gpu;
 
 template <typename T>
 T* to_device(const std::vector<T>& v) {

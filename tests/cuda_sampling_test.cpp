@@ -13,24 +13,16 @@
 
 #include "cuda/cuda_check.hpp"
 #include "engine/sampler.hpp"
+#include "gpu_test_util.hpp"
 
 namespace codecllm {
 namespace {
 
 namespace k = engine::cuda_kernels;
 
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using test::have_gpu;
 
-struct DeviceBuffer {
-  void* p = nullptr;
-  explicit DeviceBuffer(size_t n) { CLLM_CUDA_CHECK(cudaMalloc(&p, n)); }
-  ~DeviceBuffer() { cudaFree(p); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
+using test::DeviceBuffer;
 
 // Returns the number of distinct tokens the stochastic settings picked.
 int compare_with_host(int vocab, int trials) {

@@ -15,25 +15,19 @@
 #include "cuda/gpu_decoder.hpp"
 #include "format/checksum.hpp"
 #include "format/container.hpp"
+#include "gpu_test_util.hpp"
 #include "model/compress.hpp"
 #include "test_util.hpp"
 
 namespace codecllm {
 namespace {
 
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
+using test::have_gpu;
 
 #define REQUIRE_GPU() \
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device: GPU decode tests skipped"
 
-struct DeviceBuffer {
-  void* p = nullptr;
-  explicit DeviceBuffer(size_t n) { CLLM_CUDA_CHECK(cudaMalloc(&p, n == 0 ? 1 : n)); }
-  ~DeviceBuffer() { cudaFree(p); }
-};
+using test::DeviceBuffer;
 
 // What the GPU must produce for a record: the CPU reference, converted like the GPU output.
 std::vector<uint8_t> expected_output(const format::ContainerReader& r, const format::TensorRecord& t,
