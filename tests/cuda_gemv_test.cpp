@@ -1,13 +1,15 @@
 // The batch-1 GEMV kernels against a double-precision CPU product: 16-bit W (bf16 and f16), and
 // int8 W with row scales (W8A16), with rows and lengths that leave partial warps, blocks and unrolled
 // iterations, and int8 values at both ends of [-127, 127]; launched plainly and as
-// programmatic dependents of a previous kernel. Skips without a GPU.
+// programmatic dependents of a previous kernel, in both block sizes, all with the same bits.
+// Skips without a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -84,8 +86,10 @@ void check_products(int in, int out, k::Act act) {
   float *dscales = to_device(scales), *dy = to_device(y0);
   std::vector<float> y(out);
   const char* type = act == k::Act::F16 ? "f16" : "bf16";
-  for (bool overlap : {false, true}) {
-    const k::Stream s{nullptr, overlap};
+  std::vector<float> first_b, first_q;  // every launch configuration must give the same bits
+  for (int config = 0; config < 4; ++config) {
+    const bool overlap = config & 1;
+    const k::Stream s{nullptr, overlap, (config & 2) != 0};
     for (bool accumulate : {false, true}) {
       CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), out * sizeof(float), cudaMemcpyHostToDevice));
       k::gemv(act, dwb, dx, in, out, dy, accumulate, s);
@@ -94,12 +98,20 @@ void check_products(int in, int out, k::Act act) {
         ASSERT_NEAR(y[r], ref_b[r] + (accumulate ? y0[r] : 0.0), 1e-5 * mag_b[r] + 1e-6)
             << type << " row " << r << " overlap " << overlap;
       }
+      if (!accumulate) {
+        if (first_b.empty()) first_b = y;
+        ASSERT_EQ(0, std::memcmp(first_b.data(), y.data(), out * sizeof(float))) << "config " << config;
+      }
       CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), out * sizeof(float), cudaMemcpyHostToDevice));
       k::gemv_int8(act, dwq, dscales, dx, in, out, dy, accumulate, s);
       CLLM_CUDA_CHECK(cudaMemcpy(y.data(), dy, out * sizeof(float), cudaMemcpyDeviceToHost));
       for (int r = 0; r < out; ++r) {
         ASSERT_NEAR(y[r], ref_q[r] + (accumulate ? y0[r] : 0.0), 1e-5 * mag_q[r] + 1e-6)
             << "int8 x " << type << " row " << r << " overlap " << overlap;
+      }
+      if (!accumulate) {
+        if (first_q.empty()) first_q = y;
+        ASSERT_EQ(0, std::memcmp(first_q.data(), y.data(), out * sizeof(float))) << "config " << config;
       }
     }
   }

@@ -555,6 +555,7 @@ class CudaEngine : public Engine {
     for (const auto& layer : names)
       for (const auto& n : layer) need(file, n);
     streamer_ = std::make_unique<cuda::WeightStreamer>(file, names, kGroups, homes, so, compute_);
+    exec_.alone = std::all_of(homes.begin(), homes.end(), [](LayerHome h) { return h == LayerHome::Device; });
     const cuda::WeightStreamer::Memory m = streamer_->memory();
     mem_stats_.weight_bytes += m.decoded_weights + m.compressed_weights;
     mem_stats_.scratch_bytes += m.scratch;

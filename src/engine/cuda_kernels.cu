@@ -194,11 +194,14 @@ __global__ void silu_mul_kernel(const float* gu, int n, T* out) {
     out[static_cast<size_t>(b) * n + i] = from_float<T>(g[i] / (1.0f + __expf(-g[i])) * g[n + i]);
 }
 
-// Two rows per warp, 16-byte loads of W that bypass L1 (each weight is read once), x staged
-// in shared memory, and four loads per row in flight before the first multiply. cuBLAS's
-// batch-1 path reached 62% of the copy bandwidth on an H100 for Llama-8B shapes.
-constexpr int kGemvRows = 2;
-constexpr int kGemvWarps = 8;
+// One row per warp, 16-byte loads of W that bypass L1 (each weight is read once), x staged
+// in shared memory, and four loads (int8: eight) per row in flight before the first multiply.
+// cuBLAS's batch-1 path reached 62% of the copy bandwidth on an H100 for Llama-8B shapes. On an
+// 8B shape (H100, one session) one row per warp ran the bf16 step at 78.7% of copy against
+// 75.1% with two; blocks of 32 warps reached 80.2% when the GEMVs have the GPU to themselves
+// but slowed gpu-compressed from 69.7 to 65.6 tok/s, next to the decode kernels, where blocks
+// of 8 warps do best (Stream::alone picks).
+constexpr int kGemvRows = 1;
 constexpr int kGemvPrefetch = 2048;  // bytes of each row asked of L2 before the wait
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
@@ -271,7 +274,7 @@ __device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c) {
 }
 
 // y[r] = scale(r) * (W x)[r] (+ y[r]), x of type T, W of type T (scale 1) or int8_t.
-template <typename W, typename T>
+template <typename W, typename T, int kGemvWarps>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_kernel(const W* __restrict__ w, const float* __restrict__ scales, const T* __restrict__ x, int in, int out,
                 float* __restrict__ y, bool accumulate) {
@@ -322,11 +325,19 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
+template <typename W, typename T, int kWarps>
+void gemv_blocks(const W* w, const float* scales, const T* x, int in, int out, float* y, bool accumulate,
+                 const Stream& s) {
+  const int rows_per_block = kWarps * kGemvRows;
+  launch(gemv_kernel<W, T, kWarps>, dim3((out + rows_per_block - 1) / rows_per_block), dim3(kWarps * 32),
+         size_t(in) * 2, s, w, scales, x, in, out, y, accumulate);
+}
+
+// Each row's sum runs in the same order whatever the block size, so both give the same bits.
 template <typename W, typename T>
 void gemv(const W* w, const float* scales, const T* x, int in, int out, float* y, bool accumulate, const Stream& s) {
-  const int rows_per_block = kGemvWarps * kGemvRows;
-  launch(gemv_kernel<W, T>, dim3((out + rows_per_block - 1) / rows_per_block), dim3(kGemvWarps * 32), size_t(in) * 2, s,
-         w, scales, x, in, out, y, accumulate);
+  if (s.alone) return gemv_blocks<W, T, 32>(w, scales, x, in, out, y, accumulate, s);
+  gemv_blocks<W, T, 8>(w, scales, x, in, out, y, accumulate, s);
 }
 
 int blocks(int n) { return (n + kThreads - 1) / kThreads; }

@@ -21,6 +21,9 @@ namespace codecllm::engine::cuda_kernels {
 struct Stream {
   cudaStream_t id = nullptr;
   bool overlap = false;
+  // Nothing runs beside this stream's kernels (no decodes on other streams): GEMVs then take
+  // larger blocks, which measured faster alone and slower next to decode kernels.
+  bool alone = false;
 };
 
 // The 16-bit element type of matmul inputs, norms, biases, embeddings and 16-bit weights.
