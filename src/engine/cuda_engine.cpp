@@ -114,7 +114,7 @@ class CudaEngine : public Engine {
     ByteSpan cfg = file.blob("config.json");
     cfg_ = parse_llama_config(std::string(reinterpret_cast<const char*>(cfg.data()), cfg.size()), path_);
     max_seq_ = o.max_seq_len > 0 ? o.max_seq_len : std::min(cfg_.max_positions, 2048);
-    if (size_t(max_seq_) * sizeof(float) > 48 * 1024)
+    if (size_t(max_seq_) * sizeof(float) > size_t{48} * 1024)
       throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory");
     CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
     exec_ = k::Stream{compute_, o.overlap_launches};
@@ -457,9 +457,10 @@ class CudaEngine : public Engine {
     for (int l = 0; l < cfg_.layers; ++l) {
       std::vector<std::string> small = {layer_name(l, "input_layernorm.weight"),
                                         layer_name(l, "post_attention_layernorm.weight")};
-      if (cfg_.qkv_bias)
+      if (cfg_.qkv_bias) {
         for (const char* b : {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"})
           small.push_back(layer_name(l, b));
+      }
       std::vector<void*> s = decode_resident(file, small);
       Layer L;
       L.attn_norm = s[0];
