@@ -29,42 +29,41 @@ using cuda::LayerHome;
 
 namespace {
 
+// Option names of an enum, both ways; an unknown name is an error listing the known ones.
+template <typename E, size_t N>
+using NameTable = std::pair<const char*, E>[N];
+
+template <typename E, size_t N>
+E value_named(const NameTable<E, N>& table, const std::string& name, const char* what) {
+  std::string known;
+  for (const auto& [n, v] : table) {
+    if (name == n) return v;
+    known += (known.empty() ? "" : ", ") + std::string(n);
+  }
+  throw Error("unknown " + std::string(what) + " '" + name + "' (known: " + known + ")");
+}
+
+template <typename E, size_t N>
+const char* name_of(const NameTable<E, N>& table, E value) {
+  for (const auto& [n, v] : table)
+    if (v == value) return n;
+  return "?";
+}
+
 const std::pair<const char*, Placement> kPlacements[] = {{"gpu", Placement::Gpu},
                                                          {"gpu-compressed", Placement::GpuCompressed},
                                                          {"host", Placement::Host},
                                                          {"host-raw", Placement::HostRaw},
                                                          {"auto", Placement::Auto}};
-
-}  // namespace
-
-Placement parse_placement(const std::string& name) {
-  for (const auto& [n, p] : kPlacements)
-    if (name == n) return p;
-  throw Error("unknown placement '" + name + "' (known: gpu, gpu-compressed, host, host-raw, auto)");
-}
-
-const char* placement_name(Placement p) {
-  for (const auto& [n, q] : kPlacements)
-    if (p == q) return n;
-  return "?";
-}
-
-namespace {
 const std::pair<const char*, KvDtype> kKvDtypes[] = {
     {"f32", KvDtype::F32}, {"bf16", KvDtype::BF16}, {"f16", KvDtype::F16}};
+
 }  // namespace
 
-KvDtype parse_kv_dtype(const std::string& name) {
-  for (const auto& [n, t] : kKvDtypes)
-    if (name == n) return t;
-  throw Error("unknown KV cache dtype '" + name + "' (known: f32, bf16, f16)");
-}
-
-const char* kv_dtype_name(KvDtype t) {
-  for (const auto& [n, u] : kKvDtypes)
-    if (t == u) return n;
-  return "?";
-}
+Placement parse_placement(const std::string& name) { return value_named(kPlacements, name, "placement"); }
+const char* placement_name(Placement p) { return name_of(kPlacements, p); }
+KvDtype parse_kv_dtype(const std::string& name) { return value_named(kKvDtypes, name, "KV cache dtype"); }
+const char* kv_dtype_name(KvDtype t) { return name_of(kKvDtypes, t); }
 
 namespace {
 
