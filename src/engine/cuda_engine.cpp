@@ -311,7 +311,7 @@ class CudaEngine : public Engine {
     return opt_.batch == 1 && in % 16 == 0 && in <= uint64_t(k::kGemvMaxIn);
   }
 
-  // y = W rmsnorm(x_) (x_ float32, [batch][in]); the normalized bf16 input lands in xb_.
+  // y = W rmsnorm(x_) (x_ float32, [batch][in]); the normalized 16-bit input lands in xb_.
   void matmul_normed(const Matrix& w, const void* norm, int in, int out, float* y) {
     k::rmsnorm(act_, x_, norm, float(cfg_.rms_eps), in, opt_.batch, xb_, exec_);
     matmul(w, xb_, in, out, y, false);
@@ -389,7 +389,8 @@ class CudaEngine : public Engine {
     return *r;
   }
 
-  // Decodes tensors once into new device buffers (BF16 out; int8 tensors dequantized).
+  // Decodes tensors once into new device buffers: 16-bit tensors in the model's type, int8 ones
+  // dequantized to it or, with `int8`, in that form.
   std::vector<void*> decode_resident(const format::ContainerReader& file, const std::vector<std::string>& names,
                                      std::optional<cuda::Int8Out> int8 = std::nullopt) {
     for (const auto& n : names) need(file, n);
@@ -543,17 +544,16 @@ class CudaEngine : public Engine {
     }
     if (int8_layers_) {
       layer_scales_ = upload_scales(file, records);
+      uint64_t rows = 0;
       for (const format::TensorRecord* r : records) {
-        scale_row_.push_back(scale_rows_);
-        scale_rows_ += r->shape[0];
+        scale_row_.push_back(rows);
+        rows += r->shape[0];
       }
     }
     cuda::StreamerOptions so;
     so.prefetch_depth = opt_.prefetch_depth;
     so.decoder = decoder_options(int8_layers_ ? cuda::Int8Out::Int8 : dequantized());
     std::vector<LayerHome> homes = choose_homes(file, names, so);
-    for (const auto& layer : names)
-      for (const auto& n : layer) need(file, n);
     streamer_ = std::make_unique<cuda::WeightStreamer>(file, names, kGroups, homes, so, compute_);
     exec_.alone = std::all_of(homes.begin(), homes.end(), [](LayerHome h) { return h == LayerHome::Device; });
     const cuda::WeightStreamer::Memory m = streamer_->memory();
@@ -617,8 +617,7 @@ class CudaEngine : public Engine {
   bool int8_layers_ = false;             // every layer matrix int8 in device memory (W8A16 at batch 1)
   const float* layer_scales_ = nullptr;  // int8 layers: row scales of every matrix of every layer
   std::vector<uint64_t> scale_row_;      // [layer * kNumMatrices + matrix]: its first row in layer_scales_
-  uint64_t scale_rows_ = 0;
-  std::vector<int> same_token_;  // forward()'s batch, sized once: no allocation per token
+  std::vector<int> same_token_;          // forward()'s batch, sized once: no allocation per token
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, streamer_device_bytes_ = 0;
   MemoryStats mem_stats_;
   std::string plan_summary_;
