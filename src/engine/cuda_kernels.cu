@@ -201,7 +201,6 @@ __global__ void silu_mul_kernel(const float* gu, int n, T* out) {
 // 75.1% with two; blocks of 32 warps reached 80.2% when the GEMVs have the GPU to themselves
 // but slowed gpu-compressed from 69.7 to 65.6 tok/s, next to the decode kernels, where blocks
 // of 8 warps do best (Stream::alone picks).
-constexpr int kGemvRows = 1;
 constexpr int kGemvPrefetch = 2048;  // bytes of each row asked of L2 before the wait
 
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {
@@ -286,51 +285,37 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   constexpr int kGemvUnroll = kInt8 ? 8 : 4;
   const int vecs = in / kPerLoad;  // 16-byte loads per row
   const int lane = threadIdx.x % 32;
-  const int row0 = (blockIdx.x * kGemvWarps + threadIdx.x / 32) * kGemvRows;
-  const uint4* rows[kGemvRows];
-#pragma unroll
-  for (int r = 0; r < kGemvRows; ++r)
-    rows[r] = reinterpret_cast<const uint4*>(w) + static_cast<size_t>(min(row0 + r, out - 1)) * vecs;
+  const int row = blockIdx.x * kGemvWarps + threadIdx.x / 32;
+  const uint4* w_row = reinterpret_cast<const uint4*>(w) + static_cast<size_t>(min(row, out - 1)) * vecs;
   // The weights do not depend on earlier kernels: while those finish, L2 fetches the start of
-  // this warp's rows (bounded, so that prefetches of all resident blocks together stay well
+  // this warp's row (bounded, so that prefetches of all resident blocks together stay well
   // inside L2).
-  if (lane < kGemvRows && row0 + lane < out) prefetch_l2(rows[lane], min(16u * vecs, uint32_t(kGemvPrefetch)));
+  if (lane == 0 && row < out) prefetch_l2(w_row, min(16u * vecs, uint32_t(kGemvPrefetch)));
   wait_for_predecessor();
   for (int i = threadIdx.x; i < in / 8; i += blockDim.x) xs[i] = reinterpret_cast<const uint4*>(x)[i];
   __syncthreads();
-  if (row0 >= out) return;
-  float acc[kGemvRows] = {};
+  if (row >= out) return;
+  float acc = 0;
   int c = lane;
   for (; c + 32 * (kGemvUnroll - 1) < vecs; c += 32 * kGemvUnroll) {
-    uint4 wv[kGemvRows][kGemvUnroll];
+    uint4 wv[kGemvUnroll];
 #pragma unroll
-    for (int r = 0; r < kGemvRows; ++r)
+    for (int u = 0; u < kGemvUnroll; ++u) wv[u] = load_stream(w_row + c + 32 * u);
 #pragma unroll
-      for (int u = 0; u < kGemvUnroll; ++u) wv[r][u] = load_stream(rows[r] + c + 32 * u);
-#pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u)
-#pragma unroll
-      for (int r = 0; r < kGemvRows; ++r) acc[r] += dot_load<W, T>(wv[r][u], xs, c + 32 * u);
+    for (int u = 0; u < kGemvUnroll; ++u) acc += dot_load<W, T>(wv[u], xs, c + 32 * u);
   }
-  for (; c < vecs; c += 32)
-#pragma unroll
-    for (int r = 0; r < kGemvRows; ++r) acc[r] += dot_load<W, T>(load_stream(rows[r] + c), xs, c);
+  for (; c < vecs; c += 32) acc += dot_load<W, T>(load_stream(w_row + c), xs, c);
   let_successor_launch();  // late: an early successor's prefetch would compete with these loads
-#pragma unroll
-  for (int r = 0; r < kGemvRows; ++r) {
-    float v = acc[r];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (scales != nullptr) v *= scales[min(row0 + r, out - 1)];
-    if (lane == 0 && row0 + r < out) y[row0 + r] = accumulate ? y[row0 + r] + v : v;
-  }
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (scales != nullptr) acc *= scales[row];
+  if (lane == 0) y[row] = accumulate ? y[row] + acc : acc;
 }
 
 template <typename W, typename T, int kWarps>
 void gemv_blocks(const W* w, const float* scales, const T* x, int in, int out, float* y, bool accumulate,
                  const Stream& s) {
-  const int rows_per_block = kWarps * kGemvRows;
-  launch(gemv_kernel<W, T, kWarps>, dim3((out + rows_per_block - 1) / rows_per_block), dim3(kWarps * 32),
-         size_t(in) * 2, s, w, scales, x, in, out, y, accumulate);
+  launch(gemv_kernel<W, T, kWarps>, dim3((out + kWarps - 1) / kWarps), dim3(kWarps * 32), size_t(in) * 2, s, w, scales,
+         x, in, out, y, accumulate);
 }
 
 // Each row's sum runs in the same order whatever the block size, so both give the same bits.
