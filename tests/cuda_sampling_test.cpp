@@ -37,8 +37,9 @@ int compare_with_host(int vocab, int trials) {
     std::normal_distribution<float> gauss(0.0f, 3.0f);
     const size_t n = size_t(vocab) * batch;
     DeviceBuffer logits(n * sizeof(float)), params(k::sample_params_count(batch) * sizeof(float)),
-        tokens(batch * sizeof(int)), scratch(k::sample_scratch_bytes(vocab, batch));
-    const k::SampleScratch s = k::carve_sample_scratch(scratch.p, vocab, batch);
+        tokens(batch * sizeof(int));
+    cuda::DeviceMemory mem("the sampler test");
+    const k::SampleScratch s = k::allocate_sample_scratch(mem, vocab, batch);
     for (const Setting& st : settings) {
       std::vector<engine::Sampler> host;
       host.reserve(batch);

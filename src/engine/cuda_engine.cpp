@@ -166,9 +166,9 @@ class CudaEngine : public Engine {
     if (so.temperature > 0) {
       end = so.top_p < 1.0f ? StepEnd::Nucleus : StepEnd::Sample;
       if (sample_scratch_.probs == nullptr) {  // once, at the first sampled step
-        const size_t bytes = k::sample_scratch_bytes(cfg_.vocab, opt_.batch);
-        sample_scratch_ = k::carve_sample_scratch(mem_.device(bytes, "the sampler"), cfg_.vocab, opt_.batch);
-        mem_stats_.activation_bytes += bytes;
+        const uint64_t before = mem_.device_bytes();
+        sample_scratch_ = k::allocate_sample_scratch(mem_, cfg_.vocab, opt_.batch);
+        mem_stats_.activation_bytes += mem_.device_bytes() - before;
       }
       host_params_[0] = so.temperature;
       host_params_[1] = so.top_p;

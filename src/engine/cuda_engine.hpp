@@ -43,9 +43,10 @@ const char* placement_name(Placement p);
 KvDtype parse_kv_dtype(const std::string& name);  // "f32", "bf16", "f16"
 const char* kv_dtype_name(KvDtype t);
 
-// Throws codecllm::Error when there is no CUDA device, a weight is not BF16 (lossless) or
-// int8-mode, or memory runs out (naming the sizes); allocates everything it will use before
-// returning.
+// Throws codecllm::Error when there is no CUDA device, a tensor is neither in the model's
+// 16-bit type nor int8-mode, or memory runs out (naming the sizes). Allocates everything it
+// will use before returning, except the sampler's scratch (batch x vocab floats a few times
+// over), which the first step that samples with a temperature allocates, once.
 std::unique_ptr<Engine> make_cuda_engine(const format::ContainerReader& file, const CudaEngineOptions& options);
 
 }  // namespace codecllm::engine

@@ -2,6 +2,8 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
+#include <numeric>
+#include <vector>
 
 #include "engine/cuda_launch.cuh"
 #include "engine/cuda_sampling.cuh"
@@ -45,10 +47,9 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, i
 }
 
 // probs = exp((logit - max) / temperature) in float as the host computes them, their sum in
-// double; ids = 0..vocab-1 for the sort.
+// double.
 __global__ void __launch_bounds__(kThreads)
-    softmax_numerators_kernel(const float* logits, int vocab, const float* params, float* probs, int* ids,
-                              double* totals) {
+    softmax_numerators_kernel(const float* logits, int vocab, const float* params, float* probs, double* totals) {
   wait_for_predecessor();
   const size_t row = size_t(blockIdx.x) * vocab;
   const float max_logit = block_best(logits + row, vocab).value, temperature = params[0];
@@ -56,7 +57,6 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
     const float p = expf((logits[row + i] - max_logit) / temperature);
     probs[row + i] = p;
-    ids[row + i] = i;
     sum += p;
   }
   using Reduce = cub::BlockReduce<double, kThreads>;
@@ -114,39 +114,23 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) tokens[b] = nucleus ? sorted_ids[row + k] : k;
 }
 
-size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
-
-size_t sort_temp_bytes(int vocab) {
-  size_t bytes = 0;
-  CLLM_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
-      nullptr, bytes, static_cast<const float*>(nullptr), static_cast<float*>(nullptr),
-      static_cast<const int*>(nullptr), static_cast<int*>(nullptr), vocab));
-  return bytes;
-}
-
 }  // namespace
 
-size_t sample_scratch_bytes(int vocab, int batch) {
+SampleScratch allocate_sample_scratch(cuda::DeviceMemory& mem, int vocab, int batch) {
   const size_t n = size_t(vocab) * batch;
-  return 4 * align_up(n * 4) + align_up(sizeof(double) * batch) + align_up(sort_temp_bytes(vocab));
-}
-
-SampleScratch carve_sample_scratch(void* base, int vocab, int batch) {
-  auto* at = static_cast<char*>(base);
-  const size_t n = size_t(vocab) * batch;
-  auto take = [&](size_t bytes) {
-    void* p = at;
-    at += align_up(bytes);
-    return p;
-  };
   SampleScratch s{};
-  s.probs = static_cast<float*>(take(n * 4));
-  s.ids = static_cast<int*>(take(n * 4));
-  s.sorted_probs = static_cast<float*>(take(n * 4));
-  s.sorted_ids = static_cast<int*>(take(n * 4));
-  s.totals = static_cast<double*>(take(sizeof(double) * batch));
-  s.sort_temp_bytes = sort_temp_bytes(vocab);
-  s.sort_temp = take(s.sort_temp_bytes);
+  s.probs = static_cast<float*>(mem.device(n * sizeof(float), "the sampler"));
+  s.sorted_probs = static_cast<float*>(mem.device(n * sizeof(float), "the sampler"));
+  s.sorted_ids = static_cast<int*>(mem.device(n * sizeof(int), "the sampler"));
+  s.totals = static_cast<double*>(mem.device(batch * sizeof(double), "the sampler"));
+  std::vector<int> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  s.ids = static_cast<int*>(mem.device(ids.size() * sizeof(int), "the sampler"));
+  CLLM_CUDA_CHECK(cudaMemcpy(s.ids, ids.data(), ids.size() * sizeof(int), cudaMemcpyHostToDevice));
+  CLLM_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(
+      nullptr, s.sort_temp_bytes, static_cast<const float*>(nullptr), static_cast<float*>(nullptr),
+      static_cast<const int*>(nullptr), static_cast<int*>(nullptr), vocab));
+  s.sort_temp = mem.device(s.sort_temp_bytes, "the sampler");
   return s;
 }
 
@@ -157,14 +141,14 @@ void argmax_tokens(const float* logits, int vocab, int batch, int* tokens, const
 void sample_tokens(const float* logits, int vocab, int batch, const float* params, bool nucleus,
                    const SampleScratch& scratch, int* tokens, const Stream& s) {
   launch(softmax_numerators_kernel, dim3(batch), dim3(kThreads), 0, s, logits, vocab, params, scratch.probs,
-         scratch.ids, scratch.totals);
+         scratch.totals);
   if (nucleus) {
     // A stable sort: equal probabilities keep token order, the host's tie rule.
     for (int b = 0; b < batch; ++b) {
       const size_t row = size_t(b) * vocab;
       size_t temp = scratch.sort_temp_bytes;
       CLLM_CUDA_CHECK(cub::DeviceRadixSort::SortPairsDescending(scratch.sort_temp, temp, scratch.probs + row,
-                                                                scratch.sorted_probs + row, scratch.ids + row,
+                                                                scratch.sorted_probs + row, scratch.ids,
                                                                 scratch.sorted_ids + row, vocab, 0, 32, s.id));
     }
   }

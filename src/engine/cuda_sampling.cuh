@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cuda/device_memory.hpp"
 #include "engine/cuda_kernels.cuh"
 
 namespace codecllm::engine::cuda_kernels {
@@ -21,18 +22,17 @@ namespace codecllm::engine::cuda_kernels {
 // [0, 1) of sequence b.
 inline size_t sample_params_count(int batch) { return 2 + size_t(batch); }
 
-// Scratch of the stochastic path, allocated once by the caller (sample_scratch_bytes).
+// Scratch of the stochastic path, allocated once by allocate_sample_scratch.
 struct SampleScratch {
   float* probs;         // [batch][vocab]
-  int* ids;             // [batch][vocab] 0..vocab-1, the sort's values
   float* sorted_probs;  // [batch][vocab]
+  int* ids;             // [vocab] 0..vocab-1: the sort's values, the same for every sequence
   int* sorted_ids;      // [batch][vocab]
   double* totals;       // [batch]
   void* sort_temp;
   size_t sort_temp_bytes;
 };
-size_t sample_scratch_bytes(int vocab, int batch);
-SampleScratch carve_sample_scratch(void* base, int vocab, int batch);
+SampleScratch allocate_sample_scratch(cuda::DeviceMemory& mem, int vocab, int batch);
 
 // tokens[b] = first index of the largest logit of sequence b.
 void argmax_tokens(const float* logits, int vocab, int batch, int* tokens, const Stream& s);
