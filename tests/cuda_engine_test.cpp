@@ -25,6 +25,20 @@ namespace {
 
 using test::have_gpu;
 
+// How far logits are from a reference: the largest difference, and the reference's largest
+// magnitude (the logit scale a difference is judged against).
+struct LogitGap {
+  double max_diff = 0, scale = 0;
+};
+LogitGap logit_gap(const float* logits, const float* ref, int vocab) {
+  LogitGap g;
+  for (int i = 0; i < vocab; ++i) {
+    g.max_diff = std::max(g.max_diff, double(std::fabs(logits[i] - ref[i])));
+    g.scale = std::max(g.scale, double(std::fabs(ref[i])));
+  }
+  return g;
+}
+
 class CudaEngineModes : public ::testing::TestWithParam<const char*> {};
 
 const std::string kPycode = std::string(CODECLLM_SHARED_MODELS) + "/pycode24M";
@@ -81,12 +95,8 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
       ASSERT_EQ(0, std::memcmp(g.data(), lp, sizeof(float) * vocab)) << e->describe() << " differs from gpu at " << pos;
     }
     const float* lc = cpu->forward(token, pos);
-    double max_diff = 0, scale = 0;
-    for (int i = 0; i < vocab; ++i) {
-      max_diff = std::max(max_diff, double(std::fabs(g[i] - lc[i])));
-      scale = std::max(scale, double(std::fabs(lc[i])));
-    }
-    EXPECT_LT(max_diff, 0.05 * scale) << "CUDA vs CPU logits at position " << pos;
+    const LogitGap gap = logit_gap(g.data(), lc, vocab);
+    EXPECT_LT(gap.max_diff, 0.05 * gap.scale) << "CUDA vs CPU logits at position " << pos;
     const int next_gpu = engine::argmax(g.data(), vocab), next_cpu = engine::argmax(lc, vocab);
     matched += next_gpu == next_cpu;
     if (pos + 1 >= static_cast<int>(ids.size())) ids.push_back(next_cpu);
@@ -122,12 +132,8 @@ TEST(CudaEngineBatch, SequencesAreIndependent) {
         << "host batch differs from gpu batch at " << pos;
     for (int b = 0; b < 3; ++b) {
       const float* lc = cpu[b]->forward(tokens[b], pos);
-      double max_diff = 0, scale = 0;
-      for (int i = 0; i < vocab; ++i) {
-        max_diff = std::max(max_diff, double(std::fabs(g[size_t(b) * vocab + i] - lc[i])));
-        scale = std::max(scale, double(std::fabs(lc[i])));
-      }
-      EXPECT_LT(max_diff, 0.05 * scale) << "sequence " << b << " at position " << pos;
+      const LogitGap gap = logit_gap(g.data() + size_t(b) * vocab, lc, vocab);
+      EXPECT_LT(gap.max_diff, 0.05 * gap.scale) << "sequence " << b << " at position " << pos;
     }
   }
 }
@@ -159,13 +165,10 @@ TEST(CudaEngineOptions, KvDtypesAndSerialLaunches) {
     const float* lf = f32->forward(token, pos);
     std::vector<float> ref(lf, lf + vocab);
     ASSERT_EQ(0, std::memcmp(ref.data(), serial->forward(token, pos), sizeof(float) * vocab)) << "at " << pos;
-    double scale = 0;
-    for (float v : ref) scale = std::max(scale, double(std::fabs(v)));
     for (auto& e : low) {
       const float* l = e->forward(token, pos);
-      double max_diff = 0;
-      for (int i = 0; i < vocab; ++i) max_diff = std::max(max_diff, double(std::fabs(l[i] - ref[i])));
-      EXPECT_LT(max_diff, 0.02 * scale) << e->describe() << " at " << pos;
+      const LogitGap gap = logit_gap(l, ref.data(), vocab);
+      EXPECT_LT(gap.max_diff, 0.02 * gap.scale) << e->describe() << " at " << pos;
       agree += engine::argmax(l, vocab) == engine::argmax(ref.data(), vocab);
     }
     token = engine::argmax(ref.data(), vocab);
@@ -215,12 +218,8 @@ TEST(CudaEngineF16, RunsAnF16ModelInF16) {
       ASSERT_EQ(0, std::memcmp(g.data(), compressed->forward(token, pos), sizeof(float) * vocab))
           << mode << ": gpu-compressed differs from gpu at " << pos;
       const float* lc = cpu->forward(token, pos);
-      double max_diff = 0, scale = 0;
-      for (int i = 0; i < vocab; ++i) {
-        max_diff = std::max(max_diff, double(std::fabs(g[i] - lc[i])));
-        scale = std::max(scale, double(std::fabs(lc[i])));
-      }
-      EXPECT_LT(max_diff, 0.05 * scale) << mode << ": CUDA vs CPU logits at " << pos;
+      const LogitGap gap = logit_gap(g.data(), lc, vocab);
+      EXPECT_LT(gap.max_diff, 0.05 * gap.scale) << mode << ": CUDA vs CPU logits at " << pos;
       matched += engine::argmax(g.data(), vocab) == engine::argmax(lc, vocab);
       token = engine::argmax(lc, vocab);
     }
