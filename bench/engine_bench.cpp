@@ -67,13 +67,6 @@ double copy_gbps(cudaMemcpyKind kind) {
   return factor * double(bytes) / (best * 1e-3) / 1e9;
 }
 
-// bf16 bytes of every matrix the forward pass multiplies by (the lm_head included).
-double matmul_bytes(const engine::LlamaConfig& c) {
-  const double hd = c.head_dim, layer = double(c.hidden) * (c.heads * hd) * 2 +
-                                        double(c.hidden) * (c.kv_heads * hd) * 2 + 3.0 * c.hidden * c.intermediate;
-  return 2.0 * (layer * c.layers + double(c.vocab) * c.hidden);
-}
-
 struct Run {
   std::string placement, budget;
   int batch = 1;
@@ -151,10 +144,8 @@ int main(int argc, char** argv) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double steps_per_s = tokens / s, tps = steps_per_s * run.batch;
       const engine::MemoryStats m = eng->memory();
-      // The engine's own count where it has one (int8 matrices read one byte per weight).
-      const double weight_bytes =
-          m.matmul_weight_bytes_per_step > 0 ? double(m.matmul_weight_bytes_per_step) : matmul_bytes(eng->config());
-      const double bw = weight_bytes * steps_per_s / 1e9;
+      // The engine's own count: 2 bytes per bf16 weight, 1 per int8 weight it keeps int8.
+      const double bw = double(m.matmul_weight_bytes_per_step) * steps_per_s / 1e9;
       const double streamed = double(m.streamed_bytes_per_step);
       const double pcie_bound_ms = streamed / (h2d * 1e9) * 1e3, ms = 1e3 / steps_per_s;
       std::string label = run.placement + (run.budget.empty() ? "" : "/" + run.budget);
