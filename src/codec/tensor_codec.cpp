@@ -1,5 +1,6 @@
 #include "codec/tensor_codec.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "codec/byte_planes.hpp"
@@ -68,14 +69,27 @@ uint64_t row_length(const std::vector<uint64_t>& shape) {
   return cols;
 }
 
+// Chunks of a matrix hold whole rows where the row length allows it (a multiple of the 32
+// lanes): the most rows that fit the requested chunk size, at least one. Then no row spans two
+// chunks, and a GPU warp that decodes a chunk can finish every product of its rows by itself
+// (cuda/decode_gemv_kernel.cu) instead of decoding the next chunk's start a second time.
+RansOptions chunks_for(const std::vector<uint64_t>& shape, const EncodeOptions& options) {
+  RansOptions r = options.rans;
+  const uint64_t cols = shape.size() == 2 ? shape[1] : 0;
+  if (!options.row_aligned_chunks || cols == 0 || cols % kRansLanes != 0 || cols > (uint64_t{1} << 30)) return r;
+  r.chunk_symbols = static_cast<uint32_t>(std::max<uint64_t>(1, r.chunk_symbols / cols) * cols);
+  return r;
+}
+
 void add_scales(EncodedTensor& t, const QuantizedMatrix& m);
 
 void encode_int8(EncodedTensor& t, const QuantizedMatrix& m, uint64_t cols, const EncodeOptions& options) {
+  const RansOptions rans = chunks_for(t.record.shape, options);
   const auto* qbytes = reinterpret_cast<const uint8_t*>(m.q.data());
   std::vector<uint8_t> plain(qbytes, qbytes + m.q.size());
   t.record.decoded_xxh3 = format::xxh3_64(plain.data(), plain.size());
   t.record.decoded_size = plain.size();
-  CodedPlane best = code_plane("int8", plain, options.rans);
+  CodedPlane best = code_plane("int8", plain, rans);
   if (options.predictor != PredictorChoice::Off && cols > 1) {
     t.predictor_tried = true;
     std::vector<uint8_t> residual(plain.size());
@@ -87,7 +101,7 @@ void encode_int8(EncodedTensor& t, const QuantizedMatrix& m, uint64_t cols, cons
       add_scales(t, m);
       return;
     }
-    CodedPlane delta = code_plane("int8", std::move(residual), options.rans);
+    CodedPlane delta = code_plane("int8", std::move(residual), rans);
     if (options.predictor == PredictorChoice::On || delta.payload.size() < best.payload.size()) {
       best = std::move(delta);
       t.record.predictor = format::Predictor::Left;
@@ -142,7 +156,8 @@ EncodedTensor encode_tensor(const std::string& name, DType dtype, const std::vec
   t.record.decoded_xxh3 = format::xxh3_64(data.data(), data.size());
   std::vector<std::string> roles = plane_roles(t.record.transform, width);
   auto planes = split_planes(t.record.transform, width == 0 ? 1 : width, data);
-  for (size_t k = 0; k < planes.size(); ++k) add_plane(t, code_plane(roles[k], std::move(planes[k]), options.rans));
+  const RansOptions rans = chunks_for(shape, options);
+  for (size_t k = 0; k < planes.size(); ++k) add_plane(t, code_plane(roles[k], std::move(planes[k]), rans));
   return t;
 }
 

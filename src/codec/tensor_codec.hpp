@@ -21,6 +21,9 @@ struct EncodeOptions {
   bool quantize_embeddings = false;  // int8 mode: also quantize token embeddings
   PredictorChoice predictor = PredictorChoice::Auto;
   RansOptions rans;
+  // Matrices: chunks of whole rows, the most that fit rans.chunk_symbols (at least one row),
+  // where the row length is a multiple of 32.
+  bool row_aligned_chunks = true;
 };
 
 struct EncodedTensor {
