@@ -3,6 +3,7 @@
 #include <cfloat>
 #include <type_traits>
 
+#include "cuda/gemv_dot.cuh"
 #include "engine/cuda_kernels.cuh"
 #include "engine/cuda_launch.cuh"
 
@@ -218,61 +219,18 @@ __device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
 #endif
 }
 
-// The two elements of a 32-bit word as floats (low, high). bf16 -> float is a shift.
-__device__ __forceinline__ float2 pair(uint32_t w, __nv_bfloat16) {
-  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
-}
-__device__ __forceinline__ float2 pair(uint32_t w, __half) {
-  return __half22float2(*reinterpret_cast<const __half2*>(&w));
-}
-
-// Dot product of one 16-byte load of W with the matching x (element type T), read from
-// shared memory. 16-bit W of type T: 8 weights against xs[c].
-template <typename T>
-__device__ __forceinline__ float dot_load16(uint4 w, const uint4* xs, int c) {
-  const uint4 xv = xs[c];
-  const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[4] = {xv.x, xv.y, xv.z, xv.w};
-  float acc = 0;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 fw = pair(ww[i], T{}), fx = pair(xx[i], T{});
-    acc = fmaf(fw.x, fx.x, acc);
-    acc = fmaf(fw.y, fx.y, acc);
-  }
-  return acc;
-}
-
-// int8 W: 16 weights against xs[2c], xs[2c + 1]. A byte q becomes a float exactly through
-// the bit pattern of 2^23 + (q + 128), one byte permute and one subtraction: cheaper than the
-// quarter-rate integer-to-float conversion at the rate the weights arrive.
-template <typename T>
-__device__ __forceinline__ float dot_load_int8(uint4 w, const uint4* xs, int c) {
-  const uint4 xa = xs[2 * c], xb = xs[2 * c + 1];
-  const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
-  float acc = 0;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t biased = ww[i] ^ 0x80808080u;  // each byte q + 128
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float q = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7540u | j)) - 8388736.0f;
-      const float2 fx = pair(xx[2 * i + j / 2], T{});
-      acc = fmaf(q, j % 2 == 0 ? fx.x : fx.y, acc);
-    }
-  }
-  return acc;
-}
-
+// One 16-byte load of W (vector c of its row) against the matching x, read from shared memory.
 template <typename W, typename T>
 __device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c) {
   if constexpr (std::is_same_v<W, int8_t>) {
-    return dot_load_int8<T>(w, xs, c);
+    return cuda::dot_int8<T>(w, xs[2 * c], xs[2 * c + 1]);
   } else {
-    return dot_load16<T>(w, xs, c);
+    return cuda::dot16<T>(w, xs[c]);
   }
 }
 
-// y[r] = scale(r) * (W x)[r] (+ y[r]), x of type T, W of type T (scale 1) or int8_t.
+// y[r] = scale(r) * (W x)[r] (+ y[r]), x of type T, W of type T (scale 1) or int8_t, each row
+// summed in the order cuda/gemv_dot.cuh defines (the fused decode-GEMV kernel gives the same bits).
 template <typename W, typename T, int kGemvWarps>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     gemv_kernel(const W* __restrict__ w, const float* __restrict__ scales, const T* __restrict__ x, int in, int out,
@@ -306,9 +264,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
   for (; c < vecs; c += 32) acc += dot_load<W, T>(load_stream(w_row + c), xs, c);
   let_successor_launch();  // late: an early successor's prefetch would compete with these loads
-  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-  if (scales != nullptr) acc *= scales[row];
-  if (lane == 0) y[row] = accumulate ? y[row] + acc : acc;
+  acc = cuda::warp_sum(acc);
+  if (lane == 0) y[row] = cuda::row_output(acc, scales != nullptr ? scales + row : nullptr, y + row, accumulate);
 }
 
 template <typename W, typename T, int kWarps>

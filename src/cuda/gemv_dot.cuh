@@ -1,0 +1,75 @@
+// The arithmetic of the batch-1 matrix-vector product, shared by the GEMV kernel of the engine
+// (weights read from device memory) and the fused decode-GEMV kernel (weights decoded in the
+// same warp). Both sum every row in exactly this order, so that a model whose weights stay
+// compressed computes the same bits as one whose weights were decoded at load:
+//   lane l takes the 16-byte weight vectors l, l + 32, l + 64, ... of the row, in that order;
+//   each vector's products are summed into a fresh partial (dot16 / dot_int8), which is added
+//   to the lane's total; the 32 totals are combined by warp_sum; then the row scale (int8) and
+//   the previous y (accumulate) are applied by row_output, with no contraction into an FMA.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace codecllm::cuda {
+
+// The two elements of a 32-bit word as floats (low, high). bf16 -> float is a shift.
+__device__ __forceinline__ float2 pair(uint32_t w, __nv_bfloat16) {
+  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+__device__ __forceinline__ float2 pair(uint32_t w, __half) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&w));
+}
+
+// 8 weights of type T (one 16-byte vector) against the matching 8 elements of x.
+template <typename T>
+__device__ __forceinline__ float dot16(uint4 w, uint4 x) {
+  const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[4] = {x.x, x.y, x.z, x.w};
+  float acc = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 fw = pair(ww[i], T{}), fx = pair(xx[i], T{});
+    acc = fmaf(fw.x, fx.x, acc);
+    acc = fmaf(fw.y, fx.y, acc);
+  }
+  return acc;
+}
+
+// 16 int8 weights against the matching 16 elements of x (two vectors of T). A byte q becomes
+// a float exactly through the bit pattern of 2^23 + (q + 128), one byte permute and one
+// subtraction: cheaper than the quarter-rate integer-to-float conversion at the rate the
+// weights arrive.
+template <typename T>
+__device__ __forceinline__ float dot_int8(uint4 w, uint4 xa, uint4 xb) {
+  const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+  float acc = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t biased = ww[i] ^ 0x80808080u;  // each byte q + 128
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float q = __uint_as_float(__byte_perm(biased, 0x4B000000u, 0x7540u | j)) - 8388736.0f;
+      const float2 fx = pair(xx[2 * i + j / 2], T{});
+      acc = fmaf(q, j % 2 == 0 ? fx.x : fx.y, acc);
+    }
+  }
+  return acc;
+}
+
+// The sum of the 32 lanes' totals, in every lane.
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// y[r] of a row whose sum is `sum`: times its scale (int8 rows; scale null otherwise), plus
+// the previous y[r] when accumulating. Explicit roundings: no FMA either kernel could differ on.
+__device__ __forceinline__ float row_output(float sum, const float* scale, const float* y, bool accumulate) {
+  if (scale != nullptr) sum = __fmul_rn(sum, *scale);
+  return accumulate ? __fadd_rn(*y, sum) : sum;
+}
+
+}  // namespace codecllm::cuda
