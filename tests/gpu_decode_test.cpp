@@ -17,6 +17,7 @@
 #include "format/container.hpp"
 #include "gpu_test_util.hpp"
 #include "model/compress.hpp"
+#include "synthetic_file.hpp"
 #include "test_util.hpp"
 
 namespace codecllm {
@@ -101,25 +102,6 @@ INSTANTIATE_TEST_SUITE_P(Models, RealModels,
                          ::testing::Combine(::testing::Values("stories260K/stories260K.bin", "pycode24M"),
                                             ::testing::Values("lossless", "int8")));
 
-// A container of synthetic tensors written directly with the given encode options.
-std::string write_synthetic(
-    const std::string& dir, const codec::EncodeOptions& options,
-    const std::vector<std::tuple<std::string, DType, std::vector<uint64_t>, std::vector<uint8_t>>>& ts) {
-  const std::string path = dir + "/s.cllm";
-  format::ContainerWriter w(path);
-  format::Index idx;
-  idx.mode = "test";
-  idx.source = "synthetic";
-  idx.producer = "test";
-  for (const auto& [name, dtype, shape, bytes] : ts) {
-    codec::EncodedTensor e = codec::encode_tensor(name, dtype, shape, bytes, options);
-    for (size_t k = 0; k < e.payloads.size(); ++k) e.record.planes[k].offset = w.add_payload(e.payloads[k]);
-    idx.tensors.push_back(e.record);
-  }
-  w.finish(idx);
-  return path;
-}
-
 TEST(GpuDecode, EdgeCases) {
   REQUIRE_GPU();
   std::vector<std::tuple<std::string, DType, std::vector<uint64_t>, std::vector<uint8_t>>> ts;
@@ -161,7 +143,7 @@ TEST(GpuDecode, EdgeCases) {
       // group of 512 elements.
       all.push_back({"layers.0.w512", DType::BF16, {37, 512}, test::gaussian_bf16(37 * 512, 0.02, 6)});
       all.push_back({"layers.0.w32", DType::BF16, {1001, 32}, test::gaussian_bf16(1001 * 32, 0.02, 7)});
-      const std::string path = write_synthetic(dir.path(), o, all);
+      const std::string path = test::write_synthetic(dir.path(), o, all);
       for (auto out : {cuda::Int8Out::Bf16, cuda::Int8Out::F16, cuda::Int8Out::Int8}) {
         expect_gpu_matches_cpu(path, out, false);
         expect_gpu_matches_cpu(path, out, true);
@@ -193,10 +175,11 @@ TEST(GpuDecode, EveryProbBits) {
     codec::EncodeOptions o;
     o.rans.chunk_symbols = 2048;
     o.rans.prob_bits = bits;
-    const std::string path = write_synthetic(dir.path(), o,
-                                             {{"gauss", DType::BF16, {9000}, test::gaussian_bf16(9000, 0.02, bits)},
-                                              {"skewed", DType::Unknown, {skewed.size()}, skewed},
-                                              {"spread", DType::BF16, {spread.size() / 2}, spread}});
+    const std::string path =
+        test::write_synthetic(dir.path(), o,
+                              {{"gauss", DType::BF16, {9000}, test::gaussian_bf16(9000, 0.02, bits)},
+                               {"skewed", DType::Unknown, {skewed.size()}, skewed},
+                               {"spread", DType::BF16, {spread.size() / 2}, spread}});
     SCOPED_TRACE("prob_bits " + std::to_string(bits));
     expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false);
   }
@@ -215,7 +198,7 @@ TEST(GpuDecode, Float32AsBf16) {
   test::TempDir dir;
   codec::EncodeOptions o;
   o.rans.chunk_symbols = 4096;
-  const std::string path = write_synthetic(dir.path(), o, {{"f32", DType::F32, {v.size()}, bytes}});
+  const std::string path = test::write_synthetic(dir.path(), o, {{"f32", DType::F32, {v.size()}, bytes}});
   format::ContainerReader r(path);
   cuda::DecoderOptions opt;
   opt.f32_as_bf16 = true;
@@ -235,7 +218,8 @@ TEST(GpuDecode, LargeTensorsAndSmallChunks) {
   codec::EncodeOptions o;
   o.rans.chunk_symbols = 1024;
   const size_t n = 10'000'019;
-  const std::string path = write_synthetic(dir.path(), o, {{"big", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 1)}});
+  const std::string path =
+      test::write_synthetic(dir.path(), o, {{"big", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 1)}});
   expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false);
 }
 
@@ -243,7 +227,8 @@ TEST(GpuDecode, CorruptChunkIsReported) {
   REQUIRE_GPU();
   test::TempDir dir;
   const size_t n = 200000;
-  const std::string path = write_synthetic(dir.path(), {}, {{"w", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 3)}});
+  const std::string path =
+      test::write_synthetic(dir.path(), {}, {{"w", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 3)}});
   format::ContainerReader r(path);
   const format::PlaneRecord& exp = r.index().tensors[0].planes[0];
   ASSERT_EQ(exp.codec, format::PlaneCodec::Rans);
@@ -277,7 +262,7 @@ TEST(CApi, DecodeThroughTheCInterface) {
   test::TempDir dir;
   const size_t n = 5000;
   std::vector<uint8_t> src = test::gaussian_bf16(n, 0.02, 2);
-  const std::string path = write_synthetic(dir.path(), {}, {{"w", DType::BF16, {n}, src}});
+  const std::string path = test::write_synthetic(dir.path(), {}, {{"w", DType::BF16, {n}, src}});
   cllm_file* f = nullptr;
   ASSERT_EQ(cllm_open(path.c_str(), &f), CLLM_OK) << cllm_last_error();
   EXPECT_EQ(cllm_num_tensors(f), 1);

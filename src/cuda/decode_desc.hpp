@@ -68,4 +68,13 @@ struct LaunchPointers {
   void* outputs[kMaxTensorsPerLaunch];
 };
 
+// A fused decode-GEMV launch (decode_gemv_kernel.cu): y[y_row[t] + r] = (W_t x)[r] for each
+// tensor t of the launch, all with the same x (16-bit, the weights' type or int8's partner).
+struct GemvArgs {
+  const void* x;
+  float* y;
+  uint32_t accumulate;                   // 1: add to y instead of overwriting it
+  uint64_t y_row[kMaxTensorsPerLaunch];  // by tensor index
+};
+
 }  // namespace codecllm::cuda

@@ -17,17 +17,6 @@
 namespace codecllm::cuda {
 namespace {
 
-// v, in a register written by a shuffle rather than by a load. The steps read such values
-// every group; had they come straight from a load, the compiler may track that load with the
-// same scoreboard as the raw-plane loads issued at each group start, and then the first step
-// of every group waits for those (measured: a fifth of the decode time).
-// (Two exchanges with the neighbouring lane; mixing in the lane index keeps a value that is
-// the same in every lane from being recognised as such and the exchanges folded away.)
-__device__ __forceinline__ uint32_t settled(uint32_t v) {
-  const uint32_t lane = threadIdx.x % 32;
-  return __shfl_xor_sync(kFullMask, __shfl_xor_sync(kFullMask, v ^ lane, 1), 1) ^ lane;
-}
-
 // Coded planes of an instance: with a fixed mask only those, packed; a descriptor-driven
 // instance gives every plane a slot. A slot is one ring and one symbol buffer per warp.
 template <int NP, int kCoded>
@@ -81,17 +70,7 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
     const int s = slot_of<kCoded>(p);
     prob_bits[s] = settled(pd.prob_bits);
     mask[s] = (1u << prob_bits[s]) - 1;
-    const uint32_t* ends = reinterpret_cast<const uint32_t*>(comp + pd.chunk_ends);
-    const uint32_t begin = chunk == 0 ? 0 : ends[chunk - 1];
-    const uint32_t bytes = ends[chunk] - begin;  // validated on the host: >= the states, multiple of 16
-    const uint8_t* data = comp + pd.data + begin;
-    stream[s].src = data + kChunkStateBytes;
-    stream[s].bytes = bytes - kChunkStateBytes;  // the words, zero padding included
-    stream[s].issued = 0;
-    stream[s].issued_before[0] = stream[s].issued_before[1] = 0;
-    stream[s].pos = 0;
-    stream[s].ring = rings + s * kRingBytes;
-    coder[s].x = settled(reinterpret_cast<const uint32_t*>(data)[lane]);
+    coder[s].x = open_chunk(pd, comp, chunk, rings + s * kRingBytes, lane, stream[s]);
     coder[s].table = settled(kSharedTables ? shared_address(smem + pd.table_offset) : static_cast<uint32_t>(pd.table));
     if (coder[s].x < kRansL) bad = true;
   }
@@ -149,13 +128,7 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
 #pragma unroll
     for (int p = 0; p < NP; ++p)
       if (coded[p]) in_flight = min(in_flight, groups_in_flight(stream[slot_of<kCoded>(p)], kGroupMaxCodedBytes));
-    if (in_flight == 2) {
-      wait_segments<2>();
-    } else if (in_flight == 1) {
-      wait_segments<1>();
-    } else {
-      wait_segments<0>();
-    }
+    wait_segments_but(in_flight);
 
     __syncwarp();  // the segments copied by every lane are visible to the whole warp
 
@@ -215,14 +188,10 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
   }
   wait_segments<0>();  // nothing may land in shared memory after the warp exits
 
-  // Integrity, as on the CPU: every state back at L and the word stream used up exactly (the
-  // chunk is its states, 2 * nwords bytes of words, then zero padding to 16 bytes).
 #pragma unroll
   for (int p = 0; p < NP; ++p) {
-    if (!coded[p]) continue;
     const int s = slot_of<kCoded>(p);
-    const uint32_t used = kChunkStateBytes + stream[s].pos;
-    if (coder[s].x != kRansL || ((used + 15) & ~15u) != kChunkStateBytes + stream[s].bytes) bad = true;
+    if (coded[p] && !chunk_ok(coder[s].x, stream[s])) bad = true;
   }
 }
 
@@ -248,13 +217,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
   // Stage every coded plane's table (built once on the host) in shared memory, unless the
   // tensor's tables are too large for it (up to 8 coded planes): those are read from global
   // memory through L1.
-  for (uint32_t p = 0; kSharedTables && p < t.num_planes; ++p) {
-    const PlaneDesc& pd = t.planes[p];
-    if (!pd.coded) continue;
-    const uint32_t n = gpu_table_words(pd.prob_bits, kPacked);
-    const uint32_t* src = table_pool + pd.table;
-    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) smem[pd.table_offset + i] = src[i];
-  }
+  if (kSharedTables) stage_tables(t, table_pool, kPacked);
   __syncthreads();
 
   const uint32_t warp = threadIdx.x / 32;

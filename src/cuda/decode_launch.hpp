@@ -27,6 +27,18 @@ void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob*
                           const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
                           size_t shared_bytes, cudaStream_t stream);
 
+// Instances of the fused decode-GEMV kernel (decode_gemv_kernel.cu): lossless BF16 weights
+// (exponents coded, sign and mantissa raw) against BF16 x, and int8 weights (no predictor)
+// against BF16 or F16 x; each with packed or split tables, always in shared memory.
+enum class GemvKind { Bf16Packed, Bf16Split, Int8PackedXBf16, Int8SplitXBf16, Int8PackedXF16, Int8SplitXF16 };
+
+// y = W x for the tensors named by jobs (all of one kind, tensors in order), see GemvArgs. A
+// failed chunk is reported in status as by launch_decode_chunks. overlap: launched as a
+// programmatic dependent of the previous kernel on the stream (cuda/pdl.cuh).
+void launch_decode_gemv(GemvKind kind, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
+                        const uint32_t* table_pool, const uint8_t* comp, uint32_t* status, size_t table_bytes,
+                        const GemvArgs& args, bool overlap, cudaStream_t stream);
+
 // Undoes the LEFT predictor row by row and writes int8 values or dequantized BF16/F16.
 void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t rows, uint64_t cols, Int8Out out_type,
                       uint8_t* out, cudaStream_t stream);

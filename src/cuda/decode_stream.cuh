@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "codec/rans.hpp"
+#include "cuda/decode_desc.hpp"
 
 namespace codecllm::cuda {
 
@@ -74,6 +75,17 @@ __device__ __forceinline__ uint32_t warp_ballot(bool pred) {
   return r;
 }
 
+// v, in a register written by a shuffle rather than by a load. The steps read such values
+// every group; had they come straight from a load, the compiler may track that load with the
+// same scoreboard as the raw-plane loads issued at each group start, and then the first step
+// of every group waits for those (measured: a fifth of the decode time).
+// (Two exchanges with the neighbouring lane; mixing in the lane index keeps a value that is
+// the same in every lane from being recognised as such and the exchanges folded away.)
+__device__ __forceinline__ uint32_t settled(uint32_t v) {
+  const uint32_t lane = threadIdx.x % 32;
+  return __shfl_xor_sync(kFullMask, __shfl_xor_sync(kFullMask, v ^ lane, 1), 1) ^ lane;
+}
+
 struct RingStream {
   const uint8_t* src;         // this chunk's bytes in global memory, 16-byte aligned
   uint32_t bytes;             // stream length; segments past it are filled with zeros
@@ -117,6 +129,52 @@ __device__ __forceinline__ void commit_segments() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void wait_segments() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Waits until at most n (2, 1 or 0) of the latest commit groups are still in flight.
+__device__ __forceinline__ void wait_segments_but(uint32_t n) {
+  if (n == 2) {
+    wait_segments<2>();
+  } else if (n == 1) {
+    wait_segments<1>();
+  } else {
+    wait_segments<0>();
+  }
+}
+
+// A warp's start on chunk `chunk` of coded plane pd: its word stream, read through the ring at
+// shared-window address `ring`, and this lane's initial state (returned). Chunk bounds were
+// validated on the host: at least the states, a multiple of 16 bytes.
+__device__ __forceinline__ uint32_t open_chunk(const PlaneDesc& pd, const uint8_t* comp, uint32_t chunk, uint32_t ring,
+                                               uint32_t lane, RingStream& s) {
+  const uint32_t* ends = reinterpret_cast<const uint32_t*>(comp + pd.chunk_ends);
+  const uint32_t begin = chunk == 0 ? 0 : ends[chunk - 1];
+  const uint8_t* data = comp + pd.data + begin;
+  s.src = data + kChunkStateBytes;
+  s.bytes = ends[chunk] - begin - kChunkStateBytes;  // the words, zero padding included
+  s.issued = 0;
+  s.issued_before[0] = s.issued_before[1] = 0;
+  s.pos = 0;
+  s.ring = ring;
+  return settled(reinterpret_cast<const uint32_t*>(data)[lane]);
+}
+
+// Integrity at the end of a chunk, as on the CPU: the state back at L and the word stream used
+// up exactly (the chunk is its states, the words, then zero padding to 16 bytes).
+__device__ __forceinline__ bool chunk_ok(uint32_t x, const RingStream& s) {
+  return x == kRansL && ((kChunkStateBytes + s.pos + 15) & ~15u) == kChunkStateBytes + s.bytes;
+}
+
+// Copies the tables of every coded plane of t into shared memory (the whole block; the caller
+// synchronizes before the steps read them).
+__device__ __forceinline__ void stage_tables(const TensorDesc& t, const uint32_t* __restrict__ pool, bool packed) {
+  for (uint32_t p = 0; p < t.num_planes; ++p) {
+    const PlaneDesc& pd = t.planes[p];
+    if (!pd.coded) continue;
+    const uint32_t n = gpu_table_words(pd.prob_bits, packed);
+    const uint32_t* src = pool + pd.table;
+    for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) smem[pd.table_offset + i] = src[i];
+  }
 }
 
 // A coded plane's lane: the rANS state and where its tables start.

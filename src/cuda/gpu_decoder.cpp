@@ -102,6 +102,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   range_bytes_ = hi - lo;
   std::vector<uint32_t> pool;
   std::vector<BlockJob> per_layout[kNumLayouts];
+  std::vector<BlockJob> gemv_jobs;  // by tensor, for decode_gemv
   uint64_t scratch = 0;
   for (size_t ti = 0; ti < records_.size(); ++ti) {
     const format::TensorRecord& r = *records_[ti];
@@ -124,6 +125,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       out_bytes = t.elements * 2;
     }
     scratch_offset_.push_back(kNoScratch);
+    if (r.shape.size() == 2 && r.shape[0] > 0) t.cols = t.elements / r.shape[0];
     if (t.assemble == Assemble::Int8) {
       const format::PlaneRecord* s = r.plane("scales");
       if (s == nullptr || r.shape.size() < 2 || r.shape[0] == 0) throw FormatError(what + ": malformed int8 record");
@@ -207,6 +209,24 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     }
     host_tensors_.push_back(t);
     output_bytes_.push_back(out_bytes);
+    // The fused product: the layouts it has instances for, rows it can split into rounds.
+    Gemv gv;
+    const bool bf16 = t.assemble == Assemble::SplitBf16 && coded_mask == 0b01 && r.dtype == DType::BF16;
+    const bool int8 =
+        t.assemble == Assemble::Int8 && coded_mask == 0b1 && t.predictor == 0 && options.int8_output == Int8Out::Int8;
+    const uint64_t round = int8 ? 512 : 256;
+    gv.ready = (bf16 || int8) && t.tables_in_smem && t.cols > 0 && t.cols % round == 0 && t.cols <= t.chunk_symbols &&
+               t.chunk_symbols % 512 == 0 && t.cols < (uint64_t{1} << 31);
+    gv.packed = packed;
+    gv.rows = t.cols > 0 ? t.elements / t.cols : 0;
+    gv.table_bytes = size_t{table_entries} * 4;
+    gv.first_job = static_cast<uint32_t>(gemv_jobs.size());
+    for (uint64_t c = 0; gv.ready && c < chunks; c += kWarpsPerBlock) {
+      gemv_jobs.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
+                           static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
+    }
+    gv.num_jobs = static_cast<uint32_t>(gemv_jobs.size()) - gv.first_job;
+    gemv_.push_back(gv);
   }
   host_range_ = ByteSpan(nullptr, 0);
   if (range_bytes_ > 0) {
@@ -232,6 +252,10 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
                                cudaMemcpyHostToDevice));
   if (!jobs.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
+  d_gemv_jobs_ = static_cast<BlockJob*>(device_alloc(gemv_jobs.size() * sizeof(BlockJob)));
+  if (!gemv_jobs.empty())
+    CLLM_CUDA_CHECK(
+        cudaMemcpy(d_gemv_jobs_, gemv_jobs.data(), gemv_jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
   if (!pool.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_tables_, pool.data(), pool.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
   if (d_status_ != nullptr) CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, host_tensors_.size() * sizeof(uint32_t)));
@@ -267,6 +291,44 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
     launch_int8_rows(residuals, reinterpret_cast<const float*>(comp_device + t.scales), t.elements / t.cols, t.cols,
                      t.int8_out, static_cast<uint8_t*>(outputs[i]), stream);
     CLLM_CUDA_CHECK(cudaGetLastError());
+  }
+}
+
+void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t count, const void* x, bool x_f16,
+                             float* y, bool accumulate, cudaStream_t stream, bool overlap) {
+  if (first + count > gemv_.size()) throw Error(path_ + ": decode_gemv names tensors the decoder does not have");
+  GemvArgs args{};
+  args.x = x;
+  args.y = y;
+  args.accumulate = accumulate ? 1 : 0;
+  uint64_t row = 0;
+  for (size_t i = first; i < first + count; ++i) {
+    if (!gemv_[i].ready)
+      throw Error(path_ + ": tensor '" + records_[i]->name +
+                  "' cannot be multiplied straight from its compressed form");
+    if (host_tensors_[i].assemble != Assemble::Int8 && x_f16)
+      throw Error(path_ + ": tensor '" + records_[i]->name + "' is BF16: its products take a BF16 x");
+    args.y_row[i] = row;
+    row += gemv_[i].rows;
+  }
+  // One launch per run of tensors of the same kernel instance (their jobs are consecutive).
+  for (size_t i = first; i < first + count;) {
+    const bool int8 = host_tensors_[i].assemble == Assemble::Int8;
+    const bool packed = gemv_[i].packed;
+    size_t j = i, table_bytes = 0;
+    uint32_t jobs = 0;
+    for (; j < first + count && (host_tensors_[j].assemble == Assemble::Int8) == int8 && gemv_[j].packed == packed;
+         ++j) {
+      table_bytes = std::max(table_bytes, gemv_[j].table_bytes);
+      jobs += gemv_[j].num_jobs;
+    }
+    const GemvKind kind = !int8   ? (packed ? GemvKind::Bf16Packed : GemvKind::Bf16Split)
+                          : x_f16 ? (packed ? GemvKind::Int8PackedXF16 : GemvKind::Int8SplitXF16)
+                                  : (packed ? GemvKind::Int8PackedXBf16 : GemvKind::Int8SplitXBf16);
+    launch_decode_gemv(kind, d_tensors_, d_gemv_jobs_ + gemv_[i].first_job, jobs, d_tables_, comp_device, d_status_,
+                       table_bytes, args, overlap, stream);
+    CLLM_CUDA_CHECK(cudaGetLastError());
+    i = j;
   }
 }
 

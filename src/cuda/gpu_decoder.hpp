@@ -60,6 +60,18 @@ class GpuDecoder {
   // staging buffer allocated once, then the decode.
   void decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream,
                         uint8_t* scratch = nullptr);
+  // Batch-1 products straight from the compressed weights (decode_gemv_kernel.cu): whether
+  // tensor i can take them. It must be a matrix of lossless BF16 weights (exponents coded, the
+  // usual layout) or of int8 values kept int8 (DecoderOptions::int8_output, no predictor), its
+  // rows a multiple of 256 (int8: 512) long and no longer than a chunk, its tables in shared memory.
+  bool gemv_ready(size_t i) const { return gemv_[i].ready; }
+  // Enqueues y = W x for tensors first .. first + count - 1 (all gemv_ready), their rows one
+  // after another in y: the same bits as the engine's GEMV kernel over the decoded weights.
+  // x: 16-bit, F16 when x_f16 (int8 weights only), else BF16. accumulate: add to y. overlap:
+  // launched as a programmatic dependent of the stream's previous kernel.
+  void decode_gemv(const uint8_t* comp_device, size_t first, size_t count, const void* x, bool x_f16, float* y,
+                   bool accumulate, cudaStream_t stream, bool overlap);
+
   // Waits for the stream and reports the first corrupt chunk as a FormatError naming the file,
   // the tensor and the chunk. Clears the status for the next decode.
   void check(cudaStream_t stream);
@@ -79,6 +91,15 @@ class GpuDecoder {
     uint32_t first_job, num_jobs;
   };
   std::vector<Launch> launches_;
+  struct Gemv {
+    bool ready = false;
+    bool packed = false;
+    uint32_t first_job = 0, num_jobs = 0;  // in d_gemv_jobs_
+    uint64_t rows = 0;
+    size_t table_bytes = 0;
+  };
+  std::vector<Gemv> gemv_;
+  BlockJob* d_gemv_jobs_ = nullptr;
   size_t shared_bytes_ = 0;
   std::vector<void*> allocations_;
   TensorDesc* d_tensors_ = nullptr;

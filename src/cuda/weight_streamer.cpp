@@ -61,16 +61,23 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
       if (offsets_[i] + L.decoder->output_bytes(i) > end)
         throw Error(path_ + ": tensor '" + L.decoder->record(i).name + "' is larger than in layer 0");
     }
-    if (L.home != LayerHome::Device) {
-      L.rank = static_cast<int>(streamed_.size());
-      streamed_.push_back(static_cast<int>(l));
-    }
     if (L.home == LayerHome::Host) {
       L.host_rank = static_cast<int>(hosted_.size());
       hosted_.push_back(static_cast<int>(l));
       max_range = std::max(max_range, L.decoder->range_bytes());
     }
     max_scratch = std::max(max_scratch, L.decoder->scratch_bytes());
+  }
+  fused_ = options.products_from_compressed;
+  for (const Layer& L : layers_) {
+    for (size_t i = 0; L.home == LayerHome::DeviceCompressed && i < L.decoder->num_tensors(); ++i)
+      fused_ = fused_ && L.decoder->gemv_ready(i);
+  }
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    if (L.home == LayerHome::Device || (fused_ && L.home == LayerHome::DeviceCompressed)) continue;
+    L.rank = static_cast<int>(streamed_.size());
+    streamed_.push_back(static_cast<int>(l));
   }
   slots_ = streamed_.empty() ? 0 : std::min<int>(options.decode_slots, static_cast<int>(streamed_.size()));
   stages_ = hosted_.empty() ? 0 : std::min<int>(options.prefetch_depth, static_cast<int>(hosted_.size()));
@@ -272,14 +279,14 @@ void WeightStreamer::begin_step(cudaStream_t compute) {
 
 void WeightStreamer::acquire(int l, cudaStream_t compute) {
   const Layer& L = layers_[l];
-  if (L.home == LayerHome::Device) return;
+  if (L.rank < 0) return;                                       // nothing streams through a slot
   if (L.home == LayerHome::HostRaw && L.rank < slots_) return;  // landed before the step began
   wait(compute, slot_ready_[L.rank % slots_]);
 }
 
 void WeightStreamer::release(int l, cudaStream_t compute) {
   const Layer& L = layers_[l];
-  if (L.home == LayerHome::Device) return;
+  if (L.rank < 0) return;
   record(slot_free_[L.rank % slots_], compute);
   if (L.rank + slots_ < static_cast<int>(streamed_.size())) enqueue_fetch(L.rank + slots_);
 }

@@ -38,6 +38,11 @@ struct StreamerOptions {
   // the next layer decode during this one's matmuls; 3 lets the next two decode at once.
   int decode_slots = 2;
   DecoderOptions decoder;  // for every layer's decoder (the scratch is always shared)
+  // DeviceCompressed layers whose every tensor the decoder can multiply straight from its
+  // compressed form (GpuDecoder::gemv_ready) are not decoded into slots at all: the caller runs
+  // their products with decoder(l).decode_gemv. If any such layer has a tensor that cannot, all
+  // of them take the slots as usual (products_from_compressed() says which happened).
+  bool products_from_compressed = false;
 };
 
 class WeightStreamer {
@@ -54,6 +59,10 @@ class WeightStreamer {
 
   int num_layers() const { return static_cast<int>(layers_.size()); }
   LayerHome home(int l) const { return layers_[l].home; }
+  bool products_from_compressed() const { return fused_; }
+  // DeviceCompressed layers with products_from_compressed(): the decoder that runs their
+  // products, over its resident compressed copy. (tensor(l, i) has nothing to point at then.)
+  GpuDecoder& decoder(int l) { return *layers_[l].decoder; }
   // Where tensor i of layer l is, valid for kernels enqueued between acquire(l) and release(l).
   uint8_t* tensor(int l, int i) const { return layer_base(l) + offsets_[i]; }
   uint64_t layer_bytes() const { return layer_bytes_; }  // decoded bytes of one layer
@@ -108,6 +117,7 @@ class WeightStreamer {
   std::vector<uint64_t> offsets_;
   uint64_t layer_bytes_ = 0;
   int slots_ = 0, stages_ = 0;
+  bool fused_ = false;
   std::vector<uint8_t*> slot_, stage_;
   static constexpr int kDecodeStreams = 2;
   uint8_t* decoder_scratch_[kDecodeStreams] = {};

@@ -1,0 +1,220 @@
+// The fused decode-GEMV kernel against the engine's GEMV kernel over the same weights decoded
+// by the GPU decoder: the same bits, for lossless BF16 and int8 matrices (BF16 and F16 x),
+// with rows that end inside a chunk and run on into the next one, rows as long as a chunk,
+// an all-zero int8 row, two tensors in one call, accumulate on and off, plain and programmatic
+// dependent launches. A corrupt chunk is reported. Skips without a GPU.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "codecllm/error.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/gpu_decoder.hpp"
+#include "engine/cuda_kernels.cuh"
+#include "format/container.hpp"
+#include "gpu_test_util.hpp"
+#include "synthetic_file.hpp"
+#include "test_util.hpp"
+
+namespace codecllm {
+namespace {
+
+namespace k = engine::cuda_kernels;
+using test::DeviceBuffer;
+
+struct FusedCase {
+  const char* name;
+  format::TensorMode mode;
+  uint32_t chunk;
+  uint64_t cols;
+  bool x_f16;
+};
+
+class DecodeGemv : public ::testing::TestWithParam<FusedCase> {};
+
+const char* const kNames[] = {"model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight"};
+constexpr uint64_t kRows[] = {40, 24};
+
+std::vector<uint8_t> matrix(uint64_t rows, uint64_t cols, uint64_t seed, bool zero_row) {
+  std::vector<uint8_t> w = test::gaussian_bf16(rows * cols, 0.02, seed);
+  if (zero_row) std::fill(w.begin() + long(2 * 3 * cols), w.begin() + long(2 * 4 * cols), 0);  // row 3
+  return w;
+}
+
+std::vector<uint8_t> random_x(uint64_t n, bool f16, uint64_t seed) {
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<uint8_t> x(2 * n);
+  for (uint64_t i = 0; i < n; ++i) {
+    const float v = g(rng);
+    if (f16) {
+      const __half h = __float2half(v);
+      std::memcpy(&x[2 * i], &h, 2);
+    } else {
+      const __nv_bfloat16 b = __float2bfloat16(v);
+      std::memcpy(&x[2 * i], &b, 2);
+    }
+  }
+  return x;
+}
+
+template <typename T>
+std::vector<T> read_back(const void* d, size_t n) {
+  std::vector<T> v(n);
+  CLLM_CUDA_CHECK(cudaMemcpy(v.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return v;
+}
+
+TEST_P(DecodeGemv, SameBitsAsGemvOnDecodedWeights) {
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const FusedCase c = GetParam();
+  const bool int8 = c.mode == format::TensorMode::Int8;
+  test::TempDir dir;
+  codec::EncodeOptions o;
+  o.mode = c.mode;
+  o.predictor = codec::PredictorChoice::Off;
+  o.rans.chunk_symbols = c.chunk;
+  o.row_aligned_chunks = false;  // the chunk sizes as given: rows may run on into the next chunk
+  const std::string path =
+      test::write_synthetic(dir.path(), o,
+                            {{kNames[0], DType::BF16, {kRows[0], c.cols}, matrix(kRows[0], c.cols, 1, int8)},
+                             {kNames[1], DType::BF16, {kRows[1], c.cols}, matrix(kRows[1], c.cols, 2, false)}});
+  format::ContainerReader r(path);
+  cuda::DecoderOptions dopt;
+  dopt.int8_output = cuda::Int8Out::Int8;
+  cuda::GpuDecoder dec(r, {kNames[0], kNames[1]}, dopt);
+  ASSERT_TRUE(dec.gemv_ready(0) && dec.gemv_ready(1)) << c.name;
+  dec.upload_resident(nullptr);
+
+  // The reference: the decoded weights through the engine's GEMV kernel, each tensor's rows
+  // after the previous tensor's in y.
+  const uint64_t rows = kRows[0] + kRows[1];
+  DeviceBuffer w0(dec.output_bytes(0)), w1(dec.output_bytes(1));
+  void* outs[] = {w0.p, w1.p};
+  dec.decode(dec.resident(), outs, nullptr);
+  ASSERT_NO_THROW(dec.check(nullptr));
+  std::vector<float> scales;
+  for (const char* n : kNames) {
+    const format::TensorRecord& rec = *r.index().find_tensor(n);
+    if (!int8) continue;
+    const ByteSpan s = r.payload(*rec.plane("scales"));
+    const size_t at = scales.size();
+    scales.resize(at + s.size() / 4);
+    std::memcpy(scales.data() + at, s.data(), s.size());
+  }
+  DeviceBuffer d_scales(scales.size() * 4);
+  if (int8) CLLM_CUDA_CHECK(cudaMemcpy(d_scales.p, scales.data(), scales.size() * 4, cudaMemcpyHostToDevice));
+  const std::vector<uint8_t> x = random_x(c.cols, c.x_f16, c.cols);
+  DeviceBuffer d_x(x.size());
+  CLLM_CUDA_CHECK(cudaMemcpy(d_x.p, x.data(), x.size(), cudaMemcpyHostToDevice));
+  std::vector<float> y0(rows);
+  for (uint64_t i = 0; i < rows; ++i) y0[i] = 0.25f * float(i % 9) - 1.0f;
+
+  cudaStream_t stream = nullptr;
+  CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const k::Stream ks{stream, false, false};
+  const k::Act act = c.x_f16 ? k::Act::F16 : k::Act::BF16;
+  for (bool accumulate : {false, true}) {
+    DeviceBuffer y_ref(rows * 4), y_fused(rows * 4);
+    CLLM_CUDA_CHECK(cudaMemcpy(y_ref.p, y0.data(), rows * 4, cudaMemcpyHostToDevice));
+    const auto in = static_cast<int>(c.cols);
+    auto* yr = static_cast<float*>(y_ref.p);
+    const auto* sc = static_cast<const float*>(d_scales.p);
+    if (int8) {
+      k::gemv_int8(act, static_cast<const int8_t*>(w0.p), sc, d_x.p, in, int(kRows[0]), yr, accumulate, ks);
+      k::gemv_int8(act, static_cast<const int8_t*>(w1.p), sc + kRows[0], d_x.p, in, int(kRows[1]), yr + kRows[0],
+                   accumulate, ks);
+    } else {
+      k::gemv(act, w0.p, d_x.p, in, int(kRows[0]), yr, accumulate, ks);
+      k::gemv(act, w1.p, d_x.p, in, int(kRows[1]), yr + kRows[0], accumulate, ks);
+    }
+    CLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const std::vector<float> want = read_back<float>(y_ref.p, rows);
+    for (bool overlap : {false, true}) {
+      CLLM_CUDA_CHECK(cudaMemcpy(y_fused.p, y0.data(), rows * 4, cudaMemcpyHostToDevice));
+      dec.decode_gemv(dec.resident(), 0, 2, d_x.p, c.x_f16, static_cast<float*>(y_fused.p), accumulate, stream,
+                      overlap);
+      ASSERT_NO_THROW(dec.check(stream));
+      const std::vector<float> got = read_back<float>(y_fused.p, rows);
+      for (uint64_t i = 0; i < rows; ++i) {
+        ASSERT_EQ(0, std::memcmp(&got[i], &want[i], 4))
+            << c.name << " row " << i << ": fused " << got[i] << ", GEMV " << want[i] << " (accumulate " << accumulate
+            << ", overlap " << overlap << ")";
+      }
+    }
+  }
+  CLLM_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, DecodeGemv,
+    ::testing::Values(FusedCase{"bf16_rows_cross_chunks", format::TensorMode::Lossless, 2048, 768, false},
+                      FusedCase{"bf16_row_is_a_chunk", format::TensorMode::Lossless, 2048, 2048, false},
+                      FusedCase{"bf16_chunks_of_whole_rows", format::TensorMode::Lossless, 4096, 256, false},
+                      FusedCase{"int8_rows_cross_chunks", format::TensorMode::Int8, 2048, 1536, false},
+                      FusedCase{"int8_f16_x", format::TensorMode::Int8, 2048, 1536, true},
+                      FusedCase{"int8_chunks_of_whole_rows", format::TensorMode::Int8, 4096, 512, false}),
+    [](const ::testing::TestParamInfo<FusedCase>& i) { return std::string(i.param.name); });
+
+// What the fused product cannot take is refused up front, never multiplied wrongly: rows longer
+// than a chunk, and rows that are not a whole number of rounds.
+TEST(DecodeGemvLimits, UnsupportedShapesAreNotReady) {
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
+  test::TempDir dir;
+  codec::EncodeOptions o;
+  o.rans.chunk_symbols = 1024;
+  o.row_aligned_chunks = false;  // else the long rows get chunks of their own length
+  const std::string path =
+      test::write_synthetic(dir.path(), o,
+                            {{"long_rows", DType::BF16, {4, 2048}, test::gaussian_bf16(4 * 2048, 0.02, 1)},
+                             {"odd_rows", DType::BF16, {8, 264}, test::gaussian_bf16(8 * 264, 0.02, 2)},
+                             {"vector", DType::BF16, {4096}, test::gaussian_bf16(4096, 0.02, 3)}});
+  format::ContainerReader r(path);
+  cuda::GpuDecoder dec(r, {"long_rows", "odd_rows", "vector"});
+  for (size_t i = 0; i < 3; ++i) EXPECT_FALSE(dec.gemv_ready(i)) << dec.record(i).name;
+  DeviceBuffer y(64);
+  EXPECT_THROW(dec.decode_gemv(nullptr, 0, 1, nullptr, false, static_cast<float*>(y.p), false, nullptr, false), Error);
+}
+
+TEST(DecodeGemvLimits, CorruptChunkIsReported) {
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
+  test::TempDir dir;
+  codec::EncodeOptions o;
+  o.rans.chunk_symbols = 4096;
+  const uint64_t rows = 64, cols = 1024;
+  const std::string path = test::write_synthetic(
+      dir.path(), o, {{kNames[0], DType::BF16, {rows, cols}, test::gaussian_bf16(rows * cols, 0.02, 3)}});
+  format::ContainerReader r(path);
+  cuda::GpuDecoder dec(r, {kNames[0]});
+  ASSERT_TRUE(dec.gemv_ready(0));
+  const format::PlaneRecord& exp = dec.record(0).planes[0];
+  std::vector<uint8_t> host(dec.host_range().begin(), dec.host_range().end());
+  DeviceBuffer comp(host.size()), x(cols * 2), y(rows * 4);
+  CLLM_CUDA_CHECK(cudaMemset(x.p, 0, cols * 2));
+  std::mt19937 rng(7);
+  int detected = 0, trials = 20;
+  for (int t = 0; t < trials; ++t) {
+    std::vector<uint8_t> bad = host;
+    const size_t at = exp.offset - dec.range_offset() + exp.size / 2 + rng() % (exp.size / 2);
+    bad[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    CLLM_CUDA_CHECK(cudaMemcpy(comp.p, bad.data(), bad.size(), cudaMemcpyHostToDevice));
+    dec.decode_gemv(static_cast<const uint8_t*>(comp.p), 0, 1, x.p, false, static_cast<float*>(y.p), false, nullptr,
+                    false);
+    try {
+      dec.check(nullptr);
+    } catch (const FormatError& e) {
+      ++detected;
+      EXPECT_NE(std::string(e.what()).find("up_proj"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_GE(detected, trials * 9 / 10) << "corrupt chunks must be reported";
+}
+
+}  // namespace
+}  // namespace codecllm
