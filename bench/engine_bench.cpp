@@ -10,7 +10,8 @@
 // RUNS: comma-separated PLACEMENT@BATCH, e.g. gpu@1,host@8,auto/20GiB@1 (default below).
 // JSONL: appends one JSON object per run (bench/plot_placements.py draws them).
 // CODECLLM_BENCH_SERIAL_LAUNCH=1 turns off overlapped (programmatic dependent) kernel launches,
-// to measure what they gain.
+// to measure what they gain; CODECLLM_BENCH_NO_SCRATCH=1 makes gpu-compressed at batch 1
+// multiply straight from the compressed weights instead of decoding each layer into scratch.
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -128,6 +129,8 @@ int main(int argc, char** argv) {
       o.print_plan = true;
       const char* serial = std::getenv("CODECLLM_BENCH_SERIAL_LAUNCH");
       o.overlap_launches = serial == nullptr || std::string(serial) != "1";
+      const char* no_scratch = std::getenv("CODECLLM_BENCH_NO_SCRATCH");
+      o.products_from_compressed = no_scratch != nullptr && std::string(no_scratch) == "1";
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;
       // Greedy, picked where the engine picks (on the GPU): what `codecllm run` does.

@@ -23,6 +23,9 @@ void add_engine_options(CLI::App& app, EngineArgs& a) {
   app.add_option("--vram-budget", a.vram_budget, "cuda, --placement auto: device memory to use, e.g. 20GiB");
   app.add_option("--prefetch", a.prefetch, "cuda, host placements: layers copied ahead of use")
       ->check(CLI::Range(1, 8));
+  app.add_flag("--no-scratch", a.no_scratch,
+               "cuda, gpu-compressed at batch 1: multiply straight from the compressed weights instead of decoding "
+               "each layer into scratch (less VRAM, slower)");
   app.add_option("--kv-dtype", a.kv_dtype, "cuda: KV cache element type (f32, bf16, f16)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_option("--threads", a.threads, "cpu: threads (default: all cores)");
@@ -41,6 +44,7 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
     o.kv_dtype = engine::parse_kv_dtype(a.kv_dtype);
     o.batch = a.batch;
     o.prefetch_depth = a.prefetch;
+    o.products_from_compressed = a.no_scratch;
     o.print_plan = true;
     if (!a.vram_budget.empty()) o.vram_budget = parse_byte_size(a.vram_budget);
     if (o.placement == engine::Placement::Auto && a.vram_budget.empty())

@@ -19,6 +19,7 @@ struct EngineArgs {
   int max_seq = 0;
   int batch = 1;
   int prefetch = 2;
+  bool no_scratch = false;  // gpu-compressed, batch 1: products straight from compressed weights
   std::string vram_budget;  // auto placement, e.g. "24GiB"
 };
 

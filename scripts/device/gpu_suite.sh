@@ -3,7 +3,7 @@
 # $OUT (default /tmp/codecllm-out). Build dependencies that machine lacks travel as Debian
 # packages in .device-data/debs (unpacked to /tmp/deps), real models in .device-data/models.
 #   [TARGETS='codecllm test_gpu'] [SHAPE=llama3-8b MODES='lossless int8' SYNTH_ARGS='--chunk-symbols 65536'
-#    RUNS=gpu@1,host@8 TOKENS=16 SERIAL_RUNS=gpu@1] \
+#    RUNS=gpu@1,host@8 TOKENS=16 SERIAL_RUNS=gpu@1 NO_SCRATCH_RUNS=gpu-compressed@1] \
 #     scripts/device/gpu_suite.sh [build] [test] [sanitize] [bench] [engine] [big] [profile]
 # (default: every stage; TARGETS limits the build, and then only test_gpu runs in the test stage)
 set -uo pipefail
@@ -42,7 +42,7 @@ if has sanitize; then
   log "compute-sanitizer"
   for tool in memcheck racecheck; do
     compute-sanitizer --tool $tool --error-exitcode 9 $build/tests/test_gpu \
-      --gtest_filter='GpuDecode.EdgeCases:GpuDecode.CorruptChunkIsReported:CApi.*:Models/RealModels.*/0:CudaEngineBatch.*:CudaEngineHost.*:Shapes/GemvKernels.*:CudaEngineOptions.*:GpuSampler.SmallVocabulary' \
+      --gtest_filter='GpuDecode.EdgeCases:GpuDecode.CorruptChunkIsReported:CApi.*:Models/RealModels.*/0:CudaEngineBatch.*:CudaEngineHost.*:Shapes/GemvKernels.*:CudaEngineOptions.*:GpuSampler.SmallVocabulary:Layouts/DecodeGemv.*:DecodeGemvLimits.*:CudaEngineNoScratch.*' \
       >"$OUT/sanitizer-$tool.log" 2>&1
     echo "$tool exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)" | tee -a "$OUT/summary.txt"
     grep -m1 -A14 -E "^========= (Invalid|Error|Race|Program hit)" "$OUT/sanitizer-$tool.log"
@@ -98,6 +98,9 @@ if has big; then
     # The same file with serial kernel launches (no programmatic dependent launch), for its gain.
     [ -n "${SERIAL_RUNS:-}" ] && CODECLLM_BENCH_SERIAL_LAUNCH=1 $build/bench/engine_bench /tmp/big-$mode.cllm \
       $SERIAL_RUNS ${TOKENS:-16} 2>&1 | sed 's/^/serial launches: /' | tee -a "$OUT/engine.txt"
+    # gpu-compressed multiplying straight from the compressed weights (no decode scratch).
+    [ -n "${NO_SCRATCH_RUNS:-}" ] && CODECLLM_BENCH_NO_SCRATCH=1 $build/bench/engine_bench /tmp/big-$mode.cllm \
+      $NO_SCRATCH_RUNS ${TOKENS:-16} 2>&1 | sed 's/^/no scratch: /' | tee -a "$OUT/engine.txt"
     rm -f /tmp/big-$mode.cllm
   done
 fi

@@ -191,6 +191,7 @@ class CudaEngine : public Engine {
     std::string s = std::string("cuda, ") + placement_name(opt_.placement);
     if (opt_.placement == Placement::Auto) s += " (" + plan_summary_ + ")";
     if (opt_.batch > 1) s += ", batch " + std::to_string(opt_.batch);
+    if (fused_products_) s += ", products straight from compressed weights";
     const std::string t = act_ == k::Act::F16 ? "f16" : "bf16";
     s += int8_layers_   ? ", int8 layer weights (W8A" + std::string(act_ == k::Act::F16 ? "F16)" : "BF16)")
          : rounded_f32_ ? ", f32 weights rounded to bf16"
@@ -263,15 +264,25 @@ class CudaEngine : public Engine {
         return Matrix{streamer_->tensor(l, i),
                       int8_layers_ ? layer_scales_ + scale_row_[l * kNumMatrices + i] : nullptr};
       };
+      // The product of matrix group `first` (count tensors) of this layer with x.
+      const bool fused = fused_products_ && streamer_->home(l) == LayerHome::DeviceCompressed;
+      auto product = [&](int first, int count, const void* x, int in, int out, float* y, bool accumulate) {
+        if (!fused) return matmul(w(first), x, in, out, y, accumulate);
+        GpuDecoder& d = streamer_->decoder(l);
+        d.decode_gemv(d.resident(), first, count, x, act_ == k::Act::F16, y, accumulate, compute_, exec_.overlap);
+      };
+      const auto eps = float(cfg_.rms_eps);
       streamer_->acquire(l, compute_);
-      matmul_normed(w(kQkv), L.attn_norm, dim, qkv_dim, qkv_);
+      k::rmsnorm(act_, x_, L.attn_norm, eps, dim, B, xb_, exec_);
+      product(kQkv, 3, xb_, dim, qkv_dim, qkv_, false);
       k::qkv_rope_store(act_, qkv_, L.q_bias, L.k_bias, L.v_bias, inv_freq_, d_pos, shape, k_cache_[l], v_cache_[l],
                         exec_);
       k::attention(act_, qkv_, k_cache_[l], v_cache_[l], d_pos, shape, xb_, exec_);
-      matmul(w(kO), xb_, q_dim, dim, x_, true);
-      matmul_normed(w(kGateUp), L.ffn_norm, dim, 2 * hid, gate_up_);
+      product(kO, 1, xb_, q_dim, dim, x_, true);
+      k::rmsnorm(act_, x_, L.ffn_norm, eps, dim, B, xb_, exec_);
+      product(kGateUp, 2, xb_, dim, 2 * hid, gate_up_, false);
       k::silu_mul(act_, gate_up_, hid, B, hb_, exec_);
-      matmul(w(kDown), hb_, hid, dim, x_, true);
+      product(kDown, 1, hb_, hid, dim, x_, true);
       streamer_->release(l, compute_);
     }
     if (lm_head_on_host_) {
@@ -553,8 +564,10 @@ class CudaEngine : public Engine {
     cuda::StreamerOptions so;
     so.prefetch_depth = opt_.prefetch_depth;
     so.decoder = decoder_options(int8_layers_ ? cuda::Int8Out::Int8 : dequantized());
+    so.products_from_compressed = opt_.products_from_compressed && opt_.batch == 1;
     std::vector<LayerHome> homes = choose_homes(file, names, so);
     streamer_ = std::make_unique<cuda::WeightStreamer>(file, names, kGroups, homes, so, compute_);
+    fused_products_ = streamer_->products_from_compressed();
     exec_.alone = std::all_of(homes.begin(), homes.end(), [](LayerHome h) { return h == LayerHome::Device; });
     const cuda::WeightStreamer::Memory m = streamer_->memory();
     mem_stats_.weight_bytes += m.decoded_weights + m.compressed_weights;
@@ -615,6 +628,7 @@ class CudaEngine : public Engine {
   int max_seq_ = 0;
   bool lm_head_on_host_ = false, rounded_f32_ = false;
   bool int8_layers_ = false;             // every layer matrix int8 in device memory (W8A16 at batch 1)
+  bool fused_products_ = false;          // gpu-compressed layers multiplied from their compressed form
   const float* layer_scales_ = nullptr;  // int8 layers: row scales of every matrix of every layer
   std::vector<uint64_t> scale_row_;      // [layer * kNumMatrices + matrix]: its first row in layer_scales_
   std::vector<int> same_token_;          // forward()'s batch, sized once: no allocation per token

@@ -3,7 +3,8 @@
 // GEMV dequantizes them with their row scales (W8A16): half the bytes of bf16 to hold, decode
 // and read. Where each transformer layer's weights live is the placement:
 //   gpu             decoded once at load (the uncompressed baseline)
-//   gpu-compressed  compressed in VRAM, decoded just in time into reused scratch
+//   gpu-compressed  compressed in VRAM, decoded just in time into reused scratch (or, on
+//                   request at batch 1, multiplied straight from the compressed bytes)
 //   host            compressed in pinned host RAM, streamed over PCIe and decoded each token
 //   host-raw        decoded in pinned host RAM, streamed each token (plain offload)
 //   auto            per layer, the fastest mix that fits --vram-budget (placement_plan.hpp)
@@ -36,6 +37,11 @@ struct CudaEngineOptions {
   // Launch each kernel as a programmatic dependent of the one before (cuda_kernels::Stream);
   // off only to measure what it gains.
   bool overlap_launches = true;
+  // gpu-compressed at batch 1: multiply each layer's weights straight from their compressed
+  // form (cuda::GpuDecoder::decode_gemv, the same bits as decoding first) where the file allows
+  // it, so no layer is decoded into scratch: the least VRAM, but slower than decoding into
+  // scratch on the shapes measured (docs/BENCHMARKS.md).
+  bool products_from_compressed = false;
 };
 
 Placement parse_placement(const std::string& name);  // "gpu", "gpu-compressed", "host", "host-raw", "auto"
