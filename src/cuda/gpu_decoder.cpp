@@ -253,9 +253,10 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   if (!jobs.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
   d_gemv_jobs_ = static_cast<BlockJob*>(device_alloc(gemv_jobs.size() * sizeof(BlockJob)));
-  if (!gemv_jobs.empty())
+  if (!gemv_jobs.empty()) {
     CLLM_CUDA_CHECK(
         cudaMemcpy(d_gemv_jobs_, gemv_jobs.data(), gemv_jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
+  }
   if (!pool.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_tables_, pool.data(), pool.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
   if (d_status_ != nullptr) CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, host_tensors_.size() * sizeof(uint32_t)));
@@ -303,9 +304,10 @@ void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t co
   args.accumulate = accumulate ? 1 : 0;
   uint64_t row = 0;
   for (size_t i = first; i < first + count; ++i) {
-    if (!gemv_[i].ready)
+    if (!gemv_[i].ready) {
       throw Error(path_ + ": tensor '" + records_[i]->name +
                   "' cannot be multiplied straight from its compressed form");
+    }
     if (host_tensors_[i].assemble != Assemble::Int8 && x_f16)
       throw Error(path_ + ": tensor '" + records_[i]->name + "' is BF16: its products take a BF16 x");
     args.y_row[i] = row;
