@@ -25,7 +25,7 @@ void add_engine_options(CLI::App& app, EngineArgs& a) {
       ->check(CLI::Range(1, 8));
   app.add_flag("--no-scratch", a.no_scratch,
                "cuda, gpu-compressed at batch 1: multiply straight from the compressed weights instead of decoding "
-               "each layer into scratch (less VRAM, slower)");
+               "each layer into scratch (less VRAM; suits files compressed with --chunk-symbols 8192)");
   app.add_option("--kv-dtype", a.kv_dtype, "cuda: KV cache element type (f32, bf16, f16)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_option("--threads", a.threads, "cpu: threads (default: all cores)");
