@@ -43,7 +43,7 @@ constexpr uint64_t kRows[] = {40, 24};
 
 std::vector<uint8_t> matrix(uint64_t rows, uint64_t cols, uint64_t seed, bool zero_row) {
   std::vector<uint8_t> w = test::gaussian_bf16(rows * cols, 0.02, seed);
-  if (zero_row) std::fill(w.begin() + long(2 * 3 * cols), w.begin() + long(2 * 4 * cols), 0);  // row 3
+  if (zero_row) std::fill(w.begin() + long(cols * 6), w.begin() + long(cols * 8), 0);  // row 3 (2 bytes a weight)
   return w;
 }
 
@@ -62,6 +62,12 @@ std::vector<uint8_t> random_x(uint64_t n, bool f16, uint64_t seed) {
     }
   }
   return x;
+}
+
+uint32_t bits(float f) {
+  uint32_t u = 0;
+  std::memcpy(&u, &f, 4);
+  return u;
 }
 
 template <typename T>
@@ -143,9 +149,8 @@ TEST_P(DecodeGemv, SameBitsAsGemvOnDecodedWeights) {
       ASSERT_NO_THROW(dec.check(stream));
       const std::vector<float> got = read_back<float>(y_fused.p, rows);
       for (uint64_t i = 0; i < rows; ++i) {
-        ASSERT_EQ(0, std::memcmp(&got[i], &want[i], 4))
-            << c.name << " row " << i << ": fused " << got[i] << ", GEMV " << want[i] << " (accumulate " << accumulate
-            << ", overlap " << overlap << ")";
+        ASSERT_EQ(bits(got[i]), bits(want[i])) << c.name << " row " << i << ": fused " << got[i] << ", GEMV " << want[i]
+                                               << " (accumulate " << accumulate << ", overlap " << overlap << ")";
       }
     }
   }
@@ -172,8 +177,8 @@ TEST(DecodeGemvLimits, UnsupportedShapesAreNotReady) {
   o.row_aligned_chunks = false;  // else the long rows get chunks of their own length
   const std::string path =
       test::write_synthetic(dir.path(), o,
-                            {{"long_rows", DType::BF16, {4, 2048}, test::gaussian_bf16(4 * 2048, 0.02, 1)},
-                             {"odd_rows", DType::BF16, {8, 264}, test::gaussian_bf16(8 * 264, 0.02, 2)},
+                            {{"long_rows", DType::BF16, {4, 2048}, test::gaussian_bf16(size_t{4} * 2048, 0.02, 1)},
+                             {"odd_rows", DType::BF16, {8, 264}, test::gaussian_bf16(size_t{8} * 264, 0.02, 2)},
                              {"vector", DType::BF16, {4096}, test::gaussian_bf16(4096, 0.02, 3)}});
   format::ContainerReader r(path);
   cuda::GpuDecoder dec(r, {"long_rows", "odd_rows", "vector"});
