@@ -27,8 +27,6 @@
 namespace codecllm::cuda {
 namespace {
 
-constexpr uint32_t kGroupSymbols = kGroupSteps * 32;
-
 // Elements of a row that one round of the GEMV order covers: 32 lanes x one 16-byte vector.
 template <Assemble A>
 constexpr uint32_t kRoundElements = A == Assemble::Int8 ? 512 : 256;
@@ -195,9 +193,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, 4)
   const uint32_t warp = threadIdx.x / 32;
   if (warp >= job.num_chunks) return;
   const uint32_t chunk = job.first_chunk + warp;
-  const uint32_t ring_base = (shared_address(smem) + table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes;
-  const uint32_t ring = ring_base + warp * kRingBytes;
-  const uint32_t symbols = ring_base + kWarpsPerBlock * kRingBytes + warp * kGroupSymbols;
+  const WarpBuffers buffers = warp_buffers(table_bytes, warp, 1);  // one coded plane
 
   wait_for_predecessor();  // x (and y, when accumulating) come from the kernels before; the tables did not
   const uint64_t cols = t.cols;
@@ -216,10 +212,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, 4)
                            args.accumulate != 0};
   RowSum sum{first / cols, static_cast<uint32_t>(first % cols), 0.0f};
   bool bad = false;
-  decode_gemv_chunk<A, kPacked, T>(t, comp, prod, chunk, end, true, ring, symbols, sum, bad);
+  decode_gemv_chunk<A, kPacked, T>(t, comp, prod, chunk, end, true, buffers.rings, buffers.symbols, sum, bad);
   if (stop > end) {
     __syncwarp();
-    decode_gemv_chunk<A, kPacked, T>(t, comp, prod, chunk + 1, stop, false, ring, symbols, sum, bad);
+    decode_gemv_chunk<A, kPacked, T>(t, comp, prod, chunk + 1, stop, false, buffers.rings, buffers.symbols, sum, bad);
   }
   if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
 }
@@ -228,14 +224,10 @@ template <Assemble A, bool kPacked, typename T>
 void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs, const uint32_t* table_pool,
                     const uint8_t* comp, uint32_t* status, size_t table_bytes, const GemvArgs& args, bool overlap,
                     cudaStream_t stream) {
-  table_bytes = (table_bytes + 15) / 16 * 16;
-  const size_t shared_bytes =
-      table_bytes + kRingBytes + size_t{kWarpsPerBlock} * (kRingBytes + kGroupSymbols);  // + alignment slack
+  table_bytes = table_bytes_in_block(table_bytes);
+  const size_t shared_bytes = block_shared_bytes(table_bytes, 1);
   auto* kernel = decode_gemv_kernel<A, kPacked, T>;
-  if (shared_bytes > 48 * 1024) {
-    CLLM_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
-  }
+  allow_shared_bytes(kernel, shared_bytes);
   launch_kernel(kernel, dim3(num_jobs), dim3(kWarpsPerBlock * 32), shared_bytes, stream, overlap, tensors, jobs,
                 table_pool, comp, status, static_cast<uint32_t>(table_bytes), args);
 }

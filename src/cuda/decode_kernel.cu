@@ -34,8 +34,6 @@ __device__ constexpr int slot_of(int plane) {
   return n;
 }
 
-// A group's decoded symbols of one coded plane, one byte each, in step-major order.
-constexpr uint32_t kGroupSymbols = kGroupSteps * 32;
 static_assert(kGroupSymbols == 32 * kRunElements, "a group is one run of 16 elements per lane");
 
 // Decodes chunk `chunk` of tensor t: NP planes, each coded (a warp-wide rANS stream) or raw.
@@ -195,13 +193,6 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
   }
 }
 
-// Shared memory of one block after the tables: per warp and slot a ring, then per warp and
-// slot a symbol buffer (rings first, so that each stays kRingBytes-aligned).
-template <int NP, int kCoded>
-constexpr size_t warp_bytes_per_block() {
-  return size_t{kWarpsPerBlock} * coded_slots<NP, kCoded>() * (kRingBytes + kGroupSymbols);
-}
-
 // One block: up to kWarpsPerBlock chunks of one tensor. One kernel instance per element
 // layout keeps each instance's register use to what its layout needs.
 // Three resident blocks per SM (24 warps) for the layouts with at most two planes: the decode
@@ -223,16 +214,12 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, NP <= 2 ? 3 : 1)
   const uint32_t warp = threadIdx.x / 32;
   if (warp >= job.num_chunks) return;
   const uint32_t chunk = job.first_chunk + warp;
-  // Rings start on a kRingBytes boundary of the shared window (the launch leaves room to round
-  // up), so that a ring address is one OR of base and offset.
-  constexpr uint32_t kSlots = coded_slots<NP, kCoded>();
-  const uint32_t ring_base = (shared_address(smem) + table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes;
-  const uint32_t rings = ring_base + warp * kSlots * kRingBytes;
-  const uint32_t symbols = ring_base + kWarpsPerBlock * kSlots * kRingBytes + warp * kSlots * kGroupSymbols;
+  const WarpBuffers buffers = warp_buffers(table_bytes, warp, coded_slots<NP, kCoded>());
   uint8_t* const out = static_cast<uint8_t*>(ptrs.outputs[t.output]);
   const bool vector_out = reinterpret_cast<uintptr_t>(out) % 16 == 0;  // whole runs stored 16 bytes at a time
   bool bad = false;
-  decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(t, chunk, table_pool, comp, out, rings, symbols, vector_out, bad);
+  decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(t, chunk, table_pool, comp, out, buffers.rings, buffers.symbols,
+                                                      vector_out, bad);
   if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
 }
 
@@ -240,14 +227,10 @@ template <Assemble A, int NP, int kCoded, bool kPacked, bool kSharedTables>
 void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs, const uint32_t* table_pool,
                     const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t table_bytes,
                     cudaStream_t stream) {
-  table_bytes = kSharedTables ? (table_bytes + 15) / 16 * 16 : 0;
-  const size_t shared_bytes = table_bytes + kRingBytes + warp_bytes_per_block<NP, kCoded>();  // + alignment slack
+  table_bytes = kSharedTables ? table_bytes_in_block(table_bytes) : 0;
+  const size_t shared_bytes = block_shared_bytes(table_bytes, coded_slots<NP, kCoded>());
   auto* kernel = decode_chunks_kernel<A, NP, kCoded, kPacked, kSharedTables>;
-  if (shared_bytes > 48 * 1024) {
-    // Cheap, host-side only; done at each launch so every instance gets it on first use.
-    CLLM_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)));
-  }
+  allow_shared_bytes(kernel, shared_bytes);
   kernel<<<num_jobs, kWarpsPerBlock * 32, shared_bytes, stream>>>(tensors, jobs, table_pool, comp, ptrs, status,
                                                                   static_cast<uint32_t>(table_bytes));
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "codec/rans.hpp"
+#include "cuda/cuda_check.hpp"
 #include "cuda/decode_desc.hpp"
 
 namespace codecllm::cuda {
@@ -175,6 +176,32 @@ __device__ __forceinline__ void stage_tables(const TensorDesc& t, const uint32_t
     const uint32_t* src = pool + pd.table;
     for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) smem[pd.table_offset + i] = src[i];
   }
+}
+
+// A decode block's shared memory (both decode kernels): the coded planes' tables, rounded up
+// to 16 bytes; then, from the next kRingBytes boundary (the block asks for enough to round up),
+// per warp `slots` rings, then per warp `slots` buffers of one group's decoded symbols, one byte
+// each in step-major order. Rings come first, so that each stays kRingBytes-aligned and a ring
+// address is one OR of base and offset.
+constexpr uint32_t kGroupSymbols = kGroupSteps * 32;
+constexpr size_t table_bytes_in_block(size_t table_bytes) { return (table_bytes + 15) / 16 * 16; }
+constexpr size_t block_shared_bytes(size_t block_table_bytes, uint32_t slots) {
+  return block_table_bytes + kRingBytes + size_t{kWarpsPerBlock} * slots * (kRingBytes + kGroupSymbols);
+}
+struct WarpBuffers {
+  uint32_t rings, symbols;  // shared-window addresses of this warp's first ring and symbol buffer
+};
+__device__ __forceinline__ WarpBuffers warp_buffers(uint32_t block_table_bytes, uint32_t warp, uint32_t slots) {
+  const uint32_t base = (shared_address(smem) + block_table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes;
+  return {base + warp * slots * kRingBytes, base + kWarpsPerBlock * slots * kRingBytes + warp * slots * kGroupSymbols};
+}
+
+// Lets kernel take `bytes` of dynamic shared memory, as it must above 48 KiB. Cheap, host-side
+// only; done at each launch so that every kernel instance gets it on first use.
+template <typename Kernel>
+void allow_shared_bytes(Kernel* kernel, size_t bytes) {
+  if (bytes > size_t{48} * 1024)
+    CLLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
 
 // A coded plane's lane: the rANS state and where its tables start.
