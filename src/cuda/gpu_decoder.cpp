@@ -202,11 +202,14 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     t.tables_in_smem = size_t{table_entries} * 4 <= kMaxSharedTableBytes ? 1 : 0;
     if (t.chunk_symbols == 0) t.chunk_symbols = kRawOnlyChunk;
     if (t.tables_in_smem) shared_bytes_ = std::max<size_t>(shared_bytes_, size_t{table_entries} * 4);
+    // Its blocks' work, the same for a decode and for a product: kWarpsPerBlock chunks each.
     const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
+    std::vector<BlockJob> tensor_jobs;
     for (uint64_t c = 0; c < chunks; c += kWarpsPerBlock) {
-      per_layout[layout].push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
-                                    static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
+      tensor_jobs.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
+                             static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
     }
+    per_layout[layout].insert(per_layout[layout].end(), tensor_jobs.begin(), tensor_jobs.end());
     host_tensors_.push_back(t);
     output_bytes_.push_back(out_bytes);
     // The fused product: the layouts it has instances for, rows it can split into rounds.
@@ -218,13 +221,8 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     gv.ready = (bf16 || int8) && t.tables_in_smem && t.cols > 0 && t.cols % round == 0 && t.cols <= t.chunk_symbols &&
                t.chunk_symbols % 512 == 0 && t.cols < (uint64_t{1} << 31);
     gv.packed = packed;
-    gv.rows = t.cols > 0 ? t.elements / t.cols : 0;
-    gv.table_bytes = size_t{table_entries} * 4;
     gv.first_job = static_cast<uint32_t>(gemv_jobs.size());
-    for (uint64_t c = 0; gv.ready && c < chunks; c += kWarpsPerBlock) {
-      gemv_jobs.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
-                           static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
-    }
+    if (gv.ready) gemv_jobs.insert(gemv_jobs.end(), tensor_jobs.begin(), tensor_jobs.end());
     gv.num_jobs = static_cast<uint32_t>(gemv_jobs.size()) - gv.first_job;
     gemv_.push_back(gv);
   }
@@ -311,7 +309,7 @@ void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t co
     if (host_tensors_[i].assemble != Assemble::Int8 && x_f16)
       throw Error(path_ + ": tensor '" + records_[i]->name + "' is BF16: its products take a BF16 x");
     args.y_row[i] = row;
-    row += gemv_[i].rows;
+    row += host_tensors_[i].elements / host_tensors_[i].cols;
   }
   // One launch per run of tensors of the same kernel instance (their jobs are consecutive).
   for (size_t i = first; i < first + count;) {
@@ -321,7 +319,7 @@ void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t co
     uint32_t jobs = 0;
     for (; j < first + count && (host_tensors_[j].assemble == Assemble::Int8) == int8 && gemv_[j].packed == packed;
          ++j) {
-      table_bytes = std::max(table_bytes, gemv_[j].table_bytes);
+      table_bytes = std::max(table_bytes, size_t{host_tensors_[j].table_entries} * 4);
       jobs += gemv_[j].num_jobs;
     }
     const GemvKind kind = !int8   ? (packed ? GemvKind::Bf16Packed : GemvKind::Bf16Split)

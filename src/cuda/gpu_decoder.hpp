@@ -91,12 +91,10 @@ class GpuDecoder {
     uint32_t first_job, num_jobs;
   };
   std::vector<Launch> launches_;
-  struct Gemv {
+  struct Gemv {  // per tensor, for decode_gemv (its shape and tables: host_tensors_)
     bool ready = false;
-    bool packed = false;
+    bool packed = false;                   // which kernel instance reads its tables
     uint32_t first_job = 0, num_jobs = 0;  // in d_gemv_jobs_
-    uint64_t rows = 0;
-    size_t table_bytes = 0;
   };
   std::vector<Gemv> gemv_;
   BlockJob* d_gemv_jobs_ = nullptr;
