@@ -75,7 +75,7 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = layers_[l];
-    if (L.home == LayerHome::Device || (fused_ && L.home == LayerHome::DeviceCompressed)) continue;
+    if (L.home == LayerHome::Device || products_from_compressed(static_cast<int>(l))) continue;
     L.rank = static_cast<int>(streamed_.size());
     streamed_.push_back(static_cast<int>(l));
   }

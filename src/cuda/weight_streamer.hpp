@@ -60,8 +60,9 @@ class WeightStreamer {
   int num_layers() const { return static_cast<int>(layers_.size()); }
   LayerHome home(int l) const { return layers_[l].home; }
   bool products_from_compressed() const { return fused_; }
-  // DeviceCompressed layers with products_from_compressed(): the decoder that runs their
-  // products, over its resident compressed copy. (tensor(l, i) has nothing to point at then.)
+  // Whether the caller runs layer l's products with decoder(l).decode_gemv, over the decoder's
+  // resident compressed copy (tensor(l, i) has nothing to point at then).
+  bool products_from_compressed(int l) const { return fused_ && layers_[l].home == LayerHome::DeviceCompressed; }
   GpuDecoder& decoder(int l) { return *layers_[l].decoder; }
   // Where tensor i of layer l is, valid for kernels enqueued between acquire(l) and release(l).
   uint8_t* tensor(int l, int i) const { return layer_base(l) + offsets_[i]; }

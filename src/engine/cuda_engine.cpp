@@ -191,7 +191,7 @@ class CudaEngine : public Engine {
     std::string s = std::string("cuda, ") + placement_name(opt_.placement);
     if (opt_.placement == Placement::Auto) s += " (" + plan_summary_ + ")";
     if (opt_.batch > 1) s += ", batch " + std::to_string(opt_.batch);
-    if (fused_products_) s += ", products straight from compressed weights";
+    if (streamer_->products_from_compressed()) s += ", products straight from compressed weights";
     const std::string t = act_ == k::Act::F16 ? "f16" : "bf16";
     s += int8_layers_   ? ", int8 layer weights (W8A" + std::string(act_ == k::Act::F16 ? "F16)" : "BF16)")
          : rounded_f32_ ? ", f32 weights rounded to bf16"
@@ -265,7 +265,7 @@ class CudaEngine : public Engine {
                       int8_layers_ ? layer_scales_ + scale_row_[l * kNumMatrices + i] : nullptr};
       };
       // The product of matrix group `first` (count tensors) of this layer with x.
-      const bool fused = fused_products_ && streamer_->home(l) == LayerHome::DeviceCompressed;
+      const bool fused = streamer_->products_from_compressed(l);
       auto product = [&](int first, int count, const void* x, int in, int out, float* y, bool accumulate) {
         if (!fused) return matmul(w(first), x, in, out, y, accumulate);
         GpuDecoder& d = streamer_->decoder(l);
@@ -567,7 +567,6 @@ class CudaEngine : public Engine {
     so.products_from_compressed = opt_.products_from_compressed && opt_.batch == 1;
     std::vector<LayerHome> homes = choose_homes(file, names, so);
     streamer_ = std::make_unique<cuda::WeightStreamer>(file, names, kGroups, homes, so, compute_);
-    fused_products_ = streamer_->products_from_compressed();
     exec_.alone = std::all_of(homes.begin(), homes.end(), [](LayerHome h) { return h == LayerHome::Device; });
     const cuda::WeightStreamer::Memory m = streamer_->memory();
     mem_stats_.weight_bytes += m.decoded_weights + m.compressed_weights;
@@ -628,7 +627,6 @@ class CudaEngine : public Engine {
   int max_seq_ = 0;
   bool lm_head_on_host_ = false, rounded_f32_ = false;
   bool int8_layers_ = false;             // every layer matrix int8 in device memory (W8A16 at batch 1)
-  bool fused_products_ = false;          // gpu-compressed layers multiplied from their compressed form
   const float* layer_scales_ = nullptr;  // int8 layers: row scales of every matrix of every layer
   std::vector<uint64_t> scale_row_;      // [layer * kNumMatrices + matrix]: its first row in layer_scales_
   std::vector<int> same_token_;          // forward()'s batch, sized once: no allocation per token
