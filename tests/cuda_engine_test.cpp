@@ -46,7 +46,7 @@ const std::string kPycode = std::string(CODECLLM_SHARED_MODELS) + "/pycode24M";
 std::string compress_pycode(const test::TempDir& dir, const std::string& mode) {
   const std::string path = dir.path() + "/m.cllm";
   model::CompressOptions co;
-  co.encode.mode = mode == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+  co.encode.mode = test::mode_named(mode);
   model::compress_checkpoint(kPycode, path, co);
   return path;
 }
@@ -200,7 +200,7 @@ TEST(CudaEngineF16, RunsAnF16ModelInF16) {
   for (const char* mode : {"lossless", "int8"}) {
     const std::string path = dir.path() + "/f16-" + mode + ".cllm";
     model::CompressOptions co;
-    co.encode.mode = std::string(mode) == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+    co.encode.mode = test::mode_named(mode);
     model::compress_checkpoint(f16, path, co);
     format::ContainerReader file(path);
     engine::CudaEngineOptions o;
@@ -239,7 +239,7 @@ TEST(CudaEngineNoScratch, ProductsFromCompressedWeightsEqualGpu) {
   for (const char* mode : {"lossless", "int8"}) {
     const std::string path = dir.path() + "/r-" + mode + ".cllm";
     model::CompressOptions co;
-    co.encode.mode = std::string(mode) == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+    co.encode.mode = test::mode_named(mode);
     co.encode.rans.chunk_symbols = 4096;  // 2.67 rows of the down projection: rows cross chunks
     co.encode.row_aligned_chunks = false;
     model::compress_checkpoint(*ckpt, path, co);

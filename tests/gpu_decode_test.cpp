@@ -91,7 +91,7 @@ TEST_P(RealModels, GpuEqualsCpu) {
   test::TempDir dir;
   const std::string out = dir.path() + "/m.cllm";
   model::CompressOptions o;
-  o.encode.mode = std::string(mode) == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+  o.encode.mode = test::mode_named(mode);
   model::compress_checkpoint(src, out, o);
   expect_gpu_matches_cpu(out, cuda::Int8Out::Bf16, false);
   expect_gpu_matches_cpu(out, cuda::Int8Out::F16, true);
@@ -233,27 +233,14 @@ TEST(GpuDecode, CorruptChunkIsReported) {
   const format::PlaneRecord& exp = r.index().tensors[0].planes[0];
   ASSERT_EQ(exp.codec, format::PlaneCodec::Rans);
   cuda::GpuDecoder dec(r, {"w"});
-  std::vector<uint8_t> host(dec.host_range().begin(), dec.host_range().end());
   DeviceBuffer out(dec.output_bytes(0));
   void* outs[] = {out.p};
-  size_t detected = 0, trials = 0;
-  std::mt19937 rng(11);
-  for (int k = 0; k < 40; ++k) {
-    std::vector<uint8_t> bad = host;
-    // Flip a byte in the chunk data (past the header, tables and chunk index).
-    const size_t at = exp.offset - dec.range_offset() + exp.size / 2 + rng() % (exp.size / 2);
-    bad[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+  const int trials = 40;
+  const int detected = test::corruptions_reported(dec, exp, trials, 11, "'w'", [&](const std::vector<uint8_t>& bad) {
     dec.decode_from_host(bad.data(), outs, nullptr);
-    ++trials;
-    try {
-      dec.check(nullptr);
-    } catch (const FormatError& e) {
-      ++detected;
-      EXPECT_NE(std::string(e.what()).find("'w'"), std::string::npos) << e.what();
-    }
-  }
+  });
   EXPECT_GE(detected, trials * 9 / 10) << "corrupt chunks must be reported";
-  dec.decode_from_host(host.data(), outs, nullptr);
+  dec.decode_from_host(dec.host_range().data(), outs, nullptr);
   EXPECT_NO_THROW(dec.check(nullptr)) << "status must reset after a reported failure";
 }
 

@@ -23,7 +23,7 @@ TEST_P(RealModel, CompressVerifyDecompress) {
   test::TempDir dir;
   const std::string out = dir.path() + "/m.cllm";
   model::CompressOptions o;
-  o.encode.mode = std::string(mode) == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+  o.encode.mode = test::mode_named(mode);
   size_t progress_calls = 0;
   model::CompressResult r =
       model::compress_checkpoint(src, out, o, [&](size_t, size_t, const model::TensorStats&) { ++progress_calls; });

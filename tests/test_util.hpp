@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "codec/int8_quant.hpp"
+#include "format/index.hpp"
 
 namespace codecllm::test {
 
@@ -38,6 +39,11 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The weight mode a test names, as `codecllm compress --mode` takes it: "int8" or "lossless".
+inline format::TensorMode mode_named(const std::string& mode) {
+  return mode == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+}
 
 inline bool file_exists(const std::string& p) {
   struct stat st {};
