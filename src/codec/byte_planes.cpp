@@ -28,31 +28,45 @@ std::vector<std::string> plane_roles(Transform t, size_t element_size) {
               std::to_string(element_size));
 }
 
-std::vector<std::vector<uint8_t>> split_planes(Transform t, size_t element_size, ByteSpan bytes) {
-  const size_t n = bytes.size() / element_size;
-  const uint8_t* src = bytes.data();
-  if (t == Transform::None) return {std::vector<uint8_t>(bytes.begin(), bytes.end())};
-  std::vector<std::vector<uint8_t>> planes(plane_roles(t, element_size).size(), std::vector<uint8_t>(n));
-  if (t == Transform::FloatSplit && element_size == 2) {
+void split_planes_into(Transform t, size_t element_size, const uint8_t* src, size_t n, uint8_t* const* dst) {
+  if (t == Transform::None) {
+    if (n > 0) std::memcpy(dst[0], src, n * element_size);
+  } else if (t == Transform::FloatSplit && element_size == 2) {
+    // Restrict-qualified locals so that the compiler vectorizes (planes never alias).
+    uint8_t* __restrict e = dst[0];
+    uint8_t* __restrict sm = dst[1];
     for (size_t i = 0; i < n; ++i) {
       uint16_t v;
       std::memcpy(&v, src + 2 * i, 2);
-      planes[0][i] = static_cast<uint8_t>(v >> 7);
-      planes[1][i] = static_cast<uint8_t>(((v >> 8) & 0x80) | (v & 0x7F));
+      e[i] = static_cast<uint8_t>(v >> 7);
+      sm[i] = static_cast<uint8_t>(((v >> 8) & 0x80) | (v & 0x7F));
     }
   } else if (t == Transform::FloatSplit && element_size == 4) {
+    uint8_t* __restrict e = dst[0];
+    uint8_t* __restrict sm = dst[1];
+    uint8_t* __restrict mid = dst[2];
+    uint8_t* __restrict lo = dst[3];
     for (size_t i = 0; i < n; ++i) {
       uint32_t v;
       std::memcpy(&v, src + 4 * i, 4);
-      planes[0][i] = static_cast<uint8_t>(v >> 23);
-      planes[1][i] = static_cast<uint8_t>(((v >> 24) & 0x80) | ((v >> 16) & 0x7F));
-      planes[2][i] = static_cast<uint8_t>(v >> 8);
-      planes[3][i] = static_cast<uint8_t>(v);
+      e[i] = static_cast<uint8_t>(v >> 23);
+      sm[i] = static_cast<uint8_t>(((v >> 24) & 0x80) | ((v >> 16) & 0x7F));
+      mid[i] = static_cast<uint8_t>(v >> 8);
+      lo[i] = static_cast<uint8_t>(v);
     }
   } else {
     for (size_t i = 0; i < n; ++i)
-      for (size_t k = 0; k < element_size; ++k) planes[k][i] = src[i * element_size + k];
+      for (size_t k = 0; k < element_size; ++k) dst[k][i] = src[i * element_size + k];
   }
+}
+
+std::vector<std::vector<uint8_t>> split_planes(Transform t, size_t element_size, ByteSpan bytes) {
+  const size_t n = bytes.size() / element_size;
+  if (t == Transform::None) return {std::vector<uint8_t>(bytes.begin(), bytes.end())};
+  std::vector<std::vector<uint8_t>> planes(plane_roles(t, element_size).size(), std::vector<uint8_t>(n));
+  std::vector<uint8_t*> dst;
+  for (auto& p : planes) dst.push_back(p.data());
+  split_planes_into(t, element_size, bytes.data(), n, dst.data());
   return planes;
 }
 

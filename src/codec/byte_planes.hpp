@@ -27,6 +27,10 @@ std::vector<std::string> plane_roles(format::Transform t, size_t element_size);
 // Splits `bytes` (n elements of element_size) into planes[k][i].
 std::vector<std::vector<uint8_t>> split_planes(format::Transform t, size_t element_size, ByteSpan bytes);
 
+// The same for n elements at src, into caller memory: dst[k][0, n) for each plane k (one plane
+// of n * element_size bytes for Transform::None). Lets callers split block by block.
+void split_planes_into(format::Transform t, size_t element_size, const uint8_t* src, size_t n, uint8_t* const* dst);
+
 // Inverse of split_planes. Every plane must hold out.size() / element_size bytes.
 void merge_planes(format::Transform t, size_t element_size, const std::vector<ByteSpan>& planes, MutableByteSpan out);
 

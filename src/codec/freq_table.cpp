@@ -1,7 +1,9 @@
 // Histograms and their quantization to rANS frequencies (docs/FORMAT.md, "rANS plane").
 #include "codec/freq_table.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <queue>
 #include <stdexcept>
 #include <string>
@@ -10,22 +12,42 @@
 
 namespace codecllm::codec {
 
-Histogram histogram(ByteSpan symbols) {
-  // Four sub-histograms so that runs of one byte do not serialize on a single counter
-  // (store-to-load forwarding); merged at the end.
-  Histogram h[4] = {};
-  const uint8_t* p = symbols.data();
-  const size_t n = symbols.size();
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    ++h[0][p[i]];
-    ++h[1][p[i + 1]];
-    ++h[2][p[i + 2]];
-    ++h[3][p[i + 3]];
+void HistogramBuilder::add(const uint8_t* p, size_t n) {
+  while (n > 0) {
+    const size_t m = std::min(n, kFlushAfter - pending_);
+    size_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+      uint64_t w;  // one load for eight bytes
+      std::memcpy(&w, p + i, 8);
+      for (int k = 0; k < 8; ++k) ++sub_[k][(w >> (8 * k)) & 0xFF];
+    }
+    for (; i < m; ++i) ++sub_[i % 8][p[i]];
+    p += m;
+    n -= m;
+    pending_ += m;
+    if (pending_ == kFlushAfter) flush();
   }
-  for (; i < n; ++i) ++h[0][p[i]];
-  for (int s = 0; s < 256; ++s) h[0][s] += h[1][s] + h[2][s] + h[3][s];
-  return h[0];
+}
+
+void HistogramBuilder::flush() {
+  for (auto& t : sub_) {
+    for (int s = 0; s < 256; ++s) total_[s] += t[s];
+    std::fill(std::begin(t), std::end(t), 0u);
+  }
+  pending_ = 0;
+}
+
+Histogram HistogramBuilder::result() const {
+  Histogram h = total_;
+  for (const auto& t : sub_)
+    for (int s = 0; s < 256; ++s) h[s] += t[s];
+  return h;
+}
+
+Histogram histogram(ByteSpan symbols) {
+  HistogramBuilder b;
+  b.add(symbols.data(), symbols.size());
+  return b.result();
 }
 
 double entropy_bits(const Histogram& h) {
@@ -115,23 +137,33 @@ std::array<uint32_t, 256> normalize_frequencies(const Histogram& h, uint32_t pro
   // objective with a fixed sum, no such pair existing means the allocation is optimal.  Each
   // move strictly lowers the (bounded) objective; the relative margin guards against rounding
   // loops and the cap against anything else.
+  // gain[s] and cost[s] cache add_gain and sub_cost of the current f (pure functions of h[s]
+  // and f[s], so the same values): a move changes two symbols, and recomputing only those
+  // instead of every symbol's, several times per scan, makes small planes' tables cheap.
+  double gain[256], cost[256];
+  auto update = [&](int s) {
+    gain[s] = add_gain(h[s], f[s]);
+    cost[s] = sub_cost(h[s], f[s]);
+  };
+  for (int s = 0; s < 256; ++s)
+    if (h[s] != 0) update(s);
   for (uint32_t iter = 0; iter < 4 * M; ++iter) {
     int gi = -1, gi2 = -1, cj = -1, cj2 = -1;  // best and second best of each
     for (int s = 0; s < 256; ++s) {
       if (h[s] == 0) continue;
-      const double g = add_gain(h[s], f[s]);
-      if (gi < 0 || g > add_gain(h[gi], f[gi])) {
+      const double g = gain[s];
+      if (gi < 0 || g > gain[gi]) {
         gi2 = gi;
         gi = s;
-      } else if (gi2 < 0 || g > add_gain(h[gi2], f[gi2])) {
+      } else if (gi2 < 0 || g > gain[gi2]) {
         gi2 = s;
       }
-      const double c = sub_cost(h[s], f[s]);
+      const double c = cost[s];
       if (c == HUGE_VAL) continue;
-      if (cj < 0 || c < sub_cost(h[cj], f[cj])) {
+      if (cj < 0 || c < cost[cj]) {
         cj2 = cj;
         cj = s;
-      } else if (cj2 < 0 || c < sub_cost(h[cj2], f[cj2])) {
+      } else if (cj2 < 0 || c < cost[cj2]) {
         cj2 = s;
       }
     }
@@ -139,8 +171,8 @@ std::array<uint32_t, 256> normalize_frequencies(const Histogram& h, uint32_t pro
     // The best pair needs i != j; if the leaders coincide, try each runner-up.
     int i = gi, j = cj;
     if (i == j) {
-      const double a = gi2 >= 0 ? add_gain(h[gi2], f[gi2]) - sub_cost(h[cj], f[cj]) : -HUGE_VAL;
-      const double b = cj2 >= 0 ? add_gain(h[gi], f[gi]) - sub_cost(h[cj2], f[cj2]) : -HUGE_VAL;
+      const double a = gi2 >= 0 ? gain[gi2] - cost[cj] : -HUGE_VAL;
+      const double b = cj2 >= 0 ? gain[gi] - cost[cj2] : -HUGE_VAL;
       if (a == -HUGE_VAL && b == -HUGE_VAL) break;
       if (a >= b) {
         i = gi2;
@@ -148,11 +180,11 @@ std::array<uint32_t, 256> normalize_frequencies(const Histogram& h, uint32_t pro
         j = cj2;
       }
     }
-    const double gain = add_gain(h[i], f[i]);
-    const double cost = sub_cost(h[j], f[j]);
-    if (!(gain > cost * (1 + 1e-12) + 1e-9)) break;
+    if (!(gain[i] > cost[j] * (1 + 1e-12) + 1e-9)) break;
     ++f[i];
     --f[j];
+    update(i);
+    update(j);
   }
   return f;
 }

@@ -115,14 +115,16 @@ bool all_finite(const std::vector<float>& w) {
 
 namespace {
 
-// clamp(roundf(x), -127, 127) for |x| <= 128, in arithmetic the compiler vectorizes:
-// t = trunc(x) and x - t are exact in float, and a fraction of at least one half in magnitude
-// moves t one step away from zero, which is what roundf does.
+// clamp(roundf(x), -127, 127) for |x| < 2^31 (quantized values are at most a few hundred),
+// in arithmetic the compiler vectorizes: t = trunc(x) and x - t are exact in float, and a
+// fraction of at least one half in magnitude moves t one step away from zero, which is what
+// roundf does. The clamp is on integers: a float min/max stays a branch (a float comparison
+// may trap, so GCC will not if-convert it) and keeps the loop scalar.
 inline int8_t round_to_int8(float x) {
-  const float t = static_cast<float>(static_cast<int32_t>(x));
-  const float d = x - t;
-  const float r = t + static_cast<float>(static_cast<int32_t>(d >= 0.5f) - static_cast<int32_t>(d <= -0.5f));
-  return static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
+  const auto t = static_cast<int32_t>(x);
+  const float d = x - static_cast<float>(t);
+  const int32_t r = t + static_cast<int32_t>(d >= 0.5f) - static_cast<int32_t>(d <= -0.5f);
+  return static_cast<int8_t>(std::min(std::max(r, -127), 127));
 }
 
 }  // namespace
@@ -145,6 +147,56 @@ QuantizedMatrix quantize_rows(const std::vector<float>& w, uint64_t rows, uint64
     for (uint64_t i = 0; i < cols; ++i) q[i] = round_to_int8(row[i] / scale);
   }
   return m;
+}
+
+namespace {
+
+float f32_from_bits(uint32_t v) {
+  float f;
+  std::memcpy(&f, &v, 4);
+  return f;
+}
+
+// quantize_rows for one row of raw bits U of a float type, converted as it is read. The
+// magnitude |x| of these formats is the bit pattern without the sign, and its integer order
+// is the order of |x|: max|x| is an integer max (it vectorizes, where a float max reduction
+// does not without -ffast-math), and a row holds a NaN or an Inf iff that max reaches the
+// all-ones exponent `inf`.
+template <typename U, U kAbsMask, U kInf, float (*ToFloat)(U)>
+bool quantize_row_bits(const uint8_t* src, uint64_t cols, int8_t* q, float& scale) {
+  U amax = 0;
+  for (uint64_t i = 0; i < cols; ++i) {
+    U v;
+    std::memcpy(&v, src + sizeof(U) * i, sizeof(U));
+    amax = std::max<U>(amax, v & kAbsMask);
+  }
+  if (amax >= kInf) return false;
+  scale = ToFloat(amax) / 127.0f;  // ToFloat is exact: the same value as max(fabs(x))
+  if (scale == 0.0f) {
+    std::fill(q, q + cols, int8_t{0});
+    return true;
+  }
+  for (uint64_t i = 0; i < cols; ++i) {
+    U v;
+    std::memcpy(&v, src + sizeof(U) * i, sizeof(U));
+    q[i] = round_to_int8(ToFloat(v) / scale);
+  }
+  return true;
+}
+
+}  // namespace
+
+bool quantize_row(DType dtype, const uint8_t* src, uint64_t cols, int8_t* q, float& scale) {
+  switch (dtype) {
+    case DType::BF16:
+      return quantize_row_bits<uint16_t, 0x7FFF, 0x7F80, bf16_to_float>(src, cols, q, scale);
+    case DType::F16:
+      return quantize_row_bits<uint16_t, 0x7FFF, 0x7C00, f16_to_float>(src, cols, q, scale);
+    case DType::F32:
+      return quantize_row_bits<uint32_t, 0x7FFFFFFF, 0x7F800000, f32_from_bits>(src, cols, q, scale);
+    default:
+      throw Error(std::string("cannot quantize dtype ") + dtype_name(dtype));
+  }
 }
 
 }  // namespace codecllm::codec

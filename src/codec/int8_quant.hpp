@@ -28,6 +28,11 @@ bool all_finite(const std::vector<float>& w);
 
 QuantizedMatrix quantize_rows(const std::vector<float>& w, uint64_t rows, uint64_t cols);
 
+// One row of quantize_rows, read straight from `cols` values of a BF16, F16 or F32 row (no
+// float copy of the tensor): writes q[0, cols) and scale, bit for bit as quantize_rows does.
+// Returns false, with q and scale unspecified, when the row holds a NaN or an Inf.
+bool quantize_row(DType dtype, const uint8_t* src, uint64_t cols, int8_t* q, float& scale);
+
 float bf16_to_float(uint16_t v);
 float f16_to_float(uint16_t v);
 uint16_t float_to_bf16(float f);  // round to nearest even, as hardware converts

@@ -2,9 +2,10 @@
 // plane"); the decoder in rans_decode.cpp is the reference this file must agree with.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "codec/freq_table.hpp"
 #include "codec/rans.hpp"
@@ -25,22 +26,23 @@ void put_le64(uint8_t* p, uint64_t v) {
 }
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
-__extension__ typedef unsigned __int128 u128;  // GCC/Clang; __extension__ silences -Wpedantic
-
 // Everything the encoder needs about one symbol, precomputed so the hot loop has no division.
 //
 // Encoding s from state x (with freq f, cumulative start c, M = 2^p) is
 //   x' = (x / f) * M + (x % f) + c  =  x + c + q * (M - f)   with q = x / f.
-// q is the high half of a 64x64-bit product with a rounded-up reciprocal, m = ceil(2^64 / f):
-// write m = (2^64 + d) / f with 0 <= d < f; then x*m / 2^64 = x/f + x*d / (f * 2^64) and
-// x*d < 2^32 * 2^15 < 2^64, so the error term is below 1/f and cannot carry floor(x/f) past
-// the next integer (the fractional part of x/f is at most (f-1)/f).  m < 2^64 needs f >= 2.
-// For f == 1 (ryg_rans's trick) m = 2^64 - 1 gives q = x - 1 for x >= 1, and adding M - 1 to
-// the bias restores x' = x*M + c:  x + (c + M - 1) + (x - 1)(M - 1) = x*M + c.
+// After renormalization x <= f * 2^(32-p) - 1 (see encode_chunk), and q is one 64-bit product
+// with a rounded-up reciprocal and a shift by a constant: m = ceil(2^(32+p) / f),
+// q = (x * m) >> (32 + p).  Exact: write m = (2^(32+p) + d) / f with 0 <= d < f <= 2^p; then
+// x*m / 2^(32+p) = x/f + x*d / (f * 2^(32+p)) and x*d < 2^32 * 2^p, so the error term is below
+// 1/f and cannot carry floor(x/f) past the next integer (the fractional part of x/f is at most
+// (f-1)/f).  No overflow: x * 2^(32+p) / f <= 2^64 - 2^(32+p)/f and x*d/f < x < 2^32 <= 2^(32+p)/f.
+// f == 1 (m = 2^(32+p)) and f == M (m = 2^32) are exact as well: q = x.
+// (One imul and a constant shift: a 128-bit product with a 2^64 reciprocal costs a two-uop
+// mul pinned to rax/rdx plus moves.)
 struct EncSymbol {
   uint64_t rcp;   // m
   uint32_t lim;   // x_max - 1 = f * 2^(32-p) - 1; renormalize first while x > lim
-  uint16_t bias;  // c, or c + M - 1 when f == 1 (< 2^16: c + f <= M <= 2^15)
+  uint16_t bias;  // c (c + f <= M <= 2^15)
   uint16_t cmpl;  // M - f
 };
 static_assert(sizeof(EncSymbol) == 16, "one 16-byte entry per symbol");
@@ -48,12 +50,18 @@ static_assert(sizeof(EncSymbol) == 16, "one 16-byte entry per symbol");
 EncSymbol make_enc_symbol(uint32_t freq, uint32_t cum, uint32_t prob_bits) {
   const uint32_t M = 1u << prob_bits;
   EncSymbol s{};
-  s.rcp = freq == 1 ? ~uint64_t{0} : static_cast<uint64_t>((u128{1} << 64) / freq + ((u128{1} << 64) % freq != 0));
+  s.rcp = ((uint64_t{1} << (32 + prob_bits)) + freq - 1) / freq;
   // f == M: x_max = 2^32, so no 32-bit x ever renormalizes; lim = 2^32 - 1 says exactly that.
   s.lim = static_cast<uint32_t>((uint64_t{freq} << (32 - prob_bits)) - 1);
-  s.bias = static_cast<uint16_t>(freq == 1 ? cum + M - 1 : cum);
+  s.bias = static_cast<uint16_t>(cum);
   s.cmpl = static_cast<uint16_t>(M - freq);
   return s;
+}
+
+// Calls f(31), f(30), ..., f(0) with each lane a constant: unrolled at compile time.
+template <typename F, size_t... I>
+inline void for_lanes_down(F&& f, std::index_sequence<I...>) {
+  (f(static_cast<uint32_t>(kRansLanes - 1 - I)), ...);
 }
 
 // Encodes symbols[0, n) of one chunk.  Words are written backwards ending at `end` (the
@@ -70,21 +78,25 @@ EncSymbol make_enc_symbol(uint32_t freq, uint32_t cum, uint32_t prob_bits) {
 //  * The decoder undoes the steps in reverse: symbol i (lane i % 32, step i / 32) is coded
 //    last step first and lane 31 down to 0, so the decoder, running forwards, reads each word
 //    right after decoding the symbol whose coding emitted it.
+// P = prob_bits is a template parameter so that the reciprocal's shift is a constant.
+template <uint32_t P>
 uint16_t* encode_chunk(const uint8_t* symbols, uint32_t n, const EncSymbol* table, uint32_t x[kRansLanes],
                        uint16_t* end) {
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) x[lane] = kRansL;
   // ptr[-1] is stored unconditionally and kept only when a word is emitted;
   // the caller leaves one spare slot before the n words a chunk can emit at most.
   uint16_t* ptr = end;
-  auto put = [&](uint32_t lane, uint8_t symbol) {
+  // Branch-free (emits are data dependent and would mispredict) and without shifts by a
+  // variable count (several uops each on x86 without BMI2): `emit` is -1 when a word is
+  // emitted, 0 otherwise, and selects with a mask.  (Written as ?:, GCC emits a branch.)
+  auto put = [&](uint32_t lane, uint8_t symbol) __attribute__((always_inline)) {
     const EncSymbol& s = table[symbol];
     uint32_t v = x[lane];
-    // Shift counts, not ?:, keep this branch-free (emits are data dependent).
-    const uint32_t emit = v > s.lim;
+    const int64_t emit = static_cast<int64_t>(uint64_t{s.lim} - v) >> 63;  // -1 iff v > lim (sign fill)
     ptr[-1] = static_cast<uint16_t>(v);
-    ptr -= emit;
-    v >>= emit << 4;
-    const uint32_t q = static_cast<uint32_t>((u128{v} * s.rcp) >> 64);
+    ptr += emit;
+    v ^= (v ^ (v >> 16)) & static_cast<uint32_t>(emit);
+    const auto q = static_cast<uint32_t>((uint64_t{v} * s.rcp) >> (32 + P));
     x[lane] = v + s.bias + q * s.cmpl;  // = q*M + (v - q*f) + cum, exact mod 2^32
   };
   const uint32_t full_steps = n / kRansLanes;
@@ -93,9 +105,22 @@ uint16_t* encode_chunk(const uint8_t* symbols, uint32_t n, const EncSymbol* tabl
   for (uint32_t lane = rest; lane-- > 0;) put(lane, last[lane]);
   for (uint32_t step = full_steps; step-- > 0;) {
     const uint8_t* sym = symbols + size_t{step} * kRansLanes;
-    for (uint32_t lane = kRansLanes; lane-- > 0;) put(lane, sym[lane]);
+    // Lanes are independent (but for ptr), so the core overlaps them; unrolled, every
+    // x[lane] and sym[lane] is a fixed offset and several states stay in registers.
+    for_lanes_down(
+        [&](uint32_t lane) __attribute__((always_inline)) { put(lane, sym[lane]); },
+        std::make_index_sequence<kRansLanes>{});
   }
   return ptr;
+}
+
+using EncodeChunkFn = uint16_t* (*)(const uint8_t*, uint32_t, const EncSymbol*, uint32_t*, uint16_t*);
+
+EncodeChunkFn encode_chunk_for(uint32_t prob_bits) {
+  static_assert(kMinProbBits == 8 && kMaxProbBits == 15, "one instance per prob_bits");
+  static constexpr EncodeChunkFn fns[] = {encode_chunk<8>,  encode_chunk<9>,  encode_chunk<10>, encode_chunk<11>,
+                                          encode_chunk<12>, encode_chunk<13>, encode_chunk<14>, encode_chunk<15>};
+  return fns[prob_bits - kMinProbBits];
 }
 
 }  // namespace
@@ -161,28 +186,33 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, c
     put_le16(h + sizeof(RansPlaneHeader) + 2 * i, freq[min_symbol + i]);  // M <= 2^15 fits
 
   // One chunk's words at most: one per symbol, plus the spare slot encode_chunk writes into.
-  std::vector<uint16_t> scratch(size_t{std::min<uint64_t>(cs, total)} + 1);
+  // Uninitialized (new[], not a vector): every word is written before it is read.
+  const size_t scratch_words = size_t{std::min<uint64_t>(cs, total)} + 1;
+  const std::unique_ptr<uint16_t[]> scratch(new uint16_t[scratch_words]);
+  const EncodeChunkFn encode_chunk = encode_chunk_for(prob_bits);
   uint32_t x[kRansLanes];
   for (uint64_t c = 0; c < num_chunks; ++c) {
     const uint64_t first = c * cs;
     const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(cs, total - first));
-    uint16_t* end = scratch.data() + scratch.size();
-    const uint16_t* words = encode_chunk(symbols.data() + first, n, table, x, end);
+    uint16_t* end = scratch.get() + scratch_words;
+    uint16_t* words = encode_chunk(symbols.data() + first, n, table, x, end);
     const size_t num_words = static_cast<size_t>(end - words);
     const size_t chunk_bytes = align_up(4 * kRansLanes + 2 * num_words, 16);
     const size_t at = out.size();
     if (at - data_offset + chunk_bytes > UINT32_MAX) {
       throw Error("rans_encode: coded plane exceeds the 4 GiB chunk offset range");
     }
-    out.resize(at + chunk_bytes, 0);  // zero padding included
-    uint8_t* p = out.data() + at;
-    for (uint32_t lane = 0; lane < kRansLanes; ++lane) put_le32(p + 4 * lane, x[lane]);
-    p += 4 * kRansLanes;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    std::memcpy(p, words, 2 * num_words);
-#else
-    for (size_t i = 0; i < num_words; ++i) put_le16(p + 2 * i, words[i]);
+    // Appended (states, words, then zero padding) rather than resized and overwritten: a
+    // resize would zero-fill every byte first.
+    uint8_t states[kChunkStateBytes];
+    for (uint32_t lane = 0; lane < kRansLanes; ++lane) put_le32(states + 4 * lane, x[lane]);
+    out.insert(out.end(), states, states + kChunkStateBytes);
+#if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+    for (size_t i = 0; i < num_words; ++i) put_le16(reinterpret_cast<uint8_t*>(words + i), words[i]);
 #endif
+    const auto* word_bytes = reinterpret_cast<const uint8_t*>(words);
+    out.insert(out.end(), word_bytes, word_bytes + 2 * num_words);
+    out.resize(at + chunk_bytes, 0);  // zero padding
     put_le32(out.data() + table_end + 4 * c, static_cast<uint32_t>(out.size() - data_offset));
   }
   return out;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "codec/byte_planes.hpp"
 #include "codec/delta.hpp"
@@ -34,12 +35,61 @@ bool is_mantissa_role(const std::string& role) {
   return role == "sign_mantissa" || role == "mantissa_mid" || role == "mantissa_lo" || role == "byte0";
 }
 
-// rANS where it pays, raw otherwise.
-CodedPlane code_plane(const std::string& role, std::vector<uint8_t> plane, const RansOptions& rans) {
+// Scratch memory one thread reuses from tensor to tensor for planes that are only an
+// encoder's input (exponents, int8 values, residuals). A fresh multi-megabyte buffer costs a
+// page fault per 4 KiB (the kernel zeroes each page, then a std::vector zeroes it again);
+// reused, it costs nothing. Buffers above kKeepBytes are released after each tensor so that
+// a thread does not hold on to the largest tensor's worth of memory.
+class Scratch {
+ public:
+  uint8_t* get(size_t n) {
+    if (n > size_) {
+      data_.reset();
+      data_.reset(new uint8_t[n]);  // default-initialized: no zero fill
+      size_ = n;
+    }
+    return data_.get();
+  }
+  void trim() {
+    if (size_ > kKeepBytes) {
+      data_.reset();
+      size_ = 0;
+    }
+  }
+
+ private:
+  static constexpr size_t kKeepBytes = size_t{64} << 20;
+  std::unique_ptr<uint8_t[]> data_;
+  size_t size_ = 0;
+};
+
+struct ThreadScratch {
+  Scratch a, b;
+};
+
+ThreadScratch& thread_scratch() {
+  thread_local ThreadScratch s;
+  return s;
+}
+
+// Trims the thread's scratch when an encode_tensor call ends, exceptions included.
+struct TrimScratch {
+  ~TrimScratch() {
+    thread_scratch().a.trim();
+    thread_scratch().b.trim();
+  }
+};
+
+// Elements split and counted per block: the block's planes are still in L1 when counted.
+constexpr size_t kBlockElements = 8192;
+
+// rANS where it pays, raw otherwise. `counts` is histogram(plane). A raw payload is `*owned`
+// (moved, not copied) when the caller passes the vector that holds the plane.
+CodedPlane code_plane(const std::string& role, ByteSpan plane, const Histogram& counts, const RansOptions& rans,
+                      std::vector<uint8_t>* owned = nullptr) {
   CodedPlane out;
   out.record.role = role;
   out.record.symbols = plane.size();
-  const Histogram counts = histogram(plane);
   out.record.entropy_bits = entropy_bits(counts);
   const double limit = double(plane.size()) * (is_mantissa_role(role) ? 1.0 - kMinMantissaSaving : 1.0);
   // No coder beats the order-0 entropy of its input: when even that bound would not pay,
@@ -51,7 +101,11 @@ CodedPlane code_plane(const std::string& role, std::vector<uint8_t> plane, const
     out.payload = std::move(coded);
   } else {
     out.record.codec = PlaneCodec::Raw;
-    out.payload = std::move(plane);
+    if (owned != nullptr) {
+      out.payload = std::move(*owned);
+    } else {
+      out.payload.assign(plane.begin(), plane.end());
+    }
   }
   out.record.size = out.payload.size();
   out.record.payload_xxh3 = format::xxh3_64(out.payload.data(), out.payload.size());
@@ -81,46 +135,119 @@ RansOptions chunks_for(const std::vector<uint64_t>& shape, const EncodeOptions& 
   return r;
 }
 
-void add_scales(EncodedTensor& t, const QuantizedMatrix& m);
+// Adds the histogram of delta_left_encode's residuals of one row, without storing them.
+void count_row_residuals(const uint8_t* row, uint64_t cols, HistogramBuilder& counts) {
+  uint8_t block[kBlockElements];
+  uint8_t prev = 0;
+  for (uint64_t i = 0; i < cols; i += kBlockElements) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kBlockElements, cols - i));
+    block[0] = static_cast<uint8_t>(row[i] - prev);
+    for (size_t k = 1; k < n; ++k) block[k] = static_cast<uint8_t>(row[i + k] - row[i + k - 1]);
+    prev = row[i + n - 1];
+    counts.add(block, n);
+  }
+}
 
-void encode_int8(EncodedTensor& t, const QuantizedMatrix& m, uint64_t cols, const EncodeOptions& options) {
-  const RansOptions rans = chunks_for(t.record.shape, options);
-  const auto* qbytes = reinterpret_cast<const uint8_t*>(m.q.data());
-  std::vector<uint8_t> plain(qbytes, qbytes + m.q.size());
-  t.record.decoded_xxh3 = format::xxh3_64(plain.data(), plain.size());
-  t.record.decoded_size = plain.size();
-  CodedPlane best = code_plane("int8", plain, rans);
-  if (options.predictor != PredictorChoice::Off && cols > 1) {
-    t.predictor_tried = true;
-    std::vector<uint8_t> residual(plain.size());
-    delta_left_encode(plain, cols, residual);
-    // Skip the second encode when the residuals' entropy bound cannot beat the plain coding.
-    const double bound = entropy_bits(histogram(residual)) * double(residual.size()) / 8.0;
-    if (options.predictor == PredictorChoice::Auto && bound >= double(best.payload.size())) {
-      add_plane(t, std::move(best));
-      add_scales(t, m);
-      return;
+void add_scales(EncodedTensor& t, const std::vector<float>& scales) {
+  const auto* sbytes = reinterpret_cast<const uint8_t*>(scales.data());
+  CodedPlane p;
+  p.record.role = "scales";
+  p.record.codec = PlaneCodec::Raw;
+  p.payload.assign(sbytes, sbytes + scales.size() * sizeof(float));
+  p.record.symbols = p.record.size = p.payload.size();
+  p.record.entropy_bits = entropy_bits(histogram(p.payload));
+  p.record.payload_xxh3 = format::xxh3_64(p.payload.data(), p.payload.size());
+  add_plane(t, std::move(p));
+}
+
+// Quantizes row by row straight from the source bytes (quantize_rows bit for bit, without a
+// float copy of the tensor) and counts each row's values, and its LEFT residuals when the
+// predictor may be tried, while the row is in L1. Returns false if a value is NaN or Inf.
+bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, uint64_t cols,
+                 const EncodeOptions& options) {
+  const size_t n = static_cast<size_t>(rows * cols);
+  if (data.size() != n * dtype_size(dtype)) throw Error("tensor '" + t.record.name + "': size does not match shape");
+  uint8_t* plain = thread_scratch().a.get(n);
+  std::vector<float> scales(rows);
+  const bool predict = options.predictor != PredictorChoice::Off && cols > 1;
+  HistogramBuilder plain_counts, residual_counts;
+  for (uint64_t r = 0; r < rows; ++r) {
+    uint8_t* row = plain + r * cols;
+    if (!quantize_row(dtype, data.data() + r * cols * dtype_size(dtype), cols, reinterpret_cast<int8_t*>(row),
+                      scales[r])) {
+      return false;
     }
-    CodedPlane delta = code_plane("int8", std::move(residual), rans);
-    if (options.predictor == PredictorChoice::On || delta.payload.size() < best.payload.size()) {
-      best = std::move(delta);
-      t.record.predictor = format::Predictor::Left;
+    plain_counts.add(row, cols);
+    if (predict) count_row_residuals(row, cols, residual_counts);
+  }
+  t.record.mode = TensorMode::Int8;
+  t.record.transform = Transform::Int8Rows;
+  t.record.decoded_xxh3 = format::xxh3_64(plain, n);
+  t.record.decoded_size = n;
+  const RansOptions rans = chunks_for(t.record.shape, options);
+  CodedPlane best = code_plane("int8", ByteSpan(plain, n), plain_counts.result(), rans);
+  if (predict) {
+    t.predictor_tried = true;
+    const Histogram counts = residual_counts.result();
+    // Skip the second encode when the residuals' entropy bound cannot beat the plain coding.
+    const double bound = entropy_bits(counts) * double(n) / 8.0;
+    if (options.predictor == PredictorChoice::On || bound < double(best.payload.size())) {
+      uint8_t* residual = thread_scratch().b.get(n);
+      delta_left_encode(ByteSpan(plain, n), cols, MutableByteSpan(residual, n));
+      CodedPlane delta = code_plane("int8", ByteSpan(residual, n), counts, rans);
+      if (options.predictor == PredictorChoice::On || delta.payload.size() < best.payload.size()) {
+        best = std::move(delta);
+        t.record.predictor = format::Predictor::Left;
+      }
     }
   }
   add_plane(t, std::move(best));
-  add_scales(t, m);
+  add_scales(t, scales);
+  return true;
 }
 
-void add_scales(EncodedTensor& t, const QuantizedMatrix& m) {
-  const auto* sbytes = reinterpret_cast<const uint8_t*>(m.scales.data());
-  CodedPlane scales;
-  scales.record.role = "scales";
-  scales.record.codec = PlaneCodec::Raw;
-  scales.payload.assign(sbytes, sbytes + m.scales.size() * sizeof(float));
-  scales.record.symbols = scales.record.size = scales.payload.size();
-  scales.record.entropy_bits = entropy_bits(histogram(scales.payload));
-  scales.record.payload_xxh3 = format::xxh3_64(scales.payload.data(), scales.payload.size());
-  add_plane(t, std::move(scales));
+void encode_lossless(EncodedTensor& t, ByteSpan data, const EncodeOptions& options) {
+  const size_t width = dtype_size(t.record.dtype);
+  t.record.mode = TensorMode::Lossless;
+  t.record.transform = width == 0 ? Transform::None : lossless_transform(t.record.dtype);
+  t.record.decoded_size = data.size();
+  t.record.decoded_xxh3 = format::xxh3_64(data.data(), data.size());
+  const std::vector<std::string> roles = plane_roles(t.record.transform, width == 0 ? 1 : width);
+  const RansOptions rans = chunks_for(t.record.shape, options);
+  if (t.record.transform == Transform::None) {  // one plane: the bytes themselves
+    add_plane(t, code_plane(roles[0], data, histogram(data), rans));
+    return;
+  }
+  // Mantissa planes are nearly always stored raw: split into vectors that can become their
+  // payloads. The others (exponents) are nearly always coded: split into scratch.
+  const size_t n = data.size() / width;
+  std::vector<std::vector<uint8_t>> owned(roles.size());
+  size_t scratch_planes = 0;
+  for (const auto& role : roles) scratch_planes += !is_mantissa_role(role);
+  uint8_t* scratch = thread_scratch().a.get(scratch_planes * n);
+  std::vector<uint8_t*> planes;
+  for (size_t k = 0; k < roles.size(); ++k) {
+    if (is_mantissa_role(roles[k])) {
+      owned[k].resize(n);
+      planes.push_back(owned[k].data());
+    } else {
+      planes.push_back(scratch);
+      scratch += n;
+    }
+  }
+  // Split and count block by block: each block's planes are counted while still in L1.
+  std::vector<HistogramBuilder> counts(roles.size());
+  std::vector<uint8_t*> at(planes.size());
+  for (size_t i = 0; i < n; i += kBlockElements) {
+    const size_t m = std::min(kBlockElements, n - i);
+    for (size_t k = 0; k < planes.size(); ++k) at[k] = planes[k] + i;
+    split_planes_into(t.record.transform, width, data.data() + i * width, m, at.data());
+    for (size_t k = 0; k < planes.size(); ++k) counts[k].add(at[k], m);
+  }
+  for (size_t k = 0; k < roles.size(); ++k) {
+    add_plane(t, code_plane(roles[k], ByteSpan(planes[k], n), counts[k].result(), rans,
+                            is_mantissa_role(roles[k]) ? &owned[k] : nullptr));
+  }
 }
 
 }  // namespace
@@ -135,29 +262,16 @@ bool wants_int8(const std::string& name, DType dtype, const std::vector<uint64_t
 
 EncodedTensor encode_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& shape, ByteSpan data,
                             const EncodeOptions& options) {
+  const TrimScratch trim;
   EncodedTensor t;
   t.record.name = name;
   t.record.shape = shape;
   t.record.dtype = dtype;
   if (wants_int8(name, dtype, shape, options)) {
-    std::vector<float> w = to_float(dtype, data);
-    if (all_finite(w)) {
-      t.record.mode = TensorMode::Int8;
-      t.record.transform = Transform::Int8Rows;
-      encode_int8(t, quantize_rows(w, shape[0], row_length(shape)), row_length(shape), options);
-      return t;
-    }
+    if (encode_int8(t, dtype, data, shape[0], row_length(shape), options)) return t;
     t.note = "kept lossless: holds NaN or Inf";
   }
-  size_t width = dtype_size(dtype);
-  t.record.mode = TensorMode::Lossless;
-  t.record.transform = width == 0 ? Transform::None : lossless_transform(dtype);
-  t.record.decoded_size = data.size();
-  t.record.decoded_xxh3 = format::xxh3_64(data.data(), data.size());
-  std::vector<std::string> roles = plane_roles(t.record.transform, width);
-  auto planes = split_planes(t.record.transform, width == 0 ? 1 : width, data);
-  const RansOptions rans = chunks_for(shape, options);
-  for (size_t k = 0; k < planes.size(); ++k) add_plane(t, code_plane(roles[k], std::move(planes[k]), rans));
+  encode_lossless(t, data, options);
   return t;
 }
 
