@@ -64,8 +64,8 @@ std::vector<std::vector<uint8_t>> split_planes(Transform t, size_t element_size,
   const size_t n = bytes.size() / element_size;
   if (t == Transform::None) return {std::vector<uint8_t>(bytes.begin(), bytes.end())};
   std::vector<std::vector<uint8_t>> planes(plane_roles(t, element_size).size(), std::vector<uint8_t>(n));
-  std::vector<uint8_t*> dst;
-  for (auto& p : planes) dst.push_back(p.data());
+  std::vector<uint8_t*> dst(planes.size());
+  for (size_t k = 0; k < planes.size(); ++k) dst[k] = planes[k].data();
   split_planes_into(t, element_size, bytes.data(), n, dst.data());
   return planes;
 }

@@ -183,7 +183,7 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, c
   put_le16(h + 26, num_symbols);
   put_le32(h + 28, static_cast<uint32_t>(data_offset));
   for (uint32_t i = 0; i < num_symbols; ++i)
-    put_le16(h + sizeof(RansPlaneHeader) + 2 * i, freq[min_symbol + i]);  // M <= 2^15 fits
+    put_le16(h + sizeof(RansPlaneHeader) + size_t{2} * i, freq[min_symbol + i]);  // M <= 2^15 fits
 
   // One chunk's words at most: one per symbol, plus the spare slot encode_chunk writes into.
   // Uninitialized (new[], not a vector): every word is written before it is read.
@@ -197,7 +197,7 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, c
     uint16_t* end = scratch.get() + scratch_words;
     uint16_t* words = encode_chunk(symbols.data() + first, n, table, x, end);
     const size_t num_words = static_cast<size_t>(end - words);
-    const size_t chunk_bytes = align_up(4 * kRansLanes + 2 * num_words, 16);
+    const size_t chunk_bytes = align_up(size_t{4} * kRansLanes + 2 * num_words, 16);
     const size_t at = out.size();
     if (at - data_offset + chunk_bytes > UINT32_MAX) {
       throw Error("rans_encode: coded plane exceeds the 4 GiB chunk offset range");
@@ -205,7 +205,7 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, c
     // Appended (states, words, then zero padding) rather than resized and overwritten: a
     // resize would zero-fill every byte first.
     uint8_t states[kChunkStateBytes];
-    for (uint32_t lane = 0; lane < kRansLanes; ++lane) put_le32(states + 4 * lane, x[lane]);
+    for (uint32_t lane = 0; lane < kRansLanes; ++lane) put_le32(states + size_t{4} * lane, x[lane]);
     out.insert(out.end(), states, states + kChunkStateBytes);
 #if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
     for (size_t i = 0; i < num_words; ++i) put_le16(reinterpret_cast<uint8_t*>(words + i), words[i]);

@@ -210,7 +210,6 @@ struct LaneState {
   uint32_t table;  // its tables (see gpu_table_words): shared-window byte address, or pool index
 };
 
-
 // One rANS decode step of one lane: x' = freq * (x >> p) + k for the symbol of slot
 // t = x & mask, where k = t - cum (the tables: gpu_table_words). Packed entry of a slot:
 // symbol | (freq - 1) << 8 | k << 20, one load; split entry: freq | k << 16, the symbol in a

@@ -246,9 +246,10 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   d_status_ = static_cast<uint32_t*>(device_alloc(host_tensors_.size() * sizeof(uint32_t)));
   scratch_bytes_ = scratch;
   if (!options.external_scratch) d_scratch_ = static_cast<uint8_t*>(device_alloc(scratch));
-  if (!host_tensors_.empty())
+  if (!host_tensors_.empty()) {
     CLLM_CUDA_CHECK(cudaMemcpy(d_tensors_, host_tensors_.data(), host_tensors_.size() * sizeof(TensorDesc),
                                cudaMemcpyHostToDevice));
+  }
   if (!jobs.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
   d_gemv_jobs_ = static_cast<BlockJob*>(device_alloc(gemv_jobs.size() * sizeof(BlockJob)));
