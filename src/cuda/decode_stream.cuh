@@ -212,11 +212,13 @@ struct LaneState {
 
 // One rANS decode step of one lane: x' = freq * (x >> p) + k for the symbol of slot
 // t = x & mask, where k = t - cum (the tables: gpu_table_words). Packed entry of a slot:
-// symbol | (freq - 1) << 8 | k << 20, one load; split entry: freq | k << 16, the symbol in a
+// (freq - 1) | symbol << 12 | k << 20, one load; split entry: freq | k << 16, the symbol in a
 // byte table after the entries. Lanes whose x' fell below L take the next words of the
 // stream, in lane order (a prefix count over the ballot). `active` is false only for the
-// missing symbols of a partial last step. Returns a word whose low byte is the symbol (the
-// packed entry itself: callers store the byte, and a shift would cost an instruction a step).
+// missing symbols of a partial last step. Returns a word whose low byte is the symbol (callers
+// store that byte). The launches with fewer chunks than warp slots are bound by this chain of
+// dependent operations, so x' is two operations from the table load (a mask and a multiply-add,
+// beside a fused shift-add), and the symbol's shift is off the chain.
 template <bool kPacked, bool kSharedTables, bool kFull>
 __device__ __forceinline__ uint32_t rans_step(LaneState& c, RingStream& s, const uint32_t* __restrict__ pool,
                                               uint32_t p, uint32_t mask, bool active, uint32_t lane_mask_lt) {
@@ -225,8 +227,8 @@ __device__ __forceinline__ uint32_t rans_step(LaneState& c, RingStream& s, const
   if constexpr (kPacked) {
     const uint32_t e = kSharedTables ? lds<4>(c.table + 4 * slot) : __ldg(pool + c.table + slot);
     const uint32_t xs = c.x >> p;
-    x = ((e >> 8) & 0xfffu) * xs + xs + (e >> 20);
-    symbol = e;
+    x = (e & 0xfffu) * xs + xs + (e >> 20);
+    symbol = e >> 12;
   } else {
     uint32_t e;
     if constexpr (kSharedTables) {

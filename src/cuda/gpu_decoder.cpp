@@ -33,9 +33,10 @@ bool packable(const std::vector<uint32_t>& freq) {
 }
 
 // The table a warp looks up for each slot t of a coded plane, with k = t - cum of the slot's
-// symbol. Packed (every freq <= 2^12): one word symbol | (freq - 1) << 8 | k << 20 per slot,
-// so that a step makes one random shared-memory load, stores the symbol byte as loaded and
-// takes k with one shift. Split (any freq, up to 2^15): 2^p words
+// symbol. Packed (every freq <= 2^12): one word (freq - 1) | symbol << 12 | k << 20 per slot,
+// so that a step makes one random shared-memory load and its multiply-add needs one operation
+// on the loaded word per operand (a mask, a fused shift-add), which keeps the step's chain of
+// dependent operations short. Split (any freq, up to 2^15): 2^p words
 // freq | k << 16, then 2^p bytes holding the slot's symbol.
 void append_table(const codec::RansPlaneHeader& h, const std::vector<uint32_t>& freq, bool packed,
                   std::vector<uint32_t>& pool, const std::string& what) {
@@ -50,7 +51,7 @@ void append_table(const codec::RansPlaneHeader& h, const std::vector<uint32_t>& 
     for (uint32_t k = 0; k < f; ++k) {
       const uint32_t slot = cum + k;
       if (packed) {
-        pool[words + slot] = symbol | (f - 1) << 8 | k << 20;
+        pool[words + slot] = (f - 1) | symbol << 12 | k << 20;
       } else {
         pool[words + slot] = f | k << 16;
         pool[words + M + slot / 4] |= symbol << (8 * (slot % 4));  // little-endian bytes
