@@ -109,10 +109,6 @@ std::vector<float> to_float(DType dtype, ByteSpan bytes) {
   return out;
 }
 
-bool all_finite(const std::vector<float>& w) {
-  return std::all_of(w.begin(), w.end(), [](float v) { return std::isfinite(v); });
-}
-
 namespace {
 
 // clamp(roundf(x), -127, 127) for |x| < 2^31 (quantized values are at most a few hundred),

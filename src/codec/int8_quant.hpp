@@ -22,10 +22,6 @@ struct QuantizedMatrix {
 // Reads a float matrix of dtype BF16, F16 or F32 as float32 values.
 std::vector<float> to_float(DType dtype, ByteSpan bytes);
 
-// True when every value is finite (quantization of NaN/Inf is not defined; such tensors
-// are kept lossless).
-bool all_finite(const std::vector<float>& w);
-
 QuantizedMatrix quantize_rows(const std::vector<float>& w, uint64_t rows, uint64_t cols);
 
 // One row of quantize_rows, read straight from `cols` values of a BF16, F16 or F32 row (no

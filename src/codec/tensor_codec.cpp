@@ -135,19 +135,6 @@ RansOptions chunks_for(const std::vector<uint64_t>& shape, const EncodeOptions& 
   return r;
 }
 
-// Adds the histogram of delta_left_encode's residuals of one row, without storing them.
-void count_row_residuals(const uint8_t* row, uint64_t cols, HistogramBuilder& counts) {
-  uint8_t block[kBlockElements];
-  uint8_t prev = 0;
-  for (uint64_t i = 0; i < cols; i += kBlockElements) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(kBlockElements, cols - i));
-    block[0] = static_cast<uint8_t>(row[i] - prev);
-    for (size_t k = 1; k < n; ++k) block[k] = static_cast<uint8_t>(row[i + k] - row[i + k - 1]);
-    prev = row[i + n - 1];
-    counts.add(block, n);
-  }
-}
-
 void add_scales(EncodedTensor& t, const std::vector<float>& scales) {
   const auto* sbytes = reinterpret_cast<const uint8_t*>(scales.data());
   CodedPlane p;
@@ -161,8 +148,9 @@ void add_scales(EncodedTensor& t, const std::vector<float>& scales) {
 }
 
 // Quantizes row by row straight from the source bytes (quantize_rows bit for bit, without a
-// float copy of the tensor) and counts each row's values, and its LEFT residuals when the
-// predictor may be tried, while the row is in L1. Returns false if a value is NaN or Inf.
+// float copy of the tensor) and counts each row's values, and its LEFT residuals (computed once,
+// into scratch) when the predictor may be tried, while the row is in L1. Returns false if a
+// value is NaN or Inf.
 bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, uint64_t cols,
                  const EncodeOptions& options) {
   const size_t n = static_cast<size_t>(rows * cols);
@@ -170,6 +158,7 @@ bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, ui
   uint8_t* plain = thread_scratch().a.get(n);
   std::vector<float> scales(rows);
   const bool predict = options.predictor != PredictorChoice::Off && cols > 1;
+  uint8_t* residual = predict ? thread_scratch().b.get(n) : nullptr;
   HistogramBuilder plain_counts, residual_counts;
   for (uint64_t r = 0; r < rows; ++r) {
     uint8_t* row = plain + r * cols;
@@ -178,7 +167,11 @@ bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, ui
       return false;
     }
     plain_counts.add(row, cols);
-    if (predict) count_row_residuals(row, cols, residual_counts);
+    if (predict) {
+      uint8_t* row_residual = residual + r * cols;
+      delta_left_encode(ByteSpan(row, cols), cols, MutableByteSpan(row_residual, cols));
+      residual_counts.add(row_residual, cols);
+    }
   }
   t.record.mode = TensorMode::Int8;
   t.record.transform = Transform::Int8Rows;
@@ -192,8 +185,6 @@ bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, ui
     // Skip the second encode when the residuals' entropy bound cannot beat the plain coding.
     const double bound = entropy_bits(counts) * double(n) / 8.0;
     if (options.predictor == PredictorChoice::On || bound < double(best.payload.size())) {
-      uint8_t* residual = thread_scratch().b.get(n);
-      delta_left_encode(ByteSpan(plain, n), cols, MutableByteSpan(residual, n));
       CodedPlane delta = code_plane("int8", ByteSpan(residual, n), counts, rans);
       if (options.predictor == PredictorChoice::On || delta.payload.size() < best.payload.size()) {
         best = std::move(delta);
