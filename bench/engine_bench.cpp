@@ -11,7 +11,8 @@
 // JSONL: appends one JSON object per run (bench/plot_placements.py draws them).
 // CODECLLM_BENCH_SERIAL_LAUNCH=1 turns off overlapped (programmatic dependent) kernel launches,
 // to measure what they gain; CODECLLM_BENCH_NO_SCRATCH=1 makes gpu-compressed at batch 1
-// multiply straight from the compressed weights instead of decoding each layer into scratch.
+// multiply straight from the compressed weights instead of decoding each layer into scratch;
+// CODECLLM_BENCH_DECODE_SLOTS=N gives gpu-compressed N decoded-layer scratch slots.
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -131,6 +132,7 @@ int main(int argc, char** argv) {
       o.overlap_launches = serial == nullptr || std::string(serial) != "1";
       const char* no_scratch = std::getenv("CODECLLM_BENCH_NO_SCRATCH");
       o.products_from_compressed = no_scratch != nullptr && std::string(no_scratch) == "1";
+      if (const char* slots = std::getenv("CODECLLM_BENCH_DECODE_SLOTS")) o.decode_slots = std::atoi(slots);
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;
       // Greedy, picked where the engine picks (on the GPU): what `codecllm run` does.

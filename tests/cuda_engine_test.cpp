@@ -64,11 +64,21 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
     o.placement = p;
     others.push_back(engine::make_cuda_engine(file, o));
   }
+  // gpu-compressed with one slot (decode and compute in turn), two, and five (four layers
+  // decoding at once, on four streams); the first layers of each step decode at the end of the
+  // step before, so the steps below also check that hand-over.
+  o.placement = engine::Placement::GpuCompressed;
+  for (int slots : {1, 2, 5}) {
+    o.decode_slots = slots;
+    others.push_back(engine::make_cuda_engine(file, o));
+  }
+  o.decode_slots = 0;
+  const size_t fixed = others.size();
   // Budgets a little under what gpu placement takes, lowered until the planner has to compress
   // some layers: the mixed plan must stay within its budget and give the same logits.
   o.placement = engine::Placement::Auto;
   const uint64_t full = gpu->memory().device_bytes, step = full / 1024;
-  for (uint64_t budget = full + (16u << 20); budget > step && others.size() == 3; budget -= step) {
+  for (uint64_t budget = full + (16u << 20); budget > step && others.size() == fixed; budget -= step) {
     o.vram_budget = budget;
     std::unique_ptr<engine::Engine> e;
     try {
@@ -81,7 +91,7 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
     EXPECT_LE(e->memory().device_bytes, budget) << e->describe();
     others.push_back(std::move(e));
   }
-  ASSERT_EQ(others.size(), 4u) << "no budget gave a plan with compressed or host layers";
+  ASSERT_EQ(others.size(), fixed + 1) << "no budget gave a plan with compressed or host layers";
   auto cpu = engine::make_cpu_engine(file, {});
   const int vocab = gpu->config().vocab;
   std::vector<int> ids = {1, 770, 29871};

@@ -26,6 +26,10 @@ void add_engine_options(CLI::App& app, EngineArgs& a) {
   app.add_flag("--no-scratch", a.no_scratch,
                "cuda, gpu-compressed at batch 1: multiply straight from the compressed weights instead of decoding "
                "each layer into scratch (less VRAM; suits files compressed with --chunk-symbols 8192)");
+  app.add_option("--decode-slots", a.decode_slots,
+                 "cuda, gpu-compressed: decoded-layer scratch slots (default 3; each one more lets one more layer "
+                 "decode ahead, for one decoded layer of VRAM)")
+      ->check(CLI::Range(1, 8));
   app.add_option("--kv-dtype", a.kv_dtype, "cuda: KV cache element type (f32, bf16, f16)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_option("--threads", a.threads, "cpu: threads (default: all cores)");
@@ -45,6 +49,7 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
     o.batch = a.batch;
     o.prefetch_depth = a.prefetch;
     o.products_from_compressed = a.no_scratch;
+    o.decode_slots = a.decode_slots;
     o.print_plan = true;
     if (!a.vram_budget.empty()) o.vram_budget = parse_byte_size(a.vram_budget);
     if (o.placement == engine::Placement::Auto && a.vram_budget.empty())
@@ -56,6 +61,7 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
 #endif
   if (a.batch > 1) throw Error("--batch > 1 needs the CUDA backend (--device cuda)");
   if (a.placement != "gpu") throw Error("--placement " + a.placement + " needs the CUDA backend (--device cuda)");
+  if (a.decode_slots != 0) throw Error("--decode-slots needs the CUDA backend (--device cuda)");
   engine::CpuEngineOptions o;
   o.threads = a.threads;
   o.max_seq_len = a.max_seq;

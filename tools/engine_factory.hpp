@@ -20,6 +20,7 @@ struct EngineArgs {
   int batch = 1;
   int prefetch = 2;
   bool no_scratch = false;  // gpu-compressed, batch 1: products straight from compressed weights
+  int decode_slots = 0;     // gpu-compressed: decoded-layer scratch slots (0: the engine's default)
   std::string vram_budget;  // auto placement, e.g. "24GiB"
 };
 

@@ -91,17 +91,19 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
     copied_.push_back(new_event());
     stage_free_.push_back(new_event());
   }
-  // Decodes on one decode stream run one after another: one scratch per stream serves them.
-  for (auto& scratch : decoder_scratch_)
-    scratch = max_scratch > 0 ? static_cast<uint8_t*>(mem_.device(max_scratch, "decoder scratch")) : nullptr;
+  // With n slots, one holds the layer computing and n - 1 may decode at once.
+  const int streams = std::max(slots_ - 1, 1);
+  for (int d = 0; d < streams; ++d) {
+    decoder_scratch_.push_back(max_scratch > 0 ? static_cast<uint8_t*>(mem_.device(max_scratch, "decoder scratch"))
+                                               : nullptr);
+    decode_done_.push_back(new_event());
+    decode_.push_back(nullptr);
+    CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&decode_.back(), cudaStreamNonBlocking));
+  }
   memory_.scratch = mem_.device_bytes();
   fork_ = new_event();
   copy_done_ = new_event();
   CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
-  for (int d = 0; d < kDecodeStreams; ++d) {
-    decode_done_[d] = new_event();
-    CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&decode_[d], cudaStreamNonBlocking));
-  }
 
   copy_to_pinned();
   uint8_t* tmp = nullptr;
@@ -140,14 +142,12 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
 
 WeightStreamer::~WeightStreamer() {
   cudaDeviceSynchronize();
-  for (auto* v : {&slot_ready_, &slot_free_, &copied_, &stage_free_})
+  for (auto* v : {&slot_ready_, &slot_free_, &copied_, &stage_free_, &decode_done_})
     for (cudaEvent_t e : *v) cudaEventDestroy(e);
   for (cudaEvent_t e : {fork_, copy_done_})
     if (e != nullptr) cudaEventDestroy(e);
-  for (int d = 0; d < kDecodeStreams; ++d) {
-    if (decode_done_[d] != nullptr) cudaEventDestroy(decode_done_[d]);
-    if (decode_[d] != nullptr) cudaStreamDestroy(decode_[d]);
-  }
+  for (cudaStream_t s : decode_)
+    if (s != nullptr) cudaStreamDestroy(s);
   if (copy_ != nullptr) cudaStreamDestroy(copy_);
   layers_.clear();  // decoders free their memory before the streams' memory goes
 }
@@ -170,7 +170,7 @@ void WeightStreamer::decode_at_load(int l, uint8_t* dst, cudaStream_t stream) {
   Layer& L = layers_[l];
   void* out[kMaxTensorsPerLaunch];
   outputs(dst, out);
-  uint8_t* scratch = L.decoder->scratch_bytes() > 0 ? decoder_scratch_[0] : nullptr;
+  uint8_t* scratch = L.decoder->scratch_bytes() > 0 && !decoder_scratch_.empty() ? decoder_scratch_[0] : nullptr;
   L.decoder->decode_from_host(L.decoder->host_range().data(), out, stream, scratch);
   L.decoder->check(stream);
 }
@@ -218,15 +218,14 @@ void WeightStreamer::enqueue_host_copy(int h) {
 
 // Fetch of streamed layer `rank` into slot rank % slots. Waits name the latest record of an
 // event enqueued so far; the call order (see release) makes that the right one.
-void WeightStreamer::enqueue_fetch(int rank) {
+void WeightStreamer::enqueue_fetch(int rank, bool slot_used_this_step) {
   Layer& L = layers_[streamed_[rank]];
   const int slot = rank % slots_;
-  const bool slot_used_this_step = rank >= slots_;
   void* out[kMaxTensorsPerLaunch];
   outputs(slot_[slot], out);
-  // Consecutive layers decode on alternate streams: with three or more slots, the decodes of
-  // the next two layers run at once (one layer's chunks fill only part of the GPU).
-  const int d = rank % kDecodeStreams;
+  // Consecutive layers decode on different streams, so that with three or more slots the
+  // decodes of the next layers run at once (one layer's chunks fill only part of the GPU).
+  const int d = rank % static_cast<int>(decode_.size());
   cudaStream_t decode = decode_[d];
   uint8_t* scratch = L.decoder && L.decoder->scratch_bytes() > 0 ? decoder_scratch_[d] : nullptr;
   switch (L.home) {
@@ -265,22 +264,28 @@ void WeightStreamer::prefetch() {
     const Layer& L = layers_[streamed_[r]];
     if (L.home == LayerHome::HostRaw)
       CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[r], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
+    if (carried(r)) enqueue_fetch(r, false);
   }
   CLLM_CUDA_CHECK(cudaStreamSynchronize(copy_));
+  for (cudaStream_t decode : decode_) CLLM_CUDA_CHECK(cudaStreamSynchronize(decode));
+  prefetched_ = true;
 }
 
 void WeightStreamer::begin_step(cudaStream_t compute) {
   if (streamed_.empty()) return;
+  if (!prefetched_) throw Error("WeightStreamer: prefetch() must run once before the first step");
   record(fork_, compute);
   wait(copy_, fork_);
   for (cudaStream_t decode : decode_) wait(decode, fork_);
-  for (int r = 0; r < slots_; ++r) enqueue_fetch(r);
+  for (int r = 0; r < slots_; ++r)
+    if (!carried(r)) enqueue_fetch(r, false);
 }
 
 void WeightStreamer::acquire(int l, cudaStream_t compute) {
   const Layer& L = layers_[l];
-  if (L.rank < 0) return;                                       // nothing streams through a slot
-  if (L.home == LayerHome::HostRaw && L.rank < slots_) return;  // landed before the step began
+  if (L.rank < 0) return;  // nothing streams through a slot
+  // Landed before the step began (the previous end_step joined its copies and decodes).
+  if ((L.home == LayerHome::HostRaw && L.rank < slots_) || carried(L.rank)) return;
   wait(compute, slot_ready_[L.rank % slots_]);
 }
 
@@ -288,7 +293,7 @@ void WeightStreamer::release(int l, cudaStream_t compute) {
   const Layer& L = layers_[l];
   if (L.rank < 0) return;
   record(slot_free_[L.rank % slots_], compute);
-  if (L.rank + slots_ < static_cast<int>(streamed_.size())) enqueue_fetch(L.rank + slots_);
+  if (L.rank + slots_ < static_cast<int>(streamed_.size())) enqueue_fetch(L.rank + slots_, true);
 }
 
 void WeightStreamer::stream_rows(const uint8_t* host, uint64_t rows, uint64_t row_bytes, cudaStream_t compute,
@@ -321,9 +326,11 @@ void WeightStreamer::end_step(cudaStream_t compute) {
     wait(copy_, slot_free_[r]);
     CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[r], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
   }
+  for (int r = 0; r < slots_; ++r)
+    if (carried(r)) enqueue_fetch(r, true);
   record(copy_done_, copy_);
   wait(compute, copy_done_);
-  for (int d = 0; d < kDecodeStreams; ++d) {
+  for (size_t d = 0; d < decode_.size(); ++d) {
     record(decode_done_[d], decode_[d]);
     wait(compute, decode_done_[d]);
   }

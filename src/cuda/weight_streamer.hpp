@@ -12,8 +12,9 @@
 // as a CUDA graph.
 //
 // Per step the caller calls begin_step, then for each layer acquire (before its matmuls read
-// layer()) and release (after they are enqueued), then end_step. The last copies of a step
-// already fetch the first layers of the next one, so PCIe never waits for the step boundary.
+// layer()) and release (after they are enqueued), then end_step. The last copies and decodes
+// of a step already fetch the first layers of the next one, so neither PCIe nor the compute
+// stream waits for them at the step boundary.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -35,7 +36,8 @@ enum class LayerHome { Device, DeviceCompressed, Host, HostRaw };
 struct StreamerOptions {
   int prefetch_depth = 2;  // staging buffers: how many Host layers' copies may run ahead of their decode
   // Layer-sized scratch buffers: 1 serializes decode and compute of streamed layers; 2 lets
-  // the next layer decode during this one's matmuls; 3 lets the next two decode at once.
+  // the next layer decode during this one's matmuls; n >= 3 lets the next n - 1 decode at once
+  // (each on its own stream).
   int decode_slots = 2;
   DecoderOptions decoder;  // for every layer's decoder (the scratch is always shared)
   // DeviceCompressed layers whose every tensor the decoder can multiply straight from its
@@ -69,7 +71,8 @@ class WeightStreamer {
   uint64_t layer_bytes() const { return layer_bytes_; }  // decoded bytes of one layer
   uint64_t streamed_bytes(int l) const;                  // bytes moved over PCIe per use of layer l
 
-  // Fills the first staging buffers before the first step (synchronous; call once at load).
+  // Fills the first staging buffers and decodes the first step's carried layers (synchronous;
+  // call once at load, before the first begin_step).
   void prefetch();
   void begin_step(cudaStream_t compute);
   void acquire(int l, cudaStream_t compute);
@@ -106,7 +109,11 @@ class WeightStreamer {
   uint8_t* layer_base(int l) const;
   void decode_at_load(int l, uint8_t* dst, cudaStream_t stream);
   void copy_to_pinned();
-  void enqueue_fetch(int rank);
+  void enqueue_fetch(int rank, bool slot_used_this_step);
+  // DeviceCompressed layers among the first `slots` ranks decode at the end of the step before
+  // (and at prefetch for the first step): their weights are the same every step, so the next
+  // step's first layers decode while this one's last layers and lm_head compute.
+  bool carried(int rank) const { return rank < slots_ && layers_[streamed_[rank]].home == LayerHome::DeviceCompressed; }
   void enqueue_host_copy(int host_rank);
   void outputs(uint8_t* base, void** out) const;
 
@@ -118,13 +125,15 @@ class WeightStreamer {
   std::vector<uint64_t> offsets_;
   uint64_t layer_bytes_ = 0;
   int slots_ = 0, stages_ = 0;
-  bool fused_ = false;
+  bool fused_ = false, prefetched_ = false;
   std::vector<uint8_t*> slot_, stage_;
-  static constexpr int kDecodeStreams = 2;
-  uint8_t* decoder_scratch_[kDecodeStreams] = {};
-  std::vector<cudaEvent_t> slot_ready_, slot_free_, copied_, stage_free_;
-  cudaEvent_t fork_ = nullptr, copy_done_ = nullptr, decode_done_[kDecodeStreams] = {};
-  cudaStream_t copy_ = nullptr, decode_[kDecodeStreams] = {};
+  // One per layer that may decode at once; a stream's decodes run one after another, so one
+  // decoder scratch per stream serves them.
+  std::vector<uint8_t*> decoder_scratch_;
+  std::vector<cudaEvent_t> slot_ready_, slot_free_, copied_, stage_free_, decode_done_;
+  std::vector<cudaStream_t> decode_;
+  cudaEvent_t fork_ = nullptr, copy_done_ = nullptr;
+  cudaStream_t copy_ = nullptr;
   Memory memory_;
 };
 

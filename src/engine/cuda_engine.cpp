@@ -109,6 +109,9 @@ class CudaEngine : public Engine {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) throw Error("no CUDA device: use --device cpu");
     if (o.batch < 1 || o.batch > 1024) throw Error("batch must be in 1..1024");
+    if (o.decode_slots != 0 && o.placement != Placement::GpuCompressed)
+      throw Error("decode slots are set for placement gpu-compressed only");
+    if (o.decode_slots < 0 || o.decode_slots > 8) throw Error("decode slots must be in 1..8");
     same_token_.resize(size_t(o.batch));
     ByteSpan cfg = file.blob("config.json");
     cfg_ = parse_llama_config(std::string(reinterpret_cast<const char*>(cfg.data()), cfg.size()), path_);
@@ -493,7 +496,7 @@ class CudaEngine : public Engine {
       case Placement::Gpu:
         return std::vector<LayerHome>(L, LayerHome::Device);
       case Placement::GpuCompressed:
-        so.decode_slots = 3;  // the next two layers decode at once while one computes
+        so.decode_slots = opt_.decode_slots > 0 ? opt_.decode_slots : 3;
         return std::vector<LayerHome>(L, LayerHome::DeviceCompressed);
       case Placement::Host:
         so.decode_slots = 1;  // decode and compute of a layer are short next to its copy

@@ -42,6 +42,9 @@ struct CudaEngineOptions {
   // it, so no layer is decoded into scratch: the least VRAM, but slower than decoding into
   // scratch on the shapes measured (docs/BENCHMARKS.md).
   bool products_from_compressed = false;
+  // gpu-compressed: layer-sized scratch slots (0: 3, so the next two layers decode while one
+  // computes). Each slot beyond the first lets one more layer decode at once, for its size in VRAM.
+  int decode_slots = 0;
 };
 
 Placement parse_placement(const std::string& name);  // "gpu", "gpu-compressed", "host", "host-raw", "auto"
