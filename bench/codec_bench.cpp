@@ -91,16 +91,22 @@ double memcpy_gbps(uint64_t bytes) {
 }
 
 void report(const std::string& name, const model::Checkpoint& ckpt) {
-  for (auto mode : {format::TensorMode::Lossless, format::TensorMode::Int8}) {
+  // Lossless, int8, and lossless with class tables (--class-tables: embeddings and lm_head).
+  for (int run = 0; run < 3; ++run) {
+    const auto mode = run == 1 ? format::TensorMode::Int8 : format::TensorMode::Lossless;
     codec::EncodeOptions o;
     o.mode = mode;
+    o.class_tables = run == 2;
     Totals t = run_one_thread(ckpt, o);
     const unsigned threads = resolve_threads(0);
     const double all = encode_all_threads(ckpt, o, threads);
     std::printf(
         "%-28s %-8s %6.3f b/w  stored %6.2f%%  coded/bound %+.3f%% (worst >=1M tensor %+.3f%% %s)\n"
         "%-28s %-8s encode %6.0f MB/s/core, %6.0f MB/s on %u threads (x%.2f); decode %6.0f MB/s/core\n",
-        name.c_str(), mode == format::TensorMode::Int8 ? "int8" : "lossless",
+        name.c_str(),
+        run == 1   ? "int8"
+        : run == 2 ? "classes"
+                   : "lossless",
         8.0 * double(t.stored) / double(t.elements), 100.0 * double(t.stored) / double(t.source),
         100.0 * (double(t.coded) / t.entropy - 1), 100.0 * t.worst_overhead, t.worst.c_str(), "", "",
         double(t.source) / t.encode_s / 1e6, double(t.source) / all / 1e6, threads, t.encode_s / all,

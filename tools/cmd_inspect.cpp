@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "codec/rans.hpp"
 #include "commands.hpp"
 #include "format/container.hpp"
 #include "table.hpp"
@@ -16,11 +17,14 @@ std::string shape_text(const std::vector<uint64_t>& shape) {
   return shape.empty() ? "scalar" : os.str();
 }
 
-std::string planes_text(const format::TensorRecord& t) {
+// role:codec per plane; "rans+classes" for a rANS plane with class tables (RNS2).
+std::string planes_text(const format::ContainerReader& r, const format::TensorRecord& t) {
   std::string s;
   for (const auto& p : t.planes) {
     if (!s.empty()) s += " ";
     s += p.role + ":" + format::plane_codec_name(p.codec);
+    if (p.codec == format::PlaneCodec::Rans && codec::rans_is_class_plane(r.payload(p, /*verify=*/false)))
+      s += "+classes";
   }
   return s;
 }
@@ -55,7 +59,7 @@ Command add_inspect(CLI::App& app) {
       elements += n;
       std::string mode = format::tensor_mode_name(tr.mode);
       if (tr.predictor == format::Predictor::Left) mode += "+left";
-      t.add({tr.name, shape_text(tr.shape), dtype_name(tr.dtype), mode, planes_text(tr), human_bytes(double(bytes)),
+      t.add({tr.name, shape_text(tr.shape), dtype_name(tr.dtype), mode, planes_text(r, tr), human_bytes(double(bytes)),
              n ? fixed(8.0 * double(bytes) / double(n), 3) : "-"});
     }
     std::cout << a->file << ": .cllm v" << idx.version << ", " << human_bytes(double(r.file_size())) << ", mode "

@@ -73,7 +73,46 @@ uint64_t rans_chunk_ends_offset(const RansPlaneHeader& h);
 
 // Decodes a whole plane into out (out.size() must equal total_symbols).  Throws FormatError
 // (prefixed with `what`) on any malformed header, out-of-range read, or failed final-state
-// check; never reads or writes outside the given spans.
+// check; never reads or writes outside the given spans.  Accepts both layouts (RNS1, RNS2).
 void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what);
+
+// ---- Class tables ("RNS2", docs/FORMAT.md "rANS plane with class tables") ----
+// The plane is a matrix of `cols` columns, and its rows (or columns) fall into classes whose
+// symbol statistics differ (token rows of an embedding of different scales, hidden channels
+// of an output head): each class gets its own frequency table, and symbol g is coded with
+// table classes[axis == Rows ? g / cols : g % cols].  Chunks, lanes, states and words are
+// exactly as in RNS1; only the table of each step differs per symbol.
+constexpr uint32_t kRansClassMagic = 0x32534E52;  // "RNS2"
+constexpr uint32_t kMaxClassTables = 16;
+constexpr uint32_t kRansClassHeaderBytes = 40;
+
+enum class ClassAxis : uint8_t { Rows = 0, Columns = 1 };
+
+struct ClassMap {
+  ClassAxis axis = ClassAxis::Rows;
+  uint32_t cols = 0;             // row length; total_symbols is a multiple of it
+  uint32_t num_tables = 0;       // 2 .. kMaxClassTables
+  std::vector<uint8_t> classes;  // one per row (Rows) or column (Columns), each < num_tables
+
+  uint32_t table_of(uint64_t g) const { return classes[axis == ClassAxis::Rows ? g / cols : g % cols]; }
+};
+
+// A class-table payload, parsed and validated (sizes, each table summing to M, class ids in
+// range, chunk offsets inside the payload).
+struct RansClassPlane {
+  uint32_t prob_bits = 0;
+  uint64_t total_symbols = 0;
+  uint32_t chunk_symbols = 0;
+  uint32_t num_chunks = 0;
+  uint32_t data_offset = 0;
+  uint64_t chunk_ends_offset = 0;  // byte offset of uint32 chunk_end[num_chunks]
+  ClassMap map;
+  std::vector<std::vector<uint32_t>> freqs;  // per table, 256 entries indexed by symbol
+};
+
+// Encodes `symbols` (total a multiple of map.cols) with one normalized table per class.
+std::vector<uint8_t> rans_encode_classes(ByteSpan symbols, const RansOptions& options, const ClassMap& map);
+bool rans_is_class_plane(ByteSpan payload);
+RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what);
 
 }  // namespace codecllm::codec

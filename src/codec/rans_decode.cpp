@@ -3,6 +3,7 @@
 // untrusted: each read is bounds-checked (or covered by a check made before a loop), and any
 // defect raises FormatError naming the chunk and what failed.
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -47,8 +48,10 @@ struct DecEntry {
 
 // Decodes one chunk of n symbols from chunk[0, bytes) (validated by rans_parse_header:
 // bytes >= 128, a multiple of 16, inside the payload) into out[0, n).
+// With class tables, cls[i] (nullptr: 0) selects the table of symbol i: sym_of and entry hold
+// one table of 2^prob_bits slots per class, back to back.
 void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t prob_bits, const uint8_t* sym_of,
-                  const DecEntry* entry, uint8_t* out, uint64_t c, const char* what) {
+                  const DecEntry* entry, const uint8_t* cls, uint8_t* out, uint64_t c, const char* what) {
   uint32_t x[kRansLanes];
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
     x[lane] = le32(chunk + 4 * lane);
@@ -72,7 +75,7 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
   // into [L, 2^32).  `checked` tests the word bound; the fast path relies on >= 32 words left.
   auto step = [&](uint32_t lane, uint8_t* o, bool checked) {
     uint32_t v = x[lane];
-    const uint32_t slot = v & mask;
+    const uint32_t slot = (v & mask) | (cls != nullptr ? uint32_t{cls[(o - out) + lane]} << prob_bits : 0);
     o[lane] = sym_of[slot];
     const DecEntry e = entry[slot];
     v = uint32_t{e.freq} * (v >> prob_bits) + e.bias;
@@ -126,6 +129,37 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
         "decoding consumed " + std::to_string(pos) + " words but the chunk has " + std::to_string(bytes) + " bytes");
   }
   if (!all_zero(chunk + used, bytes - used)) fail_chunk(what, c, "nonzero padding after words");
+}
+
+// Chunks are contiguous from the data start, each a whole number of 16-byte units holding at
+// least its 32 states and at most one word per symbol (the encoder's bound), and the last one
+// ends exactly at the end of the payload.
+void check_chunk_ends(const uint8_t* p, uint64_t size, uint64_t offsets, uint64_t data, uint64_t total_symbols,
+                      uint32_t chunk_symbols, uint32_t num_chunks, const char* what) {
+  uint64_t prev = 0;
+  for (uint64_t c = 0; c < num_chunks; ++c) {
+    const uint64_t end = le32(p + offsets + 4 * c);
+    if (end % 16 != 0) fail_chunk(what, c, "end offset " + std::to_string(end) + " not aligned");
+    if (end < prev + kChunkStateBytes) {
+      fail_chunk(what, c, "end offset " + std::to_string(end) + " leaves no room for its states");
+    }
+    const uint64_t n = std::min<uint64_t>(chunk_symbols, total_symbols - c * chunk_symbols);
+    const uint64_t max_bytes = kChunkStateBytes + align_up(2 * n, 16);
+    if (end - prev > max_bytes) {
+      fail_chunk(
+          what, c,
+          std::to_string(end - prev) + " bytes exceed the " + std::to_string(max_bytes) + " its symbols can produce");
+    }
+    if (data + end > size) {
+      fail_chunk(what, c,
+                 "ends at " + std::to_string(data + end) + ", past the payload (" + std::to_string(size) + " bytes)");
+    }
+    prev = end;
+  }
+  if (data + prev != size) {
+    fail(what, "payload of " + std::to_string(size) + " bytes has " + std::to_string(size - data - prev) +
+                   " bytes after the last chunk");
+  }
 }
 
 }  // namespace
@@ -186,32 +220,7 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
     fail(what, "nonzero header padding");
   }
 
-  // Chunks are contiguous from the data start, each a whole number of 16-byte units holding
-  // at least its 32 states and at most one word per symbol (the encoder's bound), and the
-  // last one ends exactly at the end of the payload.
-  uint64_t prev = 0;
-  for (uint64_t c = 0; c < h.num_chunks; ++c) {
-    const uint64_t end = le32(p + offsets + 4 * c);
-    if (end % 16 != 0) fail_chunk(what, c, "end offset " + std::to_string(end) + " not aligned");
-    if (end < prev + kChunkStateBytes) {
-      fail_chunk(what, c, "end offset " + std::to_string(end) + " leaves no room for its states");
-    }
-    const uint64_t max_bytes = kChunkStateBytes + align_up(2 * uint64_t{chunk_count(h, c)}, 16);
-    if (end - prev > max_bytes) {
-      fail_chunk(
-          what, c,
-          std::to_string(end - prev) + " bytes exceed the " + std::to_string(max_bytes) + " its symbols can produce");
-    }
-    if (data + end > size) {
-      fail_chunk(what, c,
-                 "ends at " + std::to_string(data + end) + ", past the payload (" + std::to_string(size) + " bytes)");
-    }
-    prev = end;
-  }
-  if (data + prev != size) {
-    fail(what, "payload of " + std::to_string(size) + " bytes has " + std::to_string(size - data - prev) +
-                   " bytes after the last chunk");
-  }
+  check_chunk_ends(p, size, offsets, data, h.total_symbols, h.chunk_symbols, h.num_chunks, what);
   return h;
 }
 
@@ -226,36 +235,154 @@ std::vector<uint32_t> rans_frequencies(ByteSpan payload, const RansPlaneHeader& 
   return freq;
 }
 
-void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
-  const RansPlaneHeader h = rans_parse_header(payload, what);
-  if (out.size() != h.total_symbols) {
-    fail(what, "plane holds " + std::to_string(h.total_symbols) + " symbols, output has room for " +
-                   std::to_string(out.size()));
-  }
-  if (h.num_chunks == 0) return;
+bool rans_is_class_plane(ByteSpan payload) { return payload.size() >= 4 && le32(payload.data()) == kRansClassMagic; }
 
-  // Slot tables: the parse checked the frequencies sum to M, so they cover [0, M) exactly.
-  const uint32_t M = 1u << h.prob_bits;
-  std::vector<uint8_t> sym_of(M);
-  std::vector<DecEntry> entry(M);
+RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
   const uint8_t* p = payload.data();
-  const std::vector<uint32_t> freq = rans_frequencies(payload, h);
+  const uint64_t size = payload.size();
+  if (size < kRansClassHeaderBytes) {
+    fail(what, "class-table payload of " + std::to_string(size) + " bytes is shorter than its header");
+  }
+  RansClassPlane h;
+  if (le32(p) != kRansClassMagic) fail(what, "bad magic " + std::to_string(le32(p)));
+  h.prob_bits = le32(p + 4);
+  h.total_symbols = le64(p + 8);
+  h.chunk_symbols = le32(p + 16);
+  h.num_chunks = le32(p + 20);
+  h.map.cols = le32(p + 24);
+  h.data_offset = le32(p + 28);
+  const uint8_t axis = p[32];
+  h.map.num_tables = p[33];
+  const uint64_t entries = le32(p + 36);
+  if (h.prob_bits < kMinProbBits || h.prob_bits > kMaxProbBits) {
+    fail(what, "prob_bits " + std::to_string(h.prob_bits) + " out of range [8, 15]");
+  }
+  if (h.chunk_symbols == 0 || h.chunk_symbols % kRansLanes != 0) {
+    fail(what, "chunk_symbols " + std::to_string(h.chunk_symbols) + " is not a positive multiple of 32");
+  }
+  if (h.num_chunks != h.total_symbols / h.chunk_symbols + (h.total_symbols % h.chunk_symbols != 0)) {
+    fail(what, "num_chunks " + std::to_string(h.num_chunks) + " does not match " + std::to_string(h.total_symbols) +
+                   " symbols in chunks of " + std::to_string(h.chunk_symbols));
+  }
+  if (axis > 1 || p[34] != 0 || p[35] != 0) fail(what, "class axis " + std::to_string(axis) + " unknown");
+  h.map.axis = static_cast<ClassAxis>(axis);
+  if (h.map.num_tables < 2 || h.map.num_tables > kMaxClassTables) {
+    fail(what, std::to_string(h.map.num_tables) + " class tables, expected 2.." + std::to_string(kMaxClassTables));
+  }
+  if (h.map.cols == 0 || h.total_symbols % h.map.cols != 0) {
+    fail(what, std::to_string(h.total_symbols) + " symbols are not rows of " + std::to_string(h.map.cols));
+  }
+  if (entries != (h.map.axis == ClassAxis::Rows ? h.total_symbols / h.map.cols : h.map.cols)) {
+    fail(what, std::to_string(entries) + " class ids do not match the plane's rows or columns");
+  }
+  // Tables: each a uint16 min_symbol, a uint16 count and count uint16 frequencies summing to M.
+  uint64_t at = kRansClassHeaderBytes;
+  h.freqs.assign(h.map.num_tables, std::vector<uint32_t>(256, 0));
+  for (uint32_t k = 0; k < h.map.num_tables; ++k) {
+    if (at + 4 > size) fail(what, "class table " + std::to_string(k) + " runs past the payload");
+    const uint32_t lo = le16(p + at), n = le16(p + at + 2);
+    if (n == 0 || lo + n > 256) fail(what, "class table " + std::to_string(k) + ": symbol range outside the bytes");
+    if (at + 4 + 2 * uint64_t{n} > size) fail(what, "class table " + std::to_string(k) + " runs past the payload");
+    uint32_t sum = 0;
+    for (uint32_t i = 0; i < n; ++i) sum += h.freqs[k][lo + i] = le16(p + at + 4 + 2 * i);
+    if (sum != (1u << h.prob_bits)) {
+      fail(what, "class table " + std::to_string(k) + ": frequencies sum to " + std::to_string(sum) + ", not 2^" +
+                     std::to_string(h.prob_bits));
+    }
+    at += 4 + 2 * uint64_t{n};
+  }
+  if (at + entries > size) fail(what, "class ids run past the payload");
+  h.map.classes.assign(p + at, p + at + entries);
+  for (uint8_t k : h.map.classes)
+    if (k >= h.map.num_tables) fail(what, "class id " + std::to_string(k) + " names no table");
+  const uint64_t ids_end = at + entries;
+  h.chunk_ends_offset = align_up(ids_end, 4);
+  const uint64_t offsets_end = h.chunk_ends_offset + 4 * uint64_t{h.num_chunks};
+  const uint64_t data = align_up(offsets_end, 16);
+  if (h.data_offset != data) {
+    fail(what, "data_offset " + std::to_string(h.data_offset) + " should be " + std::to_string(data));
+  }
+  if (data > size) {
+    fail(what,
+         "payload of " + std::to_string(size) + " bytes ends inside its tables (" + std::to_string(data) + " bytes)");
+  }
+  if (!all_zero(p + ids_end, h.chunk_ends_offset - ids_end) || !all_zero(p + offsets_end, data - offsets_end)) {
+    fail(what, "nonzero header padding");
+  }
+  check_chunk_ends(p, size, h.chunk_ends_offset, data, h.total_symbols, h.chunk_symbols, h.num_chunks, what);
+  return h;
+}
+
+namespace {
+
+// Slot tables of one frequency table (symbol-indexed, summing to M: they cover [0, M) exactly).
+void fill_slots(const uint32_t* freq_of_symbol, uint32_t first_symbol, uint32_t count, uint8_t* sym_of,
+                DecEntry* entry) {
   uint32_t cum = 0;
-  for (uint32_t i = 0; i < h.num_symbols; ++i) {
-    const uint32_t f = freq[i];
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint32_t f = freq_of_symbol[i];
     for (uint32_t k = 0; k < f; ++k) {
-      sym_of[cum + k] = static_cast<uint8_t>(h.min_symbol + i);
+      sym_of[cum + k] = static_cast<uint8_t>(first_symbol + i);
       entry[cum + k] = DecEntry{static_cast<uint16_t>(f), static_cast<uint16_t>(k)};
     }
     cum += f;
   }
+}
 
+void check_output(uint64_t symbols, uint64_t room, const char* what) {
+  if (room != symbols) {
+    fail(what, "plane holds " + std::to_string(symbols) + " symbols, output has room for " + std::to_string(room));
+  }
+}
+
+void decode_class_plane(ByteSpan payload, MutableByteSpan out, const char* what) {
+  const RansClassPlane h = rans_parse_class_plane(payload, what);
+  check_output(h.total_symbols, out.size(), what);
+  if (h.num_chunks == 0) return;
+  const uint32_t M = 1u << h.prob_bits, K = h.map.num_tables;
+  std::vector<uint8_t> sym_of(size_t{K} * M);
+  std::vector<DecEntry> entry(size_t{K} * M);
+  for (uint32_t k = 0; k < K; ++k) fill_slots(h.freqs[k].data(), 0, 256, &sym_of[size_t{k} * M], &entry[size_t{k} * M]);
+  std::vector<uint8_t> cls(h.total_symbols);
+  for (uint64_t g = 0; g < h.total_symbols; g += h.map.cols) {
+    if (h.map.axis == ClassAxis::Rows) {
+      std::memset(cls.data() + g, h.map.classes[g / h.map.cols], h.map.cols);
+    } else {
+      std::memcpy(cls.data() + g, h.map.classes.data(), h.map.cols);
+    }
+  }
+  const uint8_t* p = payload.data();
+  const uint8_t* data = p + h.data_offset;
+  uint64_t start = 0;
+  for (uint64_t c = 0; c < h.num_chunks; ++c) {
+    const uint64_t end = le32(p + h.chunk_ends_offset + 4 * c);
+    const uint64_t first = c * h.chunk_symbols;
+    const auto n = static_cast<uint32_t>(std::min<uint64_t>(h.chunk_symbols, h.total_symbols - first));
+    decode_chunk(data + start, end - start, n, h.prob_bits, sym_of.data(), entry.data(), cls.data() + first,
+                 out.data() + first, c, what);
+    start = end;
+  }
+}
+
+}  // namespace
+
+void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
+  if (rans_is_class_plane(payload)) return decode_class_plane(payload, out, what);
+  const RansPlaneHeader h = rans_parse_header(payload, what);
+  check_output(h.total_symbols, out.size(), what);
+  if (h.num_chunks == 0) return;
+  const uint32_t M = 1u << h.prob_bits;
+  std::vector<uint8_t> sym_of(M);
+  std::vector<DecEntry> entry(M);
+  const std::vector<uint32_t> freq = rans_frequencies(payload, h);
+  fill_slots(freq.data(), h.min_symbol, h.num_symbols, sym_of.data(), entry.data());
+  const uint8_t* p = payload.data();
   const uint64_t offsets = rans_chunk_ends_offset(h);
   const uint8_t* data = p + h.data_offset;
   uint64_t start = 0;
   for (uint64_t c = 0; c < h.num_chunks; ++c) {
     const uint64_t end = le32(p + offsets + 4 * c);
-    decode_chunk(data + start, end - start, chunk_count(h, c), h.prob_bits, sym_of.data(), entry.data(),
+    decode_chunk(data + start, end - start, chunk_count(h, c), h.prob_bits, sym_of.data(), entry.data(), nullptr,
                  out.data() + c * h.chunk_symbols, c, what);
     start = end;
   }

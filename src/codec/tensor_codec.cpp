@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "codec/byte_planes.hpp"
+#include "codec/class_tables.hpp"
 #include "codec/delta.hpp"
 #include "codec/freq_table.hpp"
 #include "codec/int8_quant.hpp"
@@ -85,8 +87,9 @@ constexpr size_t kBlockElements = 8192;
 
 // rANS where it pays, raw otherwise. `counts` is histogram(plane). A raw payload is `*owned`
 // (moved, not copied) when the caller passes the vector that holds the plane.
+// classes: code with class tables (rans_encode_classes) instead of one table.
 CodedPlane code_plane(const std::string& role, ByteSpan plane, const Histogram& counts, const RansOptions& rans,
-                      std::vector<uint8_t>* owned = nullptr) {
+                      std::vector<uint8_t>* owned = nullptr, const ClassMap* classes = nullptr) {
   CodedPlane out;
   out.record.role = role;
   out.record.symbols = plane.size();
@@ -95,7 +98,9 @@ CodedPlane code_plane(const std::string& role, ByteSpan plane, const Histogram& 
   // No coder beats the order-0 entropy of its input: when even that bound would not pay,
   // the plane is stored raw without spending an encode on it (mantissa planes, mostly).
   const bool worth_trying = !plane.empty() && out.record.entropy_bits * double(plane.size()) / 8.0 < limit;
-  std::vector<uint8_t> coded = worth_trying ? rans_encode(plane, rans, counts) : std::vector<uint8_t>{};
+  std::vector<uint8_t> coded;
+  if (worth_trying)
+    coded = classes != nullptr ? rans_encode_classes(plane, rans, *classes) : rans_encode(plane, rans, counts);
   if (worth_trying && double(coded.size()) < limit) {
     out.record.codec = PlaneCodec::Rans;
     out.payload = std::move(coded);
@@ -197,6 +202,19 @@ bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, ui
   return true;
 }
 
+bool is_embedding(const std::string& name) {
+  return name.find("embed_tokens") != std::string::npos || name.find("wte") != std::string::npos;
+}
+
+// Class tables decode on the GPU through a simpler kernel than the per-layer decoders
+// (cuda/decode_class_kernel.cu), so they are used only for the matrices engines decode once,
+// at load: token embeddings and output heads, which are also where they gain (different token
+// scales by row, different hidden-channel scales by column).
+bool wants_class_tables(const TensorRecord& r, const EncodeOptions& options) {
+  if (!options.class_tables || r.dtype != DType::BF16 || r.shape.size() != 2) return false;
+  return is_embedding(r.name) || r.name.find("lm_head") != std::string::npos;
+}
+
 void encode_lossless(EncodedTensor& t, ByteSpan data, const EncodeOptions& options) {
   const size_t width = dtype_size(t.record.dtype);
   t.record.mode = TensorMode::Lossless;
@@ -236,8 +254,12 @@ void encode_lossless(EncodedTensor& t, ByteSpan data, const EncodeOptions& optio
     for (size_t k = 0; k < planes.size(); ++k) counts[k].add(at[k], m);
   }
   for (size_t k = 0; k < roles.size(); ++k) {
-    add_plane(t, code_plane(roles[k], ByteSpan(planes[k], n), counts[k].result(), rans,
-                            is_mantissa_role(roles[k]) ? &owned[k] : nullptr));
+    const ByteSpan plane(planes[k], n);
+    std::optional<ClassMap> classes;
+    if (roles[k] == "exponent" && wants_class_tables(t.record, options))
+      classes = choose_classes(plane, t.record.shape[0], t.record.shape[1]);
+    add_plane(t, code_plane(roles[k], plane, counts[k].result(), rans, is_mantissa_role(roles[k]) ? &owned[k] : nullptr,
+                            classes ? &*classes : nullptr));
   }
 }
 
@@ -247,8 +269,7 @@ bool wants_int8(const std::string& name, DType dtype, const std::vector<uint64_t
                 const EncodeOptions& options) {
   if (options.mode != TensorMode::Int8 || !is_codec_float(dtype) || shape.size() != 2) return false;
   if (shape[0] == 0 || shape[1] == 0) return false;
-  bool embedding = name.find("embed_tokens") != std::string::npos || name.find("wte") != std::string::npos;
-  return !embedding || options.quantize_embeddings;
+  return !is_embedding(name) || options.quantize_embeddings;
 }
 
 EncodedTensor encode_tensor(const std::string& name, DType dtype, const std::vector<uint64_t>& shape, ByteSpan data,

@@ -24,6 +24,10 @@ struct EncodeOptions {
   // Matrices: chunks of whole rows, the most that fit rans.chunk_symbols (at least one row),
   // where the row length is a multiple of 32.
   bool row_aligned_chunks = true;
+  // Lossless BF16 embeddings and output heads: exponent planes coded with per-row or
+  // per-column class tables where those save at least 0.5% (class_tables.hpp). Off by default
+  // until their GPU decoder (cuda/decode_class_kernel.cu) has been checked on hardware.
+  bool class_tables = false;
 };
 
 struct EncodedTensor {
