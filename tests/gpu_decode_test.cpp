@@ -7,7 +7,9 @@
 #include <cstring>
 #include <random>
 
+#include "codec/byte_planes.hpp"
 #include "codec/int8_quant.hpp"
+#include "codec/rans.hpp"
 #include "codec/tensor_codec.hpp"
 #include "codecllm/codecllm.h"
 #include "codecllm/error.hpp"
@@ -92,6 +94,7 @@ TEST_P(RealModels, GpuEqualsCpu) {
   const std::string out = dir.path() + "/m.cllm";
   model::CompressOptions o;
   o.encode.mode = test::mode_named(mode);
+  o.encode.class_tables = std::string(mode) == "lossless-classes";  // embeddings and lm_head
   model::compress_checkpoint(src, out, o);
   expect_gpu_matches_cpu(out, cuda::Int8Out::Bf16, false);
   expect_gpu_matches_cpu(out, cuda::Int8Out::F16, true);
@@ -100,7 +103,7 @@ TEST_P(RealModels, GpuEqualsCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Models, RealModels,
                          ::testing::Combine(::testing::Values("stories260K/stories260K.bin", "pycode24M"),
-                                            ::testing::Values("lossless", "int8")));
+                                            ::testing::Values("lossless", "int8", "lossless-classes")));
 
 TEST(GpuDecode, EdgeCases) {
   REQUIRE_GPU();
@@ -242,6 +245,230 @@ TEST(GpuDecode, CorruptChunkIsReported) {
   EXPECT_GE(detected, trials * 9 / 10) << "corrupt chunks must be reported";
   dec.decode_from_host(dec.host_range().data(), outs, nullptr);
   EXPECT_NO_THROW(dec.check(nullptr)) << "status must reset after a reported failure";
+}
+
+// ---- Class-table exponents (RNS2): their own kernel, in the same decode call as the rest ----
+
+// A BF16 matrix whose rows and columns have different scales, so that the classes matter;
+// every 11th row is constant (its class's table gives one symbol all M slots).
+std::vector<uint8_t> scaled_bf16(uint64_t rows, uint64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> row_scale(rows), col_scale(cols);
+  for (auto& s : row_scale) s = std::ldexp(1.0f, -2 - static_cast<int>(rng() % 12));
+  for (auto& s : col_scale) s = std::ldexp(1.0f, -static_cast<int>(rng() % 4));
+  std::vector<uint8_t> bytes(rows * cols * 2);
+  for (uint64_t r = 0; r < rows; ++r) {
+    for (uint64_t c = 0; c < cols; ++c) {
+      const float v = r % 11 == 5 ? 0.5f : normal(rng) * row_scale[r] * col_scale[c];
+      const uint16_t h = codec::float_to_bf16(v);
+      std::memcpy(&bytes[2 * (r * cols + c)], &h, 2);
+    }
+  }
+  return bytes;
+}
+
+struct ClassCase {
+  std::string name;
+  uint64_t rows, cols;
+  codec::ClassAxis axis;
+  uint32_t prob_bits;
+  bool sm_coded;  // sign_mantissa forced to a (one-table) rANS plane instead of raw
+};
+
+void set_plane(codec::EncodedTensor& e, const std::string& role, std::vector<uint8_t> payload, bool coded) {
+  for (size_t k = 0; k < e.record.planes.size(); ++k) {
+    format::PlaneRecord& p = e.record.planes[k];
+    if (p.role != role) continue;
+    p.codec = coded ? format::PlaneCodec::Rans : format::PlaneCodec::Raw;
+    p.size = payload.size();
+    p.payload_xxh3 = format::xxh3_64(payload.data(), payload.size());
+    e.payloads[k] = std::move(payload);
+    return;
+  }
+  FAIL() << "no plane " << role;
+}
+
+// Writes the cases (exponents coded with 4 class tables, chunks of `chunk` symbols) and one
+// ordinary BF16 matrix "plain"; sources[i] receives the bytes of case i.
+std::string write_class_file(const std::string& dir, const std::vector<ClassCase>& cases, uint32_t chunk,
+                             std::vector<std::vector<uint8_t>>& sources) {
+  const std::string path = dir + "/classes.cllm";
+  format::ContainerWriter w(path);
+  format::Index idx;
+  idx.mode = "test";
+  idx.source = "synthetic";
+  idx.producer = "test";
+  codec::EncodeOptions o;
+  o.rans.chunk_symbols = chunk;
+  o.row_aligned_chunks = false;  // the chunks of the planes replaced below
+  std::vector<codec::EncodedTensor> encoded;
+  for (const ClassCase& c : cases) {
+    sources.push_back(scaled_bf16(c.rows, c.cols, static_cast<uint32_t>(c.rows * 7 + c.cols)));
+    codec::EncodedTensor e = codec::encode_tensor(c.name, DType::BF16, {c.rows, c.cols}, sources.back(), o);
+    const auto planes = codec::split_planes(format::Transform::FloatSplit, 2, sources.back());
+    codec::ClassMap map;
+    map.axis = c.axis;
+    map.cols = static_cast<uint32_t>(c.cols);
+    map.num_tables = 4;
+    const uint64_t ids = c.axis == codec::ClassAxis::Rows ? c.rows : c.cols;
+    for (uint64_t i = 0; i < ids; ++i) map.classes.push_back(static_cast<uint8_t>(i % 11 == 5 ? 3 : i % 3));
+    codec::RansOptions ro;
+    ro.chunk_symbols = chunk;
+    ro.prob_bits = c.prob_bits;
+    set_plane(e, "exponent", codec::rans_encode_classes(planes[0], ro, map), true);
+    if (c.sm_coded) {
+      set_plane(e, "sign_mantissa", codec::rans_encode(planes[1], ro), true);
+    } else {
+      set_plane(e, "sign_mantissa", planes[1], false);
+    }
+    encoded.push_back(std::move(e));
+  }
+  encoded.push_back(codec::encode_tensor("plain", DType::BF16, {64, 256}, test::gaussian_bf16(64 * 256, 0.02, 8), o));
+  for (codec::EncodedTensor& e : encoded) {
+    for (size_t k = 0; k < e.payloads.size(); ++k) e.record.planes[k].offset = w.add_payload(e.payloads[k]);
+    idx.tensors.push_back(e.record);
+  }
+  w.finish(idx);
+  return path;
+}
+
+TEST(GpuDecode, ClassTableExponents) {
+  REQUIRE_GPU();
+  using codec::ClassAxis;
+  const std::vector<ClassCase> cases = {
+      {"embed_rows", 640, 288, ClassAxis::Rows, 13, false},
+      {"head_cols", 300, 4096, ClassAxis::Columns, 13, false},
+      // A partial last chunk ending in a partial step; 2^15-slot tables (a constant class gets
+      // one symbol of frequency 2^15); sign_mantissa coded with one table beside the classes.
+      {"partial_rows", 333, 97, ClassAxis::Rows, 15, true},
+      {"partial_cols", 333, 97, ClassAxis::Columns, 8, false},
+  };
+  test::TempDir dir;
+  std::vector<std::vector<uint8_t>> sources;
+  const std::string path = write_class_file(dir.path(), cases, 4096, sources);
+  format::ContainerReader r(path);
+  std::vector<std::string> names;
+  for (const auto& t : r.index().tensors) names.push_back(t.name);
+  for (const ClassCase& c : cases) {
+    const format::TensorRecord* t = r.index().find_tensor(c.name);
+    ASSERT_TRUE(codec::rans_is_class_plane(r.payload(*t->plane("exponent")))) << c.name;
+  }
+  // Both decode paths, outputs not 16-byte aligned, and options that must not matter.
+  const struct {
+    bool from_host;
+    size_t offset;
+    bool options;
+  } runs[] = {{false, 0, false}, {true, 0, false}, {false, 4, false}, {true, 0, true}};
+  for (const auto& run : runs) {
+    cuda::DecoderOptions opt;
+    opt.external_scratch = opt.f32_as_bf16 = run.options;
+    cuda::GpuDecoder dec(r, names, opt);
+    std::vector<std::unique_ptr<DeviceBuffer>> bufs;
+    std::vector<void*> outs;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (i < cases.size()) {
+        EXPECT_FALSE(dec.gemv_ready(i)) << names[i];
+        ASSERT_EQ(dec.output_bytes(i), sources[i].size());
+      }
+      bufs.push_back(std::make_unique<DeviceBuffer>(dec.output_bytes(i) + run.offset));
+      outs.push_back(static_cast<uint8_t*>(bufs.back()->p) + run.offset);
+      CLLM_CUDA_CHECK(cudaMemset(outs.back(), 0xA5, dec.output_bytes(i)));  // every byte must be written
+    }
+    if (run.from_host) {
+      dec.decode_from_host(dec.host_range().data(), outs.data(), nullptr);
+    } else {
+      dec.upload_resident(nullptr);
+      dec.decode(dec.resident(), outs.data(), nullptr);
+    }
+    ASSERT_NO_THROW(dec.check(nullptr));
+    for (size_t i = 0; i < cases.size(); ++i) {
+      std::vector<uint8_t> got(sources[i].size());
+      CLLM_CUDA_CHECK(cudaMemcpy(got.data(), outs[i], got.size(), cudaMemcpyDeviceToHost));
+      ASSERT_TRUE(got == sources[i]) << names[i] << ": GPU output differs from the source";
+    }
+  }
+  expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false);  // "plain" too, and the CPU reference
+}
+
+TEST(GpuDecode, ClassTableCorruptChunkIsReported) {
+  REQUIRE_GPU();
+  test::TempDir dir;
+  std::vector<std::vector<uint8_t>> sources;
+  const std::string path =
+      write_class_file(dir.path(), {{"embed_rows", 640, 288, codec::ClassAxis::Rows, 13, false}}, 4096, sources);
+  format::ContainerReader r(path);
+  const format::PlaneRecord& exp = *r.index().find_tensor("embed_rows")->plane("exponent");
+  cuda::GpuDecoder dec(r, {"embed_rows"});
+  DeviceBuffer out(dec.output_bytes(0));
+  void* outs[] = {out.p};
+  // One bit of lane 3's initial state in chunk 5: the report names that chunk.
+  const ByteSpan payload = r.payload(exp);
+  const codec::RansClassPlane h = codec::rans_parse_class_plane(payload, "test");
+  uint32_t end4;
+  std::memcpy(&end4, payload.data() + h.chunk_ends_offset + 4 * 4, 4);
+  std::vector<uint8_t> bad(dec.host_range().begin(), dec.host_range().end());
+  bad[exp.offset - dec.range_offset() + h.data_offset + end4 + 4 * 3 + 1] ^= 0x10;
+  dec.decode_from_host(bad.data(), outs, nullptr);
+  try {
+    dec.check(nullptr);
+    ADD_FAILURE() << "a corrupt state must be reported";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("'embed_rows'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("chunk 5 "), std::string::npos) << e.what();
+  }
+  // Random bit flips in the chunk data.
+  const int trials = 40;
+  const int detected =
+      test::corruptions_reported(dec, exp, trials, 13, "'embed_rows'",
+                                 [&](const std::vector<uint8_t>& b) { dec.decode_from_host(b.data(), outs, nullptr); });
+  EXPECT_GE(detected, trials * 9 / 10) << "corrupt chunks must be reported";
+  dec.decode_from_host(dec.host_range().data(), outs, nullptr);
+  EXPECT_NO_THROW(dec.check(nullptr)) << "status must reset after a reported failure";
+}
+
+// Class tables anywhere but the exponent plane of a lossless BF16 tensor are refused at plan
+// time, naming the tensor (before any device memory is taken: runs without a GPU too).
+TEST(GpuDecode, ClassTablesElsewhereAreRefused) {
+  test::TempDir dir;
+  const std::string path = dir.path() + "/refused.cllm";
+  {
+    format::ContainerWriter w(path);
+    format::Index idx;
+    codec::EncodeOptions o;
+    o.rans.chunk_symbols = 4096;
+    o.row_aligned_chunks = false;
+    codec::ClassMap map;
+    map.cols = 96;
+    map.num_tables = 2;
+    for (int i = 0; i < 200; ++i) map.classes.push_back(static_cast<uint8_t>(i % 2));
+    codec::RansOptions ro;
+    ro.chunk_symbols = 4096;
+    // F16 byte plane 1 (sign, exponent, top mantissa bits), and a BF16 sign_mantissa plane.
+    const std::vector<uint8_t> f16 = test::gaussian_f16(200 * 96, 0.02, 1);
+    codec::EncodedTensor a = codec::encode_tensor("f16_classes", DType::F16, {200, 96}, f16, o);
+    set_plane(a, a.record.planes[1].role,
+              codec::rans_encode_classes(codec::split_planes(a.record.transform, 2, f16)[1], ro, map), true);
+    const std::vector<uint8_t> bf16 = test::gaussian_bf16(200 * 96, 0.02, 2);
+    codec::EncodedTensor b = codec::encode_tensor("sm_classes", DType::BF16, {200, 96}, bf16, o);
+    set_plane(b, "sign_mantissa",
+              codec::rans_encode_classes(codec::split_planes(b.record.transform, 2, bf16)[1], ro, map), true);
+    for (codec::EncodedTensor* e : {&a, &b}) {
+      for (size_t k = 0; k < e->payloads.size(); ++k) e->record.planes[k].offset = w.add_payload(e->payloads[k]);
+      idx.tensors.push_back(e->record);
+    }
+    w.finish(idx);
+  }
+  format::ContainerReader r(path);
+  for (const char* name : {"f16_classes", "sm_classes"}) {
+    try {
+      cuda::GpuDecoder dec(r, {name});
+      ADD_FAILURE() << name << ": a class-table plane out of place must be refused";
+    } catch (const FormatError& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("'") + name + "'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("RNS2"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(CApi, DecodeThroughTheCInterface) {

@@ -1,7 +1,8 @@
 // Batched GPU decoding of .cllm tensors: the host plans once (descriptors, packed rANS
 // tables, block jobs, status words, scratch: all device memory allocated here and nowhere
-// else), then each decode() is one or two kernel launches on the caller's stream with no
-// synchronization and no host-side decoding. check() is the one call that synchronizes.
+// else), then each decode() is one or two kernel launches (and one per tensor whose exponents
+// have class tables) on the caller's stream with no synchronization and no host-side
+// decoding. check() is the one call that synchronizes.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "codecllm/span.hpp"
+#include "cuda/decode_class.hpp"
 #include "cuda/decode_desc.hpp"
 #include "format/container.hpp"
 
@@ -61,9 +63,10 @@ class GpuDecoder {
   void decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream,
                         uint8_t* scratch = nullptr);
   // Batch-1 products straight from the compressed weights (decode_gemv_kernel.cu): whether
-  // tensor i can take them. It must be a matrix of lossless BF16 weights (exponents coded, the
-  // usual layout) or of int8 values kept int8 (DecoderOptions::int8_output, no predictor), its
-  // rows a multiple of 256 (int8: 512) long and no longer than a chunk, its tables in shared memory.
+  // tensor i can take them. It must be a matrix of lossless BF16 weights (exponents coded with
+  // one table, the usual layout) or of int8 values kept int8 (DecoderOptions::int8_output, no
+  // predictor), its rows a multiple of 256 (int8: 512) long and no longer than a chunk, its
+  // tables in shared memory.
   bool gemv_ready(size_t i) const { return gemv_[i].ready; }
   // Enqueues y = W x for tensors first .. first + count - 1 (all gemv_ready), their rows one
   // after another in y: the same bits as the engine's GEMV kernel over the decoded weights.
@@ -78,6 +81,8 @@ class GpuDecoder {
 
  private:
   void* device_alloc(uint64_t bytes);
+  void upload_class_pools(const std::vector<uint64_t>& entries, const std::vector<uint8_t>& ids,
+                          const std::vector<uint32_t>& ends);
 
   std::string path_;
   std::vector<const format::TensorRecord*> records_;
@@ -107,6 +112,12 @@ class GpuDecoder {
   uint8_t* d_scratch_ = nullptr;
   uint8_t* staging_ = nullptr;
   uint8_t* resident_ = nullptr;
+  // Tensors whose exponent plane has class tables (decode_class.hpp), their own launches, and
+  // the pools their descriptors index.
+  std::vector<ClassTensorDesc> class_tensors_;
+  uint64_t* d_class_entries_ = nullptr;
+  uint8_t* d_class_ids_ = nullptr;
+  uint32_t* d_class_ends_ = nullptr;
 };
 
 }  // namespace codecllm::cuda
