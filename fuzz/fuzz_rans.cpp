@@ -16,10 +16,13 @@ namespace codec = codecllm::codec;
 
 namespace {
 
-int class_plane(ByteSpan payload) {
-  codec::RansClassPlane h;
+// Parse, decode, and for whatever is accepted: the decoded plane must code and decode back to
+// itself (re-encoded with the parsed layout's parameters).
+template <typename Header, typename Parse, typename Encode>
+int round_trip(ByteSpan payload, Parse parse, Encode encode) {
+  Header h;
   try {
-    h = codec::rans_parse_class_plane(payload, "fuzz");
+    h = parse(payload, "fuzz");
   } catch (const FormatError&) {
     return 0;
   }
@@ -30,11 +33,9 @@ int class_plane(ByteSpan payload) {
   } catch (const FormatError&) {
     return 0;
   }
-  codec::RansOptions o;
-  o.chunk_symbols = h.chunk_symbols;
-  const std::vector<uint8_t> again = codec::rans_encode_classes(out, o, h.map);
+  const std::vector<uint8_t> again = encode(out, h);
   std::vector<uint8_t> back(out.size());
-  codec::rans_decode(again, back, "fuzz re-encode");
+  codec::rans_decode(again, back, "fuzz re-encode");  // throws (and aborts) if inconsistent
   if (back != out) __builtin_trap();
   return 0;
 }
@@ -43,24 +44,14 @@ int class_plane(ByteSpan payload) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const ByteSpan payload(data, size);
-  if (codec::rans_is_class_plane(payload)) return class_plane(payload);
-  codec::RansPlaneHeader h;
-  try {
-    h = codec::rans_parse_header(payload, "fuzz");
-  } catch (const FormatError&) {
-    return 0;
+  if (codec::rans_is_class_plane(payload)) {
+    return round_trip<codec::RansClassPlane>(payload, codec::rans_parse_class_plane,
+                                             [](ByteSpan out, const codec::RansClassPlane& h) {
+                                               codec::RansOptions o;
+                                               o.chunk_symbols = h.chunk_symbols;
+                                               return codec::rans_encode_classes(out, o, h.map);
+                                             });
   }
-  if (h.total_symbols > (uint64_t{1} << 22)) return 0;  // keep allocations small
-  std::vector<uint8_t> out(h.total_symbols);
-  try {
-    codec::rans_decode(payload, out, "fuzz");
-  } catch (const FormatError&) {
-    return 0;
-  }
-  // Accepted: the decoded plane must code and decode back to itself.
-  const std::vector<uint8_t> again = codec::rans_encode(out);
-  std::vector<uint8_t> back(out.size());
-  codec::rans_decode(again, back, "fuzz re-encode");  // throws (and aborts) if inconsistent
-  if (back != out) __builtin_trap();
-  return 0;
+  return round_trip<codec::RansPlaneHeader>(payload, codec::rans_parse_header,
+                                            [](ByteSpan out, const auto&) { return codec::rans_encode(out); });
 }

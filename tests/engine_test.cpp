@@ -450,5 +450,26 @@ TEST(RealModels, Pycode24MGreedyClass) {
   EXPECT_GE(matched, 10u);  // float32 math on bf16 weights may flip a late near-tie
 }
 
+// Class tables change only how the exponents are coded: the engine sees the same weights.
+TEST(RealModels, Pycode24MClassTablesGiveTheSameLogits) {
+  const std::string dir_in = kModels + "/pycode24M";
+  REQUIRE_MODEL(dir_in + "/model.safetensors");
+  test::TempDir dir;
+  model::CompressOptions with;
+  with.encode.class_tables = true;
+  model::compress_checkpoint(dir_in, dir.path() + "/plain.cllm", {});
+  model::compress_checkpoint(dir_in, dir.path() + "/classes.cllm", with);
+  format::ContainerReader plain(dir.path() + "/plain.cllm"), classes(dir.path() + "/classes.cllm");
+  EXPECT_LT(classes.file_size(), plain.file_size() * 97 / 100);
+  auto a = make_cpu_engine(plain, {}), b = make_cpu_engine(classes, {});
+  const int vocab = a->config().vocab;
+  for (int pos = 0; pos < 4; ++pos) {
+    const float* pa = a->forward(770 + pos, pos);
+    const std::vector<float> ref(pa, pa + vocab);
+    const float* pb = b->forward(770 + pos, pos);
+    ASSERT_EQ(0, std::memcmp(ref.data(), pb, sizeof(float) * vocab)) << "at position " << pos;
+  }
+}
+
 }  // namespace
 }  // namespace codecllm::engine

@@ -63,6 +63,10 @@ if has bench; then
     done
   done
   $build/examples/c_api_decode /tmp/st-int8.cllm | tail -3 | tee -a "$OUT/bench.txt"
+  # Class-table exponents (embeddings, lm_head) through their own kernel.
+  $build/tools/codecllm compress "$models/pycode24M" -o /tmp/py-classes.cllm --class-tables -q >/dev/null
+  echo "-- py lossless, --class-tables" | tee -a "$OUT/bench.txt"
+  $build/tools/codecllm bench-decode /tmp/py-classes.cllm | tee -a "$OUT/bench.txt"
   # Whole layers of the 8B shape in one launch each: the decode the engine runs per layer.
   for mode in lossless int8; do
     $build/tools/codecllm synth --shape llama3-8b --layers 2 --mode $mode -o /tmp/l2-$mode.cllm -q

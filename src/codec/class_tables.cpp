@@ -77,14 +77,16 @@ std::vector<uint8_t> fit(const UnitCounts& uc, uint32_t K) {
   for (int iter = 0; iter < kIterations; ++iter) {
     // Tables from the current classes; a symbol a class has not seen costs as if seen half a time.
     std::vector<double> h(size_t{K} * uc.width, 0.5), n(K, 0.5 * uc.width);
-    for (uint64_t u = 0; u < uc.units; ++u)
+    for (uint64_t u = 0; u < uc.units; ++u) {
       for (uint64_t i = start[u]; i < start[u + 1]; ++i) {
         h[size_t{cls[u]} * uc.width + nz[i].first] += nz[i].second;
         n[cls[u]] += nz[i].second;
       }
-    for (uint32_t k = 0; k < K; ++k)
+    }
+    for (uint32_t k = 0; k < K; ++k) {
       for (uint32_t s = 0; s < uc.width; ++s)
         cost[size_t{k} * uc.width + s] = -std::log2(h[size_t{k} * uc.width + s] / n[k]);
+    }
     bool moved = false;
     for (uint64_t u = 0; u < uc.units; ++u) {
       double best = 0;
@@ -109,7 +111,8 @@ std::vector<uint8_t> fit(const UnitCounts& uc, uint32_t K) {
 }  // namespace
 
 std::optional<ClassMap> choose_classes(ByteSpan plane, uint64_t rows, uint64_t cols) {
-  if (rows < 2 * kTables || cols < 2 * kTables || rows * cols != plane.size() || cols > UINT32_MAX || rows > UINT32_MAX)
+  if (rows < uint64_t{2} * kTables || cols < uint64_t{2} * kTables || rows * cols != plane.size() ||
+      cols > UINT32_MAX || rows > UINT32_MAX)
     return std::nullopt;
   uint32_t lo = 255, hi = 0;
   for (uint8_t v : plane) {

@@ -54,7 +54,7 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
                   const DecEntry* entry, const uint8_t* cls, uint8_t* out, uint64_t c, const char* what) {
   uint32_t x[kRansLanes];
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
-    x[lane] = le32(chunk + 4 * lane);
+    x[lane] = le32(chunk + size_t{4} * lane);
     // The encoder leaves every state in [L, 2^32).  From a state below L a decode step could
     // reach 0, and one refill would no longer restore [L, 2^32): reject it up front.
     if (x[lane] < kRansL) {
@@ -131,6 +131,18 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
   if (!all_zero(chunk + used, bytes - used)) fail_chunk(what, c, "nonzero padding after words");
 }
 
+// Chunk data starts at the first 16-byte boundary after the chunk_end table, inside the payload.
+uint64_t check_data_offset(uint64_t data_offset, uint64_t offsets_end, uint64_t size, const char* what) {
+  const uint64_t data = align_up(offsets_end, 16);
+  if (data_offset != data)
+    fail(what, "data_offset " + std::to_string(data_offset) + " should be " + std::to_string(data));
+  if (data > size) {
+    fail(what,
+         "payload of " + std::to_string(size) + " bytes ends inside its tables (" + std::to_string(data) + " bytes)");
+  }
+  return data;
+}
+
 // Chunks are contiguous from the data start, each a whole number of 16-byte units holding at
 // least its 32 states and at most one word per symbol (the encoder's bound), and the last one
 // ends exactly at the end of the payload.
@@ -199,20 +211,13 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
   const uint64_t table_end = kHeaderBytes + 2 * uint64_t{h.num_symbols};
   const uint64_t offsets = rans_chunk_ends_offset(h);
   const uint64_t offsets_end = offsets + 4 * uint64_t{h.num_chunks};
-  const uint64_t data = align_up(offsets_end, 16);
-  if (h.data_offset != data) {
-    fail(what, "data_offset " + std::to_string(h.data_offset) + " should be " + std::to_string(data));
-  }
-  if (data > size) {
-    fail(what,
-         "payload of " + std::to_string(size) + " bytes ends inside its tables (" + std::to_string(data) + " bytes)");
-  }
+  const uint64_t data = check_data_offset(h.data_offset, offsets_end, size, what);
 
   // The frequencies must tile [0, M) exactly: every slot then maps to one symbol.  Each entry
   // is <= the sum, so a sum of M also bounds the entries; zero entries (absent symbols inside
   // the range) are allowed.
   uint32_t sum = 0;
-  for (uint32_t i = 0; i < h.num_symbols; ++i) sum += le16(p + kHeaderBytes + 2 * i);
+  for (uint32_t i = 0; i < h.num_symbols; ++i) sum += le16(p + kHeaderBytes + size_t{2} * i);
   if (sum != (1u << h.prob_bits)) {
     fail(what, "frequencies sum to " + std::to_string(sum) + ", not 2^" + std::to_string(h.prob_bits));
   }
@@ -284,7 +289,7 @@ RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
     if (n == 0 || lo + n > 256) fail(what, "class table " + std::to_string(k) + ": symbol range outside the bytes");
     if (at + 4 + 2 * uint64_t{n} > size) fail(what, "class table " + std::to_string(k) + " runs past the payload");
     uint32_t sum = 0;
-    for (uint32_t i = 0; i < n; ++i) sum += h.freqs[k][lo + i] = le16(p + at + 4 + 2 * i);
+    for (uint32_t i = 0; i < n; ++i) sum += h.freqs[k][lo + i] = le16(p + at + 4 + size_t{2} * i);
     if (sum != (1u << h.prob_bits)) {
       fail(what, "class table " + std::to_string(k) + ": frequencies sum to " + std::to_string(sum) + ", not 2^" +
                      std::to_string(h.prob_bits));
@@ -298,14 +303,7 @@ RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
   const uint64_t ids_end = at + entries;
   h.chunk_ends_offset = align_up(ids_end, 4);
   const uint64_t offsets_end = h.chunk_ends_offset + 4 * uint64_t{h.num_chunks};
-  const uint64_t data = align_up(offsets_end, 16);
-  if (h.data_offset != data) {
-    fail(what, "data_offset " + std::to_string(h.data_offset) + " should be " + std::to_string(data));
-  }
-  if (data > size) {
-    fail(what,
-         "payload of " + std::to_string(size) + " bytes ends inside its tables (" + std::to_string(data) + " bytes)");
-  }
+  const uint64_t data = check_data_offset(h.data_offset, offsets_end, size, what);
   if (!all_zero(p + ids_end, h.chunk_ends_offset - ids_end) || !all_zero(p + offsets_end, data - offsets_end)) {
     fail(what, "nonzero header padding");
   }

@@ -129,6 +129,16 @@ EncodeChunkFn encode_chunk_for(uint32_t prob_bits) {
   return fns[prob_bits - kMinProbBits];
 }
 
+// The first 24 bytes, alike in both layouts.
+void put_common_header(uint8_t* h, uint32_t magic, uint32_t prob_bits, uint64_t total, uint32_t cs,
+                       uint64_t num_chunks) {
+  put_le32(h + 0, magic);
+  put_le32(h + 4, prob_bits);
+  put_le64(h + 8, total);
+  put_le32(h + 16, cs);
+  put_le32(h + 20, static_cast<uint32_t>(num_chunks));
+}
+
 void check_options(const RansOptions& options, const char* who) {
   if (options.chunk_symbols == 0 || options.chunk_symbols % kRansLanes != 0) {
     throw std::invalid_argument(std::string(who) + ": chunk_symbols " + std::to_string(options.chunk_symbols) +
@@ -241,11 +251,7 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, c
   out.reserve(data_offset + static_cast<size_t>(est_bits / 8 * 1.01) + num_chunks * 160);
 
   uint8_t* h = out.data();
-  put_le32(h + 0, kRansMagic);
-  put_le32(h + 4, prob_bits);
-  put_le64(h + 8, total);
-  put_le32(h + 16, cs);
-  put_le32(h + 20, static_cast<uint32_t>(num_chunks));
+  put_common_header(h, kRansMagic, prob_bits, total, cs, num_chunks);
   put_le16(h + 24, min_symbol);
   put_le16(h + 26, num_symbols);
   put_le32(h + 28, static_cast<uint32_t>(data_offset));
@@ -300,13 +306,10 @@ std::vector<uint8_t> rans_encode_classes(ByteSpan symbols, const RansOptions& op
   const uint64_t table_end = align_up(classes_at + map.classes.size(), 4);
   const uint64_t data_offset = align_up(table_end + 4 * num_chunks, 16);
   if (data_offset > UINT32_MAX) throw Error("rans_encode_classes: class map too large");
-  std::vector<uint8_t> out(data_offset, 0);
+  // data_offset >= the header (said explicitly: GCC's overflow warning cannot see it).
+  std::vector<uint8_t> out(std::max<uint64_t>(data_offset, kRansClassHeaderBytes), 0);
   uint8_t* h = out.data();
-  put_le32(h + 0, kRansClassMagic);
-  put_le32(h + 4, prob_bits);
-  put_le64(h + 8, total);
-  put_le32(h + 16, cs);
-  put_le32(h + 20, static_cast<uint32_t>(num_chunks));
+  put_common_header(h, kRansClassMagic, prob_bits, total, cs, num_chunks);
   put_le32(h + 24, map.cols);
   put_le32(h + 28, static_cast<uint32_t>(data_offset));
   h[32] = static_cast<uint8_t>(map.axis);

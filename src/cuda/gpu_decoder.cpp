@@ -132,10 +132,12 @@ std::optional<ClassTensorDesc> plan_class_tensor(const format::ContainerReader& 
   const format::PlaneRecord* ep = r.plane("exponent");
   const format::PlaneRecord* sp = r.plane("sign_mantissa");
   if (r.mode != TensorMode::Lossless || r.transform != Transform::FloatSplit || r.dtype != DType::BF16 ||
-      r.planes.size() != 2 || ep == nullptr || sp == nullptr || !is_class_plane(file, *ep) || is_class_plane(file, *sp))
+      r.planes.size() != 2 || ep == nullptr || sp == nullptr || !is_class_plane(file, *ep) ||
+      is_class_plane(file, *sp)) {
     throw FormatError(what +
                       ": class-table (RNS2) planes are decoded on the GPU only as the exponent plane of a "
                       "lossless BF16 tensor");
+  }
   const uint64_t n = r.num_elements();
   for (const format::PlaneRecord* p : {ep, sp}) {
     if (p->symbols != n) throw FormatError(what + ": plane '" + p->role + "' size differs from the tensor");
@@ -406,9 +408,10 @@ void GpuDecoder::upload_class_pools(const std::vector<uint64_t>& entries, const 
   d_class_entries_ = static_cast<uint64_t*>(device_alloc(entries.size() * sizeof(uint64_t)));
   d_class_ids_ = static_cast<uint8_t*>(device_alloc(ids.size()));
   d_class_ends_ = static_cast<uint32_t*>(device_alloc(ends.size() * sizeof(uint32_t)));
-  if (!entries.empty())
+  if (!entries.empty()) {
     CLLM_CUDA_CHECK(
         cudaMemcpy(d_class_entries_, entries.data(), entries.size() * sizeof(uint64_t), cudaMemcpyHostToDevice));
+  }
   if (!ids.empty()) CLLM_CUDA_CHECK(cudaMemcpy(d_class_ids_, ids.data(), ids.size(), cudaMemcpyHostToDevice));
   if (!ends.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_class_ends_, ends.data(), ends.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
