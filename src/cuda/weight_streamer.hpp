@@ -6,8 +6,9 @@
 //                     PCIe, then decoded into a scratch slot
 //   HostRaw           decoded bytes in pinned host RAM, copied straight into a scratch slot
 //                     (plain offload: what a user would do without compression)
-// Copies run on a copy stream, decodes on two decode streams, and events order them against the
-// compute stream, so copies, decodes and matmuls of different layers overlap. Everything is
+// Copies run on a copy stream, decodes on decode streams (one per slot beyond the first), and
+// events order them against the compute stream, so copies, decodes and matmuls of different
+// layers overlap. Everything is
 // allocated at construction; a step enqueues work only, which lets the caller capture it once
 // as a CUDA graph.
 //
