@@ -8,9 +8,8 @@
 //                     (plain offload: what a user would do without compression)
 // Copies run on a copy stream, decodes on decode streams (one per slot beyond the first), and
 // events order them against the compute stream, so copies, decodes and matmuls of different
-// layers overlap. Everything is
-// allocated at construction; a step enqueues work only, which lets the caller capture it once
-// as a CUDA graph.
+// layers overlap. Everything is allocated at construction; a step enqueues work only, which
+// lets the caller capture it once as a CUDA graph.
 //
 // Per step the caller calls begin_step, then for each layer acquire (before its matmuls read
 // layer()) and release (after they are enqueued), then end_step. The last copies and decodes
