@@ -15,8 +15,10 @@ constexpr uint32_t kTables = 8;
 // Class tables must save at least this fraction of the one-table size to be used: they cost a
 // slower decode path and a larger header.
 constexpr double kMinSaving = 0.005;
-// Lloyd passes: most of the gain comes in the first few (measured on pycode24M).
+// Lloyd passes after the quantile start: on pycode24M two give 10.383 bits per weight, six
+// 10.382, at a third of the fitting time.
 constexpr int kIterations = 2;
+// Columns are counted on every kColumnSampling-th row of tall matrices (see choose_classes).
 constexpr uint64_t kColumnSampling = 4;
 
 // Per-unit (row or column) histograms over the plane's symbol range [lo, lo + width).
