@@ -94,7 +94,9 @@ struct ClassMap {
   uint32_t num_tables = 0;       // 2 .. kMaxClassTables
   std::vector<uint8_t> classes;  // one per row (Rows) or column (Columns), each < num_tables
 
-  uint32_t table_of(uint64_t g) const { return classes[axis == ClassAxis::Rows ? g / cols : g % cols]; }
+  // out[i] = the table of plane symbol first + i, for i < n: classes[g / cols] (Rows) or
+  // classes[g % cols] (Columns).
+  void tables_of(uint64_t first, uint64_t n, uint8_t* out) const;
 };
 
 // A class-table payload, parsed and validated (sizes, each table summing to M, class ids in

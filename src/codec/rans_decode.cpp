@@ -240,6 +240,18 @@ std::vector<uint32_t> rans_frequencies(ByteSpan payload, const RansPlaneHeader& 
   return freq;
 }
 
+void ClassMap::tables_of(uint64_t first, uint64_t n, uint8_t* out) const {
+  for (uint64_t g = first; g < first + n;) {  // runs of one row at a time
+    const uint64_t run = std::min<uint64_t>(first + n, (g / cols + 1) * cols) - g;
+    if (axis == ClassAxis::Rows) {
+      std::memset(out + (g - first), classes[g / cols], run);
+    } else {
+      std::memcpy(out + (g - first), classes.data() + g % cols, run);
+    }
+    g += run;
+  }
+}
+
 bool rans_is_class_plane(ByteSpan payload) { return payload.size() >= 4 && le32(payload.data()) == kRansClassMagic; }
 
 RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
@@ -342,13 +354,7 @@ void decode_class_plane(ByteSpan payload, MutableByteSpan out, const char* what)
   std::vector<DecEntry> entry(size_t{K} * M);
   for (uint32_t k = 0; k < K; ++k) fill_slots(h.freqs[k].data(), 0, 256, &sym_of[size_t{k} * M], &entry[size_t{k} * M]);
   std::vector<uint8_t> cls(h.total_symbols);
-  for (uint64_t g = 0; g < h.total_symbols; g += h.map.cols) {
-    if (h.map.axis == ClassAxis::Rows) {
-      std::memset(cls.data() + g, h.map.classes[g / h.map.cols], h.map.cols);
-    } else {
-      std::memcpy(cls.data() + g, h.map.classes.data(), h.map.cols);
-    }
-  }
+  h.map.tables_of(0, h.total_symbols, cls.data());
   const uint8_t* p = payload.data();
   const uint8_t* data = p + h.data_offset;
   uint64_t start = 0;

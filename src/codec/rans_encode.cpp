@@ -181,15 +181,7 @@ void append_chunks(ByteSpan symbols, const ClassMap* map, uint32_t cs, uint32_t 
     const uint64_t first = c * cs;
     const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(cs, total - first));
     uint16_t* end = scratch.get() + scratch_words;
-    for (uint64_t g = first; map != nullptr && g < first + n;) {
-      const uint64_t run = std::min<uint64_t>(first + n, (g / map->cols + 1) * map->cols) - g;
-      if (map->axis == ClassAxis::Rows) {
-        std::memset(classes.data() + (g - first), map->classes[g / map->cols], run);
-      } else {
-        std::memcpy(classes.data() + (g - first), map->classes.data() + g % map->cols, run);
-      }
-      g += run;
-    }
+    if (map != nullptr) map->tables_of(first, n, classes.data());
     uint16_t* words = encode_chunk(symbols.data() + first, classes.data(), n, table, x, end);
     const size_t num_words = static_cast<size_t>(end - words);
     const size_t chunk_bytes = align_up(size_t{4} * kRansLanes + 2 * num_words, 16);
