@@ -107,6 +107,7 @@ struct RansClassPlane {
   uint32_t chunk_symbols = 0;
   uint32_t num_chunks = 0;
   uint32_t data_offset = 0;
+  uint64_t classes_offset = 0;     // byte offset of map.classes in the payload
   uint64_t chunk_ends_offset = 0;  // byte offset of uint32 chunk_end[num_chunks]
   ClassMap map;
   std::vector<std::vector<uint32_t>> freqs;  // per table, 256 entries indexed by symbol

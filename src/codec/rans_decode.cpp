@@ -27,12 +27,6 @@ constexpr uint64_t kHeaderBytes = sizeof(RansPlaneHeader);
   fail(what, "chunk " + std::to_string(c) + ": " + msg);
 }
 
-// Symbols of chunk c; the last chunk holds the remainder.
-uint32_t chunk_count(const RansPlaneHeader& h, uint64_t c) {
-  const uint64_t first = c * h.chunk_symbols;
-  return static_cast<uint32_t>(std::min<uint64_t>(h.chunk_symbols, h.total_symbols - first));
-}
-
 bool all_zero(const uint8_t* p, uint64_t n) {
   for (uint64_t i = 0; i < n; ++i)
     if (p[i] != 0) return false;
@@ -131,6 +125,22 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
   if (!all_zero(chunk + used, bytes - used)) fail_chunk(what, c, "nonzero padding after words");
 }
 
+// The fields both layouts share (bytes 4..23): prob_bits in range, chunks of whole steps, and
+// as many chunks as the symbols fill.
+void check_common_header(uint32_t prob_bits, uint64_t total_symbols, uint32_t chunk_symbols, uint32_t num_chunks,
+                         const char* what) {
+  if (prob_bits < kMinProbBits || prob_bits > kMaxProbBits) {
+    fail(what, "prob_bits " + std::to_string(prob_bits) + " out of range [8, 15]");
+  }
+  if (chunk_symbols == 0 || chunk_symbols % kRansLanes != 0) {
+    fail(what, "chunk_symbols " + std::to_string(chunk_symbols) + " is not a positive multiple of 32");
+  }
+  if (num_chunks != total_symbols / chunk_symbols + (total_symbols % chunk_symbols != 0)) {
+    fail(what, "num_chunks " + std::to_string(num_chunks) + " does not match " + std::to_string(total_symbols) +
+                   " symbols in chunks of " + std::to_string(chunk_symbols));
+  }
+}
+
 // Chunk data starts at the first 16-byte boundary after the chunk_end table, inside the payload.
 uint64_t check_data_offset(uint64_t data_offset, uint64_t offsets_end, uint64_t size, const char* what) {
   const uint64_t data = align_up(offsets_end, 16);
@@ -193,17 +203,7 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
   h.data_offset = le32(p + 28);
 
   if (h.magic != kRansMagic) fail(what, "bad magic " + std::to_string(h.magic));
-  if (h.prob_bits < kMinProbBits || h.prob_bits > kMaxProbBits) {
-    fail(what, "prob_bits " + std::to_string(h.prob_bits) + " out of range [8, 15]");
-  }
-  if (h.chunk_symbols == 0 || h.chunk_symbols % kRansLanes != 0) {
-    fail(what, "chunk_symbols " + std::to_string(h.chunk_symbols) + " is not a positive multiple of 32");
-  }
-  const uint64_t expect_chunks = h.total_symbols / h.chunk_symbols + (h.total_symbols % h.chunk_symbols != 0);
-  if (h.num_chunks != expect_chunks) {
-    fail(what, "num_chunks " + std::to_string(h.num_chunks) + " does not match " + std::to_string(h.total_symbols) +
-                   " symbols in chunks of " + std::to_string(h.chunk_symbols));
-  }
+  check_common_header(h.prob_bits, h.total_symbols, h.chunk_symbols, h.num_chunks, what);
   if (h.num_symbols == 0 || h.num_symbols > 256 || h.min_symbol + h.num_symbols > 256) {
     fail(what, "symbol range [" + std::to_string(h.min_symbol) + ", +" + std::to_string(h.num_symbols) +
                    ") is not within the bytes");
@@ -271,16 +271,7 @@ RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
   const uint8_t axis = p[32];
   h.map.num_tables = p[33];
   const uint64_t entries = le32(p + 36);
-  if (h.prob_bits < kMinProbBits || h.prob_bits > kMaxProbBits) {
-    fail(what, "prob_bits " + std::to_string(h.prob_bits) + " out of range [8, 15]");
-  }
-  if (h.chunk_symbols == 0 || h.chunk_symbols % kRansLanes != 0) {
-    fail(what, "chunk_symbols " + std::to_string(h.chunk_symbols) + " is not a positive multiple of 32");
-  }
-  if (h.num_chunks != h.total_symbols / h.chunk_symbols + (h.total_symbols % h.chunk_symbols != 0)) {
-    fail(what, "num_chunks " + std::to_string(h.num_chunks) + " does not match " + std::to_string(h.total_symbols) +
-                   " symbols in chunks of " + std::to_string(h.chunk_symbols));
-  }
+  check_common_header(h.prob_bits, h.total_symbols, h.chunk_symbols, h.num_chunks, what);
   if (axis > 1 || p[34] != 0 || p[35] != 0) fail(what, "class axis " + std::to_string(axis) + " unknown");
   h.map.axis = static_cast<ClassAxis>(axis);
   if (h.map.num_tables < 2 || h.map.num_tables > kMaxClassTables) {
@@ -309,6 +300,7 @@ RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
     at += 4 + 2 * uint64_t{n};
   }
   if (at + entries > size) fail(what, "class ids run past the payload");
+  h.classes_offset = at;
   h.map.classes.assign(p + at, p + at + entries);
   for (uint8_t k : h.map.classes)
     if (k >= h.map.num_tables) fail(what, "class id " + std::to_string(k) + " names no table");
@@ -345,27 +337,34 @@ void check_output(uint64_t symbols, uint64_t room, const char* what) {
   }
 }
 
+// Decodes every chunk of a validated payload. With a class map, sym_of and entry hold one table
+// per class and each chunk's symbols get their tables spelled out first (chunk-sized scratch).
+void decode_chunks(ByteSpan payload, uint64_t data_offset, uint64_t ends_offset, uint64_t total, uint32_t cs,
+                   uint32_t num_chunks, uint32_t prob_bits, const uint8_t* sym_of, const DecEntry* entry,
+                   const ClassMap* map, MutableByteSpan out, const char* what) {
+  const uint8_t* p = payload.data();
+  std::vector<uint8_t> cls(map != nullptr ? std::min<uint64_t>(cs, total) : 0);
+  uint64_t start = 0;
+  for (uint64_t c = 0; c < num_chunks; ++c) {
+    const uint64_t end = le32(p + ends_offset + 4 * c);
+    const uint64_t first = c * cs;
+    const auto n = static_cast<uint32_t>(std::min<uint64_t>(cs, total - first));
+    if (map != nullptr) map->tables_of(first, n, cls.data());
+    decode_chunk(p + data_offset + start, end - start, n, prob_bits, sym_of, entry,
+                 map != nullptr ? cls.data() : nullptr, out.data() + first, c, what);
+    start = end;
+  }
+}
+
 void decode_class_plane(ByteSpan payload, MutableByteSpan out, const char* what) {
   const RansClassPlane h = rans_parse_class_plane(payload, what);
   check_output(h.total_symbols, out.size(), what);
-  if (h.num_chunks == 0) return;
   const uint32_t M = 1u << h.prob_bits, K = h.map.num_tables;
   std::vector<uint8_t> sym_of(size_t{K} * M);
   std::vector<DecEntry> entry(size_t{K} * M);
   for (uint32_t k = 0; k < K; ++k) fill_slots(h.freqs[k].data(), 0, 256, &sym_of[size_t{k} * M], &entry[size_t{k} * M]);
-  std::vector<uint8_t> cls(h.total_symbols);
-  h.map.tables_of(0, h.total_symbols, cls.data());
-  const uint8_t* p = payload.data();
-  const uint8_t* data = p + h.data_offset;
-  uint64_t start = 0;
-  for (uint64_t c = 0; c < h.num_chunks; ++c) {
-    const uint64_t end = le32(p + h.chunk_ends_offset + 4 * c);
-    const uint64_t first = c * h.chunk_symbols;
-    const auto n = static_cast<uint32_t>(std::min<uint64_t>(h.chunk_symbols, h.total_symbols - first));
-    decode_chunk(data + start, end - start, n, h.prob_bits, sym_of.data(), entry.data(), cls.data() + first,
-                 out.data() + first, c, what);
-    start = end;
-  }
+  decode_chunks(payload, h.data_offset, h.chunk_ends_offset, h.total_symbols, h.chunk_symbols, h.num_chunks,
+                h.prob_bits, sym_of.data(), entry.data(), &h.map, out, what);
 }
 
 }  // namespace
@@ -374,22 +373,13 @@ void rans_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
   if (rans_is_class_plane(payload)) return decode_class_plane(payload, out, what);
   const RansPlaneHeader h = rans_parse_header(payload, what);
   check_output(h.total_symbols, out.size(), what);
-  if (h.num_chunks == 0) return;
   const uint32_t M = 1u << h.prob_bits;
   std::vector<uint8_t> sym_of(M);
   std::vector<DecEntry> entry(M);
   const std::vector<uint32_t> freq = rans_frequencies(payload, h);
   fill_slots(freq.data(), h.min_symbol, h.num_symbols, sym_of.data(), entry.data());
-  const uint8_t* p = payload.data();
-  const uint64_t offsets = rans_chunk_ends_offset(h);
-  const uint8_t* data = p + h.data_offset;
-  uint64_t start = 0;
-  for (uint64_t c = 0; c < h.num_chunks; ++c) {
-    const uint64_t end = le32(p + offsets + 4 * c);
-    decode_chunk(data + start, end - start, chunk_count(h, c), h.prob_bits, sym_of.data(), entry.data(), nullptr,
-                 out.data() + c * h.chunk_symbols, c, what);
-    start = end;
-  }
+  decode_chunks(payload, h.data_offset, rans_chunk_ends_offset(h), h.total_symbols, h.chunk_symbols, h.num_chunks,
+                h.prob_bits, sym_of.data(), entry.data(), nullptr, out, what);
 }
 
 }  // namespace codecllm::codec
