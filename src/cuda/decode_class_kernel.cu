@@ -1,5 +1,6 @@
 // GPU decode of BF16 tensors with a class-table exponent plane (decode_class.hpp): one warp per
 // chunk, lane l holding interleaved state l, every table and word read from global memory.
+// Tables have the batched kernels' split layout (gpu_decoder.cpp, append_table).
 // The bitstream is the CPU reference's (codec/rans_decode.cpp), step for step; every word read
 // is bounds-checked against the chunk, so corrupt data is reported, never read past.
 #include <cuda_runtime.h>
@@ -9,6 +10,7 @@
 #include "codec/rans.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/decode_class.hpp"
+#include "cuda/decode_desc.hpp"
 
 namespace codecllm::cuda {
 namespace {
@@ -26,11 +28,11 @@ struct Lane {
   uint32_t pos;           // words the warp has consumed
 };
 
-// Opens chunk c of plane p: bounds from the host-validated ends (a multiple of 16 bytes, at
-// least the states), the initial state of this lane (one below L is corrupt: see the CPU).
-__device__ Lane open_chunk(const ClassPlaneDesc& p, const uint32_t* ends, const uint8_t* comp, uint32_t c,
-                           uint32_t lane, bool& bad) {
-  const uint32_t* e = ends + p.chunk_ends;
+// Opens chunk c of plane p: bounds from its chunk_end array (validated on the host: a multiple
+// of 16 bytes, at least the states), the initial state of this lane (one below L is corrupt:
+// see the CPU).
+__device__ Lane open_chunk(const ClassPlaneDesc& p, const uint8_t* comp, uint32_t c, uint32_t lane, bool& bad) {
+  const uint32_t* e = reinterpret_cast<const uint32_t*>(comp + p.chunk_ends);
   const uint32_t begin = c == 0 ? 0 : e[c - 1];
   const uint8_t* chunk = comp + p.bytes + begin;
   Lane s;
@@ -42,14 +44,16 @@ __device__ Lane open_chunk(const ClassPlaneDesc& p, const uint32_t* ends, const 
   return s;
 }
 
-// One step: symbol of slot x mod M in `table`, x' = freq * (x >> p) + bias, and lanes whose x'
-// fell below L take the next words in lane order (a prefix count over the ballot). Running out
-// of words is corruption. Inactive lanes (past the end of a partial last step) keep their state.
-__device__ uint32_t step(Lane& s, const uint64_t* __restrict__ table, uint32_t p, bool active, uint32_t lane_mask_lt,
+// One step: symbol of slot t = x mod M in `table` (split layout: 2^p words freq | bias << 16,
+// then 2^p symbol bytes), x' = freq * (x >> p) + bias, and lanes whose x' fell below L take the
+// next words in lane order (a prefix count over the ballot). Running out of words is
+// corruption. Inactive lanes (past the end of a partial last step) keep their state.
+__device__ uint32_t step(Lane& s, const uint32_t* __restrict__ table, uint32_t p, bool active, uint32_t lane_mask_lt,
                          bool& bad) {
-  const uint64_t e = __ldg(table + (s.x & ((1u << p) - 1)));
-  const auto lo = static_cast<uint32_t>(e);
-  uint32_t x = (lo & 0xffffu) * (s.x >> p) + (lo >> 16);
+  const uint32_t slot = s.x & ((1u << p) - 1);
+  const uint32_t e = __ldg(table + slot);
+  const uint32_t symbol = __ldg(reinterpret_cast<const uint8_t*>(table + (1u << p)) + slot);
+  uint32_t x = (e & 0xffffu) * (s.x >> p) + (e >> 16);
   const bool refill = active && x < kRansL;
   const uint32_t ballot = __ballot_sync(kFullMask, refill);
   if (refill) {
@@ -63,7 +67,7 @@ __device__ uint32_t step(Lane& s, const uint64_t* __restrict__ table, uint32_t p
   }
   s.pos += __popc(ballot);
   if (active) s.x = x;
-  return static_cast<uint32_t>(e >> 32);
+  return symbol;
 }
 
 // Integrity at the end of a chunk, as on the CPU: every state back at L, every word consumed
@@ -77,8 +81,7 @@ __device__ bool chunk_ok(const Lane& s, uint32_t lane) {
 }
 
 __global__ void __launch_bounds__(kClassWarps * 32)
-    decode_classes_kernel(const ClassTensorDesc t, const uint64_t* __restrict__ entries,
-                          const uint8_t* __restrict__ ids, const uint32_t* __restrict__ ends,
+    decode_classes_kernel(const ClassTensorDesc t, const uint32_t* __restrict__ tables,
                           const uint8_t* __restrict__ comp, uint16_t* __restrict__ out, uint32_t* __restrict__ status) {
   const uint32_t chunk = blockIdx.x * kClassWarps + threadIdx.x / 32;
   if (chunk >= t.num_chunks) return;  // whole warps: the ballots below see all 32 lanes
@@ -91,10 +94,11 @@ __global__ void __launch_bounds__(kClassWarps * 32)
   const ClassPlaneDesc& ep = t.exponent;
   const ClassPlaneDesc& sp = t.sign_mantissa;
   bool bad = false;
-  Lane ex = open_chunk(ep, ends, comp, chunk, lane, bad);
+  Lane ex = open_chunk(ep, comp, chunk, lane, bad);
   Lane sm{};
-  if (sp.coded) sm = open_chunk(sp, ends, comp, chunk, lane, bad);
-  const uint8_t* classes = ids + t.classes;
+  if (sp.coded) sm = open_chunk(sp, comp, chunk, lane, bad);
+  const uint8_t* classes = comp + t.classes;
+  const uint32_t table_words = gpu_table_words(ep.prob_bits, false);
   const uint8_t* sm_raw = comp + sp.bytes;
 
   for (uint32_t i0 = 0; i0 < n; i0 += 32) {
@@ -103,11 +107,10 @@ __global__ void __launch_bounds__(kClassWarps * 32)
     const uint64_t g = first + i;
     uint32_t k = 0;  // the class's table (inactive lanes: any valid one)
     if (active) k = classes[t.axis == 0 ? g / t.cols : g % t.cols];
-    const uint32_t e =
-        step(ex, entries + ep.table + (uint64_t{k} << ep.prob_bits), ep.prob_bits, active, lane_mask_lt, bad);
+    const uint32_t e = step(ex, tables + ep.table + uint64_t{k} * table_words, ep.prob_bits, active, lane_mask_lt, bad);
     uint32_t s = 0;
     if (sp.coded) {
-      s = step(sm, entries + sp.table, sp.prob_bits, active, lane_mask_lt, bad);
+      s = step(sm, tables + sp.table, sp.prob_bits, active, lane_mask_lt, bad);
     } else if (active) {
       s = sm_raw[g];
     }
@@ -120,11 +123,11 @@ __global__ void __launch_bounds__(kClassWarps * 32)
 
 }  // namespace
 
-void launch_decode_classes(const ClassTensorDesc& t, const uint64_t* entries, const uint8_t* ids, const uint32_t* ends,
-                           const uint8_t* comp, uint16_t* out, uint32_t* status, cudaStream_t stream) {
+void launch_decode_classes(const ClassTensorDesc& t, const uint32_t* tables, const uint8_t* comp, uint16_t* out,
+                           uint32_t* status, cudaStream_t stream) {
   if (t.num_chunks == 0) return;
   const uint32_t blocks = (t.num_chunks + kClassWarps - 1) / kClassWarps;
-  decode_classes_kernel<<<blocks, kClassWarps * 32, 0, stream>>>(t, entries, ids, ends, comp, out, status);
+  decode_classes_kernel<<<blocks, kClassWarps * 32, 0, stream>>>(t, tables, comp, out, status);
 }
 
 }  // namespace codecllm::cuda

@@ -72,60 +72,16 @@ Assemble assemble_of(const format::TensorRecord& r) {
 
 // ---- Tensors with a class-table exponent plane (decode_class.hpp) ----
 
-// Their device pools, built at plan time and uploaded once.
-struct ClassPools {
-  std::vector<uint64_t> entries;  // class_entry per slot, table after table
-  std::vector<uint8_t> ids;       // class ids, tensor after tensor
-  std::vector<uint32_t> ends;     // validated chunk_end arrays, plane after plane
-};
-
-uint32_t le32(const uint8_t* p) { return p[0] | p[1] << 8 | p[2] << 16 | uint32_t{p[3]} << 24; }
-
-// Appends the 2^prob_bits entries of one table: freq[i] slots for symbol first_symbol + i.
-void append_entries(const uint32_t* freq, uint32_t first_symbol, uint32_t count, uint32_t prob_bits,
-                    std::vector<uint64_t>& pool, const std::string& what) {
-  const uint32_t M = 1u << prob_bits;
-  const size_t base = pool.size();
-  pool.resize(base + M, 0);
-  uint32_t cum = 0;
-  for (uint32_t i = 0; i < count; ++i) {
-    const uint32_t f = freq[i];
-    if (f > M - cum) break;
-    for (uint32_t k = 0; k < f; ++k) pool[base + cum + k] = class_entry(f, k, first_symbol + i);
-    cum += f;
-  }
-  if (cum != M) throw FormatError(what + ": frequencies do not sum to 2^prob_bits");
-}
-
-// Copies a coded plane's chunk_end array into the ends pool and returns where it starts.
-// Checked again here because the kernel takes every bound from it: each chunk a multiple of
-// 16 bytes holding at least its states, inside the payload.
-uint64_t append_ends(ByteSpan payload, uint64_t ends_offset, uint64_t data_offset, uint32_t num_chunks,
-                     std::vector<uint32_t>& pool, const std::string& what) {
-  if (data_offset % 16 != 0 || ends_offset + 4 * uint64_t{num_chunks} > payload.size())
-    throw FormatError(what + ": malformed chunk index");
-  const uint64_t at = pool.size();
-  uint64_t prev = 0;
-  for (uint32_t c = 0; c < num_chunks; ++c) {
-    const uint32_t end = le32(payload.data() + ends_offset + 4 * uint64_t{c});
-    if (end % 16 != 0 || end < prev + codec::kChunkStateBytes || data_offset + end > payload.size())
-      throw FormatError(what + ": chunk " + std::to_string(c) + " has malformed bounds");
-    pool.push_back(end);
-    prev = end;
-  }
-  return at;
-}
-
 bool is_class_plane(const format::ContainerReader& file, const format::PlaneRecord& p) {
   return p.codec == PlaneCodec::Rans && codec::rans_is_class_plane(file.payload(p, /*verify=*/false));
 }
 
 // Plans tensor r if any of its planes uses class tables, else returns nullopt. The GPU decodes
 // those only as the exponent plane of a lossless BF16 tensor (sign_mantissa raw, or RNS1 in the
-// same chunks); anywhere else they are an error naming the file and tensor. Everything the
-// kernel indexes with (class ids, chunk counts and bounds, plane sizes) is checked here.
+// same chunks); anywhere else they are an error naming the file and tensor. The payloads are
+// validated here (class ids, chunk bounds) and their tables appended to `pool`.
 std::optional<ClassTensorDesc> plan_class_tensor(const format::ContainerReader& file, const format::TensorRecord& r,
-                                                 uint64_t lo, const std::string& what, ClassPools& pools) {
+                                                 uint64_t lo, const std::string& what, std::vector<uint32_t>& pool) {
   bool any = false;
   for (const format::PlaneRecord& p : r.planes) any = any || is_class_plane(file, p);
   if (!any) return std::nullopt;
@@ -141,58 +97,40 @@ std::optional<ClassTensorDesc> plan_class_tensor(const format::ContainerReader& 
   const uint64_t n = r.num_elements();
   for (const format::PlaneRecord* p : {ep, sp}) {
     if (p->symbols != n) throw FormatError(what + ": plane '" + p->role + "' size differs from the tensor");
-    if ((p->offset - lo) % 16 != 0) throw FormatError(what + ": plane '" + p->role + "' is not 16-byte aligned");
+    if ((p->offset - lo) % kStreamAlignment != 0)
+      throw FormatError(what + ": plane '" + p->role + "' is not 16-byte aligned");
   }
   const std::string ewhat = what + " plane 'exponent'";
-  const ByteSpan payload = file.payload(*ep);  // checksum verified once, here
-  const codec::RansClassPlane h = codec::rans_parse_class_plane(payload, ewhat.c_str());
-  const codec::ClassMap& map = h.map;
-  if (h.total_symbols != n || h.num_chunks != (n + h.chunk_symbols - 1) / h.chunk_symbols || map.cols == 0 ||
-      n % map.cols != 0 || map.classes.size() != (map.axis == codec::ClassAxis::Rows ? n / map.cols : map.cols) ||
-      h.freqs.size() != map.num_tables)
-    throw FormatError(ewhat + ": class map or chunk count does not match the tensor");
-  for (uint8_t k : map.classes)
-    if (k >= map.num_tables) throw FormatError(ewhat + ": class id " + std::to_string(k) + " names no table");
+  const codec::RansClassPlane h = codec::rans_parse_class_plane(file.payload(*ep), ewhat.c_str());
+  if (h.total_symbols != n) throw FormatError(ewhat + ": symbol count differs from the index");
 
   ClassTensorDesc t{};
   t.elements = n;
-  t.cols = map.cols;
-  t.axis = map.axis == codec::ClassAxis::Rows ? 0 : 1;
+  t.cols = h.map.cols;
+  t.axis = h.map.axis == codec::ClassAxis::Rows ? 0 : 1;
   t.chunk_symbols = h.chunk_symbols;
   t.num_chunks = h.num_chunks;
-  t.classes = pools.ids.size();
-  pools.ids.insert(pools.ids.end(), map.classes.begin(), map.classes.end());
-  t.exponent = {1,
-                h.prob_bits,
-                1,
-                ep->offset - lo + h.data_offset,
-                append_ends(payload, h.chunk_ends_offset, h.data_offset, h.num_chunks, pools.ends, ewhat),
-                pools.entries.size()};
-  for (uint32_t k = 0; k < map.num_tables; ++k) {
-    if (h.freqs[k].size() != 256) throw FormatError(ewhat + ": malformed class table");
-    append_entries(h.freqs[k].data(), 0, 256, h.prob_bits, pools.entries, ewhat + " table " + std::to_string(k));
+  const uint64_t at = ep->offset - lo;
+  t.classes = at + h.classes_offset;
+  t.exponent = {1, h.prob_bits, at + h.data_offset, at + h.chunk_ends_offset, pool.size()};
+  for (uint32_t k = 0; k < h.map.num_tables; ++k) {
+    codec::RansPlaneHeader table{};  // a class table as append_table takes it: all 256 symbols
+    table.prob_bits = h.prob_bits;
+    table.num_symbols = 256;
+    append_table(table, h.freqs[k], false, pool, ewhat + " table " + std::to_string(k));
   }
 
   ClassPlaneDesc& s = t.sign_mantissa;
   s.bytes = sp->offset - lo;
-  if (sp->codec == PlaneCodec::Raw) {
-    if (sp->size < n) throw FormatError(what + ": raw plane 'sign_mantissa' is shorter than the tensor");
-    return t;
-  }
+  if (sp->codec == PlaneCodec::Raw) return t;
   const std::string swhat = what + " plane 'sign_mantissa'";
   const ByteSpan sp_payload = file.payload(*sp);
   const codec::RansPlaneHeader sh = codec::rans_parse_header(sp_payload, swhat.c_str());
   if (sh.total_symbols != n) throw FormatError(swhat + ": symbol count differs from the index");
   if (sh.chunk_symbols != h.chunk_symbols)
     throw Error(swhat + ": coded planes of one tensor must share a chunk size for the GPU decoder");
-  s = {1,
-       sh.prob_bits,
-       0,
-       s.bytes + sh.data_offset,
-       append_ends(sp_payload, codec::rans_chunk_ends_offset(sh), sh.data_offset, sh.num_chunks, pools.ends, swhat),
-       pools.entries.size()};
-  const std::vector<uint32_t> freq = codec::rans_frequencies(sp_payload, sh);
-  append_entries(freq.data(), sh.min_symbol, sh.num_symbols, sh.prob_bits, pools.entries, swhat);
+  s = {1, sh.prob_bits, s.bytes + sh.data_offset, s.bytes + codec::rans_chunk_ends_offset(sh), pool.size()};
+  append_table(sh, codec::rans_frequencies(sp_payload, sh), false, pool, swhat);
   return t;
 }
 
@@ -234,7 +172,6 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   std::vector<BlockJob> per_layout[kNumLayouts];
   std::vector<BlockJob> gemv_jobs;  // by tensor, for decode_gemv
   uint64_t scratch = 0;
-  ClassPools class_pools;
   for (size_t ti = 0; ti < records_.size(); ++ti) {
     const format::TensorRecord& r = *records_[ti];
     const std::string what = path_ + ": tensor '" + r.name + "'";
@@ -258,7 +195,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     scratch_offset_.push_back(kNoScratch);
     if (r.shape.size() == 2 && r.shape[0] > 0) t.cols = t.elements / r.shape[0];
     // Class-table exponents: decoded by their own kernel, outside the block jobs and products.
-    if (std::optional<ClassTensorDesc> c = plan_class_tensor(file, r, lo, what, class_pools)) {
+    if (std::optional<ClassTensorDesc> c = plan_class_tensor(file, r, lo, what, pool)) {
       c->tensor = static_cast<uint32_t>(ti);
       class_tensors_.push_back(*c);
       host_tensors_.push_back(t);
@@ -399,22 +336,6 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   if (!pool.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_tables_, pool.data(), pool.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
   if (d_status_ != nullptr) CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, host_tensors_.size() * sizeof(uint32_t)));
-  upload_class_pools(class_pools.entries, class_pools.ids, class_pools.ends);
-}
-
-void GpuDecoder::upload_class_pools(const std::vector<uint64_t>& entries, const std::vector<uint8_t>& ids,
-                                    const std::vector<uint32_t>& ends) {
-  if (class_tensors_.empty()) return;
-  d_class_entries_ = static_cast<uint64_t*>(device_alloc(entries.size() * sizeof(uint64_t)));
-  d_class_ids_ = static_cast<uint8_t*>(device_alloc(ids.size()));
-  d_class_ends_ = static_cast<uint32_t*>(device_alloc(ends.size() * sizeof(uint32_t)));
-  if (!entries.empty()) {
-    CLLM_CUDA_CHECK(
-        cudaMemcpy(d_class_entries_, entries.data(), entries.size() * sizeof(uint64_t), cudaMemcpyHostToDevice));
-  }
-  if (!ids.empty()) CLLM_CUDA_CHECK(cudaMemcpy(d_class_ids_, ids.data(), ids.size(), cudaMemcpyHostToDevice));
-  if (!ends.empty())
-    CLLM_CUDA_CHECK(cudaMemcpy(d_class_ends_, ends.data(), ends.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
 }
 
 GpuDecoder::~GpuDecoder() {
@@ -444,8 +365,7 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
     void* out = outputs[c.tensor];
     if (reinterpret_cast<uintptr_t>(out) % 2 != 0)
       throw Error(path_ + ": tensor '" + records_[c.tensor]->name + "': GPU decode needs a 2-byte aligned output");
-    launch_decode_classes(c, d_class_entries_, d_class_ids_, d_class_ends_, comp_device, static_cast<uint16_t*>(out),
-                          d_status_, stream);
+    launch_decode_classes(c, d_tables_, comp_device, static_cast<uint16_t*>(out), d_status_, stream);
     CLLM_CUDA_CHECK(cudaGetLastError());
   }
   for (size_t i = 0; i < host_tensors_.size(); ++i) {

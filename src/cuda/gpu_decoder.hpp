@@ -81,8 +81,6 @@ class GpuDecoder {
 
  private:
   void* device_alloc(uint64_t bytes);
-  void upload_class_pools(const std::vector<uint64_t>& entries, const std::vector<uint8_t>& ids,
-                          const std::vector<uint32_t>& ends);
 
   std::string path_;
   std::vector<const format::TensorRecord*> records_;
@@ -112,12 +110,9 @@ class GpuDecoder {
   uint8_t* d_scratch_ = nullptr;
   uint8_t* staging_ = nullptr;
   uint8_t* resident_ = nullptr;
-  // Tensors whose exponent plane has class tables (decode_class.hpp), their own launches, and
-  // the pools their descriptors index.
+  // Tensors whose exponent plane has class tables (decode_class.hpp): one launch each, their
+  // tables in d_tables_.
   std::vector<ClassTensorDesc> class_tensors_;
-  uint64_t* d_class_entries_ = nullptr;
-  uint8_t* d_class_ids_ = nullptr;
-  uint32_t* d_class_ends_ = nullptr;
 };
 
 }  // namespace codecllm::cuda
