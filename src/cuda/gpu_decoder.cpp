@@ -336,6 +336,11 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   if (!pool.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_tables_, pool.data(), pool.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
   if (d_status_ != nullptr) CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, host_tensors_.size() * sizeof(uint32_t)));
+  // Those uploads ran on the legacy default stream, which callers' non-blocking streams do not
+  // wait for, and a cudaMemcpy from pageable memory may return before its DMA lands: without
+  // this, a first decode on a busy GPU could read stale descriptors, tables or status words
+  // (seen as a false integrity failure under parallel ctest).
+  CLLM_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
 }
 
 GpuDecoder::~GpuDecoder() {
@@ -433,6 +438,7 @@ void GpuDecoder::check(cudaStream_t stream) {
   for (size_t i = 0; i < status.size(); ++i) {
     if (status[i] == 0) continue;
     CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, status.size() * sizeof(uint32_t)));
+    CLLM_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));  // reset before any later decode, as above
     throw FormatError(path_ + ": tensor '" + records_[i]->name + "': GPU decode failed the integrity check in chunk " +
                       std::to_string(status[i] - 1) + " (corrupt data)");
   }
