@@ -78,12 +78,14 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
   // some layers: the mixed plan must stay within its budget and give the same logits.
   o.placement = engine::Placement::Auto;
   const uint64_t full = gpu->memory().device_bytes, step = full / 1024;
+  std::string stopped;  // why the search ended, for the message below
   for (uint64_t budget = full + (16u << 20); budget > step && others.size() == fixed; budget -= step) {
     o.vram_budget = budget;
     std::unique_ptr<engine::Engine> e;
     try {
       e = engine::make_cuda_engine(file, o);
-    } catch (const Error&) {
+    } catch (const Error& err) {
+      stopped = err.what();
       break;  // below the smallest plan
     }
     const std::string d = e->describe();
@@ -91,7 +93,8 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
     EXPECT_LE(e->memory().device_bytes, budget) << e->describe();
     others.push_back(std::move(e));
   }
-  ASSERT_EQ(others.size(), fixed + 1) << "no budget gave a plan with compressed or host layers";
+  ASSERT_EQ(others.size(), fixed + 1) << "no budget gave a plan with compressed or host layers (full " << full
+                                       << " bytes; stopped at: " << stopped << ")";
   auto cpu = engine::make_cpu_engine(file, {});
   const int vocab = gpu->config().vocab;
   std::vector<int> ids = {1, 770, 29871};

@@ -293,12 +293,6 @@ void set_plane(codec::EncodedTensor& e, const std::string& role, std::vector<uin
 // ordinary BF16 matrix "plain"; sources[i] receives the bytes of case i.
 std::string write_class_file(const std::string& dir, const std::vector<ClassCase>& cases, uint32_t chunk,
                              std::vector<std::vector<uint8_t>>& sources) {
-  const std::string path = dir + "/classes.cllm";
-  format::ContainerWriter w(path);
-  format::Index idx;
-  idx.mode = "test";
-  idx.source = "synthetic";
-  idx.producer = "test";
   codec::EncodeOptions o;
   o.rans.chunk_symbols = chunk;
   o.row_aligned_chunks = false;  // the chunks of the planes replaced below
@@ -325,12 +319,7 @@ std::string write_class_file(const std::string& dir, const std::vector<ClassCase
     encoded.push_back(std::move(e));
   }
   encoded.push_back(codec::encode_tensor("plain", DType::BF16, {64, 256}, test::gaussian_bf16(64 * 256, 0.02, 8), o));
-  for (codec::EncodedTensor& e : encoded) {
-    for (size_t k = 0; k < e.payloads.size(); ++k) e.record.planes[k].offset = w.add_payload(e.payloads[k]);
-    idx.tensors.push_back(e.record);
-  }
-  w.finish(idx);
-  return path;
+  return test::write_encoded(dir + "/classes.cllm", std::move(encoded));
 }
 
 TEST(GpuDecode, ClassTableExponents) {
