@@ -76,7 +76,7 @@ Command add_compress(CLI::App& app) {
   app.add_flag("--quantize-embeddings", a->quantize_embeddings, "int8 mode: quantize token embeddings too");
   app.add_flag("--class-tables", a->class_tables,
                "BF16 embeddings and lm_head: code exponents with per-row or per-column class tables where that "
-               "saves >= 0.5% (smaller files; their GPU decoder is not yet checked on hardware)");
+               "saves >= 0.5% (smaller files; decoded at load by a slower GPU kernel of their own)");
   app.add_flag("--json", a->json, "Print the summary as JSON on stdout instead of a table");
   app.add_flag("-q,--quiet", a->quiet, "No progress output");
   return [a] {

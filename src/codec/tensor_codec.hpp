@@ -25,8 +25,8 @@ struct EncodeOptions {
   // where the row length is a multiple of 32.
   bool row_aligned_chunks = true;
   // Lossless BF16 embeddings and output heads: exponent planes coded with per-row or
-  // per-column class tables where those save at least 0.5% (class_tables.hpp). Off by default
-  // until their GPU decoder (cuda/decode_class_kernel.cu) has been checked on hardware.
+  // per-column class tables where those save at least 0.5% (class_tables.hpp). Opt-in: their
+  // GPU decoder (cuda/decode_class_kernel.cu) is several times slower at load than one table's.
   bool class_tables = false;
 };
 
