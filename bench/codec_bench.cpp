@@ -91,7 +91,8 @@ double memcpy_gbps(uint64_t bytes) {
 }
 
 void report(const std::string& name, const model::Checkpoint& ckpt) {
-  // Lossless, int8, and lossless with class tables (--class-tables: embeddings and lm_head).
+  // Lossless with one table per plane (--one-table), int8, and lossless with class tables for
+  // embeddings and lm_head (the default).
   for (int run = 0; run < 3; ++run) {
     const auto mode = run == 1 ? format::TensorMode::Int8 : format::TensorMode::Lossless;
     codec::EncodeOptions o;

@@ -455,9 +455,10 @@ TEST(RealModels, Pycode24MClassTablesGiveTheSameLogits) {
   const std::string dir_in = kModels + "/pycode24M";
   REQUIRE_MODEL(dir_in + "/model.safetensors");
   test::TempDir dir;
-  model::CompressOptions with;
+  model::CompressOptions with, without;
   with.encode.class_tables = true;
-  model::compress_checkpoint(dir_in, dir.path() + "/plain.cllm", {});
+  without.encode.class_tables = false;
+  model::compress_checkpoint(dir_in, dir.path() + "/plain.cllm", without);
   model::compress_checkpoint(dir_in, dir.path() + "/classes.cllm", with);
   format::ContainerReader plain(dir.path() + "/plain.cllm"), classes(dir.path() + "/classes.cllm");
   EXPECT_LT(classes.file_size(), plain.file_size() * 97 / 100);

@@ -25,9 +25,10 @@ struct EncodeOptions {
   // where the row length is a multiple of 32.
   bool row_aligned_chunks = true;
   // Lossless BF16 embeddings and output heads: exponent planes coded with per-row or
-  // per-column class tables where those save at least 0.5% (class_tables.hpp). Opt-in: their
-  // GPU decoder (cuda/decode_class_kernel.cu) is several times slower at load than one table's.
-  bool class_tables = false;
+  // per-column class tables where those save at least 0.5% (class_tables.hpp). On by default:
+  // they are decoded once, at load, so their slower GPU decoder (cuda/decode_class_kernel.cu)
+  // costs milliseconds once while the smaller file is kept for the model's lifetime.
+  bool class_tables = true;
 };
 
 struct EncodedTensor {
