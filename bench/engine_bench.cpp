@@ -12,7 +12,9 @@
 // CODECLLM_BENCH_SERIAL_LAUNCH=1 turns off overlapped (programmatic dependent) kernel launches,
 // to measure what they gain; CODECLLM_BENCH_NO_SCRATCH=1 makes gpu-compressed at batch 1
 // multiply straight from the compressed weights instead of decoding each layer into scratch;
-// CODECLLM_BENCH_DECODE_SLOTS=N gives gpu-compressed N decoded-layer scratch slots.
+// CODECLLM_BENCH_DECODE_SLOTS=N gives gpu-compressed N decoded-layer scratch slots;
+// CODECLLM_BENCH_WHOLE_BF16=1 makes it decode whole BF16 values into them instead of exponents
+// alone (CudaEngineOptions::bf16_exponents_only).
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -132,7 +134,10 @@ int main(int argc, char** argv) {
       o.overlap_launches = serial == nullptr || std::string(serial) != "1";
       const char* no_scratch = std::getenv("CODECLLM_BENCH_NO_SCRATCH");
       o.products_from_compressed = no_scratch != nullptr && std::string(no_scratch) == "1";
-      if (const char* slots = std::getenv("CODECLLM_BENCH_DECODE_SLOTS")) o.decode_slots = std::atoi(slots);
+      const char* slots = std::getenv("CODECLLM_BENCH_DECODE_SLOTS");
+      if (slots != nullptr && o.placement == engine::Placement::GpuCompressed) o.decode_slots = std::atoi(slots);
+      const char* whole = std::getenv("CODECLLM_BENCH_WHOLE_BF16");
+      o.bf16_exponents_only = whole == nullptr || std::string(whole) != "1";
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;
       // Greedy, picked where the engine picks (on the GPU): what `codecllm run` does.

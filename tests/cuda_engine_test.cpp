@@ -73,6 +73,9 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
     others.push_back(engine::make_cuda_engine(file, o));
   }
   o.decode_slots = 0;
+  o.bf16_exponents_only = false;  // whole BF16 values decoded into the slots
+  others.push_back(engine::make_cuda_engine(file, o));
+  o.bf16_exponents_only = true;
   const size_t fixed = others.size();
   // Budgets a little under what gpu placement takes, lowered until the planner has to compress
   // some layers: the mixed plan must stay within its budget and give the same logits.
@@ -94,7 +97,7 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
     others.push_back(std::move(e));
   }
   ASSERT_EQ(others.size(), fixed + 1) << "no budget gave a plan with compressed or host layers (full " << full
-                                       << " bytes; stopped at: " << stopped << ")";
+                                      << " bytes; stopped at: " << stopped << ")";
   auto cpu = engine::make_cpu_engine(file, {});
   const int vocab = gpu->config().vocab;
   std::vector<int> ids = {1, 770, 29871};
@@ -275,6 +278,41 @@ TEST(CudaEngineNoScratch, ProductsFromCompressedWeightsEqualGpu) {
           << mode << ": products from compressed weights differ from gpu at " << pos;
       token = engine::argmax(g.data(), vocab);
     }
+  }
+}
+
+// gpu-compressed decoding only the exponents of BF16 layers (the GEMV reads sign and mantissa
+// from the compressed copy) gives the bits of gpu and of decoding whole values, with slots of
+// half the size; q|k|v and gate|up span several sign_mantissa planes in one product.
+TEST(CudaEngineSplit, ExponentSlotsEqualGpu) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  test::TempDir dir;
+  model::LlamaShape shape{512, 1536, 3, 8, 4, 1000, 256, 10000.0, false};
+  const auto ckpt = model::random_llama(shape, 9);
+  const std::string path = dir.path() + "/r.cllm";
+  model::CompressOptions co;
+  co.encode.rans.chunk_symbols = 4096;
+  model::compress_checkpoint(*ckpt, path, co);
+  format::ContainerReader file(path);
+  engine::CudaEngineOptions o;
+  o.max_seq_len = 32;
+  auto gpu = engine::make_cuda_engine(file, o);
+  o.placement = engine::Placement::GpuCompressed;
+  auto split = engine::make_cuda_engine(file, o);
+  o.bf16_exponents_only = false;
+  auto whole = engine::make_cuda_engine(file, o);
+  ASSERT_NE(split->describe().find("exponents decoded"), std::string::npos) << split->describe();
+  ASSERT_EQ(whole->describe().find("exponents decoded"), std::string::npos) << whole->describe();
+  EXPECT_LT(split->memory().scratch_bytes, whole->memory().scratch_bytes * 6 / 10);
+  EXPECT_EQ(split->memory().matmul_weight_bytes_per_step, whole->memory().matmul_weight_bytes_per_step);
+  const int vocab = gpu->config().vocab;
+  int token = 1;
+  for (int pos = 0; pos < 12; ++pos) {
+    const float* lg = gpu->forward(token, pos);
+    std::vector<float> g(lg, lg + vocab);
+    ASSERT_EQ(0, std::memcmp(g.data(), split->forward(token, pos), sizeof(float) * vocab)) << "split at " << pos;
+    ASSERT_EQ(0, std::memcmp(g.data(), whole->forward(token, pos), sizeof(float) * vocab)) << "whole at " << pos;
+    token = engine::argmax(g.data(), vocab);
   }
 }
 

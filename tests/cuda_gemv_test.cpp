@@ -1,5 +1,6 @@
-// The batch-1 GEMV kernels against a double-precision CPU product: 16-bit W (bf16 and f16), and
-// int8 W with row scales (W8A16), with rows and lengths that leave partial warps, blocks and unrolled
+// The batch-1 GEMV kernels against a double-precision CPU product: 16-bit W (bf16 and f16), bf16
+// W split into exponent and sign_mantissa planes (the bits of plain bf16), and int8 W with row
+// scales (W8A16), with rows and lengths that leave partial warps, blocks and unrolled
 // iterations, and int8 values at both ends of [-127, 127]; launched plainly and as
 // programmatic dependents of a previous kernel, in both block sizes, all with the same bits.
 // Skips without a GPU.
@@ -12,8 +13,10 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "codec/byte_planes.hpp"
 #include "cuda/cuda_check.hpp"
 #include "engine/cuda_kernels.cuh"
 #include "gpu_test_util.hpp"
@@ -53,7 +56,33 @@ __half from_float<__half>(float v) {
   return __float2half(v);
 }
 
-// Both kernels with x (and 16-bit W) of type T.
+// gemv_split over W cut into its exponent bytes and sign_mantissa bytes, the latter in three
+// separate allocations of consecutive rows (as q, k and v are), the last part one row.
+void split_product(const std::vector<__nv_bfloat16>& w, int in, int out, const __nv_bfloat16* dx, float* dy,
+                   bool accumulate, const k::Stream& s) {
+  const std::vector<uint8_t> bytes(reinterpret_cast<const uint8_t*>(w.data()),
+                                   reinterpret_cast<const uint8_t*>(w.data()) + w.size() * 2);
+  const std::vector<std::vector<uint8_t>> planes = codec::split_planes(format::Transform::FloatSplit, 2, bytes);
+  k::SplitRows parts{};
+  parts.count = out >= 3 ? 3 : 1;
+  parts.end[0] = parts.count == 3 ? out / 2 : out;
+  parts.end[1] = out - 1;
+  parts.end[2] = out;
+  uint8_t* exps = to_device(planes[0]);
+  std::vector<uint8_t*> sm;
+  for (int j = 0, row = 0; j < parts.count; row = parts.end[j++]) {
+    const auto at = planes[1].begin() + long(row) * in;
+    sm.push_back(to_device(std::vector<uint8_t>(at, at + long(parts.end[j] - row) * in)));
+    parts.sign_mantissa[j] = sm.back();
+  }
+  k::gemv_split(exps, parts, dx, in, out, dy, accumulate, s);
+  CLLM_CUDA_CHECK(cudaDeviceSynchronize());
+  cudaFree(exps);
+  for (uint8_t* p : sm) cudaFree(p);
+}
+
+// Both kernels with x (and 16-bit W) of type T; for BF16 also the split-plane kernel, which
+// must give the bits of the plain one.
 template <typename T>
 void check_products(int in, int out, k::Act act) {
   std::mt19937 rng(in * 131 + out);
@@ -101,6 +130,14 @@ void check_products(int in, int out, k::Act act) {
       if (!accumulate) {
         if (first_b.empty()) first_b = y;
         ASSERT_EQ(0, std::memcmp(first_b.data(), y.data(), out * sizeof(float))) << "config " << config;
+      }
+      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        const std::vector<float> y_plain = y;
+        CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), out * sizeof(float), cudaMemcpyHostToDevice));
+        split_product(wb, in, out, dx, dy, accumulate, s);
+        CLLM_CUDA_CHECK(cudaMemcpy(y.data(), dy, out * sizeof(float), cudaMemcpyDeviceToHost));
+        ASSERT_EQ(0, std::memcmp(y_plain.data(), y.data(), out * sizeof(float)))
+            << "split planes, config " << config << " accumulate " << accumulate;
       }
       CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), out * sizeof(float), cudaMemcpyHostToDevice));
       k::gemv_int8(act, dwq, dscales, dx, in, out, dy, accumulate, s);

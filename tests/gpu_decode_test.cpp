@@ -247,6 +247,54 @@ TEST(GpuDecode, CorruptChunkIsReported) {
   EXPECT_NO_THROW(dec.check(nullptr)) << "status must reset after a reported failure";
 }
 
+// bf16_exponents_only: an eligible matrix decodes to its exponent plane, byte for byte, and its
+// raw sign_mantissa plane is found in the resident copy; everything else decodes as usual.
+TEST(GpuDecode, Bf16ExponentsOnly) {
+  REQUIRE_GPU();
+  test::TempDir dir;
+  codec::EncodeOptions o;
+  o.rans.chunk_symbols = 4096;  // many chunks, and a partial last group
+  const uint64_t rows = 301, cols = 512, n = rows * cols;
+  const std::vector<uint8_t> w = test::gaussian_bf16(n, 0.02, 5);
+  const std::string path = test::write_synthetic(dir.path(), o,
+                                                 {{"w", DType::BF16, {rows, cols}, w},
+                                                  {"norm", DType::BF16, {cols}, test::gaussian_bf16(cols, 1.0, 6)},
+                                                  {"f32", DType::F32, {7, 64}, test::gaussian_f32(7 * 64, 0.1, 7)}});
+  format::ContainerReader r(path);
+  ASSERT_TRUE(cuda::GpuDecoder::exponents_only_eligible(r, r.index().tensors[0]));
+  ASSERT_FALSE(cuda::GpuDecoder::exponents_only_eligible(r, r.index().tensors[1]));  // not a matrix
+  ASSERT_FALSE(cuda::GpuDecoder::exponents_only_eligible(r, r.index().tensors[2]));
+  cuda::DecoderOptions opt;
+  opt.bf16_exponents_only = true;
+  cuda::GpuDecoder dec(r, {"w", "norm", "f32"}, opt);
+  ASSERT_TRUE(dec.exponents_only(0));
+  ASSERT_FALSE(dec.exponents_only(1));
+  ASSERT_FALSE(dec.exponents_only(2));
+  ASSERT_EQ(dec.output_bytes(0), n);
+  EXPECT_EQ(dec.resident_sign_mantissa(0), nullptr) << "no resident copy yet";
+  dec.upload_resident(nullptr);
+  std::vector<std::unique_ptr<DeviceBuffer>> bufs;
+  std::vector<void*> outs;
+  for (size_t i = 0; i < 3; ++i) {
+    bufs.push_back(std::make_unique<DeviceBuffer>(dec.output_bytes(i)));
+    outs.push_back(bufs.back()->p);
+  }
+  dec.decode(dec.resident(), outs.data(), nullptr);
+  dec.check(nullptr);
+  const std::vector<std::vector<uint8_t>> planes = codec::split_planes(format::Transform::FloatSplit, 2, w);
+  std::vector<uint8_t> got(n);
+  CLLM_CUDA_CHECK(cudaMemcpy(got.data(), outs[0], n, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(got, planes[0]) << "exponent bytes";
+  CLLM_CUDA_CHECK(cudaMemcpy(got.data(), dec.resident_sign_mantissa(0), n, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(got, planes[1]) << "sign_mantissa bytes in the resident copy";
+  for (size_t i = 1; i < 3; ++i) {
+    const std::vector<uint8_t> want = expected_output(r, r.index().tensors[i], cuda::Int8Out::Bf16);
+    std::vector<uint8_t> full(want.size());
+    CLLM_CUDA_CHECK(cudaMemcpy(full.data(), outs[i], full.size(), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(full, want) << r.index().tensors[i].name;
+  }
+}
+
 // ---- Class-table exponents (RNS2): their own kernel, in the same decode call as the rest ----
 
 // A BF16 matrix whose rows and columns have different scales, so that the classes matter;

@@ -70,6 +70,17 @@ __device__ __forceinline__ void split_halves(uint32_t exponent, uint32_t sign_ma
 __device__ __forceinline__ uint2 interleave2(uint32_t b0, uint32_t b1) {
   return make_uint2(__byte_perm(b0, b1, 0x5140), __byte_perm(b0, b1, 0x7362));
 }
+
+// 8 BF16 values (one 16-byte vector, the first in the low bytes) from their exponent bytes and
+// their sign_mantissa bytes: what the decoder stores for them, for products that read the two
+// planes themselves.
+__device__ __forceinline__ uint4 bf16_from_planes(uint2 exponent, uint2 sign_mantissa) {
+  uint32_t hi0, lo0, hi1, lo1;
+  split_halves(exponent.x, sign_mantissa.x, hi0, lo0);
+  split_halves(exponent.y, sign_mantissa.y, hi1, lo1);
+  const uint2 a = interleave2(lo0, hi0), b = interleave2(lo1, hi1);
+  return make_uint4(a.x, a.y, b.x, b.y);
+}
 __device__ __forceinline__ uint4 interleave4(uint32_t b0, uint32_t b1, uint32_t b2, uint32_t b3) {
   const uint2 lo = interleave2(b0, b1), hi = interleave2(b2, b3);
   return make_uint4(__byte_perm(lo.x, hi.x, 0x5410), __byte_perm(lo.x, hi.x, 0x7632), __byte_perm(lo.y, hi.y, 0x5410),

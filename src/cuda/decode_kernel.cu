@@ -197,11 +197,13 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
 // latency-bound, so warps in flight set the speed: measured on an H100, two blocks left the
 // schedulers idle 58% of cycles. The instances compress writes for 16-bit and int8 weights fit
 // four (64 registers); int8 took 80 when allowed, held three blocks, and decoded 13% fewer
-// elements a second than BF16, which fits four on its own. Rarer layouts keep three, or one.
+// elements a second than BF16, which fits four on its own. BF16 exponents decoded alone are
+// int8's chain with a plain store. Rarer layouts keep three, or one.
 template <Assemble A, int NP, int kCoded>
 constexpr int decode_blocks_per_sm() {
   if (NP > 2) return 1;
-  return kCoded != kCodedFromDescriptor && (A == Assemble::Int8 || A == Assemble::SplitBf16) ? 4 : 3;
+  const bool one_byte = A == Assemble::Int8 || (A == Assemble::Bytes && NP == 1);
+  return kCoded != kCodedFromDescriptor && (one_byte || A == Assemble::SplitBf16) ? 4 : 3;
 }
 
 // One block: up to kWarpsPerBlock chunks of one tensor. One kernel instance per element
@@ -308,6 +310,8 @@ constexpr Variant kVariants[] = {
     {Assemble::Int8, 1, kCodedFromDescriptor, false},
     {Assemble::Bytes, 2, 0b10, true},
     {Assemble::Bytes, 2, 0b10, false},
+    {Assemble::Bytes, 1, 0b1, true},  // BF16 exponents alone (DecoderOptions::bf16_exponents_only)
+    {Assemble::Bytes, 1, 0b1, false},
     {Assemble::Bytes, 1, kCodedFromDescriptor, false},
     {Assemble::Bytes, 2, kCodedFromDescriptor, false},
     {Assemble::Bytes, 4, kCodedFromDescriptor, false},

@@ -10,9 +10,9 @@
 
 namespace codecllm::cuda {
 
-// Kernel instances: fifteen element layouts (assembly, planes, which planes are coded, packed
+// Kernel instances: seventeen element layouts (assembly, planes, which planes are coded, packed
 // or split tables), each with its tables in shared memory or (when too large) in global memory.
-constexpr int kNumLayouts = 30;
+constexpr int kNumLayouts = 34;
 constexpr int kCodedFromDescriptor = -1;
 
 // Which kernel instance decodes a tensor (0 .. kNumLayouts-1), -1 if none can. coded_mask:

@@ -136,6 +136,18 @@ std::optional<ClassTensorDesc> plan_class_tensor(const format::ContainerReader& 
 
 }  // namespace
 
+bool GpuDecoder::exponents_only_eligible(const format::ContainerReader& file, const format::TensorRecord& r) {
+  return r.mode == TensorMode::Lossless && r.transform == Transform::FloatSplit && r.dtype == DType::BF16 &&
+         r.shape.size() == 2 && r.planes.size() == 2 && r.planes[0].role == "exponent" &&
+         r.planes[0].codec == PlaneCodec::Rans && !is_class_plane(file, r.planes[0]) &&
+         r.planes[1].role == "sign_mantissa" && r.planes[1].codec == PlaneCodec::Raw;
+}
+
+const uint8_t* GpuDecoder::resident_sign_mantissa(size_t i) const {
+  if (resident_ == nullptr || !exponents_only(i)) return nullptr;
+  return resident_ + sign_mantissa_[i];
+}
+
 void* GpuDecoder::device_alloc(uint64_t bytes) {
   void* p = nullptr;
   if (bytes == 0) return nullptr;
@@ -193,7 +205,16 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       out_bytes = t.elements * 2;
     }
     scratch_offset_.push_back(kNoScratch);
+    sign_mantissa_.push_back(kNoPlane);
     if (r.shape.size() == 2 && r.shape[0] > 0) t.cols = t.elements / r.shape[0];
+    if (options.bf16_exponents_only && exponents_only_eligible(file, r)) {
+      // The exponent plane decodes alone, as one byte plane; the raw plane stays where it is.
+      t.assemble = Assemble::Bytes;
+      t.num_planes = 1;
+      t.element_size = 1;
+      out_bytes = t.elements;
+      sign_mantissa_.back() = r.planes[1].offset - lo;
+    }
     // Class-table exponents: decoded by their own kernel, outside the block jobs and products.
     if (std::optional<ClassTensorDesc> c = plan_class_tensor(file, r, lo, what, pool)) {
       c->tensor = static_cast<uint32_t>(ti);

@@ -26,6 +26,11 @@ struct DecoderOptions {
   // Lossless float32 tensors come out as bfloat16 (rounded to nearest even), for engines that
   // compute on bf16 weights; their output_bytes() is then 2 per element.
   bool f32_as_bf16 = false;
+  // Lossless BF16 matrices with one-table exponents and a raw sign_mantissa plane
+  // (exponents_only_eligible) decode to their exponent bytes alone, one byte per element:
+  // a product then reads the sign and mantissa bytes from the resident compressed copy
+  // (resident_sign_mantissa), so a decode writes half the bytes and its slot is half the size.
+  bool bf16_exponents_only = false;
 };
 
 class GpuDecoder {
@@ -38,6 +43,9 @@ class GpuDecoder {
   ~GpuDecoder();
   GpuDecoder(const GpuDecoder&) = delete;
   GpuDecoder& operator=(const GpuDecoder&) = delete;
+
+  // Whether r can decode to its exponents alone (DecoderOptions::bf16_exponents_only).
+  static bool exponents_only_eligible(const format::ContainerReader& file, const format::TensorRecord& r);
 
   size_t num_tensors() const { return records_.size(); }
   const format::TensorRecord& record(size_t i) const { return *records_[i]; }
@@ -54,6 +62,10 @@ class GpuDecoder {
   // Keeps a device copy of the compressed range (the "compressed in VRAM" placement).
   void upload_resident(cudaStream_t stream);
   const uint8_t* resident() const { return resident_; }
+  // Whether tensor i decodes to its exponent bytes only, and then where its raw sign_mantissa
+  // plane lies in the resident copy (after upload_resident; byte e of element e).
+  bool exponents_only(size_t i) const { return sign_mantissa_[i] != kNoPlane; }
+  const uint8_t* resident_sign_mantissa(size_t i) const;
 
   // Enqueues the decode of every tensor from a device copy of the range into outputs[i].
   // `scratch` is used with DecoderOptions::external_scratch (scratch_bytes() of device memory).
@@ -80,6 +92,7 @@ class GpuDecoder {
   void check(cudaStream_t stream);
 
  private:
+  static constexpr uint64_t kNoPlane = ~uint64_t{0};
   void* device_alloc(uint64_t bytes);
 
   std::string path_;
@@ -87,6 +100,7 @@ class GpuDecoder {
   std::vector<uint64_t> output_bytes_;
   std::vector<TensorDesc> host_tensors_;
   std::vector<uint64_t> scratch_offset_;  // per tensor: where predictor residuals go, or ~0
+  std::vector<uint64_t> sign_mantissa_;   // per tensor: exponents only: its raw plane's offset in the range, or ~0
   uint64_t range_offset_ = 0, range_bytes_ = 0, device_bytes_ = 0, scratch_bytes_ = 0;
   ByteSpan host_range_;
   struct Launch {

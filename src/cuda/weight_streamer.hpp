@@ -45,6 +45,12 @@ struct StreamerOptions {
   // their products with decoder(l).decode_gemv. If any such layer has a tensor that cannot, all
   // of them take the slots as usual (products_from_compressed() says which happened).
   bool products_from_compressed = false;
+  // Lossless BF16 matrices decode their exponent bytes alone into the slots
+  // (DecoderOptions::bf16_exponents_only), for products that read the sign and mantissa bytes
+  // from the resident compressed copy: half the slot size and half the bytes a decode writes.
+  // Taken when every layer is DeviceCompressed, products_from_compressed is not, and each
+  // tensor of a layer is eligible in every layer or in none (exponents_only(i) says which).
+  bool bf16_exponents_only = false;
 };
 
 class WeightStreamer {
@@ -69,7 +75,11 @@ class WeightStreamer {
   // Where tensor i of layer l is, valid for kernels enqueued between acquire(l) and release(l).
   uint8_t* tensor(int l, int i) const { return layer_base(l) + offsets_[i]; }
   uint64_t layer_bytes() const { return layer_bytes_; }  // decoded bytes of one layer
-  uint64_t streamed_bytes(int l) const;                  // bytes moved over PCIe per use of layer l
+  // Whether tensor i of every layer decodes to its exponents alone; then its sign and mantissa
+  // bytes lie at sign_mantissa(l, i), in the resident compressed copy of layer l.
+  bool exponents_only(int i) const { return split_[i]; }
+  const uint8_t* sign_mantissa(int l, int i) const { return layers_[l].decoder->resident_sign_mantissa(i); }
+  uint64_t streamed_bytes(int l) const;  // bytes moved over PCIe per use of layer l
 
   // Fills the first staging buffers and decodes the first step's carried layers (synchronous;
   // call once at load, before the first begin_step).
@@ -123,6 +133,7 @@ class WeightStreamer {
   std::vector<int> streamed_;  // layer index of each rank
   std::vector<int> hosted_;    // layer index of each host rank
   std::vector<uint64_t> offsets_;
+  std::vector<bool> split_;  // by tensor of a layer: exponents only
   uint64_t layer_bytes_ = 0;
   int slots_ = 0, stages_ = 0;
   bool fused_ = false, prefetched_ = false;

@@ -195,6 +195,7 @@ class CudaEngine : public Engine {
     if (opt_.placement == Placement::Auto) s += " (" + plan_summary_ + ")";
     if (opt_.batch > 1) s += ", batch " + std::to_string(opt_.batch);
     if (streamer_->products_from_compressed()) s += ", products straight from compressed weights";
+    if (streamer_->exponents_only(kQkv)) s += ", exponents decoded per layer (sign and mantissa read in place)";
     const std::string t = act_ == k::Act::F16 ? "f16" : "bf16";
     s += int8_layers_   ? ", int8 layer weights (W8A" + std::string(act_ == k::Act::F16 ? "F16)" : "BF16)")
          : rounded_f32_ ? ", f32 weights rounded to bf16"
@@ -270,6 +271,7 @@ class CudaEngine : public Engine {
       // The product of matrix group `first` (count tensors) of this layer with x.
       const bool fused = streamer_->products_from_compressed(l);
       auto product = [&](int first, int count, const void* x, int in, int out, float* y, bool accumulate) {
+        if (streamer_->exponents_only(first)) return matmul_split(l, first, count, x, in, out, y, accumulate);
         if (!fused) return matmul(w(first), x, in, out, y, accumulate);
         GpuDecoder& d = streamer_->decoder(l);
         d.decode_gemv(d.resident(), first, count, x, act_ == k::Act::F16, y, accumulate, compute_, exec_.overlap);
@@ -343,6 +345,21 @@ class CudaEngine : public Engine {
     check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, out, opt_.batch, in, &one, w.w, t, in, x, t, in, &beta,
                               y, CUDA_R_32F, ldy > 0 ? ldy : out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
+  }
+
+  // matmul for matrices [first, first + count) of layer l decoded to their exponents alone: the
+  // exponents in the layer's slot, each matrix's sign_mantissa plane in its compressed copy.
+  void matmul_split(int l, int first, int count, const void* x, int in, int out, float* y, bool accumulate) {
+    k::SplitRows parts{};
+    int rows = 0;
+    for (int j = 0; j < count; ++j) {
+      parts.sign_mantissa[j] = streamer_->sign_mantissa(l, first + j);
+      rows += matrix_rows_[first + j];
+      parts.end[j] = rows;
+    }
+    parts.count = count;
+    if (rows != out) throw Error(path_ + ": layer " + std::to_string(l) + ": matrix rows do not match the product");
+    k::gemv_split(streamer_->tensor(l, first), parts, x, in, out, y, accumulate, exec_);
   }
 
   // Weights reach the kernels in the model's 16-bit type (BF16 or F16 tensors as they are;
@@ -568,8 +585,10 @@ class CudaEngine : public Engine {
     so.prefetch_depth = opt_.prefetch_depth;
     so.decoder = decoder_options(int8_layers_ ? cuda::Int8Out::Int8 : dequantized());
     so.products_from_compressed = opt_.products_from_compressed && opt_.batch == 1;
+    so.bf16_exponents_only = opt_.bf16_exponents_only && split_gemv_fits();
     std::vector<LayerHome> homes = choose_homes(file, names, so);
     streamer_ = std::make_unique<cuda::WeightStreamer>(file, names, kGroups, homes, so, compute_);
+    check_split_layers(records);
     exec_.alone = std::all_of(homes.begin(), homes.end(), [](LayerHome h) { return h == LayerHome::Device; });
     const cuda::WeightStreamer::Memory m = streamer_->memory();
     mem_stats_.weight_bytes += m.decoded_weights + m.compressed_weights;
@@ -577,8 +596,36 @@ class CudaEngine : public Engine {
     mem_stats_.host_pinned_bytes += m.host_pinned;
     streamer_device_bytes_ = m.decoded_weights + m.compressed_weights + m.scratch;
     for (int l = 0; l < cfg_.layers; ++l) mem_stats_.streamed_bytes_per_step += streamer_->streamed_bytes(l);
+    // Bytes of weights the matmuls read: a split matrix's sign_mantissa plane besides its slot.
+    uint64_t layer_read = streamer_->layer_bytes();
+    for (int i = 0; i < kNumMatrices; ++i)
+      if (streamer_->exponents_only(i)) layer_read += records[i]->num_elements();
     mem_stats_.matmul_weight_bytes_per_step =
-        streamer_->layer_bytes() * uint64_t(cfg_.layers) + uint64_t(cfg_.vocab) * lm_head_row_bytes();
+        layer_read * uint64_t(cfg_.layers) + uint64_t(cfg_.vocab) * lm_head_row_bytes();
+  }
+
+  // Whether every product of a layer could run gemv_split (batch 1, BF16, its row lengths).
+  bool split_gemv_fits() const {
+    const int q_dim = cfg_.heads * cfg_.head_dim;
+    auto fits = [&](int in) { return use_gemv(in) && in % 16 == 0; };
+    return act_ == k::Act::BF16 && !int8_layers_ && fits(cfg_.hidden) && fits(q_dim) && fits(cfg_.intermediate);
+  }
+
+  // After the streamer: the rows of each matrix, and the alignment gemv_split needs, which the
+  // container's 4 KiB-aligned payloads give (checked, not assumed).
+  void check_split_layers(const std::vector<const format::TensorRecord*>& records) {
+    for (int i = 0; i < kNumMatrices; ++i) matrix_rows_[i] = int(records[i]->shape[0]);
+    for (int l = 0; l < cfg_.layers; ++l) {
+      for (int i = 0; i < kNumMatrices; ++i) {
+        if (!streamer_->exponents_only(i)) continue;
+        if (int(records[l * kNumMatrices + i]->shape[0]) != matrix_rows_[i])
+          throw Error(path_ + ": tensor '" + records[l * kNumMatrices + i]->name + "' differs in shape from layer 0");
+        if (reinterpret_cast<uintptr_t>(streamer_->sign_mantissa(l, i)) % 16 != 0 ||
+            reinterpret_cast<uintptr_t>(streamer_->tensor(l, i)) % 16 != 0)
+          throw Error(path_ + ": tensor '" + records[l * kNumMatrices + i]->name +
+                      "': its planes are not 16-byte aligned for the split GEMV");
+      }
+    }
   }
 
   void allocate_state() {
@@ -632,6 +679,7 @@ class CudaEngine : public Engine {
   bool int8_layers_ = false;             // every layer matrix int8 in device memory (W8A16 at batch 1)
   const float* layer_scales_ = nullptr;  // int8 layers: row scales of every matrix of every layer
   std::vector<uint64_t> scale_row_;      // [layer * kNumMatrices + matrix]: its first row in layer_scales_
+  int matrix_rows_[kNumMatrices] = {};   // rows of each matrix of a layer (the same in every layer)
   std::vector<int> same_token_;          // forward()'s batch, sized once: no allocation per token
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, streamer_device_bytes_ = 0;
   MemoryStats mem_stats_;

@@ -42,6 +42,12 @@ struct CudaEngineOptions {
   // it, so no layer is decoded into scratch: the least VRAM, but slower than decoding into
   // scratch on the shapes measured (docs/BENCHMARKS.md).
   bool products_from_compressed = false;
+  // gpu-compressed at batch 1 on BF16 layers: decode only each layer's exponent bytes into the
+  // scratch slots, and let the GEMV read the sign and mantissa bytes (stored raw) straight
+  // from the compressed copy (cuda::StreamerOptions::bf16_exponents_only): slots of half the
+  // size, and 2 bytes fewer written and read per weight. The same bits either way; off only to
+  // measure what it gains.
+  bool bf16_exponents_only = true;
   // gpu-compressed: layer-sized scratch slots (0: 3, so the next two layers decode while one
   // computes). Each slot beyond the first lets one more layer decode at once, for its size in VRAM.
   int decode_slots = 0;

@@ -26,16 +26,6 @@ __device__ __forceinline__ __half from_float<__half>(float v) {
   return __float2half_rn(v);
 }
 
-// Calls f with a value of the element type of `a`, to instantiate a kernel for it.
-template <typename F>
-void with_type(Act a, F&& f) {
-  if (a == Act::F16) {
-    f(__half{});
-  } else {
-    f(__nv_bfloat16{});
-  }
-}
-
 __device__ float block_sum(float v) {
   __shared__ float part[32];
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -195,93 +185,6 @@ __global__ void silu_mul_kernel(const float* gu, int n, T* out) {
     out[static_cast<size_t>(b) * n + i] = from_float<T>(g[i] / (1.0f + __expf(-g[i])) * g[n + i]);
 }
 
-// One row per warp, 16-byte loads of W that bypass L1 (each weight is read once), x staged
-// in shared memory, and four loads (int8: eight) per row in flight before the first multiply.
-// cuBLAS's batch-1 path reached 62% of the copy bandwidth on an H100 for Llama-8B shapes. On an
-// 8B shape (H100, one session) one row per warp ran the bf16 step at 78.7% of copy against
-// 75.1% with two; blocks of 32 warps reached 80.2% when the GEMVs have the GPU to themselves
-// but slowed gpu-compressed from 69.7 to 65.6 tok/s, next to the decode kernels, where blocks
-// of 8 warps do best (Stream::alone picks).
-constexpr int kGemvPrefetch = 2048;  // bytes of each row asked of L2 before the wait
-
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
-// Asks L2 for `bytes` (a multiple of 16) at a 16-byte aligned address, without waiting.
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
-// One 16-byte load of W (vector c of its row) against the matching x, read from shared memory.
-template <typename W, typename T>
-__device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c) {
-  if constexpr (std::is_same_v<W, int8_t>) {
-    return cuda::dot_int8<T>(w, xs[2 * c], xs[2 * c + 1]);
-  } else {
-    return cuda::dot16<T>(w, xs[c]);
-  }
-}
-
-// y[r] = scale(r) * (W x)[r] (+ y[r]), x of type T, W of type T (scale 1) or int8_t, each row
-// summed in the order cuda/gemv_dot.cuh defines (the fused decode-GEMV kernel gives the same bits).
-template <typename W, typename T, int kGemvWarps>
-__global__ void __launch_bounds__(kGemvWarps * 32)
-    gemv_kernel(const W* __restrict__ w, const float* __restrict__ scales, const T* __restrict__ x, int in, int out,
-                float* __restrict__ y, bool accumulate) {
-  extern __shared__ uint4 xs[];
-  constexpr bool kInt8 = std::is_same_v<W, int8_t>;
-  constexpr int kPerLoad = 16 / sizeof(W);
-  // Loads per row in flight: int8 spends about three times the instructions per byte of bf16,
-  // so it needs more bytes in flight to keep the memory busy (all of a 4096-long row at once).
-  constexpr int kGemvUnroll = kInt8 ? 8 : 4;
-  const int vecs = in / kPerLoad;  // 16-byte loads per row
-  const int lane = threadIdx.x % 32;
-  const int row = blockIdx.x * kGemvWarps + threadIdx.x / 32;
-  const uint4* w_row = reinterpret_cast<const uint4*>(w) + static_cast<size_t>(min(row, out - 1)) * vecs;
-  // The weights do not depend on earlier kernels: while those finish, L2 fetches the start of
-  // this warp's row (bounded, so that prefetches of all resident blocks together stay well
-  // inside L2).
-  if (lane == 0 && row < out) prefetch_l2(w_row, min(16u * vecs, uint32_t(kGemvPrefetch)));
-  wait_for_predecessor();
-  for (int i = threadIdx.x; i < in / 8; i += blockDim.x) xs[i] = reinterpret_cast<const uint4*>(x)[i];
-  __syncthreads();
-  if (row >= out) return;
-  float acc = 0;
-  int c = lane;
-  for (; c + 32 * (kGemvUnroll - 1) < vecs; c += 32 * kGemvUnroll) {
-    uint4 wv[kGemvUnroll];
-#pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) wv[u] = load_stream(w_row + c + 32 * u);
-#pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) acc += dot_load<W, T>(wv[u], xs, c + 32 * u);
-  }
-  for (; c < vecs; c += 32) acc += dot_load<W, T>(load_stream(w_row + c), xs, c);
-  let_successor_launch();  // late: an early successor's prefetch would compete with these loads
-  acc = cuda::warp_sum(acc);
-  if (lane == 0) y[row] = cuda::row_output(acc, scales != nullptr ? scales + row : nullptr, y + row, accumulate);
-}
-
-template <typename W, typename T, int kWarps>
-void gemv_blocks(const W* w, const float* scales, const T* x, int in, int out, float* y, bool accumulate,
-                 const Stream& s) {
-  launch(gemv_kernel<W, T, kWarps>, dim3((out + kWarps - 1) / kWarps), dim3(kWarps * 32), size_t(in) * 2, s, w, scales,
-         x, in, out, y, accumulate);
-}
-
-// Each row's sum runs in the same order whatever the block size, so both give the same bits.
-template <typename W, typename T>
-void gemv(const W* w, const float* scales, const T* x, int in, int out, float* y, bool accumulate, const Stream& s) {
-  if (s.alone) return gemv_blocks<W, T, 32>(w, scales, x, in, out, y, accumulate, s);
-  gemv_blocks<W, T, 8>(w, scales, x, in, out, y, accumulate, s);
-}
-
 int blocks(int n) { return (n + kThreads - 1) / kThreads; }
 
 }  // namespace
@@ -325,19 +228,6 @@ void silu_mul(Act t, const float* gate_up, int n, int batch, void* out, const St
   with_type(t, [&](auto tag) {
     using T = decltype(tag);
     launch(silu_mul_kernel<T>, dim3(blocks(n), batch), dim3(kThreads), 0, s, gate_up, n, static_cast<T*>(out));
-  });
-}
-void gemv(Act t, const void* w, const void* x, int in, int out, float* y, bool accumulate, const Stream& s) {
-  with_type(t, [&](auto tag) {
-    using T = decltype(tag);
-    gemv<T, T>(static_cast<const T*>(w), nullptr, static_cast<const T*>(x), in, out, y, accumulate, s);
-  });
-}
-void gemv_int8(Act t, const int8_t* w, const float* scales, const void* x, int in, int out, float* y, bool accumulate,
-               const Stream& s) {
-  with_type(t, [&](auto tag) {
-    using T = decltype(tag);
-    gemv<int8_t, T>(w, scales, static_cast<const T*>(x), in, out, y, accumulate, s);
   });
 }
 

@@ -71,4 +71,18 @@ void gemv(Act t, const void* w, const void* x, int in, int out, float* y, bool a
 void gemv_int8(Act t, const int8_t* w, const float* scales, const void* x, int in, int out, float* y, bool accumulate,
                const Stream& s);
 
+// The same product for BF16 W held as two byte planes: its exponent bytes (row-major, one per
+// weight, as DecoderOptions::bf16_exponents_only decodes them) and its raw sign_mantissa bytes,
+// which may lie in up to kMaxParts separate row ranges (q, k and v stacked in one product):
+// part j holds rows end[j - 1] .. end[j] - 1. The same bits as gemv over the assembled weights.
+// Requires in % 16 == 0, in <= kGemvMaxIn, and 16-byte aligned planes and x.
+struct SplitRows {
+  static constexpr int kMaxParts = 3;
+  const uint8_t* sign_mantissa[kMaxParts];
+  int end[kMaxParts];
+  int count;
+};
+void gemv_split(const uint8_t* exponents, const SplitRows& parts, const void* x, int in, int out, float* y,
+                bool accumulate, const Stream& s);
+
 }  // namespace codecllm::engine::cuda_kernels
