@@ -256,10 +256,11 @@ TEST(GpuDecode, Bf16ExponentsOnly) {
   o.rans.chunk_symbols = 4096;  // many chunks, and a partial last group
   const uint64_t rows = 301, cols = 512, n = rows * cols;
   const std::vector<uint8_t> w = test::gaussian_bf16(n, 0.02, 5);
-  const std::string path = test::write_synthetic(dir.path(), o,
-                                                 {{"w", DType::BF16, {rows, cols}, w},
-                                                  {"norm", DType::BF16, {cols}, test::gaussian_bf16(cols, 1.0, 6)},
-                                                  {"f32", DType::F32, {7, 64}, test::gaussian_f32(7 * 64, 0.1, 7)}});
+  const std::string path =
+      test::write_synthetic(dir.path(), o,
+                            {{"w", DType::BF16, {rows, cols}, w},
+                             {"norm", DType::BF16, {cols}, test::gaussian_bf16(cols, 1.0, 6)},
+                             {"f32", DType::F32, {7, 64}, test::gaussian_f32(size_t{7} * 64, 0.1, 7)}});
   format::ContainerReader r(path);
   ASSERT_TRUE(cuda::GpuDecoder::exponents_only_eligible(r, r.index().tensors[0]));
   ASSERT_FALSE(cuda::GpuDecoder::exponents_only_eligible(r, r.index().tensors[1]));  // not a matrix

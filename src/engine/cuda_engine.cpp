@@ -618,12 +618,12 @@ class CudaEngine : public Engine {
     for (int l = 0; l < cfg_.layers; ++l) {
       for (int i = 0; i < kNumMatrices; ++i) {
         if (!streamer_->exponents_only(i)) continue;
-        if (int(records[l * kNumMatrices + i]->shape[0]) != matrix_rows_[i])
-          throw Error(path_ + ": tensor '" + records[l * kNumMatrices + i]->name + "' differs in shape from layer 0");
+        const format::TensorRecord& r = *records[l * kNumMatrices + i];
+        if (int(r.shape[0]) != matrix_rows_[i]) throw Error(path_ + ": tensor '" + r.name + "' differs from layer 0");
         if (reinterpret_cast<uintptr_t>(streamer_->sign_mantissa(l, i)) % 16 != 0 ||
-            reinterpret_cast<uintptr_t>(streamer_->tensor(l, i)) % 16 != 0)
-          throw Error(path_ + ": tensor '" + records[l * kNumMatrices + i]->name +
-                      "': its planes are not 16-byte aligned for the split GEMV");
+            reinterpret_cast<uintptr_t>(streamer_->tensor(l, i)) % 16 != 0) {
+          throw Error(path_ + ": tensor '" + r.name + "': its planes are not 16-byte aligned for the split GEMV");
+        }
       }
     }
   }

@@ -3,8 +3,9 @@
 // GEMV dequantizes them with their row scales (W8A16): half the bytes of bf16 to hold, decode
 // and read. Where each transformer layer's weights live is the placement:
 //   gpu             decoded once at load (the uncompressed baseline)
-//   gpu-compressed  compressed in VRAM, decoded just in time into reused scratch (or, on
-//                   request at batch 1, multiplied straight from the compressed bytes)
+//   gpu-compressed  compressed in VRAM, decoded just in time into reused scratch (at batch 1
+//                   BF16 layers decode their exponents alone and the GEMV reads sign and
+//                   mantissa in place; on request, multiplied straight from the compressed bytes)
 //   host            compressed in pinned host RAM, streamed over PCIe and decoded each token
 //   host-raw        decoded in pinned host RAM, streamed each token (plain offload)
 //   auto            per layer, the fastest mix that fits --vram-budget (placement_plan.hpp)
