@@ -44,7 +44,7 @@ class CudaEngineModes : public ::testing::TestWithParam<const char*> {};
 const std::string kPycode = std::string(CODECLLM_SHARED_MODELS) + "/pycode24M";
 
 std::string compress_pycode(const test::TempDir& dir, const std::string& mode) {
-  const std::string path = dir.path() + "/m.cllm";
+  std::string path = dir.path() + "/m.cllm";
   model::CompressOptions co;
   co.encode.mode = test::mode_named(mode);
   model::compress_checkpoint(kPycode, path, co);
@@ -137,13 +137,13 @@ TEST(CudaEngineBatch, SequencesAreIndependent) {
   auto host = engine::make_cuda_engine(file, o);
   const std::vector<std::vector<int>> seqs = {
       {1, 770, 29871, 13, 1678, 736}, {1, 29871, 29871, 29871, 29871, 29871}, {1, 13, 13, 500, 600, 700}};
-  std::vector<std::unique_ptr<engine::Engine>> cpu;
-  for (int b = 0; b < 3; ++b) cpu.push_back(engine::make_cpu_engine(file, {}));
+  std::vector<std::unique_ptr<engine::Engine>> cpu(3);
+  for (auto& c : cpu) c = engine::make_cpu_engine(file, {});
   const int vocab = gpu->config().vocab;
   for (int pos = 0; pos < 6; ++pos) {
     const int tokens[3] = {seqs[0][pos], seqs[1][pos], seqs[2][pos]};
     const float* lg = gpu->forward_batch(tokens, pos);
-    std::vector<float> g(lg, lg + 3 * vocab);
+    std::vector<float> g(lg, lg + size_t{3} * vocab);
     ASSERT_EQ(0, std::memcmp(g.data(), host->forward_batch(tokens, pos), g.size() * sizeof(float)))
         << "host batch differs from gpu batch at " << pos;
     for (int b = 0; b < 3; ++b) {
@@ -243,6 +243,37 @@ TEST(CudaEngineF16, RunsAnF16ModelInF16) {
   }
 }
 
+// A random model of `shape` compressed with `co` into dir, and the gpu engine over it.
+struct RandomModel {
+  format::ContainerReader file;
+  engine::CudaEngineOptions options;
+  std::unique_ptr<engine::Engine> gpu;
+  RandomModel(const std::string& path, const model::LlamaShape& shape, uint64_t seed, const model::CompressOptions& co)
+      : file(compressed(path, shape, seed, co)) {
+    options.max_seq_len = 32;
+    gpu = engine::make_cuda_engine(file, options);
+  }
+  static const std::string& compressed(const std::string& path, const model::LlamaShape& shape, uint64_t seed,
+                                       const model::CompressOptions& co) {
+    model::compress_checkpoint(*model::random_llama(shape, seed), path, co);
+    return path;
+  }
+  // 12 greedy steps from token 1: each engine's logits must be gpu's, bit for bit.
+  void expect_bits_of_gpu(const std::vector<std::pair<engine::Engine*, std::string>>& engines) {
+    const int vocab = gpu->config().vocab;
+    int token = 1;
+    for (int pos = 0; pos < 12; ++pos) {
+      const float* lg = gpu->forward(token, pos);
+      std::vector<float> g(lg, lg + vocab);
+      for (const auto& [e, what] : engines)
+        ASSERT_EQ(0, std::memcmp(g.data(), e->forward(token, pos), sizeof(float) * vocab)) << what << " at " << pos;
+      token = engine::argmax(g.data(), vocab);
+    }
+  }
+};
+
+const model::LlamaShape kFusedShape{512, 1536, 2, 8, 4, 1000, 256, 10000.0, false};
+
 // gpu-compressed multiplying straight from the compressed weights (no decode scratch) gives the
 // bits of gpu, in both modes, on a random model whose rows the fused kernel takes (multiples of
 // 256 and 512), with rows that run on from one chunk into the next; and holds less VRAM than
@@ -250,34 +281,20 @@ TEST(CudaEngineF16, RunsAnF16ModelInF16) {
 TEST(CudaEngineNoScratch, ProductsFromCompressedWeightsEqualGpu) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   test::TempDir dir;
-  model::LlamaShape shape{512, 1536, 2, 8, 4, 1000, 256, 10000.0, false};
-  const auto ckpt = model::random_llama(shape, 5);
   for (const char* mode : {"lossless", "int8"}) {
-    const std::string path = dir.path() + "/r-" + mode + ".cllm";
     model::CompressOptions co;
     co.encode.mode = test::mode_named(mode);
     co.encode.rans.chunk_symbols = 4096;  // 2.67 rows of the down projection: rows cross chunks
     co.encode.row_aligned_chunks = false;
-    model::compress_checkpoint(*ckpt, path, co);
-    format::ContainerReader file(path);
-    engine::CudaEngineOptions o;
-    o.max_seq_len = 32;
-    auto gpu = engine::make_cuda_engine(file, o);
+    RandomModel m(dir.path() + "/r-" + mode + ".cllm", kFusedShape, 5, co);
+    engine::CudaEngineOptions o = m.options;
     o.placement = engine::Placement::GpuCompressed;
-    auto scratch = engine::make_cuda_engine(file, o);
+    auto scratch = engine::make_cuda_engine(m.file, o);
     o.products_from_compressed = true;
-    auto fused = engine::make_cuda_engine(file, o);
+    auto fused = engine::make_cuda_engine(m.file, o);
     ASSERT_NE(fused->describe().find("straight from compressed"), std::string::npos) << fused->describe();
     EXPECT_LT(fused->memory().device_bytes, scratch->memory().device_bytes) << mode;
-    const int vocab = gpu->config().vocab;
-    int token = 1;
-    for (int pos = 0; pos < 12; ++pos) {
-      const float* lg = gpu->forward(token, pos);
-      std::vector<float> g(lg, lg + vocab);
-      ASSERT_EQ(0, std::memcmp(g.data(), fused->forward(token, pos), sizeof(float) * vocab))
-          << mode << ": products from compressed weights differ from gpu at " << pos;
-      token = engine::argmax(g.data(), vocab);
-    }
+    m.expect_bits_of_gpu({{fused.get(), std::string(mode) + ": products from compressed weights"}});
   }
 }
 
@@ -287,33 +304,21 @@ TEST(CudaEngineNoScratch, ProductsFromCompressedWeightsEqualGpu) {
 TEST(CudaEngineSplit, ExponentSlotsEqualGpu) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   test::TempDir dir;
-  model::LlamaShape shape{512, 1536, 3, 8, 4, 1000, 256, 10000.0, false};
-  const auto ckpt = model::random_llama(shape, 9);
-  const std::string path = dir.path() + "/r.cllm";
   model::CompressOptions co;
   co.encode.rans.chunk_symbols = 4096;
-  model::compress_checkpoint(*ckpt, path, co);
-  format::ContainerReader file(path);
-  engine::CudaEngineOptions o;
-  o.max_seq_len = 32;
-  auto gpu = engine::make_cuda_engine(file, o);
+  model::LlamaShape shape = kFusedShape;
+  shape.layers = 3;
+  RandomModel m(dir.path() + "/r.cllm", shape, 9, co);
+  engine::CudaEngineOptions o = m.options;
   o.placement = engine::Placement::GpuCompressed;
-  auto split = engine::make_cuda_engine(file, o);
+  auto split = engine::make_cuda_engine(m.file, o);
   o.bf16_exponents_only = false;
-  auto whole = engine::make_cuda_engine(file, o);
+  auto whole = engine::make_cuda_engine(m.file, o);
   ASSERT_NE(split->describe().find("exponents decoded"), std::string::npos) << split->describe();
   ASSERT_EQ(whole->describe().find("exponents decoded"), std::string::npos) << whole->describe();
   EXPECT_LT(split->memory().scratch_bytes, whole->memory().scratch_bytes * 6 / 10);
   EXPECT_EQ(split->memory().matmul_weight_bytes_per_step, whole->memory().matmul_weight_bytes_per_step);
-  const int vocab = gpu->config().vocab;
-  int token = 1;
-  for (int pos = 0; pos < 12; ++pos) {
-    const float* lg = gpu->forward(token, pos);
-    std::vector<float> g(lg, lg + vocab);
-    ASSERT_EQ(0, std::memcmp(g.data(), split->forward(token, pos), sizeof(float) * vocab)) << "split at " << pos;
-    ASSERT_EQ(0, std::memcmp(g.data(), whole->forward(token, pos), sizeof(float) * vocab)) << "whole at " << pos;
-    token = engine::argmax(g.data(), vocab);
-  }
+  m.expect_bits_of_gpu({{split.get(), "exponents alone"}, {whole.get(), "whole values"}});
 }
 
 // Tokens picked on the GPU (forward_sample of the CUDA engine) against the host loop on the

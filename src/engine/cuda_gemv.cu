@@ -39,6 +39,14 @@ __device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
 #endif
 }
 
+// Waits for the kernel that wrote x, then copies its `in` 16-bit values to shared memory, where
+// every warp of the block reads them.
+__device__ __forceinline__ void stage_input(uint4* xs, const void* x, int in) {
+  wait_for_predecessor();
+  for (int i = threadIdx.x; i < in / 8; i += blockDim.x) xs[i] = static_cast<const uint4*>(x)[i];
+  __syncthreads();
+}
+
 // One 16-byte load of W (vector c of its row) against the matching x, read from shared memory.
 template <typename W, typename T>
 __device__ __forceinline__ float dot_load(uint4 w, const uint4* xs, int c) {
@@ -69,9 +77,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   // this warp's row (bounded, so that prefetches of all resident blocks together stay well
   // inside L2).
   if (lane == 0 && row < out) prefetch_l2(w_row, min(16u * vecs, uint32_t(kGemvPrefetch)));
-  wait_for_predecessor();
-  for (int i = threadIdx.x; i < in / 8; i += blockDim.x) xs[i] = reinterpret_cast<const uint4*>(x)[i];
-  __syncthreads();
+  stage_input(xs, x, in);
   if (row >= out) return;
   float acc = 0;
   int c = lane;
@@ -144,9 +150,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     prefetch_l2(e_row, min(static_cast<uint32_t>(in), uint32_t(kGemvPrefetch / 2)));
     prefetch_l2(s_row, min(static_cast<uint32_t>(in), uint32_t(kGemvPrefetch / 2)));
   }
-  wait_for_predecessor();
-  for (int i = threadIdx.x; i < in / 8; i += blockDim.x) xs[i] = reinterpret_cast<const uint4*>(x)[i];
-  __syncthreads();
+  stage_input(xs, x, in);
   if (row >= out) return;
   float acc = 0;
   int c = lane;
