@@ -193,23 +193,30 @@ __device__ void decode_chunk(const TensorDesc& t, uint32_t chunk, const uint32_t
   }
 }
 
-// Resident blocks per SM that an instance's register use must allow. The decode chain is
-// latency-bound, so warps in flight set the speed: measured on an H100, two blocks left the
-// schedulers idle 58% of cycles. The instances compress writes for 16-bit and int8 weights fit
-// four (64 registers); int8 took 80 when allowed, held three blocks, and decoded 13% fewer
-// elements a second than BF16, which fits four on its own. BF16 exponents decoded alone are
-// int8's chain with a plain store. Rarer layouts keep three, or one.
+// Resident blocks per SM that an instance's register use must allow, and its warps per block.
+// The decode chain is latency-bound, so warps in flight set the speed: measured on an H100,
+// two blocks left the schedulers idle 58% of cycles. The instances compress writes for 16-bit
+// weights, and BF16 exponents decoded alone, fit four blocks of 8 warps (64 registers). int8
+// runs blocks of 12 warps, three per SM: 36 warps where 8-warp blocks fit four, as a block's
+// 32 KiB table plus its warps' rings fill shared memory (56 registers, no spills). On the 8B
+// shape that took int8 gpu-compressed from 105.9 to 113.2 tok/s (65536-symbol chunks); the
+// exponents alone went from 90.6 to 89.2, so they keep 8. Rarer layouts keep three blocks of
+// 8, or one.
+constexpr int kWideWarps = 12;
+constexpr int decode_warps(Assemble a, int coded) {
+  return coded != kCodedFromDescriptor && a == Assemble::Int8 ? kWideWarps : kWarpsPerBlock;
+}
 template <Assemble A, int NP, int kCoded>
 constexpr int decode_blocks_per_sm() {
   if (NP > 2) return 1;
-  const bool one_byte = A == Assemble::Int8 || (A == Assemble::Bytes && NP == 1);
-  return kCoded != kCodedFromDescriptor && (one_byte || A == Assemble::SplitBf16) ? 4 : 3;
+  const bool four = A == Assemble::SplitBf16 || (A == Assemble::Bytes && NP == 1);
+  return kCoded != kCodedFromDescriptor && four ? 4 : 3;
 }
 
-// One block: up to kWarpsPerBlock chunks of one tensor. One kernel instance per element
+// One block: up to decode_warps chunks of one tensor. One kernel instance per element
 // layout keeps each instance's register use to what its layout needs.
 template <Assemble A, int NP, int kCoded, bool kPacked, bool kSharedTables>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, decode_blocks_per_sm<A, NP, kCoded>())
+__global__ void __launch_bounds__(decode_warps(A, kCoded) * 32, decode_blocks_per_sm<A, NP, kCoded>())
     decode_chunks_kernel(const TensorDesc* __restrict__ tensors, const BlockJob* __restrict__ jobs,
                          const uint32_t* __restrict__ table_pool, const uint8_t* __restrict__ comp,
                          const LaunchPointers ptrs, uint32_t* __restrict__ status, uint32_t table_bytes) {
@@ -225,7 +232,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, decode_blocks_per_sm<A, N
   const uint32_t warp = threadIdx.x / 32;
   if (warp >= job.num_chunks) return;
   const uint32_t chunk = job.first_chunk + warp;
-  const WarpBuffers buffers = warp_buffers(table_bytes, warp, coded_slots<NP, kCoded>());
+  const WarpBuffers buffers = warp_buffers(table_bytes, warp, coded_slots<NP, kCoded>(), decode_warps(A, kCoded));
   uint8_t* const out = static_cast<uint8_t*>(ptrs.outputs[t.output]);
   const bool vector_out = reinterpret_cast<uintptr_t>(out) % 16 == 0;  // whole runs stored 16 bytes at a time
   bool bad = false;
@@ -239,11 +246,12 @@ void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t nu
                     const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t table_bytes,
                     cudaStream_t stream) {
   table_bytes = kSharedTables ? table_bytes_in_block(table_bytes) : 0;
-  const size_t shared_bytes = block_shared_bytes(table_bytes, coded_slots<NP, kCoded>());
+  constexpr int kWarps = decode_warps(A, kCoded);
+  const size_t shared_bytes = block_shared_bytes(table_bytes, coded_slots<NP, kCoded>(), kWarps);
   auto* kernel = decode_chunks_kernel<A, NP, kCoded, kPacked, kSharedTables>;
   allow_shared_bytes(kernel, shared_bytes);
-  kernel<<<num_jobs, kWarpsPerBlock * 32, shared_bytes, stream>>>(tensors, jobs, table_pool, comp, ptrs, status,
-                                                                  static_cast<uint32_t>(table_bytes));
+  kernel<<<num_jobs, kWarps * 32, shared_bytes, stream>>>(tensors, jobs, table_pool, comp, ptrs, status,
+                                                          static_cast<uint32_t>(table_bytes));
 }
 
 // LEFT predictor: residuals -> values by a prefix sum mod 256 along each row (one warp per
@@ -347,6 +355,12 @@ int layout_of(Assemble a, uint32_t num_planes, uint32_t coded_mask, bool packed,
       found = v;
   }
   return found < 0 ? -1 : found + (shared_tables ? 0 : kNumVariants);
+}
+
+int layout_warps(int layout) {
+  if (layout < 0 || layout >= kNumLayouts) throw Error("GPU decoder: unsupported element layout");
+  const Variant& v = kVariants[layout % kNumVariants];
+  return decode_warps(v.assemble, v.coded);
 }
 
 void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,

@@ -20,6 +20,9 @@ constexpr int kCodedFromDescriptor = -1;
 // layouts compress writes have packed instances).
 int layout_of(Assemble a, uint32_t num_planes, uint32_t coded_mask, bool packed, bool shared_tables);
 
+// Chunks of a block job of that instance (one per warp of its blocks).
+int layout_warps(int layout);
+
 // Decodes every chunk named by jobs (all of one layout); tensors, jobs and table_pool are
 // device arrays, comp the device copy of the compressed range. A failed chunk writes (chunk
 // index + 1) to status[tensor] if that entry is still 0.

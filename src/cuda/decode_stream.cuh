@@ -185,15 +185,16 @@ __device__ __forceinline__ void stage_tables(const TensorDesc& t, const uint32_t
 // address is one OR of base and offset.
 constexpr uint32_t kGroupSymbols = kGroupSteps * 32;
 constexpr size_t table_bytes_in_block(size_t table_bytes) { return (table_bytes + 15) / 16 * 16; }
-constexpr size_t block_shared_bytes(size_t block_table_bytes, uint32_t slots) {
-  return block_table_bytes + kRingBytes + size_t{kWarpsPerBlock} * slots * (kRingBytes + kGroupSymbols);
+constexpr size_t block_shared_bytes(size_t block_table_bytes, uint32_t slots, uint32_t warps = kWarpsPerBlock) {
+  return block_table_bytes + kRingBytes + size_t{warps} * slots * (kRingBytes + kGroupSymbols);
 }
 struct WarpBuffers {
   uint32_t rings, symbols;  // shared-window addresses of this warp's first ring and symbol buffer
 };
-__device__ __forceinline__ WarpBuffers warp_buffers(uint32_t block_table_bytes, uint32_t warp, uint32_t slots) {
+__device__ __forceinline__ WarpBuffers warp_buffers(uint32_t block_table_bytes, uint32_t warp, uint32_t slots,
+                                                    uint32_t warps = kWarpsPerBlock) {
   const uint32_t base = (shared_address(smem) + block_table_bytes + kRingBytes - 1) / kRingBytes * kRingBytes;
-  return {base + warp * slots * kRingBytes, base + kWarpsPerBlock * slots * kRingBytes + warp * slots * kGroupSymbols};
+  return {base + warp * slots * kRingBytes, base + warps * slots * kRingBytes + warp * slots * kGroupSymbols};
 }
 
 // Lets kernel take `bytes` of dynamic shared memory, as it must above 48 KiB. Cheap, host-side

@@ -300,14 +300,19 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     t.tables_in_smem = size_t{table_entries} * 4 <= kMaxSharedTableBytes ? 1 : 0;
     if (t.chunk_symbols == 0) t.chunk_symbols = kRawOnlyChunk;
     if (t.tables_in_smem) shared_bytes_ = std::max<size_t>(shared_bytes_, size_t{table_entries} * 4);
-    // Its blocks' work, the same for a decode and for a product: kWarpsPerBlock chunks each.
+    // Its blocks' work: as many chunks as the decode instance has warps a block, and
+    // kWarpsPerBlock for a product.
     const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
-    std::vector<BlockJob> tensor_jobs;
-    for (uint64_t c = 0; c < chunks; c += kWarpsPerBlock) {
-      tensor_jobs.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
-                             static_cast<uint32_t>(std::min<uint64_t>(kWarpsPerBlock, chunks - c))});
-    }
-    per_layout[layout].insert(per_layout[layout].end(), tensor_jobs.begin(), tensor_jobs.end());
+    auto jobs_of = [&](uint64_t per_job) {
+      std::vector<BlockJob> out;
+      for (uint64_t c = 0; c < chunks; c += per_job) {
+        out.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
+                       static_cast<uint32_t>(std::min<uint64_t>(per_job, chunks - c))});
+      }
+      return out;
+    };
+    const std::vector<BlockJob> decode_jobs = jobs_of(static_cast<uint64_t>(layout_warps(layout)));
+    per_layout[layout].insert(per_layout[layout].end(), decode_jobs.begin(), decode_jobs.end());
     host_tensors_.push_back(t);
     output_bytes_.push_back(out_bytes);
     // The fused product: the layouts it has instances for, rows it can split into rounds.
@@ -320,7 +325,10 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
                t.chunk_symbols % 512 == 0 && t.cols < (uint64_t{1} << 31);
     gv.packed = packed;
     gv.first_job = static_cast<uint32_t>(gemv_jobs.size());
-    if (gv.ready) gemv_jobs.insert(gemv_jobs.end(), tensor_jobs.begin(), tensor_jobs.end());
+    if (gv.ready) {
+      const std::vector<BlockJob> product_jobs = jobs_of(kWarpsPerBlock);
+      gemv_jobs.insert(gemv_jobs.end(), product_jobs.begin(), product_jobs.end());
+    }
     gv.num_jobs = static_cast<uint32_t>(gemv_jobs.size()) - gv.first_job;
     gemv_.push_back(gv);
   }

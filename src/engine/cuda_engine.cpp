@@ -513,7 +513,9 @@ class CudaEngine : public Engine {
       case Placement::Gpu:
         return std::vector<LayerHome>(L, LayerHome::Device);
       case Placement::GpuCompressed:
-        so.decode_slots = opt_.decode_slots > 0 ? opt_.decode_slots : 3;
+        // int8 layers are half the size and their decode is what bounds a step: a fourth slot
+        // (a third layer decoding at once) measured 96.0 -> 110.7 tok/s on the 8B shape.
+        so.decode_slots = opt_.decode_slots > 0 ? opt_.decode_slots : int8_layers_ ? 4 : 3;
         return std::vector<LayerHome>(L, LayerHome::DeviceCompressed);
       case Placement::Host:
         so.decode_slots = 1;  // decode and compute of a layer are short next to its copy

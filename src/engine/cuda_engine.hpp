@@ -50,7 +50,8 @@ struct CudaEngineOptions {
   // measure what it gains.
   bool bf16_exponents_only = true;
   // gpu-compressed: layer-sized scratch slots (0: 3, so the next two layers decode while one
-  // computes). Each slot beyond the first lets one more layer decode at once, for its size in VRAM.
+  // computes; 4 for int8 layers, which are half the size and bound by their decode). Each slot
+  // beyond the first lets one more layer decode at once, for its size in VRAM.
   int decode_slots = 0;
 };
 
