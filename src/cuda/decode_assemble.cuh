@@ -71,14 +71,17 @@ __device__ __forceinline__ uint2 interleave2(uint32_t b0, uint32_t b1) {
   return make_uint2(__byte_perm(b0, b1, 0x5140), __byte_perm(b0, b1, 0x7362));
 }
 
-// 8 BF16 values (one 16-byte vector, the first in the low bytes) from their exponent bytes and
-// their sign_mantissa bytes: what the decoder stores for them, for products that read the two
-// planes themselves.
+// 4 BF16 values (two words, the first value in the low half of the first) from a word of their
+// exponent bytes and a word of their sign_mantissa bytes: the one BF16 assembly, shared by the
+// decoder's stores and the products that read the two planes themselves.
+__device__ __forceinline__ uint2 bf16_from_words(uint32_t exponent, uint32_t sign_mantissa) {
+  uint32_t hi, lo;
+  split_halves(exponent, sign_mantissa, hi, lo);
+  return interleave2(lo, hi);
+}
+// 8 BF16 values (one 16-byte vector) from 8 exponent bytes and 8 sign_mantissa bytes.
 __device__ __forceinline__ uint4 bf16_from_planes(uint2 exponent, uint2 sign_mantissa) {
-  uint32_t hi0, lo0, hi1, lo1;
-  split_halves(exponent.x, sign_mantissa.x, hi0, lo0);
-  split_halves(exponent.y, sign_mantissa.y, hi1, lo1);
-  const uint2 a = interleave2(lo0, hi0), b = interleave2(lo1, hi1);
+  const uint2 a = bf16_from_words(exponent.x, sign_mantissa.x), b = bf16_from_words(exponent.y, sign_mantissa.y);
   return make_uint4(a.x, a.y, b.x, b.y);
 }
 __device__ __forceinline__ uint4 interleave4(uint32_t b0, uint32_t b1, uint32_t b2, uint32_t b3) {
@@ -116,9 +119,7 @@ __device__ __forceinline__ void store_run(uint8_t* out, const uint4 (&run)[NP], 
   } else if constexpr (A == Assemble::SplitBf16) {
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      uint32_t hi, lo;
-      split_halves(word_of(run[0], k), word_of(run[1], k), hi, lo);
-      const uint2 e = interleave2(lo, hi);
+      const uint2 e = bf16_from_words(word_of(run[0], k), word_of(run[1], k));
       w[2 * k] = e.x;
       w[2 * k + 1] = e.y;
     }
