@@ -303,16 +303,13 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     // Its blocks' work: as many chunks as the decode instance has warps a block, and
     // kWarpsPerBlock for a product.
     const uint64_t chunks = (t.elements + t.chunk_symbols - 1) / t.chunk_symbols;
-    auto jobs_of = [&](uint64_t per_job) {
-      std::vector<BlockJob> out;
+    auto append_jobs = [&](std::vector<BlockJob>& to, uint64_t per_job) {
       for (uint64_t c = 0; c < chunks; c += per_job) {
-        out.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
-                       static_cast<uint32_t>(std::min<uint64_t>(per_job, chunks - c))});
+        to.push_back({static_cast<uint32_t>(ti), static_cast<uint32_t>(c),
+                      static_cast<uint32_t>(std::min<uint64_t>(per_job, chunks - c))});
       }
-      return out;
     };
-    const std::vector<BlockJob> decode_jobs = jobs_of(static_cast<uint64_t>(layout_warps(layout)));
-    per_layout[layout].insert(per_layout[layout].end(), decode_jobs.begin(), decode_jobs.end());
+    append_jobs(per_layout[layout], static_cast<uint64_t>(layout_warps(layout)));
     host_tensors_.push_back(t);
     output_bytes_.push_back(out_bytes);
     // The fused product: the layouts it has instances for, rows it can split into rounds.
@@ -325,10 +322,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
                t.chunk_symbols % 512 == 0 && t.cols < (uint64_t{1} << 31);
     gv.packed = packed;
     gv.first_job = static_cast<uint32_t>(gemv_jobs.size());
-    if (gv.ready) {
-      const std::vector<BlockJob> product_jobs = jobs_of(kWarpsPerBlock);
-      gemv_jobs.insert(gemv_jobs.end(), product_jobs.begin(), product_jobs.end());
-    }
+    if (gv.ready) append_jobs(gemv_jobs, kWarpsPerBlock);
     gv.num_jobs = static_cast<uint32_t>(gemv_jobs.size()) - gv.first_job;
     gemv_.push_back(gv);
   }

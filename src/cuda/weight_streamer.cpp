@@ -21,35 +21,35 @@ cudaEvent_t new_event() {
   return e;
 }
 
-// StreamerOptions::bf16_exponents_only: by tensor index, whether it decodes to exponents alone.
-// A group (one product) splits only as a whole.
-std::vector<bool> exponents_only_tensors(const format::ContainerReader& file,
-                                         const std::vector<std::vector<std::string>>& layer_tensors,
-                                         const std::vector<int>& groups, const std::vector<LayerHome>& homes,
-                                         const StreamerOptions& options) {
-  const size_t n = layer_tensors.empty() ? 0 : layer_tensors[0].size();
-  std::vector<bool> split(n, false);
+// Whether StreamerOptions::bf16_exponents_only can be given to every layer's decoder: each
+// decoder then picks its eligible tensors itself, and they must be the same in every layer (the
+// slot layout is layer 0's) and cover each group (one product) wholly or not at all.
+bool exponents_only_allowed(const format::ContainerReader& file,
+                            const std::vector<std::vector<std::string>>& layer_tensors, const std::vector<int>& groups,
+                            const std::vector<LayerHome>& homes, const StreamerOptions& options) {
   const bool all_compressed =
       std::all_of(homes.begin(), homes.end(), [](LayerHome h) { return h == LayerHome::DeviceCompressed; });
-  if (!options.bf16_exponents_only || options.products_from_compressed || !all_compressed) return split;
+  if (!options.bf16_exponents_only || options.products_from_compressed || !all_compressed || layer_tensors.empty())
+    return false;
+  const size_t n = layer_tensors[0].size();
+  std::vector<bool> split(n);
   for (size_t i = 0; i < n; ++i) {
     auto eligible = [&](const std::vector<std::string>& names) {
       const format::TensorRecord* r = i < names.size() ? file.index().find_tensor(names[i]) : nullptr;
       return r != nullptr && GpuDecoder::exponents_only_eligible(file, *r);
     };
-    split[i] = std::all_of(layer_tensors.begin(), layer_tensors.end(), eligible);
-    // Mixed across layers: the slot layout is layer 0's for all, so none of the layers split.
-    if (!split[i] && std::any_of(layer_tensors.begin(), layer_tensors.end(), eligible)) return std::vector<bool>(n);
+    split[i] = eligible(layer_tensors[0]);
+    const auto same = [&](const std::vector<std::string>& names) { return eligible(names) == split[i]; };
+    if (!std::all_of(layer_tensors.begin(), layer_tensors.end(), same)) return false;
   }
   size_t first = 0;
   for (int g : groups) {
     const size_t end = std::min(n, first + static_cast<size_t>(g));
-    const bool whole = std::all_of(split.begin() + first, split.begin() + end, [](bool b) { return b; });
-    if (!whole && std::any_of(split.begin() + first, split.begin() + end, [](bool b) { return b; }))
-      return std::vector<bool>(n);  // mixed within a product: its bytes per element would differ
+    const auto count = static_cast<size_t>(std::count(split.begin() + first, split.begin() + end, true));
+    if (count != 0 && count != end - first) return false;
     first = end;
   }
-  return split;
+  return true;
 }
 
 void wait(cudaStream_t s, cudaEvent_t e) { CLLM_CUDA_CHECK(cudaStreamWaitEvent(s, e, 0)); }
@@ -66,8 +66,7 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
   if (options.prefetch_depth < 1 || options.decode_slots < 1)
     throw Error("prefetch depth and decode slots must be at least 1");
   layers_.resize(layer_tensors.size());
-  split_ = exponents_only_tensors(file, layer_tensors, groups, homes, options);
-  const bool any_split = std::find(split_.begin(), split_.end(), true) != split_.end();
+  const bool exponents_only = exponents_only_allowed(file, layer_tensors, groups, homes, options);
   uint64_t max_range = 0, max_scratch = 0;
   // Decoders plan every layer (checking the sizes agree); Device layers drop theirs after load.
   for (size_t l = 0; l < layers_.size(); ++l) {
@@ -75,7 +74,7 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
     L.home = homes[l];
     DecoderOptions d = options.decoder;
     d.external_scratch = true;
-    d.bf16_exponents_only = any_split;
+    d.bf16_exponents_only = exponents_only;
     L.decoder = std::make_unique<GpuDecoder>(file, layer_tensors[l], d);
     if (l == 0) {
       size_t i = 0;

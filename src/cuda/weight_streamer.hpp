@@ -77,7 +77,9 @@ class WeightStreamer {
   uint64_t layer_bytes() const { return layer_bytes_; }  // decoded bytes of one layer
   // Whether tensor i of every layer decodes to its exponents alone; then its sign and mantissa
   // bytes lie at sign_mantissa(l, i), in the resident compressed copy of layer l.
-  bool exponents_only(int i) const { return split_[i]; }
+  bool exponents_only(int i) const {
+    return !layers_.empty() && layers_[0].decoder && layers_[0].decoder->exponents_only(i);
+  }
   const uint8_t* sign_mantissa(int l, int i) const { return layers_[l].decoder->resident_sign_mantissa(i); }
   uint64_t streamed_bytes(int l) const;  // bytes moved over PCIe per use of layer l
 
@@ -133,7 +135,6 @@ class WeightStreamer {
   std::vector<int> streamed_;  // layer index of each rank
   std::vector<int> hosted_;    // layer index of each host rank
   std::vector<uint64_t> offsets_;
-  std::vector<bool> split_;  // by tensor of a layer: exponents only
   uint64_t layer_bytes_ = 0;
   int slots_ = 0, stages_ = 0;
   bool fused_ = false, prefetched_ = false;
