@@ -35,6 +35,12 @@ using namespace codecllm;
 
 namespace {
 
+// Whether the environment variable `name` is set to 1 (the switches listed above).
+bool env_is_one(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::string(v) == "1";
+}
+
 // Best of 10 timed copies of 1 GiB, in GB/s; `count_both` counts bytes read and written.
 double copy_gbps(cudaMemcpyKind kind) {
   const size_t bytes = size_t(1) << 30;
@@ -130,14 +136,11 @@ int main(int argc, char** argv) {
       o.max_seq_len = tokens + 8;
       if (!run.budget.empty()) o.vram_budget = parse_byte_size(run.budget);
       o.print_plan = true;
-      const char* serial = std::getenv("CODECLLM_BENCH_SERIAL_LAUNCH");
-      o.overlap_launches = serial == nullptr || std::string(serial) != "1";
-      const char* no_scratch = std::getenv("CODECLLM_BENCH_NO_SCRATCH");
-      o.products_from_compressed = no_scratch != nullptr && std::string(no_scratch) == "1";
+      o.overlap_launches = !env_is_one("CODECLLM_BENCH_SERIAL_LAUNCH");
+      o.products_from_compressed = env_is_one("CODECLLM_BENCH_NO_SCRATCH");
       const char* slots = std::getenv("CODECLLM_BENCH_DECODE_SLOTS");
       if (slots != nullptr && o.placement == engine::Placement::GpuCompressed) o.decode_slots = std::atoi(slots);
-      const char* whole = std::getenv("CODECLLM_BENCH_WHOLE_BF16");
-      o.bf16_exponents_only = whole == nullptr || std::string(whole) != "1";
+      o.bf16_exponents_only = !env_is_one("CODECLLM_BENCH_WHOLE_BF16");
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;
       // Greedy, picked where the engine picks (on the GPU): what `codecllm run` does.
