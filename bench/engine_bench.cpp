@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     std::vector<std::pair<int, std::pair<double, double>>> first;  // batch -> (ms/step, peak VRAM) of its first run
     for (const Run& run : runs) {
       engine::CudaEngineOptions o;
-      o.placement = engine::parse_placement(run.placement);
+      o.placement = parse_placement(run.placement);
       o.batch = run.batch;
       o.max_seq_len = tokens + 8;
       if (!run.budget.empty()) o.vram_budget = parse_byte_size(run.budget);
@@ -139,7 +139,7 @@ int main(int argc, char** argv) {
       o.overlap_launches = !env_is_one("CODECLLM_BENCH_SERIAL_LAUNCH");
       o.products_from_compressed = env_is_one("CODECLLM_BENCH_NO_SCRATCH");
       const char* slots = std::getenv("CODECLLM_BENCH_DECODE_SLOTS");
-      if (slots != nullptr && o.placement == engine::Placement::GpuCompressed) o.decode_slots = std::atoi(slots);
+      if (slots != nullptr && o.placement == Placement::GpuCompressed) o.decode_slots = std::atoi(slots);
       o.bf16_exponents_only = !env_is_one("CODECLLM_BENCH_WHOLE_BF16");
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;

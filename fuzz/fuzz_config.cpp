@@ -8,7 +8,7 @@
 
 #include "codecllm/byte_size.hpp"
 #include "codecllm/error.hpp"
-#include "engine/llama_config.hpp"
+#include "model/llama_config.hpp"
 #include "model/synthetic.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -18,8 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     switch (data[0] % 3) {
       case 0: {
-        const engine::LlamaConfig c = engine::parse_llama_config(text, "fuzz");
-        if (c.head_dim > 0 && c.head_dim <= 4096) (void)engine::rope_inv_freq(c);
+        const model::LlamaConfig c = model::parse_llama_config(text, "fuzz");
+        if (c.head_dim > 0 && c.head_dim <= 4096) (void)model::rope_inv_freq(c);
         break;
       }
       case 1:

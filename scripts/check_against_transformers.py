@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Checks the CPU engine's logits against transformers on random tiny models.
+"""Checks the engines' logits against transformers on random tiny models.
 
 For each case a tiny model is created in float32 with random weights (norm weights and
 biases perturbed too, since transformers initializes them to ones and zeros), saved with
 save_pretrained, and run by both transformers and tests/engine_logits, which compresses the
 directory to a .cllm and runs the CPU engine. Every position's logits must agree to within
 1e-3 of the logit scale (max |logit|).
+
+Where torch sees a GPU and engine_logits was built with CUDA, each case also runs in BF16:
+transformers on the GPU against the CUDA engine in placements gpu and gpu-compressed, to
+within 5e-2 of the logit scale (both compute in BF16, in different orders).
 
 Exits 0 when every case agrees, 1 when one does not, 77 (CTest's skip) when torch,
 transformers or safetensors are not installed.
@@ -29,6 +33,8 @@ except ImportError as e:
 transformers.utils.logging.disable_progress_bar()
 
 TOLERANCE = 1e-3
+CUDA_TOLERANCE = 5e-2
+CUDA_PLACEMENTS = ("gpu", "gpu-compressed")
 SEQ_LEN = 24
 
 COMMON = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -74,37 +80,55 @@ def make_model(config_class, model_class, settings, seed):
     return model
 
 
+def compare(name, expected, run, tolerance):
+    """Prints one line for one engine run; returns whether it agreed."""
+    if run.returncode != 0:
+        print(f"{name}: engine_logits failed: {run.stderr.strip()}")
+        return False
+    got = torch.tensor(json.loads(run.stdout)["logits"], dtype=torch.float32)
+    if got.shape != expected.shape:
+        print(f"{name}: engine logits have shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
+        return False
+    diff = (got - expected).abs().max().item()
+    scale = expected.abs().max().item()
+    ok = diff <= tolerance * scale
+    print(f"{name}: max |diff| {diff:.3g}, logit scale {scale:.3g}, ratio {diff / scale:.3g} {'ok' if ok else 'FAILED'}")
+    return ok
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine-logits", required=True, help="path of the engine_logits executable")
     args = parser.parse_args()
 
-    failures = 0
+    cuda = torch.cuda.is_available()
+    checks = failures = 0
     for seed, (name, config_class, model_class, settings) in enumerate(CASES):
         model = make_model(config_class, model_class, settings, seed)
         ids = [1] + torch.randint(3, COMMON["vocab_size"], (SEQ_LEN - 1,), generator=torch.Generator().manual_seed(seed)).tolist()
         with torch.no_grad():
             expected = model(torch.tensor([ids])).logits[0]
+        runs = []
         with tempfile.TemporaryDirectory() as d:
             model.save_pretrained(d)
-            run = subprocess.run([args.engine_logits, d, "--ids", ",".join(map(str, ids))],
-                                 capture_output=True, text=True)
-        if run.returncode != 0:
-            print(f"{name}: engine_logits failed: {run.stderr.strip()}")
-            failures += 1
-            continue
-        got = torch.tensor(json.loads(run.stdout)["logits"], dtype=torch.float32)
-        if got.shape != expected.shape:
-            print(f"{name}: engine logits have shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
-            failures += 1
-            continue
-        diff = (got - expected).abs().max().item()
-        scale = expected.abs().max().item()
-        ok = diff <= TOLERANCE * scale
-        failures += not ok
-        print(f"{name}: max |diff| {diff:.3g}, logit scale {scale:.3g}, ratio {diff / scale:.3g}"
-              f" {'ok' if ok else 'FAILED'}")
-    print(f"{len(CASES) - failures} passed, {failures} failed")
+            command = [args.engine_logits, d, "--ids", ",".join(map(str, ids))]
+            runs.append((name, expected, subprocess.run(command, capture_output=True, text=True), TOLERANCE))
+        if cuda:
+            bf16 = model.to(torch.bfloat16)
+            with torch.no_grad():
+                expected = bf16.to("cuda")(torch.tensor([ids], device="cuda")).logits[0].float().cpu()
+            with tempfile.TemporaryDirectory() as d:
+                bf16.to("cpu").save_pretrained(d)
+                for placement in CUDA_PLACEMENTS:
+                    run = subprocess.run(command[:1] + [d] + command[2:] + ["--cuda", placement],
+                                         capture_output=True, text=True)
+                    if "no CUDA support" in run.stderr:
+                        break
+                    runs.append((f"{name} bf16 cuda {placement}", expected, run, CUDA_TOLERANCE))
+        for what, reference, run, tolerance in runs:
+            checks += 1
+            failures += not compare(what, reference, run, tolerance)
+    print(f"{checks - failures} passed, {failures} failed")
     return 1 if failures else 0
 
 

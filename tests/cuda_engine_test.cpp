@@ -19,6 +19,7 @@
 #include "model/compress.hpp"
 #include "model/synthetic.hpp"
 #include "test_util.hpp"
+#include "tiny_model.hpp"
 
 namespace codecllm {
 namespace {
@@ -60,14 +61,14 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
   o.max_seq_len = 64;
   auto gpu = engine::make_cuda_engine(file, o);
   std::vector<std::unique_ptr<engine::Engine>> others;
-  for (auto p : {engine::Placement::GpuCompressed, engine::Placement::Host, engine::Placement::HostRaw}) {
+  for (auto p : {Placement::GpuCompressed, Placement::Host, Placement::HostRaw}) {
     o.placement = p;
     others.push_back(engine::make_cuda_engine(file, o));
   }
   // gpu-compressed with one slot (decode and compute in turn), two, and five (four layers
   // decoding at once, on four streams); the first layers of each step decode at the end of the
   // step before, so the steps below also check that hand-over.
-  o.placement = engine::Placement::GpuCompressed;
+  o.placement = Placement::GpuCompressed;
   for (int slots : {1, 2, 5}) {
     o.decode_slots = slots;
     others.push_back(engine::make_cuda_engine(file, o));
@@ -79,7 +80,7 @@ TEST_P(CudaEngineModes, EveryPlacementEqualsBaselineAndTracksCpu) {
   const size_t fixed = others.size();
   // Budgets a little under what gpu placement takes, lowered until the planner has to compress
   // some layers: the mixed plan must stay within its budget and give the same logits.
-  o.placement = engine::Placement::Auto;
+  o.placement = Placement::Auto;
   const uint64_t full = gpu->memory().device_bytes, step = full / 1024;
   std::string stopped;  // why the search ended, for the message below
   for (uint64_t budget = full + (16u << 20); budget > step && others.size() == fixed; budget -= step) {
@@ -133,7 +134,7 @@ TEST(CudaEngineBatch, SequencesAreIndependent) {
   o.max_seq_len = 32;
   o.batch = 3;
   auto gpu = engine::make_cuda_engine(file, o);
-  o.placement = engine::Placement::Host;
+  o.placement = Placement::Host;
   auto host = engine::make_cuda_engine(file, o);
   const std::vector<std::vector<int>> seqs = {
       {1, 770, 29871, 13, 1678, 736}, {1, 29871, 29871, 29871, 29871, 29871}, {1, 13, 13, 500, 600, 700}};
@@ -223,7 +224,7 @@ TEST(CudaEngineF16, RunsAnF16ModelInF16) {
     o.max_seq_len = 32;
     auto gpu = engine::make_cuda_engine(file, o);
     EXPECT_NE(gpu->describe().find("f16"), std::string::npos) << gpu->describe();
-    o.placement = engine::Placement::GpuCompressed;
+    o.placement = Placement::GpuCompressed;
     auto compressed = engine::make_cuda_engine(file, o);
     auto cpu = engine::make_cpu_engine(file, {});
     const int vocab = gpu->config().vocab;
@@ -288,7 +289,7 @@ TEST(CudaEngineNoScratch, ProductsFromCompressedWeightsEqualGpu) {
     co.encode.row_aligned_chunks = false;
     RandomModel m(dir.path() + "/r-" + mode + ".cllm", kFusedShape, 5, co);
     engine::CudaEngineOptions o = m.options;
-    o.placement = engine::Placement::GpuCompressed;
+    o.placement = Placement::GpuCompressed;
     auto scratch = engine::make_cuda_engine(m.file, o);
     o.products_from_compressed = true;
     auto fused = engine::make_cuda_engine(m.file, o);
@@ -310,7 +311,7 @@ TEST(CudaEngineSplit, ExponentSlotsEqualGpu) {
   shape.layers = 3;
   RandomModel m(dir.path() + "/r.cllm", shape, 9, co);
   engine::CudaEngineOptions o = m.options;
-  o.placement = engine::Placement::GpuCompressed;
+  o.placement = Placement::GpuCompressed;
   auto split = engine::make_cuda_engine(m.file, o);
   o.bf16_exponents_only = false;
   auto whole = engine::make_cuda_engine(m.file, o);
@@ -397,12 +398,104 @@ TEST(CudaEngineHost, CorruptPayloadIsReportedAtLoad) {
   format::ContainerReader file(path);
   engine::CudaEngineOptions o;
   o.max_seq_len = 16;
-  o.placement = engine::Placement::Host;
+  o.placement = Placement::Host;
   try {
     engine::make_cuda_engine(file, o);
     FAIL() << "a corrupt payload was not reported";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+  }
+}
+
+// An attention_bias Llama (biases on q, k, v and o) in BF16: every placement gives gpu's bits, and
+// gpu tracks the CPU engine far closer than the o_proj biases move the CPU's own logits, so an
+// engine that dropped them fails.
+TEST(CudaEngineBias, AttentionBiasTracksCpu) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  test::TempDir dir;
+  test::TinyModel m;
+  m.dtype = DType::BF16;
+  format::ContainerReader file(test::write_tiny_model(dir, m));
+  m.zero = "o_proj.bias";
+  m.file = "no-o-bias.cllm";
+  format::ContainerReader without(test::write_tiny_model(dir, m));
+  engine::CudaEngineOptions o;
+  o.max_seq_len = 32;
+  auto gpu = engine::make_cuda_engine(file, o);
+  std::vector<std::unique_ptr<engine::Engine>> others;
+  for (auto p : {Placement::GpuCompressed, Placement::Host, Placement::HostRaw}) {
+    o.placement = p;
+    others.push_back(engine::make_cuda_engine(file, o));
+  }
+  auto cpu = engine::make_cpu_engine(file, {});
+  auto cpu_without = engine::make_cpu_engine(without, {});
+  const int vocab = gpu->config().vocab;
+  for (int pos = 0; pos < 16; ++pos) {
+    const int token = (pos * 7 + 1) % vocab;
+    const float* lg = gpu->forward(token, pos);
+    std::vector<float> g(lg, lg + vocab);
+    for (auto& e : others)
+      ASSERT_EQ(0, std::memcmp(g.data(), e->forward(token, pos), sizeof(float) * vocab))
+          << e->describe() << " at " << pos;
+    std::vector<float> c(cpu->forward(token, pos), cpu->forward(token, pos) + vocab);
+    const LogitGap gap = logit_gap(g.data(), c.data(), vocab);
+    const LogitGap bias_effect = logit_gap(cpu_without->forward(token, pos), c.data(), vocab);
+    EXPECT_LT(gap.max_diff, 0.25 * bias_effect.max_diff)
+        << "position " << pos << ": CUDA vs CPU " << gap.max_diff << ", the o_proj biases move logits by "
+        << bias_effect.max_diff;
+  }
+}
+
+// The placement plan's estimate of device memory, made before load from the decoders' and the
+// slot layout's byte counts, is what the engine holds after load (within 1%) for every
+// placement, in both modes, with exponent slots, products in place, and mixed auto plans.
+TEST(CudaEnginePlan, EstimateIsWhatLoadHolds) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  test::TempDir dir;
+  const model::LlamaShape shape{1024, 3072, 4, 8, 4, 2000, 256, 10000.0, false};
+  for (const char* mode : {"lossless", "int8"}) {
+    model::CompressOptions co;
+    co.encode.mode = test::mode_named(mode);
+    RandomModel m(dir.path() + "/p-" + mode + ".cllm", shape, 3, co);
+    std::vector<std::pair<engine::CudaEngineOptions, std::string>> runs;
+    for (Placement p : {Placement::Gpu, Placement::GpuCompressed, Placement::Host, Placement::HostRaw}) {
+      engine::CudaEngineOptions o = m.options;
+      o.placement = p;
+      runs.emplace_back(o, placement_name(p));
+    }
+    engine::CudaEngineOptions o = m.options;
+    o.placement = Placement::GpuCompressed;
+    o.bf16_exponents_only = false;
+    runs.emplace_back(o, "gpu-compressed, whole values");
+    o.bf16_exponents_only = true;
+    o.products_from_compressed = true;
+    runs.emplace_back(o, "gpu-compressed, products in place");
+    o.products_from_compressed = false;
+    o.batch = 4;
+    runs.emplace_back(o, "gpu-compressed, batch 4");
+    const uint64_t full = m.gpu->memory().device_bytes;
+    for (double f : {1.0, 0.8, 0.6}) {
+      o = m.options;
+      o.placement = Placement::Auto;
+      o.vram_budget = uint64_t(double(full) * f);
+      runs.emplace_back(o, "auto at " + std::to_string(o.vram_budget));
+    }
+    for (const auto& [options, what] : runs) {
+      std::unique_ptr<engine::Engine> e;
+      try {
+        e = engine::make_cuda_engine(m.file, options);
+      } catch (const Error& err) {  // a budget below the smallest plan
+        ASSERT_EQ(options.placement, Placement::Auto) << what << ": " << err.what();
+        continue;
+      }
+      const engine::MemoryStats s = e->memory();
+      EXPECT_GT(s.planned_device_bytes, 0u) << what;
+      EXPECT_NEAR(double(s.planned_device_bytes), double(s.device_bytes), 0.01 * double(s.device_bytes))
+          << mode << ", " << what << ": " << e->describe();
+      if (options.placement == Placement::Auto) {
+        EXPECT_LE(s.device_bytes, options.vram_budget) << e->describe();
+      }
+    }
   }
 }
 

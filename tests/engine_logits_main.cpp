@@ -1,13 +1,14 @@
 // engine_logits: the CPU engine driven from the command line, for comparisons with other
 // implementations (scripts/check_against_transformers.py) until the CLI has its own command.
 //
-//   engine_logits MODEL --ids 1,2,3 [--int8] [--threads N]
+//   engine_logits MODEL --ids 1,2,3 [--int8] [--threads N] [--cuda PLACEMENT]
 //       prints {"describe": ..., "logits": [[vocab floats] for each position]}
 //   engine_logits MODEL --perplexity IDS_FILE [--window 512] [--int8] [--threads N]
 //       prints {"mean_nll": ..., "count": ..., "perplexity": ..., "seconds": ...}
 //
 // MODEL is a .cllm file, or a checkpoint (Hugging Face directory, llama2.c .bin) that is
 // compressed to a temporary .cllm first, so the whole path from checkpoint to logits is run.
+// --cuda runs the CUDA engine with that placement instead (builds with CUDA only).
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,7 +20,11 @@
 #include <vector>
 
 #include "codecllm/error.hpp"
+#include "codecllm/placement.hpp"
 #include "engine/cpu_engine.hpp"
+#ifdef CODECLLM_HAVE_CUDA
+#include "engine/cuda_engine.hpp"
+#endif
 #include "engine/generate.hpp"
 #include "model/compress.hpp"
 
@@ -46,7 +51,8 @@ struct RemoveOnExit {
 };
 
 int usage() {
-  std::cerr << "usage: engine_logits MODEL (--ids 1,2,3 | --perplexity IDS_FILE [--window N]) [--int8] [--threads N]\n";
+  std::cerr << "usage: engine_logits MODEL (--ids 1,2,3 | --perplexity IDS_FILE [--window N]) [--int8] [--threads N] "
+               "[--cuda PLACEMENT]\n";
   return 2;
 }
 
@@ -56,6 +62,7 @@ int run(int argc, char** argv) {
   std::string ids_text, ppl_file;
   int window = 512;
   bool int8 = false;
+  std::string cuda_placement;
   engine::CpuEngineOptions options;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -68,6 +75,8 @@ int run(int argc, char** argv) {
       window = std::stoi(argv[++i]);
     } else if (a == "--threads" && has_value) {
       options.threads = unsigned(std::stoul(argv[++i]));
+    } else if (a == "--cuda" && has_value) {
+      cuda_placement = argv[++i];
     } else if (a == "--int8") {
       int8 = true;
     } else {
@@ -85,7 +94,18 @@ int run(int argc, char** argv) {
     model::compress_checkpoint(model, cllm, c);
   }
   format::ContainerReader file(cllm);
-  std::unique_ptr<engine::Engine> e = engine::make_cpu_engine(file, options);
+  std::unique_ptr<engine::Engine> e;
+  if (cuda_placement.empty()) {
+    e = engine::make_cpu_engine(file, options);
+  } else {
+#ifdef CODECLLM_HAVE_CUDA
+    engine::CudaEngineOptions o;
+    o.placement = parse_placement(cuda_placement);
+    e = engine::make_cuda_engine(file, o);
+#else
+    throw Error("--cuda: this build has no CUDA support");
+#endif
+  }
   nlohmann::json out;
   if (!ids_text.empty()) {
     const std::vector<int> ids = parse_ids(ids_text);

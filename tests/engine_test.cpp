@@ -15,11 +15,13 @@
 #include "codecllm/error.hpp"
 #include "engine/cpu_engine.hpp"
 #include "engine/generate.hpp"
-#include "engine/llama_config.hpp"
 #include "engine/sampler.hpp"
 #include "model/compress.hpp"
+#include "model/llama_config.hpp"
+#include "model/llama_tensors.hpp"
 #include "model/synthetic.hpp"
 #include "test_util.hpp"
+#include "tiny_model.hpp"
 
 namespace codecllm::engine {
 namespace {
@@ -154,54 +156,6 @@ TEST(LlamaConfig, RejectsWhatItCannotRun) {
 // ---------------------------------------------------------------------------------------
 // A tiny random model, built in memory and compressed like a real one.
 
-const std::string kTinyConfig = R"({"model_type": "llama", "hidden_size": 32, "intermediate_size": 48,
-  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64,
-  "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "attention_bias": true, "eos_token_id": 2})";
-
-// Every tensor the config calls for, random F32 (the same for the same shapes); `drop` is
-// left out and `reshape` gets one row too many.
-std::string write_tiny_model(const test::TempDir& dir, const std::string& drop = "", const std::string& reshape = "",
-                             const std::string& config = kTinyConfig) {
-  const LlamaConfig c = parse_llama_config(config, "tiny");
-  model::MemoryCheckpoint ckpt("memory:tiny", config);
-  uint64_t seed = 1;
-  auto add = [&](const std::string& name, std::vector<uint64_t> shape, double mean, double sigma) {
-    if (name == drop) return;
-    if (name == reshape) shape[0] += 1;
-    uint64_t n = 1;
-    for (uint64_t d : shape) n *= d;
-    std::vector<float> v = test::gaussian(n, sigma, seed++, 0.0);
-    for (float& x : v) x += float(mean);
-    std::vector<uint8_t> bytes(n * 4);
-    std::memcpy(bytes.data(), v.data(), bytes.size());
-    ckpt.add(name, DType::F32, shape, std::move(bytes));
-  };
-  const auto H = uint64_t(c.hidden), I = uint64_t(c.intermediate), V = uint64_t(c.vocab);
-  const auto Q = uint64_t(c.heads * c.head_dim), KV = uint64_t(c.kv_heads * c.head_dim);
-  add("model.embed_tokens.weight", {V, H}, 0, 1.0);
-  for (int l = 0; l < c.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {H}, 1, 0.1);
-    add(p + "post_attention_layernorm.weight", {H}, 1, 0.1);
-    add(p + "self_attn.q_proj.weight", {Q, H}, 0, 0.3);
-    add(p + "self_attn.k_proj.weight", {KV, H}, 0, 0.3);
-    add(p + "self_attn.v_proj.weight", {KV, H}, 0, 0.2);
-    add(p + "self_attn.o_proj.weight", {H, Q}, 0, 0.2);
-    add(p + "self_attn.q_proj.bias", {Q}, 0, 0.1);
-    add(p + "self_attn.k_proj.bias", {KV}, 0, 0.1);
-    add(p + "self_attn.v_proj.bias", {KV}, 0, 0.1);
-    add(p + "self_attn.o_proj.bias", {H}, 0, 0.1);
-    add(p + "mlp.gate_proj.weight", {I, H}, 0, 0.2);
-    add(p + "mlp.up_proj.weight", {I, H}, 0, 0.2);
-    add(p + "mlp.down_proj.weight", {H, I}, 0, 0.2);
-  }
-  add("model.norm.weight", {H}, 1, 0.1);
-  add("lm_head.weight", {V, H}, 0, 0.3);
-  const std::string path = dir.path() + "/tiny.cllm";
-  model::compress_checkpoint(ckpt, path, {});
-  return path;
-}
-
 std::string load_error(const std::string& path) {
   try {
     make_cpu_engine(format::ContainerReader(path));
@@ -213,13 +167,15 @@ std::string load_error(const std::string& path) {
 
 TEST(CpuEngine, NamesTheFileAndTensorThatIsMissingOrMisshapen) {
   test::TempDir dir;
-  const std::string missing = write_tiny_model(dir, "model.layers.1.self_attn.o_proj.bias");
+  const std::string missing =
+      test::write_tiny_model(dir, test::TinyModel{"model.layers.1.self_attn.o_proj.bias", "", "", test::kTinyConfig});
   std::string e = load_error(missing);
   EXPECT_NE(e.find("model.layers.1.self_attn.o_proj.bias"), std::string::npos) << e;
   EXPECT_NE(e.find("missing"), std::string::npos) << e;
   EXPECT_NE(e.find(missing), std::string::npos) << e;
 
-  const std::string misshapen = write_tiny_model(dir, "", "model.layers.0.mlp.down_proj.weight");
+  const std::string misshapen =
+      test::write_tiny_model(dir, test::TinyModel{"", "model.layers.0.mlp.down_proj.weight", "", test::kTinyConfig});
   e = load_error(misshapen);
   EXPECT_NE(e.find("model.layers.0.mlp.down_proj.weight' has shape [33, 48], expected [32, 48]"), std::string::npos)
       << e;
@@ -227,7 +183,7 @@ TEST(CpuEngine, NamesTheFileAndTensorThatIsMissingOrMisshapen) {
 
 TEST(CpuEngine, ForwardChecksTokenAndPosition) {
   test::TempDir dir;
-  format::ContainerReader file(write_tiny_model(dir));
+  format::ContainerReader file(test::write_tiny_model(dir));
   auto engine = make_cpu_engine(file, {1, 16});
   EXPECT_EQ(engine->max_seq_len(), 16);
   EXPECT_THROW(engine->forward(64, 0), Error);
@@ -240,7 +196,7 @@ TEST(CpuEngine, ForwardChecksTokenAndPosition) {
 // so the int8 file and a lossless copy of its decompressed weights give identical logits.
 TEST(CpuEngine, Int8WeightsAreDequantizedExactly) {
   test::TempDir dir;
-  const std::string lossless = write_tiny_model(dir);
+  const std::string lossless = test::write_tiny_model(dir);
   model::CompressOptions int8;
   int8.encode.mode = format::TensorMode::Int8;
   model::decompress_container(lossless, dir.path() + "/source");
@@ -263,7 +219,7 @@ TEST(CpuEngine, Int8WeightsAreDequantizedExactly) {
 
 TEST(CpuEngine, ThreadCountDoesNotChangeResults) {
   test::TempDir dir;
-  format::ContainerReader file(write_tiny_model(dir));
+  format::ContainerReader file(test::write_tiny_model(dir));
   auto one = make_cpu_engine(file, {1, 0});
   auto two = make_cpu_engine(file, {2, 0});
   for (int pos = 0; pos < 10; ++pos) {
@@ -276,7 +232,7 @@ TEST(CpuEngine, ThreadCountDoesNotChangeResults) {
 
 TEST(Generate, GreedyIsTheArgmaxLoopAndStopsAtEos) {
   test::TempDir dir;
-  format::ContainerReader file(write_tiny_model(dir));
+  format::ContainerReader file(test::write_tiny_model(dir));
   auto engine = make_cpu_engine(file, {});
   GenerateOptions o;
   o.max_new_tokens = 20;
@@ -299,9 +255,9 @@ TEST(Generate, GreedyIsTheArgmaxLoopAndStopsAtEos) {
   EXPECT_EQ(generate(*engine, {1, 5, 9}, o, [](int) { return false; }).tokens.size(), 1u);
 
   // The same weights with the 5th greedy token as eos stop right before its first occurrence.
-  std::string config = kTinyConfig;
+  std::string config = test::kTinyConfig;
   config.replace(config.find("\"eos_token_id\": 2"), 17, "\"eos_token_id\": [" + std::to_string(r.tokens[4]) + "]");
-  format::ContainerReader with_eos(write_tiny_model(dir, "", "", config));
+  format::ContainerReader with_eos(test::write_tiny_model(dir, test::TinyModel{"", "", "", config}));
   auto eos_engine = make_cpu_engine(with_eos, {});
   o.stop_at_eos = true;
   const GenerateResult stopped = generate(*eos_engine, {1, 5, 9}, o);
@@ -312,7 +268,7 @@ TEST(Generate, GreedyIsTheArgmaxLoopAndStopsAtEos) {
 
 TEST(Generate, SeededSamplingReplays) {
   test::TempDir dir;
-  format::ContainerReader file(write_tiny_model(dir));
+  format::ContainerReader file(test::write_tiny_model(dir));
   auto engine = make_cpu_engine(file, {});
   GenerateOptions o;
   o.max_new_tokens = 30;
@@ -347,7 +303,7 @@ TEST(Sampler, FollowsTheDistribution) {
 
 TEST(Perplexity, WindowsRestartTheContext) {
   test::TempDir dir;
-  format::ContainerReader file(write_tiny_model(dir));
+  format::ContainerReader file(test::write_tiny_model(dir));
   auto engine = make_cpu_engine(file, {});
   std::vector<int> ids = {1};
   for (int i = 0; i < 20; ++i) ids.push_back((i * 13 + 7) % 64);  // 21 ids, 20 predictions

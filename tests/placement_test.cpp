@@ -5,6 +5,7 @@
 #include <array>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "codecllm/error.hpp"
 #include "engine/placement_plan.hpp"
@@ -21,10 +22,11 @@ constexpr uint64_t kRaw = 300 * kMiB, kComp = 200 * kMiB, kFixed = 1000 * kMiB;
 
 PlanRequest uniform(uint64_t budget, int prefetch_depth = 2) {
   PlanRequest r;
-  r.layers.assign(8, LayerBytes{kRaw, kComp});
+  r.layers.assign(8, LayerBytes{kRaw, kComp, 0});
   r.fixed_bytes = kFixed;
   r.budget_bytes = budget;
   r.prefetch_depth = prefetch_depth;
+  r.compressed_slots = 2;  // the totals below were worked out by hand with two
   return r;
 }
 
@@ -125,7 +127,7 @@ TEST(Placement, PrefetchDepthSetsStaging) {
 
 TEST(Placement, SlotsHoldTheLargestLayer) {
   PlanRequest r;
-  r.layers = {{1000, 60}, {5000, 90}, {2000, 300}};
+  r.layers = {{1000, 60, 0}, {5000, 90, 0}, {2000, 300, 0}};
   r.fixed_bytes = 10;
   r.budget_bytes = 10 + 5000 + 2 * 300;  // all host, the minimum
   const PlacementPlan p = plan_placement(r);
@@ -140,7 +142,8 @@ TEST(Placement, SlotsHoldTheLargestLayer) {
 // With few layers, two decode slots can cost more than decoding everything.
 TEST(Placement, AllGpuCanBeTheSmallest) {
   PlanRequest r;
-  r.layers = {{300, 200}};
+  r.layers = {{300, 200, 0}};
+  r.compressed_slots = 2;
   r.budget_bytes = 300;
   EXPECT_EQ(counts(plan_placement(r)), (Counts{1, 0, 0}));
 }
@@ -161,7 +164,37 @@ TEST(Placement, DescribeCollapsesRuns) {
        {"layer 0 ", "layers 1-4", "gpu-compressed", "layers 5-7", "host", "600.00 MiB in pinned host RAM",
         "2 x 300.00 MiB", "2 x 200.00 MiB", "3.03 GiB", "0 B spare"})
     EXPECT_NE(text.find(part), std::string::npos) << part << " not in:\n" << text;
-  EXPECT_EQ(std::string(placement_name(LayerPlacement::Gpu)), "gpu");
+  EXPECT_EQ(summarize_plan(plan_placement(r)), "1 gpu, 4 gpu-compressed, 3 host layers");
+}
+
+// plan_of adds bytes up as the weight streamer allocates them: decoder tables of gpu-compressed
+// and host layers, slots only for layers that stream, exponent-sized slots when every layer
+// is gpu-compressed, decoder scratch per decode stream, staging per host layer up to the depth.
+TEST(Placement, PlanOfCountsWhatTheStreamerAllocates) {
+  PlanRequest r;
+  r.layers.assign(3, LayerBytes{1000, 400, 10});
+  r.compressed_slots = 3;
+  r.decoder_scratch_bytes = 7;
+  const PlacementPlan gpu = plan_of(r, std::vector<Placement>(3, Placement::Gpu));
+  EXPECT_EQ(gpu.total_bytes, 3000u + 7);  // no slot, one decode stream's scratch (load-time decodes)
+  const std::vector<Placement> compressed(3, Placement::GpuCompressed);
+  EXPECT_EQ(plan_of(r, compressed).total_bytes, 3 * 410u + 3 * 1000 + 2 * 7);  // 3 slots, 2 decode streams
+  r.exponent_slot_bytes = 500;
+  EXPECT_EQ(plan_of(r, compressed).total_bytes, 3 * 410u + 3 * 500 + 2 * 7);
+  const PlacementPlan mixed = plan_of(r, {Placement::Gpu, Placement::GpuCompressed, Placement::Host});
+  EXPECT_EQ(mixed.decode_slots, 2);           // only two layers stream
+  EXPECT_EQ(mixed.decode_slot_bytes, 1000u);  // not every layer is gpu-compressed: whole values
+  EXPECT_EQ(mixed.staging_slots, 1);
+  EXPECT_EQ(mixed.host_bytes, 400u);
+  EXPECT_EQ(mixed.total_bytes, 1000u + 410 + 10 + 2 * 1000 + 7 + 400);
+  r.compressed_products_in_place = true;
+  EXPECT_EQ(plan_of(r, compressed).total_bytes, 3 * 410u + 7);  // nothing streams
+  const PlacementPlan raw = plan_of(r, std::vector<Placement>(3, Placement::HostRaw));
+  EXPECT_EQ(raw.decode_slots, 2);
+  EXPECT_EQ(raw.host_bytes, 3000u);
+  EXPECT_EQ(raw.total_bytes, 2 * 1000u + 7);
+  EXPECT_THROW(plan_of(r, {Placement::Auto, Placement::Gpu, Placement::Gpu}), Error);
+  EXPECT_THROW(plan_of(r, {Placement::Gpu}), Error);
 }
 
 // ---------------------------------------------------------------------------------------

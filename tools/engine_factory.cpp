@@ -2,6 +2,7 @@
 
 #include "codecllm/byte_size.hpp"
 #include "codecllm/error.hpp"
+#include "codecllm/placement.hpp"
 #include "engine/cpu_engine.hpp"
 #include "model/container_tokenizer.hpp"
 #ifdef CODECLLM_HAVE_CUDA
@@ -12,6 +13,16 @@
 
 namespace codecllm::tools {
 
+namespace {
+
+std::vector<std::string> placement_choices() {
+  std::vector<std::string> names;
+  for (const auto& entry : kPlacementNames) names.emplace_back(entry.first);
+  return names;
+}
+
+}  // namespace
+
 void add_engine_options(CLI::App& app, EngineArgs& a) {
   app.add_option("--device", a.device, "cpu, cuda, or auto (cuda when a GPU is present)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -19,7 +30,7 @@ void add_engine_options(CLI::App& app, EngineArgs& a) {
                  "cuda: where layer weights live: gpu (decoded once at load), gpu-compressed (compressed in VRAM, "
                  "decoded just in time), host (compressed in pinned RAM, streamed), host-raw (decoded in pinned "
                  "RAM, streamed), auto (fastest mix within --vram-budget)")
-      ->check(CLI::IsMember({"gpu", "gpu-compressed", "host", "host-raw", "auto"}));
+      ->check(CLI::IsMember(placement_choices()));
   app.add_option("--vram-budget", a.vram_budget, "cuda, --placement auto: device memory to use, e.g. 20GiB");
   app.add_option("--prefetch", a.prefetch, "cuda, host placements: layers copied ahead of use")
       ->check(CLI::Range(1, 8));
@@ -44,7 +55,7 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
   if (a.device == "auto") cuda = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
   if (cuda) {
     engine::CudaEngineOptions o;
-    o.placement = engine::parse_placement(a.placement);
+    o.placement = parse_placement(a.placement);
     o.max_seq_len = a.max_seq;
     o.kv_dtype = engine::parse_kv_dtype(a.kv_dtype);
     o.batch = a.batch;
@@ -53,8 +64,6 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
     o.decode_slots = a.decode_slots;
     o.print_plan = true;
     if (!a.vram_budget.empty()) o.vram_budget = parse_byte_size(a.vram_budget);
-    if (o.placement == engine::Placement::Auto && a.vram_budget.empty())
-      throw Error("--placement auto needs --vram-budget SIZE");
     return engine::make_cuda_engine(file, o);
   }
 #else

@@ -21,101 +21,62 @@ cudaEvent_t new_event() {
   return e;
 }
 
-// Whether StreamerOptions::bf16_exponents_only can be given to every layer's decoder: each
-// decoder then picks its eligible tensors itself, and they must be the same in every layer (the
-// slot layout is layer 0's) and cover each group (one product) wholly or not at all.
-bool exponents_only_allowed(const format::ContainerReader& file,
-                            const std::vector<std::vector<std::string>>& layer_tensors, const std::vector<int>& groups,
-                            const std::vector<LayerHome>& homes, const StreamerOptions& options) {
-  const bool all_compressed =
-      std::all_of(homes.begin(), homes.end(), [](LayerHome h) { return h == LayerHome::DeviceCompressed; });
-  if (!options.bf16_exponents_only || options.products_from_compressed || !all_compressed || layer_tensors.empty())
-    return false;
-  const size_t n = layer_tensors[0].size();
-  std::vector<bool> split(n);
-  for (size_t i = 0; i < n; ++i) {
-    auto eligible = [&](const std::vector<std::string>& names) {
-      const format::TensorRecord* r = i < names.size() ? file.index().find_tensor(names[i]) : nullptr;
-      return r != nullptr && GpuDecoder::exponents_only_eligible(file, *r);
-    };
-    split[i] = eligible(layer_tensors[0]);
-    const auto same = [&](const std::vector<std::string>& names) { return eligible(names) == split[i]; };
-    if (!std::all_of(layer_tensors.begin(), layer_tensors.end(), same)) return false;
-  }
-  size_t first = 0;
-  for (int g : groups) {
-    const size_t end = std::min(n, first + static_cast<size_t>(g));
-    const auto count = static_cast<size_t>(std::count(split.begin() + first, split.begin() + end, true));
-    if (count != 0 && count != end - first) return false;
-    first = end;
-  }
-  return true;
-}
-
 void wait(cudaStream_t s, cudaEvent_t e) { CLLM_CUDA_CHECK(cudaStreamWaitEvent(s, e, 0)); }
 void record(cudaEvent_t e, cudaStream_t s) { CLLM_CUDA_CHECK(cudaEventRecord(e, s)); }
 
 }  // namespace
 
-WeightStreamer::WeightStreamer(const format::ContainerReader& file,
-                               const std::vector<std::vector<std::string>>& layer_tensors,
-                               const std::vector<int>& groups, const std::vector<LayerHome>& homes,
+SlotLayout slot_layout(const GpuDecoder& decoder, const std::vector<int>& groups) {
+  SlotLayout out;
+  size_t i = 0;
+  for (int g : groups) {
+    out.layer_bytes = align_up(out.layer_bytes);
+    for (int k = 0; k < g; ++k, ++i) {
+      if (i >= decoder.num_tensors()) throw Error("slot layout: groups name more tensors than a layer has");
+      out.offsets.push_back(out.layer_bytes);
+      out.layer_bytes += decoder.output_bytes(i);
+    }
+  }
+  if (i != decoder.num_tensors()) throw Error("slot layout: groups do not cover a layer's tensors");
+  out.layer_bytes = align_up(out.layer_bytes);
+  return out;
+}
+
+WeightStreamer::WeightStreamer(const std::string& path, std::vector<StreamedLayer> layers, SlotLayout layout,
                                const StreamerOptions& options, cudaStream_t load_stream)
-    : path_(file.path()), mem_(file.path()) {
-  if (homes.size() != layer_tensors.size()) throw Error("WeightStreamer: one home per layer expected");
+    : path_(path), mem_(path), layout_(std::move(layout)) {
   if (options.prefetch_depth < 1 || options.decode_slots < 1)
     throw Error("prefetch depth and decode slots must be at least 1");
-  layers_.resize(layer_tensors.size());
-  const bool exponents_only = exponents_only_allowed(file, layer_tensors, groups, homes, options);
+  layers_.resize(layers.size());
   uint64_t max_range = 0, max_scratch = 0;
-  // Decoders plan every layer (checking the sizes agree); Device layers drop theirs after load.
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = layers_[l];
-    L.home = homes[l];
-    DecoderOptions d = options.decoder;
-    d.external_scratch = true;
-    d.bf16_exponents_only = exponents_only;
-    L.decoder = std::make_unique<GpuDecoder>(file, layer_tensors[l], d);
-    if (l == 0) {
-      size_t i = 0;
-      for (int g : groups) {
-        layer_bytes_ = align_up(layer_bytes_);
-        for (int k = 0; k < g; ++k, ++i) {
-          if (i >= L.decoder->num_tensors()) throw Error("WeightStreamer: groups name more tensors than a layer has");
-          offsets_.push_back(layer_bytes_);
-          layer_bytes_ += L.decoder->output_bytes(i);
-        }
-      }
-      if (i != L.decoder->num_tensors()) throw Error("WeightStreamer: groups do not cover a layer's tensors");
-      layer_bytes_ = align_up(layer_bytes_);
-    }
-    for (size_t i = 0; i < offsets_.size(); ++i) {
-      const uint64_t end = i + 1 < offsets_.size() ? offsets_[i + 1] : layer_bytes_;
-      if (offsets_[i] + L.decoder->output_bytes(i) > end)
+    L.home = layers[l].home;
+    L.decoder = layers[l].decoder;
+    if (L.home == Placement::Auto || L.decoder == nullptr)
+      throw Error("WeightStreamer: a layer needs a placement and a decoder");
+    if (L.decoder->num_tensors() != layout_.offsets.size())
+      throw Error(path_ + ": layer " + std::to_string(l) + " has another number of tensors than layer 0");
+    for (size_t i = 0; i < layout_.offsets.size(); ++i) {
+      const uint64_t end = i + 1 < layout_.offsets.size() ? layout_.offsets[i + 1] : layout_.layer_bytes;
+      if (layout_.offsets[i] + L.decoder->output_bytes(i) > end)
         throw Error(path_ + ": tensor '" + L.decoder->record(i).name + "' is larger than in layer 0");
     }
-    if (L.home == LayerHome::Host) {
+    if (L.home == Placement::Host) {
       L.host_rank = static_cast<int>(hosted_.size());
       hosted_.push_back(static_cast<int>(l));
       max_range = std::max(max_range, L.decoder->range_bytes());
     }
     max_scratch = std::max(max_scratch, L.decoder->scratch_bytes());
-  }
-  fused_ = options.products_from_compressed;
-  for (const Layer& L : layers_) {
-    for (size_t i = 0; L.home == LayerHome::DeviceCompressed && i < L.decoder->num_tensors(); ++i)
-      fused_ = fused_ && L.decoder->gemv_ready(i);
-  }
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    Layer& L = layers_[l];
-    if (L.home == LayerHome::Device || products_from_compressed(static_cast<int>(l))) continue;
+    const bool in_place = L.home == Placement::GpuCompressed && layers[l].products_in_place;
+    if (L.home == Placement::Gpu || in_place) continue;
     L.rank = static_cast<int>(streamed_.size());
     streamed_.push_back(static_cast<int>(l));
   }
   slots_ = streamed_.empty() ? 0 : std::min<int>(options.decode_slots, static_cast<int>(streamed_.size()));
   stages_ = hosted_.empty() ? 0 : std::min<int>(options.prefetch_depth, static_cast<int>(hosted_.size()));
   for (int s = 0; s < slots_; ++s) {
-    slot_.push_back(static_cast<uint8_t*>(mem_.device(layer_bytes_, "a decoded-layer scratch slot")));
+    slot_.push_back(static_cast<uint8_t*>(mem_.device(layout_.layer_bytes, "a decoded-layer scratch slot")));
     slot_ready_.push_back(new_event());
     slot_free_.push_back(new_event());
   }
@@ -144,28 +105,30 @@ WeightStreamer::WeightStreamer(const format::ContainerReader& file,
     Layer& L = layers_[l];
     const uint64_t before = mem_.device_bytes();
     switch (L.home) {
-      case LayerHome::Device:
-        L.resident = static_cast<uint8_t*>(mem_.device(layer_bytes_, "decoded layer weights"));
+      case Placement::Gpu:
+        L.resident = static_cast<uint8_t*>(mem_.device(layout_.layer_bytes, "decoded layer weights"));
         decode_at_load(static_cast<int>(l), L.resident, load_stream);
-        L.decoder.reset();  // frees its staging copy
+        L.decoder = nullptr;  // its tables are the caller's to free
         memory_.decoded_weights += mem_.device_bytes() - before;
         break;
-      case LayerHome::DeviceCompressed:
+      case Placement::GpuCompressed:
         L.decoder->upload_resident(load_stream);
         memory_.compressed_weights += L.decoder->range_bytes();
-        memory_.scratch += L.decoder->device_bytes() - L.decoder->range_bytes();
+        memory_.tables += L.decoder->device_bytes() - L.decoder->range_bytes();
         break;
-      case LayerHome::Host:
-        memory_.scratch += L.decoder->device_bytes();
+      case Placement::Host:
+        memory_.tables += L.decoder->device_bytes();
         break;
-      case LayerHome::HostRaw:
+      case Placement::HostRaw:
         // Decoded on the GPU once and parked in pinned host memory.
         if (tmp == nullptr) tmp = slot_[0];
         decode_at_load(static_cast<int>(l), tmp, load_stream);
-        CLLM_CUDA_CHECK(
-            cudaMemcpyAsync(const_cast<uint8_t*>(L.host), tmp, layer_bytes_, cudaMemcpyDeviceToHost, load_stream));
+        CLLM_CUDA_CHECK(cudaMemcpyAsync(const_cast<uint8_t*>(L.host), tmp, layout_.layer_bytes, cudaMemcpyDeviceToHost,
+                                        load_stream));
         CLLM_CUDA_CHECK(cudaStreamSynchronize(load_stream));
-        L.decoder.reset();
+        L.decoder = nullptr;
+        break;
+      case Placement::Auto:
         break;
     }
   }
@@ -182,21 +145,20 @@ WeightStreamer::~WeightStreamer() {
   for (cudaStream_t s : decode_)
     if (s != nullptr) cudaStreamDestroy(s);
   if (copy_ != nullptr) cudaStreamDestroy(copy_);
-  layers_.clear();  // decoders free their memory before the streams' memory goes
 }
 
 uint64_t WeightStreamer::streamed_bytes(int l) const {
   const Layer& L = layers_[l];
-  return L.home == LayerHome::Host || L.home == LayerHome::HostRaw ? L.host_bytes : 0;
+  return L.home == Placement::Host || L.home == Placement::HostRaw ? L.host_bytes : 0;
 }
 
 uint8_t* WeightStreamer::layer_base(int l) const {
   const Layer& L = layers_[l];
-  return L.home == LayerHome::Device ? L.resident : slot_[L.rank % slots_];
+  return L.home == Placement::Gpu ? L.resident : slot_[L.rank % slots_];
 }
 
 void WeightStreamer::outputs(uint8_t* base, void** out) const {
-  for (size_t i = 0; i < offsets_.size(); ++i) out[i] = base + offsets_[i];
+  for (size_t i = 0; i < layout_.offsets.size(); ++i) out[i] = base + layout_.offsets[i];
 }
 
 void WeightStreamer::decode_at_load(int l, uint8_t* dst, cudaStream_t stream) {
@@ -215,12 +177,12 @@ void WeightStreamer::copy_to_pinned() {
   std::vector<int> to_copy;
   for (size_t l = 0; l < layers_.size(); ++l) {
     Layer& L = layers_[l];
-    if (L.home == LayerHome::Host) {
+    if (L.home == Placement::Host) {
       L.host_bytes = L.decoder->range_bytes();
       L.host = static_cast<uint8_t*>(mem_.pinned(L.host_bytes, "layer " + std::to_string(l) + " compressed weights"));
       to_copy.push_back(static_cast<int>(l));
-    } else if (L.home == LayerHome::HostRaw) {
-      L.host_bytes = layer_bytes_;
+    } else if (L.home == Placement::HostRaw) {
+      L.host_bytes = layout_.layer_bytes;
       L.host = static_cast<uint8_t*>(mem_.pinned(L.host_bytes, "layer " + std::to_string(l) + " decoded weights"));
     }
   }
@@ -262,12 +224,12 @@ void WeightStreamer::enqueue_fetch(int rank, bool slot_used_this_step) {
   cudaStream_t decode = decode_[d];
   uint8_t* scratch = L.decoder && L.decoder->scratch_bytes() > 0 ? decoder_scratch_[d] : nullptr;
   switch (L.home) {
-    case LayerHome::DeviceCompressed:
+    case Placement::GpuCompressed:
       if (slot_used_this_step) wait(decode, slot_free_[slot]);
       L.decoder->decode(L.decoder->resident(), out, decode, scratch);
       record(slot_ready_[slot], decode);
       break;
-    case LayerHome::Host: {
+    case Placement::Host: {
       const int h = L.host_rank, s = h % stages_;
       if (slot_used_this_step) wait(decode, slot_free_[slot]);
       if (h >= stages_) wait(decode, copied_[s]);  // earlier ones were copied by the previous step
@@ -277,13 +239,14 @@ void WeightStreamer::enqueue_fetch(int rank, bool slot_used_this_step) {
       if (h + stages_ < static_cast<int>(hosted_.size())) enqueue_host_copy(h + stages_);
       break;
     }
-    case LayerHome::HostRaw:
+    case Placement::HostRaw:
       if (!slot_used_this_step) break;  // copied by the previous step
       wait(copy_, slot_free_[slot]);
       CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[slot], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
       record(slot_ready_[slot], copy_);
       break;
-    case LayerHome::Device:
+    case Placement::Gpu:
+    case Placement::Auto:
       break;
   }
 }
@@ -295,7 +258,7 @@ void WeightStreamer::prefetch() {
   }
   for (int r = 0; r < slots_; ++r) {
     const Layer& L = layers_[streamed_[r]];
-    if (L.home == LayerHome::HostRaw)
+    if (L.home == Placement::HostRaw)
       CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[r], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
     if (carried(r)) enqueue_fetch(r, false);
   }
@@ -318,7 +281,7 @@ void WeightStreamer::acquire(int l, cudaStream_t compute) {
   const Layer& L = layers_[l];
   if (L.rank < 0) return;  // nothing streams through a slot
   // Landed before the step began (the previous end_step joined its copies and decodes).
-  if ((L.home == LayerHome::HostRaw && L.rank < slots_) || carried(L.rank)) return;
+  if ((L.home == Placement::HostRaw && L.rank < slots_) || carried(L.rank)) return;
   wait(compute, slot_ready_[L.rank % slots_]);
 }
 
@@ -332,7 +295,7 @@ void WeightStreamer::release(int l, cudaStream_t compute) {
 void WeightStreamer::stream_rows(const uint8_t* host, uint64_t rows, uint64_t row_bytes, cudaStream_t compute,
                                  const std::function<void(const uint8_t*, uint64_t, uint64_t)>& consume) {
   if (slots_ == 0) throw Error("WeightStreamer: streaming rows needs a decode slot");
-  const uint64_t per_piece = layer_bytes_ / row_bytes;
+  const uint64_t per_piece = layout_.layer_bytes / row_bytes;
   if (per_piece == 0) throw Error("WeightStreamer: a row is larger than a decode slot");
   int piece = 0;
   for (uint64_t first = 0; first < rows; first += per_piece, ++piece) {
@@ -355,7 +318,7 @@ void WeightStreamer::end_step(cudaStream_t compute) {
   for (int h = 0; h < stages_; ++h) enqueue_host_copy(h);
   for (int r = 0; r < slots_; ++r) {
     const Layer& L = layers_[streamed_[r]];
-    if (L.home != LayerHome::HostRaw) continue;
+    if (L.home != Placement::HostRaw) continue;
     wait(copy_, slot_free_[r]);
     CLLM_CUDA_CHECK(cudaMemcpyAsync(slot_[r], L.host, L.host_bytes, cudaMemcpyHostToDevice, copy_));
   }

@@ -1,11 +1,13 @@
 // Puts each transformer layer's matmul weights in device memory for the compute stream, one
-// layer at a time, wherever the layer lives:
-//   Device            decoded once at load; nothing moves per token (the baseline)
-//   DeviceCompressed  compressed bytes in VRAM, decoded into a scratch slot before use
-//   Host              compressed bytes in pinned host RAM: copied into a staging buffer over
-//                     PCIe, then decoded into a scratch slot
-//   HostRaw           decoded bytes in pinned host RAM, copied straight into a scratch slot
-//                     (plain offload: what a user would do without compression)
+// layer at a time, wherever the layer lives (codecllm/placement.hpp):
+//   Gpu            decoded once at load; nothing moves per token (the baseline)
+//   GpuCompressed  compressed bytes in VRAM, decoded into a scratch slot before use
+//   Host           compressed bytes in pinned host RAM: copied into a staging buffer over
+//                  PCIe, then decoded into a scratch slot
+//   HostRaw        decoded bytes in pinned host RAM, copied straight into a scratch slot
+//                  (plain offload: what a user would do without compression)
+// It moves bytes only: what a layer's products read, and how, the caller decides (a decoder's
+// options say what a decode writes; products_in_place layers take no slot).
 // Copies run on a copy stream, decodes on decode streams (one per slot beyond the first), and
 // events order them against the compute stream, so copies, decodes and matmuls of different
 // layers overlap. Everything is allocated at construction; a step enqueues work only, which
@@ -25,13 +27,33 @@
 #include <string>
 #include <vector>
 
+#include "codecllm/placement.hpp"
 #include "cuda/device_memory.hpp"
 #include "cuda/gpu_decoder.hpp"
 #include "format/container.hpp"
 
 namespace codecllm::cuda {
 
-enum class LayerHome { Device, DeviceCompressed, Host, HostRaw };
+// One layer as the streamer takes it.
+struct StreamedLayer {
+  Placement home = Placement::Gpu;  // Gpu, GpuCompressed, Host or HostRaw
+  // Plans the layer's decode; owned by the caller. Gpu and HostRaw layers use it during the
+  // streamer's construction only (their decode at load), so the caller may free it afterwards.
+  GpuDecoder* decoder = nullptr;
+  // GpuCompressed only: the caller's products read the resident compressed copy itself
+  // (GpuDecoder::decode_gemv), so the layer takes no slot and nothing moves for it.
+  bool products_in_place = false;
+};
+
+// Where each tensor of a layer lies in a layer buffer (a slot, or a Gpu layer's own): tensors
+// of one group (consecutive entries of `groups`, e.g. {3, 1, 2, 1}) back to back, so that one
+// matmul covers q, k and v together; groups start 256-byte aligned.
+struct SlotLayout {
+  std::vector<uint64_t> offsets;  // per tensor
+  uint64_t layer_bytes = 0;       // one layer buffer
+};
+// The layout of the decoder's outputs (the same for every layer of a model).
+SlotLayout slot_layout(const GpuDecoder& decoder, const std::vector<int>& groups);
 
 struct StreamerOptions {
   int prefetch_depth = 2;  // staging buffers: how many Host layers' copies may run ahead of their decode
@@ -39,49 +61,24 @@ struct StreamerOptions {
   // the next layer decode during this one's matmuls; n >= 3 lets the next n - 1 decode at once
   // (each on its own stream).
   int decode_slots = 2;
-  DecoderOptions decoder;  // for every layer's decoder (the scratch is always shared)
-  // DeviceCompressed layers whose every tensor the decoder can multiply straight from its
-  // compressed form (GpuDecoder::gemv_ready) are not decoded into slots at all: the caller runs
-  // their products with decoder(l).decode_gemv. If any such layer has a tensor that cannot, all
-  // of them take the slots as usual (products_from_compressed() says which happened).
-  bool products_from_compressed = false;
-  // Lossless BF16 matrices decode their exponent bytes alone into the slots
-  // (DecoderOptions::bf16_exponents_only), for products that read the sign and mantissa bytes
-  // from the resident compressed copy: half the slot size and half the bytes a decode writes.
-  // Taken when every layer is DeviceCompressed, products_from_compressed is not, and each
-  // tensor of a layer is eligible in every layer or in none (exponents_only(i) says which).
-  bool bf16_exponents_only = false;
 };
 
 class WeightStreamer {
  public:
-  // layer_tensors[l]: the tensor names of layer l (same shapes in every layer). Tensors of one
-  // group (consecutive entries of `groups`, e.g. {3, 1, 2, 1}) are laid out back to back in a
-  // layer buffer, so one matmul can cover q, k and v together; groups start 256-byte aligned.
-  WeightStreamer(const format::ContainerReader& file, const std::vector<std::vector<std::string>>& layer_tensors,
-                 const std::vector<int>& groups, const std::vector<LayerHome>& homes, const StreamerOptions& options,
-                 cudaStream_t load_stream);
+  // Every layer's outputs must fit `layout` (made from one of them). Errors name `path`.
+  WeightStreamer(const std::string& path, std::vector<StreamedLayer> layers, SlotLayout layout,
+                 const StreamerOptions& options, cudaStream_t load_stream);
   ~WeightStreamer();
   WeightStreamer(const WeightStreamer&) = delete;
   WeightStreamer& operator=(const WeightStreamer&) = delete;
 
   int num_layers() const { return static_cast<int>(layers_.size()); }
-  LayerHome home(int l) const { return layers_[l].home; }
-  bool products_from_compressed() const { return fused_; }
-  // Whether the caller runs layer l's products with decoder(l).decode_gemv, over the decoder's
-  // resident compressed copy (tensor(l, i) has nothing to point at then).
-  bool products_from_compressed(int l) const { return fused_ && layers_[l].home == LayerHome::DeviceCompressed; }
-  GpuDecoder& decoder(int l) { return *layers_[l].decoder; }
-  // Where tensor i of layer l is, valid for kernels enqueued between acquire(l) and release(l).
-  uint8_t* tensor(int l, int i) const { return layer_base(l) + offsets_[i]; }
-  uint64_t layer_bytes() const { return layer_bytes_; }  // decoded bytes of one layer
-  // Whether tensor i of every layer decodes to its exponents alone; then its sign and mantissa
-  // bytes lie at sign_mantissa(l, i), in the resident compressed copy of layer l.
-  bool exponents_only(int i) const {
-    return !layers_.empty() && layers_[0].decoder && layers_[0].decoder->exponents_only(i);
-  }
-  const uint8_t* sign_mantissa(int l, int i) const { return layers_[l].decoder->resident_sign_mantissa(i); }
-  uint64_t streamed_bytes(int l) const;  // bytes moved over PCIe per use of layer l
+  Placement home(int l) const { return layers_[l].home; }
+  // Where tensor i of layer l is, valid for kernels enqueued between acquire(l) and release(l);
+  // the same address at every step. Not for layers whose products run in place.
+  uint8_t* tensor(int l, int i) const { return layer_base(l) + layout_.offsets[i]; }
+  uint64_t layer_bytes() const { return layout_.layer_bytes; }  // one layer buffer
+  uint64_t streamed_bytes(int l) const;                         // bytes moved over PCIe per use of layer l
 
   // Fills the first staging buffers and decodes the first step's carried layers (synchronous;
   // call once at load, before the first begin_step).
@@ -100,20 +97,21 @@ class WeightStreamer {
   void check();
 
   struct Memory {
-    uint64_t decoded_weights = 0;     // Device layers
-    uint64_t compressed_weights = 0;  // DeviceCompressed layers
-    uint64_t scratch = 0;             // decode slots, staging, decoder tables and descriptors
+    uint64_t decoded_weights = 0;     // Gpu layers
+    uint64_t compressed_weights = 0;  // GpuCompressed layers
+    uint64_t tables = 0;              // decoder tables and descriptors of GpuCompressed and Host layers
+    uint64_t scratch = 0;             // decode slots, staging, decoder scratch
     uint64_t host_pinned = 0;         // Host and HostRaw layers
   };
   Memory memory() const { return memory_; }
 
  private:
   struct Layer {
-    LayerHome home = LayerHome::Device;
-    int rank = -1;       // among streamed (non-Device) layers, in layer order
+    Placement home = Placement::Gpu;
+    int rank = -1;       // among streamed layers (not Gpu, not products in place), in layer order
     int host_rank = -1;  // among Host layers
     uint8_t* resident = nullptr;
-    std::unique_ptr<GpuDecoder> decoder;
+    GpuDecoder* decoder = nullptr;  // null after construction for Gpu and HostRaw layers
     const uint8_t* host = nullptr;  // Host: compressed range; HostRaw: decoded layer
     uint64_t host_bytes = 0;
   };
@@ -125,7 +123,7 @@ class WeightStreamer {
   // DeviceCompressed layers among the first `slots` ranks decode at the end of the step before
   // (and at prefetch for the first step): their weights are the same every step, so the next
   // step's first layers decode while this one's last layers and lm_head compute.
-  bool carried(int rank) const { return rank < slots_ && layers_[streamed_[rank]].home == LayerHome::DeviceCompressed; }
+  bool carried(int rank) const { return rank < slots_ && layers_[streamed_[rank]].home == Placement::GpuCompressed; }
   void enqueue_host_copy(int host_rank);
   void outputs(uint8_t* base, void** out) const;
 
@@ -134,10 +132,9 @@ class WeightStreamer {
   std::vector<Layer> layers_;
   std::vector<int> streamed_;  // layer index of each rank
   std::vector<int> hosted_;    // layer index of each host rank
-  std::vector<uint64_t> offsets_;
-  uint64_t layer_bytes_ = 0;
+  SlotLayout layout_;
   int slots_ = 0, stages_ = 0;
-  bool fused_ = false, prefetched_ = false;
+  bool prefetched_ = false;
   std::vector<uint8_t*> slot_, stage_;
   // One per layer that may decode at once; a stream's decodes run one after another, so one
   // decoder scratch per stream serves them.

@@ -10,6 +10,7 @@
 #include "codec/parallel_for.hpp"
 #include "codec/tensor_codec.hpp"
 #include "codecllm/error.hpp"
+#include "model/llama_tensors.hpp"
 
 namespace codecllm::engine {
 namespace {
@@ -37,12 +38,6 @@ void rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
   for (int i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
-std::string shape_str(const std::vector<uint64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 // A tensor decoded to float32. int8 tensors become q * scale (float32), the dequantization
 // every backend reproduces.
 std::vector<float> decode_f32(const format::ContainerReader& file, const format::TensorRecord& rec) {
@@ -58,9 +53,7 @@ std::vector<float> decode_f32(const format::ContainerReader& file, const format:
 class CpuEngine final : public Engine {
  public:
   CpuEngine(const format::ContainerReader& file, const CpuEngineOptions& o) : threads_(resolve_threads(o.threads)) {
-    if (!file.has_blob("config.json")) throw Error(file.path() + ": carries no config.json");
-    const ByteSpan config = file.blob("config.json");
-    c_ = parse_llama_config(std::string(reinterpret_cast<const char*>(config.data()), config.size()), file.path());
+    c_ = read_llama_config(file);
     max_seq_ = o.max_seq_len > 0 ? o.max_seq_len : std::min(c_.max_positions, 4096);
     if (max_seq_ > c_.max_positions)
       throw Error("max_seq_len " + std::to_string(max_seq_) + " exceeds max_position_embeddings " +
@@ -201,51 +194,51 @@ class CpuEngine final : public Engine {
     });
   }
 
-  void load_weights(const format::ContainerReader& file) {
-    struct Wanted {
-      std::string name;
-      std::vector<uint64_t> shape;
-      const float** dst;
-    };
-    const auto H = uint64_t(c_.hidden), I = uint64_t(c_.intermediate), V = uint64_t(c_.vocab);
-    const auto Q = uint64_t(c_.heads) * c_.head_dim, KV = uint64_t(kv_dim());
-    layers_.resize(c_.layers);
-    std::vector<Wanted> want = {{"model.embed_tokens.weight", {V, H}, &embed_},
-                                {"model.norm.weight", {H}, &final_norm_}};
-    if (!c_.tie_embeddings) want.push_back({"lm_head.weight", {V, H}, &lm_head_});
-    for (int l = 0; l < c_.layers; ++l) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      Layer& L = layers_[l];
-      want.push_back({p + "input_layernorm.weight", {H}, &L.attn_norm});
-      want.push_back({p + "post_attention_layernorm.weight", {H}, &L.ffn_norm});
-      want.push_back({p + "self_attn.q_proj.weight", {Q, H}, &L.wq});
-      want.push_back({p + "self_attn.k_proj.weight", {KV, H}, &L.wk});
-      want.push_back({p + "self_attn.v_proj.weight", {KV, H}, &L.wv});
-      want.push_back({p + "self_attn.o_proj.weight", {H, Q}, &L.wo});
-      want.push_back({p + "mlp.gate_proj.weight", {I, H}, &L.gate});
-      want.push_back({p + "mlp.up_proj.weight", {I, H}, &L.up});
-      want.push_back({p + "mlp.down_proj.weight", {H, I}, &L.down});
-      if (c_.qkv_bias) {
-        want.push_back({p + "self_attn.q_proj.bias", {Q}, &L.bq});
-        want.push_back({p + "self_attn.k_proj.bias", {KV}, &L.bk});
-        want.push_back({p + "self_attn.v_proj.bias", {KV}, &L.bv});
-      }
-      if (c_.o_bias) want.push_back({p + "self_attn.o_proj.bias", {H}, &L.bo});
+  // Where a tensor of the model goes: its role picks the pointer.
+  const float** slot_of(const model::TensorSpec& t) {
+    using model::TensorRole;
+    if (t.layer < 0)
+      return t.role == TensorRole::Embedding ? &embed_ : t.role == TensorRole::FinalNorm ? &final_norm_ : &lm_head_;
+    Layer& L = layers_[t.layer];
+    switch (t.role) {
+      case TensorRole::Q:
+        return &L.wq;
+      case TensorRole::QBias:
+        return &L.bq;
+      case TensorRole::K:
+        return &L.wk;
+      case TensorRole::KBias:
+        return &L.bk;
+      case TensorRole::V:
+        return &L.wv;
+      case TensorRole::VBias:
+        return &L.bv;
+      case TensorRole::O:
+        return &L.wo;
+      case TensorRole::OBias:
+        return &L.bo;
+      case TensorRole::Gate:
+        return &L.gate;
+      case TensorRole::Up:
+        return &L.up;
+      case TensorRole::Down:
+        return &L.down;
+      case TensorRole::AttnNorm:
+        return &L.attn_norm;
+      default:
+        return &L.ffn_norm;
     }
+  }
 
+  void load_weights(const format::ContainerReader& file) {
+    layers_.resize(c_.layers);
+    const std::vector<model::TensorSpec> want = model::llama_tensors(c_);
     // Check everything before decoding anything, so that a bad file fails fast.
     std::vector<const format::TensorRecord*> records;
-    for (const Wanted& w : want) {
-      const format::TensorRecord* rec = file.index().find_tensor(w.name);
-      if (rec == nullptr) throw Error(file.path() + ": tensor '" + w.name + "' is missing");
-      if (rec->shape != w.shape)
-        throw Error(file.path() + ": tensor '" + w.name + "' has shape " + shape_str(rec->shape) + ", expected " +
-                    shape_str(w.shape));
-      records.push_back(rec);
-    }
+    for (const model::TensorSpec& t : want) records.push_back(&model::find_tensor(file, t));
     storage_.resize(want.size());
     parallel_for(want.size(), threads_, [&](size_t i) { storage_[i] = decode_f32(file, *records[i]); });
-    for (size_t i = 0; i < want.size(); ++i) *want[i].dst = storage_[i].data();
+    for (size_t i = 0; i < want.size(); ++i) *slot_of(want[i]) = storage_[i].data();
     if (c_.tie_embeddings) lm_head_ = embed_;
   }
 

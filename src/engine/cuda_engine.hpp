@@ -19,12 +19,12 @@
 #include <memory>
 #include <string>
 
+#include "codecllm/placement.hpp"
 #include "engine/engine.hpp"
 #include "format/container.hpp"
 
 namespace codecllm::engine {
 
-enum class Placement { Gpu, GpuCompressed, Host, HostRaw, Auto };
 enum class KvDtype { F32, BF16, F16 };
 
 struct CudaEngineOptions {
@@ -49,14 +49,12 @@ struct CudaEngineOptions {
   // size, and 2 bytes fewer written and read per weight. The same bits either way; off only to
   // measure what it gains.
   bool bf16_exponents_only = true;
-  // gpu-compressed: layer-sized scratch slots (0: 3, so the next two layers decode while one
-  // computes; 4 for int8 layers, which are half the size and bound by their decode). Each slot
-  // beyond the first lets one more layer decode at once, for its size in VRAM.
+  // gpu-compressed and auto: layer-sized scratch slots where gpu-compressed layers stream (0:
+  // default_compressed_slots in placement_plan.hpp). Each slot beyond the first lets one more
+  // layer decode at once, for its size in VRAM.
   int decode_slots = 0;
 };
 
-Placement parse_placement(const std::string& name);  // "gpu", "gpu-compressed", "host", "host-raw", "auto"
-const char* placement_name(Placement p);
 KvDtype parse_kv_dtype(const std::string& name);  // "f32", "bf16", "f16"
 const char* kv_dtype_name(KvDtype t);
 

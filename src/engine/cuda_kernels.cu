@@ -185,6 +185,16 @@ __global__ void silu_mul_kernel(const float* gu, int n, T* out) {
     out[static_cast<size_t>(b) * n + i] = from_float<T>(g[i] / (1.0f + __expf(-g[i])) * g[n + i]);
 }
 
+// x[b][i] += bias[i]: the o_proj bias, added to the residual stream after the product
+// accumulated into it (an attention_bias Llama has one).
+template <typename T>
+__global__ void add_bias_kernel(const T* bias, int n, float* x) {
+  let_successor_launch();
+  wait_for_predecessor();
+  float* xb = x + static_cast<size_t>(blockIdx.y) * n;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) xb[i] += to_float(bias[i]);
+}
+
 int blocks(int n) { return (n + kThreads - 1) / kThreads; }
 
 }  // namespace
@@ -228,6 +238,13 @@ void silu_mul(Act t, const float* gate_up, int n, int batch, void* out, const St
   with_type(t, [&](auto tag) {
     using T = decltype(tag);
     launch(silu_mul_kernel<T>, dim3(blocks(n), batch), dim3(kThreads), 0, s, gate_up, n, static_cast<T*>(out));
+  });
+}
+
+void add_bias(Act t, const void* bias, int n, int batch, float* x, const Stream& s) {
+  with_type(t, [&](auto tag) {
+    using T = decltype(tag);
+    launch(add_bias_kernel<T>, dim3(blocks(n), batch), dim3(kThreads), 0, s, static_cast<const T*>(bias), n, x);
   });
 }
 

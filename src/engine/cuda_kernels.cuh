@@ -26,7 +26,8 @@ struct Stream {
   bool alone = false;
 };
 
-// The 16-bit element type of matmul inputs, norms, biases, embeddings and 16-bit weights.
+// The model's 16-bit element type: of matmul inputs (activations themselves are float32),
+// norms, biases, embeddings and 16-bit weights.
 enum class Act : int { BF16 = 0, F16 = 1 };
 
 // x[b] = float(table[tokens[b], :]) for b < batch.
@@ -53,6 +54,9 @@ void qkv_rope_store(Act t, float* qkv, const void* q_bias, const void* k_bias, c
 // grouped-query heads; writes the input of the output projection, [batch][q_dim].
 void attention(Act t, const float* qkv, const void* k_cache, const void* v_cache, const int* pos,
                const AttentionShape& a, void* out, const Stream& s);
+
+// x[b][i] += bias[i] for b < batch, i < n (bias of type t).
+void add_bias(Act t, const void* bias, int n, int batch, float* x, const Stream& s);
 
 // gate_up is [batch][2 n] (gate, then up); out[b][i] = t(silu(gate) * up).
 void silu_mul(Act t, const float* gate_up, int n, int batch, void* out, const Stream& s);

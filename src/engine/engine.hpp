@@ -5,10 +5,16 @@
 #include <memory>
 #include <string>
 
-#include "engine/llama_config.hpp"
 #include "engine/sampler.hpp"
+#include "model/llama_config.hpp"
 
 namespace codecllm::engine {
+
+// The model description lives with the checkpoints (src/model); the engines only read it.
+using model::LlamaConfig;
+using model::parse_llama_config;
+using model::read_llama_config;
+using model::rope_inv_freq;
 
 struct MemoryStats {
   uint64_t weight_bytes = 0;  // weights as held by the backend (decoded or compressed)
@@ -20,6 +26,7 @@ struct MemoryStats {
   uint64_t host_pinned_bytes = 0;             // weights held in page-locked host memory (host placements)
   uint64_t streamed_bytes_per_step = 0;       // weight bytes copied host -> device per forward step
   uint64_t matmul_weight_bytes_per_step = 0;  // weight bytes the matmuls read per step (CUDA); 0 if not counted
+  uint64_t planned_device_bytes = 0;          // the placement plan's estimate of device_bytes, before load (CUDA)
 };
 
 class Engine {

@@ -2,6 +2,7 @@
 // field and the file size must match it exactly before any array is looked at.
 #include "model/llama2c.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "codecllm/error.hpp"
 #include "format/mapped_file.hpp"
 #include "model/files.hpp"
+#include "model/llama_tensors.hpp"
 
 namespace codecllm::model {
 namespace {
@@ -154,27 +156,59 @@ class Llama2cCheckpoint : public Checkpoint {
     return ByteSpan(dst, src.size());
   }
 
+  // Every tensor of the model (llama_tensors), each from its llama2.c array; wq and wk rows
+  // permuted to the Hugging Face order.
   void build_tensors(const Layout& l) {
     const Llama2cConfig& c = config_;
     const uint64_t D = c.dim, H = c.hidden_dim, KV = c.kv_dim(), V = c.vocab_size;
     // Sized once up front: tensors_ keeps pointers into it.
     permuted_.resize(c.n_layers * (D * D + KV * D) * 4);
     uint64_t used = 0;
-    add("model.embed_tokens.weight", {V, D}, floats(l.embed, V * D));
-    for (uint64_t i = 0; i < c.n_layers; ++i) {
-      const std::string p = "model.layers." + std::to_string(i) + ".";
-      add(p + "self_attn.q_proj.weight", {D, D}, permuted(floats(l.wq + i * D * D, D * D), c.n_heads, &used));
-      add(p + "self_attn.k_proj.weight", {KV, D}, permuted(floats(l.wk + i * KV * D, KV * D), c.n_kv_heads, &used));
-      add(p + "self_attn.v_proj.weight", {KV, D}, floats(l.wv + i * KV * D, KV * D));
-      add(p + "self_attn.o_proj.weight", {D, D}, floats(l.wo + i * D * D, D * D));
-      add(p + "mlp.gate_proj.weight", {H, D}, floats(l.w1 + i * H * D, H * D));
-      add(p + "mlp.up_proj.weight", {H, D}, floats(l.w3 + i * H * D, H * D));
-      add(p + "mlp.down_proj.weight", {D, H}, floats(l.w2 + i * D * H, D * H));
-      add(p + "input_layernorm.weight", {D}, floats(l.rms_att + i * D, D));
-      add(p + "post_attention_layernorm.weight", {D}, floats(l.rms_ffn + i * D, D));
+    for (const TensorSpec& t : llama_tensors(parse_llama_config(config_json_, source_))) {
+      const auto i = uint64_t(std::max(t.layer, 0));
+      ByteSpan data;
+      switch (t.role) {
+        case TensorRole::Embedding:
+          data = floats(l.embed, V * D);
+          break;
+        case TensorRole::Q:
+          data = permuted(floats(l.wq + i * D * D, D * D), c.n_heads, &used);
+          break;
+        case TensorRole::K:
+          data = permuted(floats(l.wk + i * KV * D, KV * D), c.n_kv_heads, &used);
+          break;
+        case TensorRole::V:
+          data = floats(l.wv + i * KV * D, KV * D);
+          break;
+        case TensorRole::O:
+          data = floats(l.wo + i * D * D, D * D);
+          break;
+        case TensorRole::Gate:
+          data = floats(l.w1 + i * H * D, H * D);
+          break;
+        case TensorRole::Up:
+          data = floats(l.w3 + i * H * D, H * D);
+          break;
+        case TensorRole::Down:
+          data = floats(l.w2 + i * D * H, D * H);
+          break;
+        case TensorRole::AttnNorm:
+          data = floats(l.rms_att + i * D, D);
+          break;
+        case TensorRole::FfnNorm:
+          data = floats(l.rms_ffn + i * D, D);
+          break;
+        case TensorRole::FinalNorm:
+          data = floats(l.rms_final, D);
+          break;
+        case TensorRole::LmHead:
+          data = floats(l.wcls, V * D);
+          break;
+        default:
+          throw Error(source_ + ": llama2.c checkpoints have no tensor '" + t.name + "'");
+      }
+      add(t.name, t.shape, data);
     }
-    add("model.norm.weight", {D}, floats(l.rms_final, D));
-    if (!c.shared_classifier) add("lm_head.weight", {V, D}, floats(l.wcls, V * D));
   }
 
   format::MappedFile map_;

@@ -7,6 +7,7 @@
 #include "codec/int8_quant.hpp"
 #include "codec/parallel_for.hpp"
 #include "codecllm/error.hpp"
+#include "model/llama_tensors.hpp"
 
 namespace codecllm::model {
 
@@ -209,34 +210,14 @@ std::unique_ptr<MemoryCheckpoint> random_llama(const LlamaShape& s, uint64_t see
                            {"torch_dtype", "bfloat16"}};
   auto ckpt = std::make_unique<MemoryCheckpoint>("synthetic:random-llama", config.dump(2));
   ckpt->add_file("tokenizer.json", byte_tokenizer_json());
-  struct Spec {
-    std::string name;
-    std::vector<uint64_t> shape;
-    bool norm;
-  };
-  std::vector<Spec> specs;
-  specs.push_back({"model.embed_tokens.weight", {s.vocab, s.hidden}, false});
-  for (uint64_t l = 0; l < s.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    specs.push_back({p + "input_layernorm.weight", {s.hidden}, true});
-    specs.push_back({p + "self_attn.q_proj.weight", {s.heads * head_dim, s.hidden}, false});
-    specs.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * head_dim, s.hidden}, false});
-    specs.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * head_dim, s.hidden}, false});
-    specs.push_back({p + "self_attn.o_proj.weight", {s.hidden, s.heads * head_dim}, false});
-    specs.push_back({p + "post_attention_layernorm.weight", {s.hidden}, true});
-    specs.push_back({p + "mlp.gate_proj.weight", {s.intermediate, s.hidden}, false});
-    specs.push_back({p + "mlp.up_proj.weight", {s.intermediate, s.hidden}, false});
-    specs.push_back({p + "mlp.down_proj.weight", {s.hidden, s.intermediate}, false});
-  }
-  specs.push_back({"model.norm.weight", {s.hidden}, true});
-  if (!s.tie_embeddings) specs.push_back({"lm_head.weight", {s.vocab, s.hidden}, false});
+  const std::vector<TensorSpec> specs = llama_tensors(parse_llama_config(ckpt->config_json(), "synthetic model"));
   // One alias table serves every tensor: they share sigma and the outlier fraction.
   auto weights = std::make_shared<const RandomBf16>(0.02, 0.001);
   for (size_t i = 0; i < specs.size(); ++i) {
     uint64_t n = 1;
     for (uint64_t d : specs[i].shape) n *= d;
     ckpt->add_generated(specs[i].name, DType::BF16, specs[i].shape,
-                        specs[i].norm ? bf16_ones(n) : bf16_random(weights, n, seed * 1000003 + i));
+                        is_norm(specs[i].role) ? bf16_ones(n) : bf16_random(weights, n, seed * 1000003 + i));
   }
   return ckpt;
 }

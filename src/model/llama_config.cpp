@@ -1,14 +1,14 @@
 // config.json -> LlamaConfig. Defaults are transformers' own (LlamaConfig, MistralConfig,
 // Qwen2Config), so a config that transformers accepts means the same thing here; anything
 // that would change the computation and is not implemented is refused by name.
-#include "engine/llama_config.hpp"
+#include "model/llama_config.hpp"
 
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "codecllm/error.hpp"
 
-namespace codecllm::engine {
+namespace codecllm::model {
 namespace {
 
 using json = nlohmann::json;
@@ -173,6 +173,12 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
   return c;
 }
 
+LlamaConfig read_llama_config(const format::ContainerReader& file) {
+  if (!file.has_blob("config.json")) throw Error(file.path() + ": carries no config.json");
+  const ByteSpan config = file.blob("config.json");
+  return parse_llama_config(std::string(reinterpret_cast<const char*>(config.data()), config.size()), file.path());
+}
+
 // As transformers' _compute_default_rope_parameters and _compute_llama3_parameters: llama3
 // leaves high frequencies alone, divides low ones by `factor`, and blends in between.
 std::vector<double> rope_inv_freq(const LlamaConfig& c) {
@@ -197,4 +203,4 @@ std::vector<double> rope_inv_freq(const LlamaConfig& c) {
   return inv;
 }
 
-}  // namespace codecllm::engine
+}  // namespace codecllm::model

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
-namespace codecllm::engine {
+#include "format/container.hpp"
+
+namespace codecllm::model {
 
 struct RopeScaling {
   std::string type = "default";  // "default" or "llama3"
@@ -40,7 +42,10 @@ struct LlamaConfig {
 // Parses config.json text; throws codecllm::Error naming `what` and the offending field.
 LlamaConfig parse_llama_config(const std::string& json_text, const std::string& what);
 
+// The config.json a .cllm carries, parsed; throws naming the file when it carries none.
+LlamaConfig read_llama_config(const format::ContainerReader& file);
+
 // Inverse frequencies of RoPE for each pair of a head, after rope scaling (head_dim / 2 values).
 std::vector<double> rope_inv_freq(const LlamaConfig& c);
 
-}  // namespace codecllm::engine
+}  // namespace codecllm::model
