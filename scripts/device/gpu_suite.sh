@@ -40,9 +40,9 @@ if has test; then
 fi
 if has sanitize; then
   log "compute-sanitizer"
-  for tool in memcheck racecheck; do
+  for tool in ${SANITIZERS:-memcheck racecheck}; do
     compute-sanitizer --tool $tool --error-exitcode 9 $build/tests/test_gpu \
-      --gtest_filter='GpuDecode.EdgeCases:GpuDecode.CorruptChunkIsReported:GpuDecode.ClassTable*:GpuDecode.Bf16ExponentsOnly:CudaEngineSplit.*:CApi.*:Models/RealModels.*/0:CudaEngineBatch.*:CudaEngineHost.*:Shapes/GemvKernels.*:CudaEngineOptions.*:GpuSampler.SmallVocabulary:Layouts/DecodeGemv.*:DecodeGemvLimits.*:CudaEngineNoScratch.*' \
+      --gtest_filter='GpuDecode.EdgeCases:GpuDecode.CorruptChunkIsReported:GpuDecode.ClassTable*:GpuDecode.Bf16ExponentsOnly:CudaEngineSplit.*:CApi.*:Models/RealModels.*/0:CudaEngineBatch.*:CudaEngineHost.*:Shapes/GemvKernels.*:CudaEngineOptions.*:GpuSampler.SmallVocabulary:Layouts/DecodeGemv.*:DecodeGemvLimits.*:CudaEngineNoScratch.*:CudaEngineBias.*:CudaEnginePlan.*' \
       >"$OUT/sanitizer-$tool.log" 2>&1
     echo "$tool exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1)" | tee -a "$OUT/summary.txt"
     grep -m1 -A14 -E "^========= (Invalid|Error|Race|Program hit)" "$OUT/sanitizer-$tool.log"

@@ -37,7 +37,8 @@ CudaWeights::CudaWeights(const format::ContainerReader& file, const LlamaConfig&
 
 // The model's 16-bit type is that of its final norm (never int8).
 k::Act CudaWeights::model_act(const format::ContainerReader& file, const LlamaConfig& config) {
-  const format::TensorRecord& norm = model::find_tensor(file, model::tensor_spec(config, TensorRole::FinalNorm));
+  const TensorSpec spec = model::tensor_spec(config, TensorRole::FinalNorm);
+  const format::TensorRecord& norm = model::find_tensor(file, spec);
   return norm.dtype == DType::F16 ? k::Act::F16 : k::Act::BF16;
 }
 
@@ -276,7 +277,8 @@ void CudaWeights::load_layers(const format::ContainerReader& file) {
   int8_layers_ = true;
   for (size_t l = 0; l < L; ++l) {
     for (TensorRole role : model::kLayerMatrices) {
-      const format::TensorRecord& r = need(file, model::tensor_spec(cfg_, role, int(l)));
+      const TensorSpec spec = model::tensor_spec(cfg_, role, int(l));
+      const format::TensorRecord& r = need(file, spec);
       names[l].push_back(r.name);
       records.push_back(&r);
       int8_layers_ = int8_layers_ && r.mode == format::TensorMode::Int8 && gemv16_takes(int(r.shape[1]), opt_.batch);
