@@ -38,9 +38,8 @@ void add_engine_options(CLI::App& app, EngineArgs& a) {
                "cuda, gpu-compressed at batch 1: multiply straight from the compressed weights instead of decoding "
                "each layer into scratch (less VRAM; suits files compressed with --chunk-symbols 8192)");
   app.add_option("--decode-slots", a.decode_slots,
-                 "cuda, gpu-compressed: decoded-layer scratch slots (default 3, int8 layers 4; each one more lets one "
-                 "more layer "
-                 "decode ahead, for one decoded layer of VRAM)")
+                 "cuda, gpu-compressed and auto: decoded-layer scratch slots for gpu-compressed layers (default 3, "
+                 "int8 layers 4; each one more lets one more layer decode ahead, for one decoded layer of VRAM)")
       ->check(CLI::Range(1, 8));
   app.add_option("--kv-dtype", a.kv_dtype, "cuda: KV cache element type (f32, bf16, f16)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));

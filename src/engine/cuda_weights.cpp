@@ -84,6 +84,7 @@ cuda::DecoderOptions CudaWeights::decoder_options(cuda::Int8Out int8) const {
 std::vector<void*> CudaWeights::decode_resident(const format::ContainerReader& file,
                                                 const std::vector<TensorSpec>& specs, cuda::Int8Out int8) {
   std::vector<std::string> names;
+  names.reserve(specs.size());
   for (const TensorSpec& t : specs) names.push_back(need(file, t).name);
   cuda::GpuDecoder dec(file, names, decoder_options(int8));
   std::vector<void*> out;
@@ -358,8 +359,9 @@ void CudaWeights::set_products(const std::vector<const format::TensorRecord*>& r
       Product p;
       p.in = in;
       for (int j = 0; j < count; ++j) {
-        if (exponents_only_ && dec->exponents_only(size_t(first + j))) {
-          p.split.sign_mantissa[j] = dec->resident_sign_mantissa(size_t(first + j));
+        const size_t tensor = size_t(first) + size_t(j);
+        if (exponents_only_ && dec->exponents_only(tensor)) {
+          p.split.sign_mantissa[j] = dec->resident_sign_mantissa(tensor);
           p.split.end[j] = p.out + rows[first + j];
           p.split.count = count;
         }
@@ -380,7 +382,8 @@ void CudaWeights::set_products(const std::vector<const format::TensorRecord*>& r
         for (int j = 0; j < count; ++j) {
           if (reinterpret_cast<uintptr_t>(p.split.sign_mantissa[j]) % 16 != 0 ||
               reinterpret_cast<uintptr_t>(p.w) % 16 != 0) {
-            throw Error(path_ + ": tensor '" + records[size_t(l * model::kNumLayerMatrices + first + j)]->name +
+            throw Error(path_ + ": tensor '" +
+                        records[size_t(l) * model::kNumLayerMatrices + size_t(first) + size_t(j)]->name +
                         "': its planes are not 16-byte aligned for the split GEMV");
           }
         }

@@ -124,9 +124,10 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
   c.kv_heads = r.positive_int("num_key_value_heads", c.heads);  // absent: plain multi-head attention
   c.vocab = r.positive_int("vocab_size");
   c.max_positions = r.positive_int("max_position_embeddings");
-  if (c.heads % c.kv_heads != 0)
+  if (c.heads % c.kv_heads != 0) {
     r.fail("num_attention_heads (" + std::to_string(c.heads) + ") is not divisible by num_key_value_heads (" +
            std::to_string(c.kv_heads) + ")");
+  }
   if (!r.has("head_dim") && c.hidden % c.heads != 0)
     r.fail("hidden_size is not divisible by num_attention_heads and no head_dim is given");
   c.head_dim = r.positive_int("head_dim", c.hidden / c.heads);
@@ -154,9 +155,10 @@ LlamaConfig parse_llama_config(const std::string& json_text, const std::string& 
       c.model_type == "mistral" || (c.model_type == "qwen2" && r.boolean("use_sliding_window", false));
   if (window_used && r.has("sliding_window")) {
     const int window = r.positive_int("sliding_window");
-    if (window < c.max_positions)
+    if (window < c.max_positions) {
       r.fail("sliding_window " + std::to_string(window) + " < max_position_embeddings " +
              std::to_string(c.max_positions) + ": sliding-window attention is unsupported");
+    }
   }
 
   parse_rope(j, r, c);

@@ -104,7 +104,7 @@ std::string byte_tokenizer_json() {
   nlohmann::json vocab = {{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}};
   for (size_t i = 0; i < bytes.size(); ++i) vocab[utf8(chars[i])] = 3 + bytes[i];
   nlohmann::json added = nlohmann::json::array();
-  for (auto [tok, id] : {std::pair<const char*, int>{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}})
+  for (auto [tok, id] : {std::pair<const char*, int>{"<unk>", 0}, {"<s>", 1}, {"</s>", 2}}) {
     added.push_back({{"id", id},
                      {"content", tok},
                      {"single_word", false},
@@ -112,6 +112,7 @@ std::string byte_tokenizer_json() {
                      {"rstrip", false},
                      {"normalized", false},
                      {"special", true}});
+  }
   nlohmann::json byte_level = {
       {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
   nlohmann::json t = {{"version", "1.0"},
