@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI checks, from a fresh machine: install, build with warnings as errors (CUDA
 # code included when a toolkit is present), unit tests, unit tests again under ASan+UBSan,
-# and each libFuzzer target for FUZZ_SECONDS (default 60) from its small seed corpus.
+# each libFuzzer target for FUZZ_SECONDS (default 60) from its small seed corpus, and the
+# Python package (pip install ., then its pytest suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -42,7 +43,17 @@ for target in build-fuzz/fuzz/fuzz_*; do
   rm -rf "$work" "$work.log"
   passed=$((passed + 1))
 done
+echo "== Python package: pip install . (CPU-only native core: the CUDA sources were built above), pytest"
+scripts/setup_python.sh
+if ! CMAKE_ARGS="-DCODECLLM_CUDA=OFF" CMAKE_BUILD_PARALLEL_LEVEL="$jobs" \
+    python3 -m pip install --break-system-packages --no-build-isolation --no-deps . >"$log" 2>&1; then
+  tail -n 40 "$log"
+  echo "pip install . failed"
+  exit 1
+fi
+python3 -m pytest -q -p no:cacheprovider python/tests | tee "$log"
+passed=$((passed + $(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+')))
 rm -f "$log"
-# One closing line for every check: release tests + sanitizer tests + fuzzers (any failure
+# One closing line for every check: release tests + sanitizer tests + fuzzers + Python tests (any failure
 # above has already stopped the script with a non-zero exit).
 echo "checks: $passed passed, 0 failed"

@@ -1,0 +1,338 @@
+"""load_model: a transformers model built from the config a .cllm carries, its weights from the file.
+
+The model is built with its parameters on the meta device (no memory, no initialization), then
+each parameter gets its decoded tensor. With placement gpu-compressed or host, the weights of the
+linear layers (nn.Linear, GPT-2's Conv1D) inside the decoder blocks stay compressed and are
+decoded on the GPU just in time by a BlockStreamer; everything else (embeddings, norms, biases,
+the lm_head) is decoded once at load, on the device it runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import types
+
+import torch
+
+from . import _native
+from ._file import CllmFile
+from ._streamer import BlockStreamer
+
+PLACEMENTS = ("gpu", "gpu-compressed", "host", "auto")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+)
+TORCH_DTYPES = {
+    "BF16": torch.bfloat16,
+    "F16": torch.float16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+MAX_TENSORS_PER_DECODER = 64  # cuda/decode_desc.hpp kMaxTensorsPerLaunch
+
+
+@contextlib.contextmanager
+def _parameters_on_meta():
+    """Parameters registered inside are moved to the meta device as they are registered, so layers that
+    initialize them afterwards do so on meta (free); their CPU allocation is never touched. Buffers stay real:
+    models compute some (RoPE frequencies, position ids) in __init__ and never save them."""
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module, name, param):
+        register(module, name, param)
+        if param is not None:
+            module._parameters[name] = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+def _carried_dir(file: CllmFile, names) -> tempfile.TemporaryDirectory:
+    tmp = tempfile.TemporaryDirectory(prefix="codecllm-")
+    for name in names:
+        if name in file.blob_names:
+            with open(os.path.join(tmp.name, name), "wb") as f:
+                f.write(file.blob(name))
+    return tmp
+
+
+def load_tokenizer(path):
+    """The tokenizer files carried in the .cllm, loaded with transformers' AutoTokenizer."""
+    import transformers
+
+    file = CllmFile(path)
+    with _carried_dir(file, TOKENIZER_FILES + ("config.json",)) as d:
+        if not any(os.path.exists(os.path.join(d, n)) for n in ("tokenizer.json", "tokenizer.model")):
+            raise ValueError(f"{file.path}: carries no tokenizer (tokenizer.json or tokenizer.model)")
+        return transformers.AutoTokenizer.from_pretrained(d)
+
+
+def _model_class(config, cfg: dict, path: str):
+    import transformers
+
+    for arch in cfg.get("architectures") or []:
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            return cls
+    for auto in (transformers.AutoModelForCausalLM, transformers.AutoModel):
+        with contextlib.suppress(ValueError, KeyError):
+            return auto._model_mapping[type(config)]
+    raise ValueError(
+        f"{path}: transformers {transformers.__version__} has no model class for "
+        f"architectures {cfg.get('architectures')} / model_type '{cfg.get('model_type')}'"
+    )
+
+
+def _is_linear(module) -> bool:
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+
+
+def _find_blocks(model):
+    """The decoder (or encoder) blocks: the longest ModuleList whose children are all of one class."""
+    best = None
+    for module in model.modules():
+        uniform = isinstance(module, torch.nn.ModuleList) and len({type(m) for m in module}) == 1
+        if uniform and (best is None or len(module) > len(best)):
+            best = module
+    return list(best) if best is not None else []
+
+
+def _param_names(model):
+    """Each parameter once, with every name it has (tied weights have several), in module order."""
+    names = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), (p, []))[1].append(name)
+    return list(names.values())
+
+
+def _set_param(model, name: str, tensor: torch.Tensor):
+    module_name, _, leaf = name.rpartition(".")
+    module = model.get_submodule(module_name) if module_name else model
+    module._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=False)
+
+
+class _Loader:
+    """Decodes the resident tensors: on the CPU reference decoder for device cpu, on the GPU otherwise."""
+
+    def __init__(self, file: CllmFile, device: torch.device, dtype, int8_out: str, f32_as_bf16: bool):
+        self.file, self.device, self.dtype = file, device, dtype
+        self.int8_out, self.f32_as_bf16 = int8_out, f32_as_bf16
+
+    def target_dtype(self, info):
+        if info.mode == "int8" or (info.dtype in ("BF16", "F16", "F32") and self.dtype is not None):
+            return self.dtype
+        return TORCH_DTYPES[info.dtype]
+
+    def cpu(self, info) -> torch.Tensor:
+        data, scales = _native.decode_cpu(self.file._file, info.name)
+        if info.mode == "int8":
+            q = torch.frombuffer(bytearray(data), dtype=torch.int8).view(info.shape)
+            s = torch.frombuffer(bytearray(scales), dtype=torch.float32)
+            return (q.float() * s.view(-1, *([1] * (q.dim() - 1)))).to(self.target_dtype(info))
+        t = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(TORCH_DTYPES[info.dtype]).view(info.shape)
+        return t.to(self.target_dtype(info))
+
+    def gpu(self, infos) -> list:
+        """Decodes several tensors in one decoder; each comes out in the decoder's output type."""
+        out = []
+        for i in range(0, len(infos), MAX_TENSORS_PER_DECODER):
+            group = infos[i : i + MAX_TENSORS_PER_DECODER]
+            dec = _native.GpuDecoder(self.file._file, [t.name for t in group], self.int8_out, self.f32_as_bf16)
+            tensors = [torch.empty(t.shape, dtype=self.gpu_dtype(t), device=self.device) for t in group]
+            for j, (t, x) in enumerate(zip(group, tensors)):
+                if dec.output_bytes(j) != x.numel() * x.element_size():
+                    raise ValueError(
+                        f"{self.file.path}: tensor '{t.name}' decodes to {dec.output_bytes(j)} bytes, "
+                        f"not the {x.numel() * x.element_size()} of {tuple(x.shape)} {x.dtype}"
+                    )
+            stream = torch.cuda.current_stream(self.device)
+            dec.decode_from_host([x.data_ptr() for x in tensors], stream.cuda_stream)
+            dec.check(stream.cuda_stream)
+            out.extend(tensors)
+        return out
+
+    def gpu_dtype(self, info):
+        if info.mode == "int8":
+            return torch.float16 if self.int8_out == "f16" else torch.bfloat16
+        if info.dtype == "F32" and self.f32_as_bf16:
+            return torch.bfloat16
+        return TORCH_DTYPES[info.dtype]
+
+
+def _plan_auto(file, blocks, fixed, vram_budget, slots, prefetch):
+    """Per block gpu, gpu-compressed or host within the budget, by the engine's planner; `fixed` is what the
+    model holds besides its blocks' linear weights (embeddings, norms, biases, lm_head)."""
+    layers = []
+    for _, linears in blocks:
+        dec = _native.GpuDecoder(file._file, [n for n, _, _ in linears])
+        decoded = sum((dec.output_bytes(j) + 255) // 256 * 256 for j in range(len(linears)))
+        layers.append((decoded, dec.range_bytes, dec.device_bytes))
+    names, total, text = _native.plan_placement(layers, fixed, int(vram_budget), prefetch, slots)
+    return names, total, text
+
+
+def load_model(
+    path,
+    device="cuda",
+    placement="gpu-compressed",
+    vram_budget=None,
+    dtype=None,
+    *,
+    decode_slots=3,
+    prefetch=2,
+    print_plan=False,
+):
+    """A transformers PreTrainedModel whose weights come from the .cllm at `path`.
+
+    device: "cpu" (the CPU reference decoder decodes every weight at load) or a CUDA device (every decode
+    runs on the GPU). placement (CUDA): "gpu" (decoded at load), "gpu-compressed" (block weights compressed
+    in VRAM, decoded just in time), "host" (compressed in pinned host RAM, copied and decoded just in time),
+    "auto" (per block, the fastest mix within vram_budget bytes of weights, decoder tables and scratch). dtype: the model's floating type (default:
+    the file's; float32 weights may be decoded to bfloat16; int8 files dequantize to bfloat16 or float16).
+    The model has codecllm_memory(), which reports where its bytes are.
+    """
+    import transformers
+
+    file = CllmFile(path)
+    device = torch.device(device)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown placement '{placement}' (known: {', '.join(PLACEMENTS)})")
+    if device.type == "cpu" and placement not in ("gpu", "gpu-compressed"):
+        raise ValueError(f"placement '{placement}' needs a CUDA device; on the CPU every weight is decoded at load")
+    if device.type == "cuda":
+        if not _native.has_cuda:
+            raise RuntimeError("this build of codecllm has no CUDA support (built without nvcc): use device='cpu'")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    if placement == "auto" and not vram_budget:
+        raise ValueError("placement 'auto' needs vram_budget (bytes)")
+    cfg = file.config
+    with _carried_dir(file, ("config.json",)) as d:
+        config = transformers.AutoConfig.from_pretrained(d)
+    floats = [t for t in file.tensors if t.dtype in ("BF16", "F16", "F32")]
+    stored = max({t.dtype for t in floats}, key=lambda k: sum(t.elements for t in floats if t.dtype == k))
+    if dtype is None:
+        dtype = (
+            torch.float16
+            if stored == "F16"
+            else torch.bfloat16
+            if (stored == "BF16" or file.mode == "int8" and device.type == "cuda")
+            else torch.float32
+        )
+    int8_out = "f16" if dtype == torch.float16 else "bf16"
+    f32_as_bf16 = dtype == torch.bfloat16
+    if device.type == "cuda" and file.mode == "int8" and dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"{file.path}: int8 weights dequantize on the GPU to bfloat16 or float16, not {dtype}")
+    with _parameters_on_meta():
+        model = _model_class(config, cfg, file.path)(config)
+    model.eval()
+
+    blocks_modules = _find_blocks(model)
+    linear_weights = {}  # id(param) -> (block index, module)
+    if device.type == "cuda" and placement != "gpu":
+        for b, block in enumerate(blocks_modules):
+            for m in block.modules():
+                if _is_linear(m) and m.weight is not None:
+                    linear_weights[id(m.weight)] = (b, m)
+
+    loader = _Loader(file, device, dtype, int8_out, f32_as_bf16)
+    streamed = [[] for _ in blocks_modules]  # per block: (tensor name, module, shape)
+    resident = []  # (param names, info)
+    missing = []  # parameters the file leaves to tie_weights (an lm_head tied to the embedding)
+    for param, names in _param_names(model):
+        name = next((n for n in names if n in file), None)
+        if name is None:
+            missing.append(names[0])
+            continue
+        info = file.tensor(name)
+        if tuple(info.shape) != tuple(param.shape):
+            raise ValueError(
+                f"{file.path}: tensor '{name}' has shape {list(info.shape)}, but the model's "
+                f"'{names[0]}' is {list(param.shape)}"
+            )
+        if id(param) in linear_weights and len(names) == 1:
+            b, module = linear_weights[id(param)]
+            streamed[b].append((name, module, tuple(info.shape)))
+        else:
+            resident.append((names, info))
+
+    memory = {"resident_weights": 0}
+    try:
+        if device.type == "cpu":
+            tensors = [loader.cpu(info) for _, info in resident]
+        else:
+            tensors = loader.gpu([info for _, info in resident])
+            tensors = [t if t.dtype == dtype or not t.is_floating_point() else t.to(dtype) for t in tensors]
+        for (names, _), t in zip(resident, tensors):
+            for n in names:
+                _set_param(model, n, t)
+            memory["resident_weights"] += t.numel() * t.element_size()
+        del tensors
+        if missing:
+            model.tie_weights()
+            streamed_ids = {id(m.weight) for linears in streamed for _, m, _ in linears}
+            for name, p in model.named_parameters():
+                if p.is_meta and id(p) not in streamed_ids:
+                    raise ValueError(f"{file.path}: the model's parameter '{name}' is not in the file")
+        for name, buf in list(model.named_buffers()):
+            module_name, _, leaf = name.rpartition(".")
+            owner = model.get_submodule(module_name) if module_name else model
+            owner._buffers[leaf] = buf.to(device)
+        streamer = None
+        block_list = [(blocks_modules[b], streamed[b]) for b in range(len(blocks_modules)) if streamed[b]]
+        if block_list:
+            placements = [placement] * len(block_list)
+            if placement == "auto":
+                placements, _total, text = _plan_auto(file, block_list, vram_budget, decode_slots, prefetch)
+                if print_plan:
+                    print(text, end="")
+            for _, linears in block_list:
+                for _, m, _ in linears:
+                    del m._parameters["weight"]  # a plain attribute from now on, set before each block runs
+            streamer = BlockStreamer(
+                file,
+                block_list,
+                placements,
+                dtype,
+                device,
+                slots=decode_slots,
+                prefetch=prefetch,
+                int8_out=int8_out,
+                f32_as_bf16=f32_as_bf16,
+            )
+            memory.update(streamer.memory)
+    except BaseException:
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise
+
+    model._codecllm = {"file": file, "streamer": streamer, "placement": placement, "device": device, "memory": memory}
+    model.codecllm_memory = types.MethodType(_memory_report, model)
+    return model
+
+
+def _memory_report(model) -> dict:
+    """Where the model's bytes are: decoded and compressed weights, decoder tables, scratch, pinned host RAM, and
+    (CUDA) the device's current and peak allocation by torch."""
+    info = model._codecllm
+    report = dict(info["memory"], placement=info["placement"], device=str(info["device"]))
+    if info["device"].type == "cuda":
+        report["allocated"] = torch.cuda.memory_allocated(info["device"])
+        report["peak_allocated"] = torch.cuda.max_memory_allocated(info["device"])
+    return report

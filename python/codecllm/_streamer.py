@@ -1,0 +1,179 @@
+"""Just-in-time decoding of decoder blocks on the GPU.
+
+Each block's linear weights are one GpuDecoder over the block's compressed byte range, which
+lives in VRAM (gpu-compressed) or in pinned host RAM (host). Before a block runs (a forward
+pre-hook), its weights are waiting in one of a few scratch slots allocated once; after it ran
+(a forward hook), the slot is handed to the block `slots` places later, whose decode is enqueued
+on a side stream behind an event, so the next blocks decode while this one computes. After the
+last block the first ones are decoded again for the next forward. Slots, staging buffers,
+streams and events are made once: a step allocates nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import _native
+
+ALIGN = 256  # each tensor's place in a slot starts 256-byte aligned, as the C++ streamer's groups do
+CHECK_EVERY = 64  # forwards between integrity checks of the decoders (each synchronizes)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass
+class Block:
+    index: int
+    placement: str  # "gpu", "gpu-compressed" or "host"
+    decoder: object
+    modules: list  # the modules whose .weight the block's tensors are, in decoder order
+    shapes: list
+    offsets: list
+    layout_bytes: int
+    rank: int = -1  # among streamed blocks
+    host_rank: int = -1  # among host blocks
+    pinned: torch.Tensor | None = None
+    resident: torch.Tensor | None = None  # gpu: the decoded weights
+    views: list = field(default_factory=list)  # streamed: weight views into its slot
+    pending: bool = False  # its decode is enqueued and not yet consumed
+    pointers: list = field(default_factory=list)  # streamed: where its tensors go in its slot
+
+
+class BlockStreamer:
+    def __init__(
+        self, file, blocks, placements, dtype, device, slots=3, prefetch=2, int8_out="bf16", f32_as_bf16=False
+    ):
+        """blocks: [(block module, [(tensor name, module owning .weight, shape)])]; placements: per block."""
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.blocks: list[Block] = []
+        load = torch.cuda.current_stream(self.device)
+        for i, ((module, linears), placement) in enumerate(zip(blocks, placements)):
+            dec = _native.GpuDecoder(file._file, [n for n, _, _ in linears], int8_out, f32_as_bf16)
+            offsets, size = [], 0
+            for j in range(len(linears)):
+                offsets.append(size)
+                size = _align(size + dec.output_bytes(j))
+            self.blocks.append(
+                Block(i, placement, dec, [m for _, m, _ in linears], [s for _, _, s in linears], offsets, size)
+            )
+        self.layout_bytes = max((b.layout_bytes for b in self.blocks), default=0)
+        self.streamed = [b for b in self.blocks if b.placement != "gpu"]
+        self.hosted = [b for b in self.blocks if b.placement == "host"]
+        for r, b in enumerate(self.streamed):
+            b.rank = r
+        for r, b in enumerate(self.hosted):
+            b.host_rank = r
+        self.nslots = min(slots, len(self.streamed))
+        self.nstages = min(prefetch, len(self.hosted))
+        self.slots = [torch.empty(self.layout_bytes, dtype=torch.uint8, device=self.device) for _ in range(self.nslots)]
+        max_range = max((b.decoder.range_bytes for b in self.hosted), default=0)
+        self.stages = [torch.empty(max_range, dtype=torch.uint8, device=self.device) for _ in range(self.nstages)]
+        # With n slots, one holds the block computing and n - 1 may decode at once.
+        self.streams = [torch.cuda.Stream(self.device) for _ in range(max(self.nslots - 1, 1))]
+        self.ready = [torch.cuda.Event() for _ in range(self.nslots)]
+        self.free = [torch.cuda.Event() for _ in range(self.nslots)]
+        self.stage_free = [torch.cuda.Event() for _ in range(self.nstages)]
+        self.memory = {
+            "decoded_weights": 0,
+            "compressed_weights": 0,
+            "decoder_tables": 0,
+            "pinned_host": 0,
+            "scratch": self.nslots * self.layout_bytes + self.nstages * max_range,
+        }
+        for b in self.blocks:
+            if b.placement == "gpu":
+                b.resident = torch.empty(b.layout_bytes, dtype=torch.uint8, device=self.device)
+                b.decoder.decode_from_host(self._pointers(b.resident, b), load.cuda_stream)
+                b.decoder.check(load.cuda_stream)
+                for m, v in zip(b.modules, self._views(b.resident, b)):
+                    m.weight = v
+                b.decoder = None  # its tables are freed; the weights stay decoded
+                self.memory["decoded_weights"] += b.layout_bytes
+            elif b.placement == "gpu-compressed":
+                b.decoder.upload_resident(load.cuda_stream)
+                self.memory["compressed_weights"] += b.decoder.range_bytes
+                self.memory["decoder_tables"] += b.decoder.device_bytes - b.decoder.range_bytes
+            else:
+                b.pinned = torch.empty(b.decoder.range_bytes, dtype=torch.uint8, pin_memory=True)
+                b.decoder.copy_range_to(b.pinned.data_ptr())
+                self.memory["pinned_host"] += b.decoder.range_bytes
+                self.memory["decoder_tables"] += b.decoder.device_bytes
+            if b.placement != "gpu":
+                slot = self.slots[b.rank % self.nslots]
+                b.views = self._views(slot, b)
+                b.pointers = self._pointers(slot, b)
+                for m, v in zip(b.modules, b.views):
+                    m.weight = v  # valid while the block runs; set again before each run
+                self._hook(blocks[b.index][0], b)
+        torch.cuda.synchronize(self.device)
+        self.forwards = 0
+        for r in range(self.nslots):
+            self._enqueue(self.streamed[r])
+
+    def _views(self, buffer, b):
+        out = []
+        for off, shape, j in zip(b.offsets, b.shapes, range(len(b.shapes))):
+            n = b.decoder.output_bytes(j)
+            out.append(buffer[off : off + n].view(self.dtype).view(shape))
+        return out
+
+    def _pointers(self, buffer, b):
+        return [buffer.data_ptr() + off for off in b.offsets]
+
+    def _hook(self, module, b):
+        module.register_forward_pre_hook(lambda mod, args: self._before(b))
+        module.register_forward_hook(lambda mod, args, out: self._after(b))
+
+    def _enqueue(self, b):
+        """Enqueues block b's decode into its slot on its side stream, after the slot's last user."""
+        slot = b.rank % self.nslots
+        s = self.streams[b.rank % len(self.streams)]
+        s.wait_event(self.free[slot])
+        comp = b.decoder.resident
+        if b.placement == "host":
+            k = b.host_rank % self.nstages
+            s.wait_event(self.stage_free[k])
+            with torch.cuda.stream(s):
+                self.stages[k][: b.pinned.numel()].copy_(b.pinned, non_blocking=True)
+            comp = self.stages[k].data_ptr()
+        b.decoder.decode(comp, b.pointers, s.cuda_stream)
+        self.ready[slot].record(s)
+        if b.placement == "host":
+            self.stage_free[b.host_rank % self.nstages].record(s)
+        b.pending = True
+
+    def _before(self, b):
+        if not b.pending:  # blocks ran out of order (a forward that stopped midway): restart the pipeline here
+            torch.cuda.synchronize(self.device)
+            for other in self.streamed:
+                other.pending = False
+            self._enqueue(b)
+        b.pending = False
+        torch.cuda.current_stream(self.device).wait_event(self.ready[b.rank % self.nslots])
+        for m, v in zip(b.modules, b.views):
+            m.weight = v
+
+    def _after(self, b):
+        self.free[b.rank % self.nslots].record(torch.cuda.current_stream(self.device))
+        n = len(self.streamed)
+        if b.rank + self.nslots < n:
+            self._enqueue(self.streamed[b.rank + self.nslots])
+        if b.rank == n - 1:  # the next forward's first blocks, behind this one's last
+            self.forwards += 1
+            if self.forwards % CHECK_EVERY == 1:
+                self.check()
+            for r in range(self.nslots):
+                if not self.streamed[r].pending:
+                    self._enqueue(self.streamed[r])
+
+    def check(self):
+        """Waits for the decodes and raises naming the file, tensor and chunk of the first corrupt one."""
+        for s in self.streams:
+            s.synchronize()
+        for b in self.streamed:
+            b.decoder.check(self.streams[0].cuda_stream)

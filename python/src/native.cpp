@@ -1,0 +1,234 @@
+// codecllm._native: the C++ core as the Python package sees it. nanobind, because it binds
+// the existing C++ types directly (the C API covers decoding only) with a small runtime; the
+// package passes torch tensors as raw device pointers and torch's current CUDA stream as a
+// handle, so decoded weights go from the decoder's kernels straight into torch's memory.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/function.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codec/tensor_codec.hpp"
+#include "codecllm/error.hpp"
+#include "engine/placement_plan.hpp"
+#include "format/container.hpp"
+#include "model/compress.hpp"
+#ifdef CODECLLM_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "cuda/gpu_decoder.hpp"
+#endif
+
+namespace nb = nanobind;
+using namespace codecllm;
+
+namespace {
+
+// A .cllm held open (memory-mapped) for as long as Python refers to it.
+using File = std::shared_ptr<format::ContainerReader>;
+
+nb::dict tensor_info(const format::TensorRecord& r) {
+  nb::dict d;
+  d["name"] = r.name;
+  d["shape"] = r.shape;
+  d["dtype"] = std::string(dtype_name(r.dtype));
+  d["mode"] = std::string(format::tensor_mode_name(r.mode));
+  d["decoded_bytes"] = r.decoded_size;
+  uint64_t stored = 0;
+  for (const auto& p : r.planes) stored += p.size;
+  d["stored_bytes"] = stored;
+  d["elements"] = r.num_elements();
+  return d;
+}
+
+const format::TensorRecord& record_of(const File& f, const std::string& name) {
+  const format::TensorRecord* r = f->index().find_tensor(name);
+  if (r == nullptr) throw Error(f->path() + ": no tensor named '" + name + "'");
+  return *r;
+}
+
+nb::dict compress(const std::string& src, const std::string& dst, const std::string& mode, unsigned threads,
+                  uint64_t chunk_symbols, bool one_table, const std::function<void(size_t, size_t, std::string)>& progress) {
+  model::CompressOptions o;
+  if (mode != "lossless" && mode != "int8") throw Error("mode must be 'lossless' or 'int8', got '" + mode + "'");
+  o.encode.mode = mode == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
+  o.threads = threads;
+  if (chunk_symbols > 0) o.encode.rans.chunk_symbols = uint32_t(chunk_symbols);
+  o.encode.class_tables = !one_table;
+  model::ProgressFn report;
+  if (progress) {
+    report = [&](size_t done, size_t total, const model::TensorStats& last) {
+      nb::gil_scoped_acquire gil;
+      progress(done, total, last.name);
+    };
+  }
+  model::CompressResult r;
+  {
+    nb::gil_scoped_release nogil;
+    r = model::compress_checkpoint(src, dst, o, report);
+  }
+  nb::list tensors;
+  for (const auto& t : r.tensors) {
+    nb::dict d;
+    d["name"] = t.name;
+    d["elements"] = t.elements;
+    d["source_bytes"] = t.source_bytes;
+    d["stored_bytes"] = t.stored_bytes;
+    d["int8"] = t.int8;
+    tensors.append(d);
+  }
+  nb::dict out;
+  out["tensors"] = tensors;
+  out["file_bytes"] = r.file_bytes;
+  out["seconds"] = r.seconds;
+  return out;
+}
+
+#ifdef CODECLLM_HAVE_CUDA
+// A GpuDecoder over the tensors of one block, keeping its file open.
+struct Decoder {
+  File file;
+  std::unique_ptr<cuda::GpuDecoder> dec;
+};
+
+cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+#endif
+
+}  // namespace
+
+NB_MODULE(_native, m) {
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const FormatError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const IoError& e) {
+      PyErr_SetString(PyExc_OSError, e.what());
+    } catch (const Error& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+
+#ifdef CODECLLM_HAVE_CUDA
+  m.attr("has_cuda") = true;
+#else
+  m.attr("has_cuda") = false;
+#endif
+
+  m.def("compress", &compress, nb::arg("src"), nb::arg("dst"), nb::arg("mode") = "lossless", nb::arg("threads") = 0,
+        nb::arg("chunk_symbols") = 0, nb::arg("one_table") = false, nb::arg("progress") = nb::none());
+
+  // The engine's placement planner (engine/placement_plan.hpp), for placement="auto": layers as
+  // (decoded, compressed, decoder table) bytes; returns (placement per layer, total VRAM, plan text).
+  m.def(
+      "plan_placement",
+      [](const std::vector<std::tuple<uint64_t, uint64_t, uint64_t>>& layers, uint64_t fixed, uint64_t budget,
+         int prefetch, int compressed_slots) {
+        engine::PlanRequest r;
+        for (const auto& [decoded, compressed, tables] : layers) r.layers.push_back({decoded, compressed, tables});
+        r.fixed_bytes = fixed;
+        r.budget_bytes = budget;
+        r.prefetch_depth = prefetch;
+        r.compressed_slots = compressed_slots;
+        const engine::PlacementPlan p = engine::plan_placement(r);
+        std::vector<std::string> names;
+        for (Placement l : p.layers) names.emplace_back(placement_name(l));
+        return std::make_tuple(names, p.total_bytes, engine::describe_plan(p, r));
+      },
+      nb::arg("layers"), nb::arg("fixed_bytes"), nb::arg("budget_bytes"), nb::arg("prefetch") = 2,
+      nb::arg("compressed_slots") = 2);
+
+  m.def(
+      "decompress",
+      [](const std::string& file, const std::string& out_dir) {
+        nb::gil_scoped_release nogil;
+        model::decompress_container(file, out_dir);
+      },
+      nb::arg("file"), nb::arg("out_dir"));
+
+  nb::class_<format::ContainerReader>(m, "File");
+  m.def("open_file", [](const std::string& path) { return std::make_shared<format::ContainerReader>(path); });
+  m.def("file_path", [](const File& f) { return f->path(); });
+  m.def("file_size", [](const File& f) { return f->file_size(); });
+  m.def("file_mode", [](const File& f) { return f->index().mode; });
+  m.def("file_source", [](const File& f) { return f->index().source; });
+  m.def("tensors", [](const File& f) {
+    nb::list out;
+    for (const auto& r : f->index().tensors) out.append(tensor_info(r));
+    return out;
+  });
+  m.def("blob_names", [](const File& f) {
+    std::vector<std::string> names;
+    for (const auto& b : f->index().blobs) names.push_back(b.name);
+    return names;
+  });
+  m.def("blob", [](const File& f, const std::string& name) {
+    if (!f->has_blob(name)) throw Error(f->path() + ": carries no '" + name + "'");
+    const ByteSpan b = f->blob(name);
+    return nb::bytes(reinterpret_cast<const char*>(b.data()), b.size());
+  });
+  // The CPU reference decoder: (decoded bytes, int8 row scales as float32 bytes or b"").
+  m.def("decode_cpu", [](const File& f, const std::string& name) {
+    const format::TensorRecord& r = record_of(f, name);
+    codec::DecodedTensor d;
+    {
+      nb::gil_scoped_release nogil;
+      d = codec::decode_tensor(
+          r, [&](const format::PlaneRecord& p) { return f->payload(p); }, f->path());
+    }
+    return std::make_pair(nb::bytes(reinterpret_cast<const char*>(d.bytes.data()), d.bytes.size()),
+                          nb::bytes(reinterpret_cast<const char*>(d.scales.data()), d.scales.size() * sizeof(float)));
+  });
+
+#ifdef CODECLLM_HAVE_CUDA
+  nb::class_<Decoder>(m, "GpuDecoder")
+      // int8_out: "bf16", "f16" (dequantized by the decoder) or "int8".
+      .def(
+          "__init__",
+          [](Decoder* self, const File& f, const std::vector<std::string>& names, const std::string& int8_out,
+             bool f32_as_bf16) {
+            cuda::DecoderOptions o;
+            o.int8_output = int8_out == "int8" ? cuda::Int8Out::Int8
+                            : int8_out == "f16" ? cuda::Int8Out::F16
+                                                : cuda::Int8Out::Bf16;
+            o.f32_as_bf16 = f32_as_bf16;
+            new (self) Decoder{f, std::make_unique<cuda::GpuDecoder>(*f, names, o)};
+          },
+          nb::arg("file"), nb::arg("names"), nb::arg("int8_out") = "bf16", nb::arg("f32_as_bf16") = false)
+      .def_prop_ro("num_tensors", [](const Decoder& d) { return d.dec->num_tensors(); })
+      .def("output_bytes", [](const Decoder& d, size_t i) { return d.dec->output_bytes(i); })
+      .def_prop_ro("range_bytes", [](const Decoder& d) { return d.dec->range_bytes(); })
+      .def_prop_ro("device_bytes", [](const Decoder& d) { return d.dec->device_bytes(); })
+      // The compressed range as it lies in the mapped file, for a copy into pinned memory.
+      .def("copy_range_to", [](const Decoder& d, uintptr_t host_ptr) {
+        const ByteSpan r = d.dec->host_range();
+        std::memcpy(reinterpret_cast<void*>(host_ptr), r.data(), r.size());
+      })
+      .def("upload_resident", [](Decoder& d, uintptr_t stream) { d.dec->upload_resident(as_stream(stream)); })
+      .def_prop_ro("resident", [](const Decoder& d) { return reinterpret_cast<uintptr_t>(d.dec->resident()); })
+      // Enqueues the decode of every tensor from a device copy of the range into outputs[i].
+      .def("decode",
+           [](Decoder& d, uintptr_t comp, const std::vector<uintptr_t>& outputs, uintptr_t stream) {
+             if (outputs.size() != d.dec->num_tensors()) throw Error("decode: one output per tensor expected");
+             std::vector<void*> out;
+             for (uintptr_t p : outputs) out.push_back(reinterpret_cast<void*>(p));
+             d.dec->decode(reinterpret_cast<const uint8_t*>(comp), out.data(), as_stream(stream));
+           })
+      .def("decode_from_host",
+           [](Decoder& d, const std::vector<uintptr_t>& outputs, uintptr_t stream) {
+             if (outputs.size() != d.dec->num_tensors()) throw Error("decode: one output per tensor expected");
+             std::vector<void*> out;
+             for (uintptr_t p : outputs) out.push_back(reinterpret_cast<void*>(p));
+             d.dec->decode_from_host(d.dec->host_range().data(), out.data(), as_stream(stream));
+           })
+      .def("check", [](Decoder& d, uintptr_t stream) { d.dec->check(as_stream(stream)); });
+#endif
+}

@@ -1,0 +1,194 @@
+"""load_model against transformers on tiny random models of several architectures: the same logits,
+bit for bit, from the original checkpoint and from the .cllm (CPU here; the GPU placements where a
+GPU is present)."""
+
+import codecllm
+import pytest
+import torch
+from conftest import ARCHITECTURES, cuda_ready, outputs, reference
+
+NAMES = list(ARCHITECTURES)
+
+
+def ids_for(seed=0, length=12):
+    return torch.randint(3, 96, (1, length), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cpu_lossless_is_bit_identical(saved, name):
+    src, lossless, _ = saved(name)
+    ref = reference(name, src)
+    model = codecllm.load_model(lossless, device="cpu")
+    assert type(model) is type(ref)
+    ids = ids_for()
+    assert torch.equal(outputs(model, ids), outputs(ref, ids))
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "bert"])
+def test_cpu_int8_equals_its_dequantized_weights(saved, tmp_path, name):
+    """int8 weights are used as q * scale: exactly what decompress writes out."""
+    src, _lossless, int8 = saved(name)
+    codecllm.decompress(int8, tmp_path / "dequantized")
+    ref = reference(name, tmp_path / "dequantized")
+    model = codecllm.load_model(int8, device="cpu")
+    ids = ids_for(1)
+    got = outputs(model, ids)
+    assert torch.equal(got, outputs(ref, ids))
+    assert not torch.equal(got, outputs(reference(name, src), ids))  # it was quantized
+
+
+def test_generate_and_pipeline(saved):
+    import transformers
+
+    src, lossless, _ = saved("llama")
+    model = codecllm.load_model(lossless, device="cpu")
+    ref = reference("llama", src)
+    ids = ids_for(2, 6)
+    got = model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert torch.equal(got, ref.generate(ids, max_new_tokens=8, do_sample=False))
+    tokenizer = codecllm.load_tokenizer(lossless)
+    pipe = transformers.pipeline("text-generation", model=model, tokenizer=tokenizer)
+    text = pipe("w5 w6 w7", max_new_tokens=4, do_sample=False)[0]["generated_text"]
+    assert text.startswith("w5 w6 w7")
+
+
+def test_open_reports_what_the_file_holds(saved):
+    _, lossless, int8 = saved("llama")
+    f = codecllm.open(lossless)
+    assert f.mode == "lossless"
+    assert "model.layers.0.self_attn.q_proj.weight" in f
+    q = f.tensor("model.layers.0.self_attn.q_proj.weight")
+    assert q.shape == (64, 64) and q.dtype == "BF16" and q.mode == "lossless"
+    assert 0 < f.bits_per_weight < 16
+    assert f.config["model_type"] == "llama"
+    assert codecllm.open(int8).tensor("model.layers.0.mlp.up_proj.weight").mode == "int8"
+    assert "tokenizer.json" in f.blob_names
+
+
+def test_compress_summary(saved, tmp_path):
+    src, _, _ = saved("gpt2")
+    seen = []
+    s = codecllm.compress(src, tmp_path / "g.cllm", progress=lambda done, total, name: seen.append((done, total)))
+    assert s.file_bytes == (tmp_path / "g.cllm").stat().st_size
+    assert s.stored_bytes < s.source_bytes
+    assert seen and seen[-1][0] == seen[-1][1] == len(s.tensors)
+    assert "bits/weight" in str(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: an exception naming the file and what is wrong
+
+
+def test_corrupt_payload_names_the_tensor(saved, tmp_path):
+    _, lossless, _ = saved("llama")
+    bad = tmp_path / "bad.cllm"
+    data = bytearray(lossless.read_bytes())
+    f = codecllm.open(lossless)
+    # flip a byte in the middle of the file's payload area (past the header, before the index)
+    data[len(data) // 2] ^= 0x40
+    bad.write_bytes(bytes(data))
+    with pytest.raises((ValueError, RuntimeError)) as e:
+        codecllm.load_model(bad, device="cpu")
+    assert str(bad) in str(e.value)
+    del f
+
+
+def test_truncated_file_is_refused(saved, tmp_path):
+    _, lossless, _ = saved("llama")
+    bad = tmp_path / "short.cllm"
+    bad.write_bytes(lossless.read_bytes()[:1000])
+    with pytest.raises((ValueError, OSError, RuntimeError)) as e:
+        codecllm.open(bad)
+    assert str(bad) in str(e.value)
+
+
+def test_wrong_shape_and_unknown_model_are_named(saved, tmp_path):
+    import json
+
+    src, _, _ = saved("llama")
+    config = json.loads((src / "config.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    for p in src.iterdir():
+        (other / p.name).write_bytes(p.read_bytes())
+    config["intermediate_size"] = 96
+    (other / "config.json").write_text(json.dumps(config))
+    codecllm.compress(other, tmp_path / "shape.cllm", progress=False)
+    with pytest.raises(ValueError, match="mlp.*has shape"):
+        codecllm.load_model(tmp_path / "shape.cllm", device="cpu")
+    config["model_type"] = "no-such-model"
+    config["architectures"] = ["NoSuchModel"]
+    (other / "config.json").write_text(json.dumps(config))
+    codecllm.compress(other, tmp_path / "unknown.cllm", progress=False)
+    with pytest.raises(Exception, match="no-such-model|NoSuchModel"):
+        codecllm.load_model(tmp_path / "unknown.cllm", device="cpu")
+
+
+def test_placement_checks(saved):
+    _, lossless, _ = saved("llama")
+    with pytest.raises(ValueError, match="unknown placement"):
+        codecllm.load_model(lossless, device="cpu", placement="nowhere")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        codecllm.load_model(lossless, device="cpu", placement="host")
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU: every placement gives the bits of transformers' own model on the same device
+
+
+@pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("placement", ["gpu", "gpu-compressed", "host"])
+def test_cuda_placements_are_bit_identical(saved, name, placement):
+    src, lossless, _ = saved(name)
+    ref = reference(name, src, device="cuda")
+    ids = ids_for(3).cuda()
+    expected = outputs(ref, ids)
+    model = codecllm.load_model(lossless, device="cuda", placement=placement, decode_slots=2)
+    for _ in range(3):  # the pipeline hands over between forwards
+        assert torch.equal(outputs(model, ids), expected)
+    mem = model.codecllm_memory()
+    if placement == "gpu-compressed":
+        assert mem["compressed_weights"] > 0 and mem["scratch"] > 0
+    if placement == "host":
+        assert mem["pinned_host"] > 0
+
+
+@pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
+def test_cuda_generate_and_int8(saved, tmp_path):
+    src, lossless, int8 = saved("llama")
+    ref = reference("llama", src, device="cuda")
+    ids = ids_for(4, 6).cuda()
+    model = codecllm.load_model(lossless, device="cuda", placement="gpu-compressed")
+    assert torch.equal(
+        model.generate(ids, max_new_tokens=10, do_sample=False), ref.generate(ids, max_new_tokens=10, do_sample=False)
+    )
+    codecllm.decompress(int8, tmp_path / "dequantized")
+    dq = reference("llama", tmp_path / "dequantized", device="cuda")
+    for placement in ("gpu", "gpu-compressed", "host"):
+        m8 = codecllm.load_model(int8, device="cuda", placement=placement)
+        assert torch.equal(outputs(m8, ids), outputs(dq, ids)), placement
+
+
+@pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
+def test_cuda_auto_mixes_within_the_budget(saved):
+    """Budgets lowered from what gpu placement holds until the planner keeps some blocks compressed or on the
+    host: the plan stays within its budget and gives the same bits."""
+    src, lossless, _ = saved("llama")
+    ref = reference("llama", src, device="cuda")
+    ids = ids_for(5).cuda()
+    expected = outputs(ref, ids)
+    full = codecllm.load_model(lossless, device="cuda", placement="gpu").codecllm_memory()["resident_weights"]
+    mixed = None
+    for budget in range(full, 0, -max(full // 64, 1)):
+        try:
+            model = codecllm.load_model(lossless, device="cuda", placement="auto", vram_budget=budget, decode_slots=1)
+        except RuntimeError as e:
+            assert "too small" in str(e)
+            break
+        mem = model.codecllm_memory()
+        assert mem["planned_total"] <= budget
+        assert torch.equal(outputs(model, ids), expected), mem["block_placements"]
+        if set(mem["block_placements"]) != {"gpu"}:
+            mixed = mem["block_placements"]
+    assert mixed is not None, "no budget gave a plan with compressed or host blocks"
