@@ -14,14 +14,22 @@ matplotlib is not installed.
 
     python3 bench/plot_placements.py results.jsonl [more.jsonl ...] -o placements.png
 """
+
 import argparse
 import json
 import sys
 
 MARKERS = {"gpu": "o", "gpu-compressed": "s", "host": "^", "host-raw": "v", "auto": "*"}
 COLORS = {"lossless": "tab:blue", "int8": "tab:orange", "raw": "tab:gray"}
-FIELDS = {"model": str, "placement": str, "mode": str, "batch": int, "tokens_per_s": (int, float),
-          "peak_vram_bytes": (int, float), "device": str}
+FIELDS = {
+    "model": str,
+    "placement": str,
+    "mode": str,
+    "batch": int,
+    "tokens_per_s": (int, float),
+    "peak_vram_bytes": (int, float),
+    "device": str,
+}
 
 
 class InputError(Exception):
@@ -42,11 +50,11 @@ def check_record(record):
         if record[name] not in known:
             raise InputError(f'unknown {name} "{record[name]}" (known: {", ".join(known)})')
     if record["batch"] < 1:
-        raise InputError(f'batch {record["batch"]} is not positive')
+        raise InputError(f"batch {record['batch']} is not positive")
     if not record["tokens_per_s"] > 0:  # log axis
-        raise InputError(f'tokens_per_s {record["tokens_per_s"]} is not positive')
+        raise InputError(f"tokens_per_s {record['tokens_per_s']} is not positive")
     if record["peak_vram_bytes"] < 0:
-        raise InputError(f'peak_vram_bytes {record["peak_vram_bytes"]} is negative')
+        raise InputError(f"peak_vram_bytes {record['peak_vram_bytes']} is negative")
 
 
 def kind_name(kind):
@@ -97,17 +105,21 @@ def plot(records, output):
     for r in records:
         x, y = r["peak_vram_bytes"] / 2**30, r["tokens_per_s"]
         ax.scatter(x, y, marker=MARKERS[r["placement"]], color=COLORS[r["mode"]], s=60, zorder=3)
-        ax.annotate(f'b{r["batch"]}', (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.annotate(f"b{r['batch']}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_yscale("log")
     ax.set_xlabel("peak VRAM (GiB)")
     ax.set_ylabel("decode tokens/s (log)")
-    ax.set_title(f'{distinct(records, "model")} on {distinct(records, "device")}')
+    ax.set_title(f"{distinct(records, 'model')} on {distinct(records, 'device')}")
     ax.grid(True, which="both", alpha=0.3)
     used = {name: {r[name] for r in records} for name in ("placement", "mode")}
-    shapes = [Line2D([], [], linestyle="", marker=m, color="black", label=p)
-              for p, m in MARKERS.items() if p in used["placement"]]
-    colors = [Line2D([], [], linestyle="", marker="o", color=c, label=m)
-              for m, c in COLORS.items() if m in used["mode"]]
+    shapes = [
+        Line2D([], [], linestyle="", marker=m, color="black", label=p)
+        for p, m in MARKERS.items()
+        if p in used["placement"]
+    ]
+    colors = [
+        Line2D([], [], linestyle="", marker="o", color=c, label=m) for m, c in COLORS.items() if m in used["mode"]
+    ]
     # outside the axes, where no point can hide under them
     first = ax.legend(handles=shapes, title="placement", loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.add_artist(first)

@@ -16,6 +16,7 @@ transformers or safetensors are not installed.
 
     python3 scripts/check_against_transformers.py --engine-logits build/tests/engine_logits
 """
+
 import argparse
 import json
 import subprocess
@@ -37,9 +38,19 @@ CUDA_TOLERANCE = 5e-2
 CUDA_PLACEMENTS = ("gpu", "gpu-compressed")
 SEQ_LEN = 24
 
-COMMON = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-              rms_norm_eps=1e-5, initializer_range=0.1, bos_token_id=1, eos_token_id=2)
+COMMON = {
+    "vocab_size": 128,
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "rms_norm_eps": 1e-5,
+    "initializer_range": 0.1,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
 
 
 def rope(theta, scaling=None):
@@ -49,20 +60,37 @@ def rope(theta, scaling=None):
     return {"rope_theta": theta, "rope_scaling": scaling}
 
 
-LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          # small, so that the 8 frequency pairs fall in all three llama3 bands
-          "original_max_position_embeddings": 64}
+LLAMA3 = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    # small, so that the 8 frequency pairs fall in all three llama3 bands
+    "original_max_position_embeddings": 64,
+}
 
 # name, config class, model class, settings on top of COMMON
 CASES = [
     ("llama-gqa", "LlamaConfig", "LlamaForCausalLM", rope(10000.0)),
-    ("llama-bias-tied", "LlamaConfig", "LlamaForCausalLM",
-     dict(attention_bias=True, tie_word_embeddings=True, num_key_value_heads=4, **rope(10000.0))),
+    (
+        "llama-bias-tied",
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(attention_bias=True, tie_word_embeddings=True, num_key_value_heads=4, **rope(10000.0)),
+    ),
     ("llama3-rope", "LlamaConfig", "LlamaForCausalLM", dict(rope(500000.0, LLAMA3), num_key_value_heads=1)),
-    ("qwen2-bias-tied", "Qwen2Config", "Qwen2ForCausalLM",
-     dict(tie_word_embeddings=True, use_sliding_window=False, **rope(1000000.0))),
-    ("mistral-head-dim", "MistralConfig", "MistralForCausalLM",
-     dict(sliding_window=None, head_dim=32, **rope(10000.0))),
+    (
+        "qwen2-bias-tied",
+        "Qwen2Config",
+        "Qwen2ForCausalLM",
+        dict(tie_word_embeddings=True, use_sliding_window=False, **rope(1000000.0)),
+    ),
+    (
+        "mistral-head-dim",
+        "MistralConfig",
+        "MistralForCausalLM",
+        dict(sliding_window=None, head_dim=32, **rope(10000.0)),
+    ),
 ]
 
 
@@ -92,7 +120,9 @@ def compare(name, expected, run, tolerance):
     diff = (got - expected).abs().max().item()
     scale = expected.abs().max().item()
     ok = diff <= tolerance * scale
-    print(f"{name}: max |diff| {diff:.3g}, logit scale {scale:.3g}, ratio {diff / scale:.3g} {'ok' if ok else 'FAILED'}")
+    print(
+        f"{name}: max |diff| {diff:.3g}, logit scale {scale:.3g}, ratio {diff / scale:.3g} {'ok' if ok else 'FAILED'}"
+    )
     return ok
 
 
@@ -105,14 +135,18 @@ def main():
     checks = failures = 0
     for seed, (name, config_class, model_class, settings) in enumerate(CASES):
         model = make_model(config_class, model_class, settings, seed)
-        ids = [1] + torch.randint(3, COMMON["vocab_size"], (SEQ_LEN - 1,), generator=torch.Generator().manual_seed(seed)).tolist()
+        ids = [1] + torch.randint(
+            3, COMMON["vocab_size"], (SEQ_LEN - 1,), generator=torch.Generator().manual_seed(seed)
+        ).tolist()
         with torch.no_grad():
             expected = model(torch.tensor([ids])).logits[0]
         runs = []
         with tempfile.TemporaryDirectory() as d:
             model.save_pretrained(d)
             command = [args.engine_logits, d, "--ids", ",".join(map(str, ids))]
-            runs.append((name, expected, subprocess.run(command, capture_output=True, text=True), TOLERANCE))
+            runs.append(
+                (name, expected, subprocess.run(command, capture_output=True, text=True, check=False), TOLERANCE)
+            )
         if cuda:
             bf16 = model.to(torch.bfloat16)
             with torch.no_grad():
@@ -120,8 +154,12 @@ def main():
             with tempfile.TemporaryDirectory() as d:
                 bf16.to("cpu").save_pretrained(d)
                 for placement in CUDA_PLACEMENTS:
-                    run = subprocess.run(command[:1] + [d] + command[2:] + ["--cuda", placement],
-                                         capture_output=True, text=True)
+                    run = subprocess.run(
+                        command[:1] + [d] + command[2:] + ["--cuda", placement],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
                     if "no CUDA support" in run.stderr:
                         break
                     runs.append((f"{name} bf16 cuda {placement}", expected, run, CUDA_TOLERANCE))
