@@ -10,6 +10,7 @@ the lm_head) is decoded once at load, on the device it runs on.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import tempfile
 import types
@@ -182,8 +183,10 @@ def _plan_auto(file, blocks, fixed, vram_budget, slots, prefetch):
         dec = _native.GpuDecoder(file._file, [n for n, _, _ in linears])
         decoded = sum((dec.output_bytes(j) + 255) // 256 * 256 for j in range(len(linears)))
         layers.append((decoded, dec.range_bytes, dec.device_bytes))
-    names, total, text = _native.plan_placement(layers, fixed, int(vram_budget), prefetch, slots)
-    return names, total, text
+    try:
+        return _native.plan_placement(layers, fixed, int(vram_budget), prefetch, slots)
+    except RuntimeError as e:
+        raise RuntimeError(f"{file.path}: {e}") from None
 
 
 def load_model(
@@ -272,6 +275,7 @@ def load_model(
             resident.append((names, info))
 
     memory = {"resident_weights": 0}
+    tensors = streamer = None
     try:
         if device.type == "cpu":
             tensors = [loader.cpu(info) for _, info in resident]
@@ -282,7 +286,7 @@ def load_model(
             for n in names:
                 _set_param(model, n, t)
             memory["resident_weights"] += t.numel() * t.element_size()
-        del tensors
+        tensors = None
         if missing:
             model.tie_weights()
             streamed_ids = {id(m.weight) for linears in streamed for _, m, _ in linears}
@@ -317,7 +321,10 @@ def load_model(
             )
             memory.update(streamer.memory)
     except BaseException:
-        del model
+        # Nothing half-loaded stays on the device: drop every reference to what was made (the hooks tie the
+        # streamer and the model in a cycle), collect, and hand torch's cached blocks back.
+        del model, streamer, tensors
+        gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
         raise
