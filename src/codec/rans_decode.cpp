@@ -8,15 +8,12 @@
 #include <vector>
 
 #include "codec/rans.hpp"
+#include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
 
 namespace codecllm::codec {
 namespace {
 
-uint32_t le16(const uint8_t* p) { return uint32_t{p[0]} | uint32_t{p[1]} << 8; }
-uint32_t le32(const uint8_t* p) { return le16(p) | le16(p + 2) << 16; }
-uint64_t le64(const uint8_t* p) { return le32(p) | uint64_t{le32(p + 4)} << 32; }
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 constexpr uint64_t kHeaderBytes = sizeof(RansPlaneHeader);
 
@@ -48,7 +45,7 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
                   const DecEntry* entry, const uint8_t* cls, uint8_t* out, uint64_t c, const char* what) {
   uint32_t x[kRansLanes];
   for (uint32_t lane = 0; lane < kRansLanes; ++lane) {
-    x[lane] = le32(chunk + size_t{4} * lane);
+    x[lane] = load_le32(chunk + size_t{4} * lane);
     // The encoder leaves every state in [L, 2^32).  From a state below L a decode step could
     // reach 0, and one refill would no longer restore [L, 2^32): reject it up front.
     if (x[lane] < kRansL) {
@@ -80,7 +77,7 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
           fail_chunk(what, c,
                      "word stream exhausted at symbol " + std::to_string(static_cast<uint64_t>(o - out) + lane));
         }
-        v = (v << 16) | le16(words + 2 * pos);
+        v = (v << 16) | load_le16(words + 2 * pos);
         ++pos;
       }
     } else {
@@ -88,7 +85,7 @@ void decode_chunk(const uint8_t* chunk, uint64_t bytes, uint32_t n, uint32_t pro
       // read either way (in bounds: >= 32 words were left at the start of this step) and
       // masked away unless refilling.  Arithmetic, not ?:, which compilers turn into a branch.
       const uint32_t r = refill;
-      v = (v << (r << 4)) | (le16(words + 2 * pos) & (0u - r));
+      v = (v << (r << 4)) | (load_le16(words + 2 * pos) & (0u - r));
       pos += r;
     }
     x[lane] = v;
@@ -160,7 +157,7 @@ void check_chunk_ends(const uint8_t* p, uint64_t size, uint64_t offsets, uint64_
                       uint32_t chunk_symbols, uint32_t num_chunks, const char* what) {
   uint64_t prev = 0;
   for (uint64_t c = 0; c < num_chunks; ++c) {
-    const uint64_t end = le32(p + offsets + 4 * c);
+    const uint64_t end = load_le32(p + offsets + 4 * c);
     if (end % 16 != 0) fail_chunk(what, c, "end offset " + std::to_string(end) + " not aligned");
     if (end < prev + kChunkStateBytes) {
       fail_chunk(what, c, "end offset " + std::to_string(end) + " leaves no room for its states");
@@ -193,14 +190,14 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
     fail(what, "payload of " + std::to_string(size) + " bytes is shorter than its header");
   }
   RansPlaneHeader h{};
-  h.magic = le32(p + 0);
-  h.prob_bits = le32(p + 4);
-  h.total_symbols = le64(p + 8);
-  h.chunk_symbols = le32(p + 16);
-  h.num_chunks = le32(p + 20);
-  h.min_symbol = static_cast<uint16_t>(le16(p + 24));
-  h.num_symbols = static_cast<uint16_t>(le16(p + 26));
-  h.data_offset = le32(p + 28);
+  h.magic = load_le32(p + 0);
+  h.prob_bits = load_le32(p + 4);
+  h.total_symbols = load_le64(p + 8);
+  h.chunk_symbols = load_le32(p + 16);
+  h.num_chunks = load_le32(p + 20);
+  h.min_symbol = static_cast<uint16_t>(load_le16(p + 24));
+  h.num_symbols = static_cast<uint16_t>(load_le16(p + 26));
+  h.data_offset = load_le32(p + 28);
 
   if (h.magic != kRansMagic) fail(what, "bad magic " + std::to_string(h.magic));
   check_common_header(h.prob_bits, h.total_symbols, h.chunk_symbols, h.num_chunks, what);
@@ -217,7 +214,7 @@ RansPlaneHeader rans_parse_header(ByteSpan payload, const char* what) {
   // is <= the sum, so a sum of M also bounds the entries; zero entries (absent symbols inside
   // the range) are allowed.
   uint32_t sum = 0;
-  for (uint32_t i = 0; i < h.num_symbols; ++i) sum += le16(p + kHeaderBytes + size_t{2} * i);
+  for (uint32_t i = 0; i < h.num_symbols; ++i) sum += load_le16(p + kHeaderBytes + size_t{2} * i);
   if (sum != (1u << h.prob_bits)) {
     fail(what, "frequencies sum to " + std::to_string(sum) + ", not 2^" + std::to_string(h.prob_bits));
   }
@@ -236,7 +233,7 @@ uint64_t rans_chunk_ends_offset(const RansPlaneHeader& h) {
 
 std::vector<uint32_t> rans_frequencies(ByteSpan payload, const RansPlaneHeader& h) {
   std::vector<uint32_t> freq(h.num_symbols);
-  for (uint32_t i = 0; i < h.num_symbols; ++i) freq[i] = le16(payload.data() + kHeaderBytes + 2 * size_t{i});
+  for (uint32_t i = 0; i < h.num_symbols; ++i) freq[i] = load_le16(payload.data() + kHeaderBytes + 2 * size_t{i});
   return freq;
 }
 
@@ -252,7 +249,7 @@ void ClassMap::tables_of(uint64_t first, uint64_t n, uint8_t* out) const {
   }
 }
 
-bool rans_is_class_plane(ByteSpan payload) { return payload.size() >= 4 && le32(payload.data()) == kRansClassMagic; }
+bool rans_is_class_plane(ByteSpan payload) { return payload.size() >= 4 && load_le32(payload.data()) == kRansClassMagic; }
 
 RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
   const uint8_t* p = payload.data();
@@ -261,16 +258,16 @@ RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
     fail(what, "class-table payload of " + std::to_string(size) + " bytes is shorter than its header");
   }
   RansClassPlane h;
-  if (le32(p) != kRansClassMagic) fail(what, "bad magic " + std::to_string(le32(p)));
-  h.prob_bits = le32(p + 4);
-  h.total_symbols = le64(p + 8);
-  h.chunk_symbols = le32(p + 16);
-  h.num_chunks = le32(p + 20);
-  h.map.cols = le32(p + 24);
-  h.data_offset = le32(p + 28);
+  if (load_le32(p) != kRansClassMagic) fail(what, "bad magic " + std::to_string(load_le32(p)));
+  h.prob_bits = load_le32(p + 4);
+  h.total_symbols = load_le64(p + 8);
+  h.chunk_symbols = load_le32(p + 16);
+  h.num_chunks = load_le32(p + 20);
+  h.map.cols = load_le32(p + 24);
+  h.data_offset = load_le32(p + 28);
   const uint8_t axis = p[32];
   h.map.num_tables = p[33];
-  const uint64_t entries = le32(p + 36);
+  const uint64_t entries = load_le32(p + 36);
   check_common_header(h.prob_bits, h.total_symbols, h.chunk_symbols, h.num_chunks, what);
   if (axis > 1 || p[34] != 0 || p[35] != 0) fail(what, "class axis " + std::to_string(axis) + " unknown");
   h.map.axis = static_cast<ClassAxis>(axis);
@@ -288,11 +285,11 @@ RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
   h.freqs.assign(h.map.num_tables, std::vector<uint32_t>(256, 0));
   for (uint32_t k = 0; k < h.map.num_tables; ++k) {
     if (at + 4 > size) fail(what, "class table " + std::to_string(k) + " runs past the payload");
-    const uint32_t lo = le16(p + at), n = le16(p + at + 2);
+    const uint32_t lo = load_le16(p + at), n = load_le16(p + at + 2);
     if (n == 0 || lo + n > 256) fail(what, "class table " + std::to_string(k) + ": symbol range outside the bytes");
     if (at + 4 + 2 * uint64_t{n} > size) fail(what, "class table " + std::to_string(k) + " runs past the payload");
     uint32_t sum = 0;
-    for (uint32_t i = 0; i < n; ++i) sum += h.freqs[k][lo + i] = le16(p + at + 4 + size_t{2} * i);
+    for (uint32_t i = 0; i < n; ++i) sum += h.freqs[k][lo + i] = load_le16(p + at + 4 + size_t{2} * i);
     if (sum != (1u << h.prob_bits)) {
       fail(what, "class table " + std::to_string(k) + ": frequencies sum to " + std::to_string(sum) + ", not 2^" +
                      std::to_string(h.prob_bits));
@@ -346,7 +343,7 @@ void decode_chunks(ByteSpan payload, uint64_t data_offset, uint64_t ends_offset,
   std::vector<uint8_t> cls(map != nullptr ? std::min<uint64_t>(cs, total) : 0);
   uint64_t start = 0;
   for (uint64_t c = 0; c < num_chunks; ++c) {
-    const uint64_t end = le32(p + ends_offset + 4 * c);
+    const uint64_t end = load_le32(p + ends_offset + 4 * c);
     const uint64_t first = c * cs;
     const auto n = static_cast<uint32_t>(std::min<uint64_t>(cs, total - first));
     if (map != nullptr) map->tables_of(first, n, cls.data());

@@ -11,22 +11,12 @@
 
 #include "codec/freq_table.hpp"
 #include "codec/rans.hpp"
+#include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
 
 namespace codecllm::codec {
 namespace {
 
-void put_le16(uint8_t* p, uint32_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
-void put_le32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put_le64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 // Everything the encoder needs about one symbol, precomputed so the hot loop has no division.
 //
@@ -132,11 +122,11 @@ EncodeChunkFn encode_chunk_for(uint32_t prob_bits) {
 // The first 24 bytes, alike in both layouts.
 void put_common_header(uint8_t* h, uint32_t magic, uint32_t prob_bits, uint64_t total, uint32_t cs,
                        uint64_t num_chunks) {
-  put_le32(h + 0, magic);
-  put_le32(h + 4, prob_bits);
-  put_le64(h + 8, total);
-  put_le32(h + 16, cs);
-  put_le32(h + 20, static_cast<uint32_t>(num_chunks));
+  store_le32(h + 0, magic);
+  store_le32(h + 4, prob_bits);
+  store_le64(h + 8, total);
+  store_le32(h + 16, cs);
+  store_le32(h + 20, static_cast<uint32_t>(num_chunks));
 }
 
 void check_options(const RansOptions& options, const char* who) {
@@ -192,15 +182,15 @@ void append_chunks(ByteSpan symbols, const ClassMap* map, uint32_t cs, uint32_t 
     // Appended (states, words, then zero padding) rather than resized and overwritten: a
     // resize would zero-fill every byte first.
     uint8_t states[kChunkStateBytes];
-    for (uint32_t lane = 0; lane < kRansLanes; ++lane) put_le32(states + size_t{4} * lane, x[lane]);
+    for (uint32_t lane = 0; lane < kRansLanes; ++lane) store_le32(states + size_t{4} * lane, x[lane]);
     out.insert(out.end(), states, states + kChunkStateBytes);
 #if !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
-    for (size_t i = 0; i < num_words; ++i) put_le16(reinterpret_cast<uint8_t*>(words + i), words[i]);
+    for (size_t i = 0; i < num_words; ++i) store_le16(reinterpret_cast<uint8_t*>(words + i), words[i]);
 #endif
     const auto* word_bytes = reinterpret_cast<const uint8_t*>(words);
     out.insert(out.end(), word_bytes, word_bytes + 2 * num_words);
     out.resize(at + chunk_bytes, 0);  // zero padding
-    put_le32(out.data() + table_end + 4 * c, static_cast<uint32_t>(out.size() - data_offset));
+    store_le32(out.data() + table_end + 4 * c, static_cast<uint32_t>(out.size() - data_offset));
   }
 }
 
@@ -244,11 +234,11 @@ std::vector<uint8_t> rans_encode(ByteSpan symbols, const RansOptions& options, c
 
   uint8_t* h = out.data();
   put_common_header(h, kRansMagic, prob_bits, total, cs, num_chunks);
-  put_le16(h + 24, min_symbol);
-  put_le16(h + 26, num_symbols);
-  put_le32(h + 28, static_cast<uint32_t>(data_offset));
+  store_le16(h + 24, min_symbol);
+  store_le16(h + 26, num_symbols);
+  store_le32(h + 28, static_cast<uint32_t>(data_offset));
   for (uint32_t i = 0; i < num_symbols; ++i)
-    put_le16(h + sizeof(RansPlaneHeader) + size_t{2} * i, freq[min_symbol + i]);  // M <= 2^15 fits
+    store_le16(h + sizeof(RansPlaneHeader) + size_t{2} * i, freq[min_symbol + i]);  // M <= 2^15 fits
   append_chunks(symbols, nullptr, cs, prob_bits, table, table_end, data_offset, out);
   return out;
 }
@@ -302,16 +292,16 @@ std::vector<uint8_t> rans_encode_classes(ByteSpan symbols, const RansOptions& op
   std::vector<uint8_t> out(std::max<uint64_t>(data_offset, kRansClassHeaderBytes), 0);
   uint8_t* h = out.data();
   put_common_header(h, kRansClassMagic, prob_bits, total, cs, num_chunks);
-  put_le32(h + 24, map.cols);
-  put_le32(h + 28, static_cast<uint32_t>(data_offset));
+  store_le32(h + 24, map.cols);
+  store_le32(h + 28, static_cast<uint32_t>(data_offset));
   h[32] = static_cast<uint8_t>(map.axis);
   h[33] = static_cast<uint8_t>(K);
-  put_le32(h + 36, static_cast<uint32_t>(map.classes.size()));
+  store_le32(h + 36, static_cast<uint32_t>(map.classes.size()));
   uint8_t* t = h + kRansClassHeaderBytes;
   for (uint32_t k = 0; k < K; ++k) {
-    put_le16(t, range[k].first);
-    put_le16(t + 2, range[k].second);
-    for (uint32_t i = 0; i < range[k].second; ++i) put_le16(t + 4 + size_t{2} * i, freq[k][range[k].first + i]);
+    store_le16(t, range[k].first);
+    store_le16(t + 2, range[k].second);
+    for (uint32_t i = 0; i < range[k].second; ++i) store_le16(t + 4 + size_t{2} * i, freq[k][range[k].first + i]);
     t += 4 + size_t{2} * range[k].second;
   }
   std::memcpy(h + classes_at, map.classes.data(), map.classes.size());

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "codec/parallel_for.hpp"
+#include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "format/checksum.hpp"
@@ -12,8 +13,7 @@ namespace codecllm::cuda {
 
 namespace {
 
-constexpr uint64_t kAlign = 256;
-uint64_t align_up(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+constexpr uint64_t kAlign = 256;  // where each group of a layer buffer starts
 
 cudaEvent_t new_event() {
   cudaEvent_t e = nullptr;
@@ -30,7 +30,7 @@ SlotLayout slot_layout(const GpuDecoder& decoder, const std::vector<int>& groups
   SlotLayout out;
   size_t i = 0;
   for (int g : groups) {
-    out.layer_bytes = align_up(out.layer_bytes);
+    out.layer_bytes = align_up(out.layer_bytes, kAlign);
     for (int k = 0; k < g; ++k, ++i) {
       if (i >= decoder.num_tensors()) throw Error("slot layout: groups name more tensors than a layer has");
       out.offsets.push_back(out.layer_bytes);
@@ -38,7 +38,7 @@ SlotLayout slot_layout(const GpuDecoder& decoder, const std::vector<int>& groups
     }
   }
   if (i != decoder.num_tensors()) throw Error("slot layout: groups do not cover a layer's tensors");
-  out.layer_bytes = align_up(out.layer_bytes);
+  out.layer_bytes = align_up(out.layer_bytes, kAlign);
   return out;
 }
 

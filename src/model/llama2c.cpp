@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
 #include "format/mapped_file.hpp"
 #include "model/files.hpp"
@@ -21,10 +22,6 @@ namespace fs = std::filesystem;
 
 // Versions 1 and 2 of llama2.c's export start with this magic ("ak42" little-endian).
 constexpr uint32_t kLlama2cMagic = 0x616b3432;
-
-uint32_t read_le32(const uint8_t* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
 
 // Positions of the float32 arrays, in floats from the end of the header.
 struct Layout {
@@ -227,11 +224,11 @@ Llama2cConfig parse_llama2c_header(ByteSpan file, const std::string& what) {
   if (file.size() < kLlama2cHeaderBytes) {
     fail("file is " + std::to_string(file.size()) + " bytes, too short for a llama2.c header");
   }
-  if (read_le32(file.data()) == kLlama2cMagic) {
+  if (load_le32(file.data()) == kLlama2cMagic) {
     fail("llama2.c version-1/2 export (magic 'ak42'); only the version-0 layout is supported");
   }
   int32_t h[7];
-  for (int i = 0; i < 7; ++i) h[i] = static_cast<int32_t>(read_le32(file.data() + 4 * i));
+  for (int i = 0; i < 7; ++i) h[i] = static_cast<int32_t>(load_le32(file.data() + 4 * i));
   const char* const names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
   for (int i = 0; i < 7; ++i) {
     const bool ok = i == 5 ? h[i] != 0 && h[i] != INT32_MIN : h[i] > 0;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
 #include "format/output_file.hpp"
 
@@ -18,16 +19,6 @@ using nlohmann::json;
 // Real headers nest three levels (root, tensor entry, shape); the cap stops a deeply
 // nested header from costing gigabytes of parse tree before it is rejected.
 constexpr int kMaxJsonDepth = 16;
-
-uint64_t read_le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-void write_le64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
 
 bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
 
@@ -45,7 +36,7 @@ class Parser {
     if (file_.size() < 8) {
       fail("file is " + std::to_string(file_.size()) + " bytes, too short for the 8-byte safetensors header length");
     }
-    const uint64_t header_len = read_le64(file_.data());
+    const uint64_t header_len = load_le64(file_.data());
     if (header_len > kMaxSafetensorsHeader) {
       fail("header length " + std::to_string(header_len) + " exceeds the " + std::to_string(kMaxSafetensorsHeader) +
            "-byte limit");
@@ -226,7 +217,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorInfo>& t
 
   format::OutputFile out(path);
   uint8_t len[8];
-  write_le64(len, text.size());
+  store_le64(len, text.size());
   out.write(len, sizeof(len));
   out.write(text.data(), text.size());
   for (const TensorInfo& t : tensors) out.write(t.data.data(), t.data.size());
