@@ -7,6 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
 #include "commands.hpp"
 #include "cuda/cuda_check.hpp"
@@ -92,7 +93,7 @@ Result bench_group(const format::ContainerReader& file, const std::string& label
   uint64_t at = 0;
   for (size_t i = 0; i < names.size(); ++i) {
     outs.push_back(static_cast<uint8_t*>(out) + at);
-    at += (dec.output_bytes(i) + 255) / 256 * 256;
+    at += align_up(dec.output_bytes(i), 256);
   }
   Result r;
   r.name = label;

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "codec/rans.hpp"
+#include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/decode_class.hpp"
@@ -15,11 +16,6 @@ namespace codecllm::cuda {
 using format::PlaneCodec;
 using format::TensorMode;
 using format::Transform;
-
-void throw_cuda(cudaError_t e, const char* call, const char* file, int line) {
-  throw CudaError(e, std::string("CUDA error in ") + call + " (" + file + ":" + std::to_string(line) +
-                         "): " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
-}
 
 namespace {
 
@@ -235,7 +231,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       if (options.int8_output != Int8Out::Int8) out_bytes = t.elements * 2;
       if (t.predictor && options.int8_output != Int8Out::Int8) {
         scratch_offset_.back() = scratch;
-        scratch += (t.elements + 255) / 256 * 256;
+        scratch += align_up(t.elements, 256);
       }
     }
     uint32_t coded_mask = 0;
