@@ -6,7 +6,6 @@
 #include "commands.hpp"
 #include "engine/generate.hpp"
 #include "engine_factory.hpp"
-#include "format/mapped_file.hpp"
 #include "table.hpp"
 
 namespace codecllm::tools {
@@ -47,6 +46,20 @@ struct RunArgs {
   }
 };
 
+// The end of a run: the result as JSON (with the engine and its memory) on stdout, or a stats
+// line on stderr after the streamed text.
+int report(const engine::Engine& eng, bool json, nlohmann::json result, const std::string& stats) {
+  const engine::MemoryStats m = eng.memory();
+  if (json) {
+    result["engine"] = eng.describe();
+    result.update(memory_json(m));
+    std::cout << result.dump(2) << '\n';
+  } else {
+    std::cerr << "[" << eng.describe() << "] " << stats << "; " << memory_line(m) << "\n";
+  }
+  return 0;
+}
+
 // Several sequences at once: printed when all are done (interleaved streaming would be
 // unreadable), then one stats line for the batch.
 int run_batch(engine::Engine& eng, const model::Tokenizer& tok, const RunArgs& a) {
@@ -55,31 +68,23 @@ int run_batch(engine::Engine& eng, const model::Tokenizer& tok, const RunArgs& a
   std::vector<std::vector<int>> prompts(B);
   for (int b = 0; b < B; ++b) prompts[b] = tok.encode(prompt_of(b), true);
   const engine::BatchGenerateResult r = engine::generate_batch(eng, prompts, a.generate_options());
-  const engine::MemoryStats m = eng.memory();
-  if (a.json) {
-    nlohmann::json seqs = nlohmann::json::array();
-    for (int b = 0; b < B; ++b) {
-      seqs.push_back({{"prompt", prompt_of(b)},
-                      {"tokens", r.sequences[b].tokens},
-                      {"text", tok.decode(r.sequences[b].tokens)},
-                      {"hit_eos", r.sequences[b].hit_eos}});
-    }
-    nlohmann::json j = {{"batch", B},
-                        {"sequences", seqs},
-                        {"steps", r.steps},
-                        {"prefill_seconds", r.prefill_seconds},
-                        {"decode_tokens_per_s", r.decode_tokens_per_s()},
-                        {"engine", eng.describe()}};
-    j.update(memory_json(m));
-    std::cout << j.dump(2) << '\n';
-    return 0;
+  nlohmann::json seqs = nlohmann::json::array();
+  for (int b = 0; b < B; ++b) {
+    seqs.push_back({{"prompt", prompt_of(b)},
+                    {"tokens", r.sequences[b].tokens},
+                    {"text", tok.decode(r.sequences[b].tokens)},
+                    {"hit_eos", r.sequences[b].hit_eos}});
+    if (!a.json) std::cout << "[" << b << "] " << prompt_of(b) << tok.decode(r.sequences[b].tokens) << "\n";
   }
-  for (int b = 0; b < B; ++b)
-    std::cout << "[" << b << "] " << prompt_of(b) << tok.decode(r.sequences[b].tokens) << "\n";
-  std::cerr << "[" << eng.describe() << "] " << r.steps << " steps, prefill " << r.prefill_steps << " steps in "
-            << fixed(r.prefill_seconds, 2) << " s, decode " << r.decode_tokens << " tokens at "
-            << fixed(r.decode_tokens_per_s(), 1) << " tok/s (all sequences); " << memory_line(m) << "\n";
-  return 0;
+  return report(eng, a.json,
+                {{"batch", B},
+                 {"sequences", seqs},
+                 {"steps", r.steps},
+                 {"prefill_seconds", r.prefill_seconds},
+                 {"decode_tokens_per_s", r.decode_tokens_per_s()}},
+                std::to_string(r.steps) + " steps, prefill " + std::to_string(r.prefill_steps) + " steps in " +
+                    fixed(r.prefill_seconds, 2) + " s, decode " + std::to_string(r.decode_tokens) + " tokens at " +
+                    fixed(r.decode_tokens_per_s(), 1) + " tok/s (all sequences)");
 }
 
 }  // namespace
@@ -114,69 +119,16 @@ Command add_run(CLI::App& app) {
       prev = t;
       return true;
     });
-    const engine::MemoryStats m = eng->memory();
-    if (a->json) {
-      nlohmann::json j = {{"prompt_tokens", r.prompt_tokens},
-                          {"tokens", r.tokens},
-                          {"text", tok->decode(r.tokens)},
-                          {"prefill_tokens_per_s", r.prefill_tokens_per_s()},
-                          {"decode_tokens_per_s", r.decode_tokens_per_s()},
-                          {"engine", eng->describe()}};
-      j.update(memory_json(m));
-      std::cout << j.dump(2) << '\n';
-      return 0;
-    }
-    std::cout << "\n";
-    std::cerr << "[" << eng->describe() << "] prefill " << r.prompt_tokens << " tokens at "
-              << fixed(r.prefill_tokens_per_s(), 1) << " tok/s, decode " << r.tokens.size() << " tokens at "
-              << fixed(r.decode_tokens_per_s(), 1) << " tok/s; " << memory_line(m) << "\n";
-    return 0;
-  };
-}
-
-Command add_perplexity(CLI::App& app) {
-  struct Args {
-    std::string file, text;
-    int window = 512;
-    size_t max_tokens = 0;
-    bool json = false;
-    EngineArgs engine;
-  };
-  auto a = std::make_shared<Args>();
-  app.add_option("FILE", a->file, ".cllm file")->required()->check(CLI::ExistingFile);
-  app.add_option("--text", a->text, "UTF-8 text file to score")->required()->check(CLI::ExistingFile);
-  app.add_option("--window", a->window, "Context window; windows do not overlap")->check(CLI::Range(2, 1 << 16));
-  app.add_option("--max-tokens", a->max_tokens, "Score only the first N tokens (0: all)");
-  app.add_flag("--json", a->json, "Print the result as JSON");
-  add_engine_options(app, a->engine);
-  return [a] {
-    LoadedModel loaded = load_model(a->file, a->engine);
-    engine::Engine* eng = loaded.engine.get();
-    const model::Tokenizer* tok = loaded.tokenizer.get();
-    std::string text;
-    {
-      format::MappedFile m(a->text);
-      text.assign(reinterpret_cast<const char*>(m.data()), m.size());
-    }
-    std::vector<int> ids = tok->encode(text, true);
-    if (a->max_tokens > 0 && ids.size() > a->max_tokens) ids.resize(a->max_tokens);
-    const bool tty = stderr_is_tty() && !a->json;
-    engine::PerplexityResult r = engine::perplexity(*eng, ids, a->window, [&](uint64_t done, uint64_t total) {
-      if (tty && done % 512 == 0) std::cerr << "\r\033[Kscored " << done << "/" << total << std::flush;
-    });
-    if (tty) std::cerr << "\n";
-    if (a->json) {
-      std::cout << nlohmann::json{{"file", a->file},        {"text", a->text},          {"tokens", ids.size()},
-                                  {"predictions", r.count}, {"mean_nll", r.mean_nll},   {"perplexity", r.perplexity()},
-                                  {"seconds", r.seconds},   {"engine", eng->describe()}}
-                       .dump(2)
-                << '\n';
-    } else {
-      std::cout << a->file << ": " << r.count << " predictions, mean NLL " << fixed(r.mean_nll, 4)
-                << " nats, perplexity " << fixed(r.perplexity(), 3) << " (" << fixed(double(r.count) / r.seconds, 0)
-                << " tok/s, " << eng->describe() << ")\n";
-    }
-    return 0;
+    if (!a->json) std::cout << "\n";
+    return report(*eng, a->json,
+                  {{"prompt_tokens", r.prompt_tokens},
+                   {"tokens", r.tokens},
+                   {"text", tok->decode(r.tokens)},
+                   {"prefill_tokens_per_s", r.prefill_tokens_per_s()},
+                   {"decode_tokens_per_s", r.decode_tokens_per_s()}},
+                  "prefill " + std::to_string(r.prompt_tokens) + " tokens at " + fixed(r.prefill_tokens_per_s(), 1) +
+                      " tok/s, decode " + std::to_string(r.tokens.size()) + " tokens at " +
+                      fixed(r.decode_tokens_per_s(), 1) + " tok/s");
   };
 }
 
