@@ -24,6 +24,20 @@ def test_cpu_lossless_is_bit_identical(saved, name):
     assert torch.equal(outputs(model, ids), outputs(ref, ids))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cpu_other_float_types_are_bit_identical(tmp_path, dtype):
+    """Checkpoints saved in float32 or float16 load in that type by default, bit for bit."""
+    from conftest import make_model
+
+    src = tmp_path / "hf"
+    make_model("qwen2", dtype=dtype, seed=7).save_pretrained(src)
+    codecllm.compress(src, tmp_path / "m.cllm", progress=False)
+    model = codecllm.load_model(tmp_path / "m.cllm", device="cpu")
+    assert model.dtype == dtype
+    ids = ids_for(6)
+    assert torch.equal(outputs(model, ids), outputs(reference("qwen2", src, dtype=dtype), ids))
+
+
 @pytest.mark.parametrize("name", ["llama", "gpt2", "bert"])
 def test_cpu_int8_equals_its_dequantized_weights(saved, tmp_path, name):
     """int8 weights are used as q * scale: exactly what decompress writes out."""
