@@ -120,7 +120,7 @@ class WeightStreamer {
   void decode_at_load(int l, uint8_t* dst, cudaStream_t stream);
   void copy_to_pinned();
   void enqueue_fetch(int rank, bool slot_used_this_step);
-  // DeviceCompressed layers among the first `slots` ranks decode at the end of the step before
+  // GpuCompressed layers among the first `slots` ranks decode at the end of the step before
   // (and at prefetch for the first step): their weights are the same every step, so the next
   // step's first layers decode while this one's last layers and lm_head compute.
   bool carried(int rank) const { return rank < slots_ && layers_[streamed_[rank]].home == Placement::GpuCompressed; }

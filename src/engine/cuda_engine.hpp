@@ -45,7 +45,7 @@ struct CudaEngineOptions {
   bool products_from_compressed = false;
   // gpu-compressed at batch 1 on BF16 layers: decode only each layer's exponent bytes into the
   // scratch slots, and let the GEMV read the sign and mantissa bytes (stored raw) straight
-  // from the compressed copy (cuda::StreamerOptions::bf16_exponents_only): slots of half the
+  // from the compressed copy (cuda::DecoderOptions::bf16_exponents_only): slots of half the
   // size, and 2 bytes fewer written and read per weight. The same bits either way; off only to
   // measure what it gains.
   bool bf16_exponents_only = true;
