@@ -449,6 +449,14 @@ void GpuDecoder::decode_from_host(const uint8_t* comp_host, void* const* outputs
   decode(staging_, outputs, stream, scratch);
 }
 
+void GpuDecoder::release_staging() {
+  if (staging_ == nullptr) return;
+  allocations_.erase(std::find(allocations_.begin(), allocations_.end(), staging_));
+  cudaFree(staging_);
+  device_bytes_ -= range_bytes_;
+  staging_ = nullptr;
+}
+
 void GpuDecoder::check(cudaStream_t stream) {
   CLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
   std::vector<uint32_t> status(host_tensors_.size());

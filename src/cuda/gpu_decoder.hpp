@@ -74,6 +74,9 @@ class GpuDecoder {
   // staging buffer allocated once, then the decode.
   void decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream,
                         uint8_t* scratch = nullptr);
+  // Frees the staging buffer of decode_from_host once the caller has waited for its decodes (a
+  // decode at load, whose decoder stays around afterwards).
+  void release_staging();
   // Batch-1 products straight from the compressed weights (decode_gemv_kernel.cu): whether
   // tensor i can take them. It must be a matrix of lossless BF16 weights (exponents coded with
   // one table, the usual layout) or of int8 values kept int8 (DecoderOptions::int8_output, no

@@ -167,7 +167,8 @@ void WeightStreamer::decode_at_load(int l, uint8_t* dst, cudaStream_t stream) {
   outputs(dst, out);
   uint8_t* scratch = L.decoder->scratch_bytes() > 0 && !decoder_scratch_.empty() ? decoder_scratch_[0] : nullptr;
   L.decoder->decode_from_host(L.decoder->host_range().data(), out, stream, scratch);
-  L.decoder->check(stream);
+  L.decoder->check(stream);      // synchronizes: the staging copy is done with
+  L.decoder->release_staging();  // one layer's range at a time, not every layer's, at load
 }
 
 // Host layers: the compressed range is copied out of the file map into pinned memory and its
