@@ -19,7 +19,7 @@ import torch
 
 from . import _native
 from ._file import CllmFile
-from ._streamer import BlockStreamer
+from ._streamer import BlockStreamer, block_layout
 
 PLACEMENTS = ("gpu", "gpu-compressed", "host", "auto")
 TOKENIZER_FILES = (
@@ -41,7 +41,6 @@ TORCH_DTYPES = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-MAX_TENSORS_PER_DECODER = 64  # cuda/decode_desc.hpp kMaxTensorsPerLaunch
 
 
 @contextlib.contextmanager
@@ -151,8 +150,9 @@ class _Loader:
     def gpu(self, infos) -> list:
         """Decodes several tensors in one decoder; each comes out in the decoder's output type."""
         out = []
-        for i in range(0, len(infos), MAX_TENSORS_PER_DECODER):
-            group = infos[i : i + MAX_TENSORS_PER_DECODER]
+        step = _native.max_tensors_per_decoder
+        for i in range(0, len(infos), step):
+            group = infos[i : i + step]
             dec = _native.GpuDecoder(self.file._file, [t.name for t in group], self.int8_out, self.f32_as_bf16)
             tensors = [torch.empty(t.shape, dtype=self.gpu_dtype(t), device=self.device) for t in group]
             for j, (t, x) in enumerate(zip(group, tensors)):
@@ -175,14 +175,11 @@ class _Loader:
         return TORCH_DTYPES[info.dtype]
 
 
-def _plan_auto(file, blocks, fixed, vram_budget, slots, prefetch):
-    """Per block gpu, gpu-compressed or host within the budget, by the engine's planner; `fixed` is what the
-    model holds besides its blocks' linear weights (embeddings, norms, biases, lm_head)."""
-    layers = []
-    for _, linears in blocks:
-        dec = _native.GpuDecoder(file._file, [n for n, _, _ in linears])
-        decoded = sum((dec.output_bytes(j) + 255) // 256 * 256 for j in range(len(linears)))
-        layers.append((decoded, dec.range_bytes, dec.device_bytes))
+def _plan_auto(file, decoders, fixed, vram_budget, slots, prefetch):
+    """(placement per block, total bytes, decode slots, plan text) within the budget, by the engine's planner,
+    over the byte counts of the decoders the blocks will use; `fixed` is what the model holds besides its blocks'
+    linear weights."""
+    layers = [(block_layout(d)[1], d.range_bytes, d.device_bytes) for d in decoders]
     try:
         return _native.plan_placement(layers, fixed, int(vram_budget), prefetch, slots)
     except RuntimeError as e:
@@ -205,9 +202,10 @@ def load_model(
     device: "cpu" (the CPU reference decoder decodes every weight at load) or a CUDA device (every decode
     runs on the GPU). placement (CUDA): "gpu" (decoded at load), "gpu-compressed" (block weights compressed
     in VRAM, decoded just in time), "host" (compressed in pinned host RAM, copied and decoded just in time),
-    "auto" (per block, the fastest mix within vram_budget bytes of weights, decoder tables and scratch). dtype: the model's floating type (default:
-    the file's; float32 weights may be decoded to bfloat16; int8 files dequantize to bfloat16 or float16).
-    The model has codecllm_memory(), which reports where its bytes are.
+    "auto" (per block, the fastest mix within vram_budget bytes of weights, decoder tables and scratch).
+    dtype: the model's floating type (default: the file's; float32 weights may be decoded to bfloat16; int8
+    files dequantize to bfloat16 or float16). The model has codecllm_memory(), which reports where its bytes
+    are.
     """
     import transformers
 
@@ -275,7 +273,7 @@ def load_model(
             resident.append((names, info))
 
     memory = {"resident_weights": 0}
-    tensors = streamer = None
+    tensors = streamer = decoders = None
     try:
         if device.type == "cpu":
             tensors = [loader.cpu(info) for _, info in resident]
@@ -300,35 +298,36 @@ def load_model(
         streamer = None
         block_list = [(blocks_modules[b], streamed[b]) for b in range(len(blocks_modules)) if streamed[b]]
         if block_list:
+            decoders = [
+                _native.GpuDecoder(file._file, [n for n, _, _ in linears], int8_out, f32_as_bf16)
+                for _, linears in block_list
+            ]
             placements = [placement] * len(block_list)
             if placement == "auto":
-                placements, _total, text = _plan_auto(file, block_list, vram_budget, decode_slots, prefetch)
+                placements, memory["planned_total"], decode_slots, text = _plan_auto(
+                    file, decoders, memory["resident_weights"], vram_budget, decode_slots, prefetch
+                )
                 if print_plan:
                     print(text, end="")
             for _, linears in block_list:
                 for _, m, _ in linears:
                     del m._parameters["weight"]  # a plain attribute from now on, set before each block runs
             streamer = BlockStreamer(
-                file,
-                block_list,
-                placements,
-                dtype,
-                device,
-                slots=decode_slots,
-                prefetch=prefetch,
-                int8_out=int8_out,
-                f32_as_bf16=f32_as_bf16,
+                block_list, decoders, placements, dtype, device, slots=decode_slots, prefetch=prefetch
             )
+            decoders = None  # the streamer holds them; gpu blocks' go once decoded
             memory.update(streamer.memory)
     except BaseException:
         # Nothing half-loaded stays on the device: drop every reference to what was made (the hooks tie the
         # streamer and the model in a cycle), collect, and hand torch's cached blocks back.
-        del model, streamer, tensors
+        del model, streamer, tensors, decoders
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
         raise
 
+    if streamer is not None:
+        memory["block_placements"] = [b.placement for b in streamer.blocks]
     model._codecllm = {"file": file, "streamer": streamer, "placement": placement, "device": device, "memory": memory}
     model.codecllm_memory = types.MethodType(_memory_report, model)
     return model

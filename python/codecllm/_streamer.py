@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import _native
-
 ALIGN = 256  # each tensor's place in a slot starts 256-byte aligned, as the C++ streamer's groups do
 CHECK_EVERY = 64  # forwards between integrity checks of the decoders (each synchronizes)
 
@@ -43,21 +41,26 @@ class Block:
     pointers: list = field(default_factory=list)  # streamed: where its tensors go in its slot
 
 
+def block_layout(decoder) -> tuple:
+    """Where each of a block's decoded tensors lies in a slot (each 256-byte aligned), and the slot's size: what a
+    plan counts and what the streamer allocates."""
+    offsets, size = [], 0
+    for j in range(decoder.num_tensors):
+        offsets.append(size)
+        size = _align(size + decoder.output_bytes(j))
+    return offsets, size
+
+
 class BlockStreamer:
-    def __init__(
-        self, file, blocks, placements, dtype, device, slots=3, prefetch=2, int8_out="bf16", f32_as_bf16=False
-    ):
-        """blocks: [(block module, [(tensor name, module owning .weight, shape)])]; placements: per block."""
+    def __init__(self, blocks, decoders, placements, dtype, device, slots=3, prefetch=2):
+        """blocks: [(block module, [(tensor name, module owning .weight, shape)])]; decoders: a GpuDecoder over each
+        block's tensor names, in that order; placements: per block."""
         self.device = torch.device(device)
         self.dtype = dtype
         self.blocks: list[Block] = []
         load = torch.cuda.current_stream(self.device)
-        for i, ((module, linears), placement) in enumerate(zip(blocks, placements)):
-            dec = _native.GpuDecoder(file._file, [n for n, _, _ in linears], int8_out, f32_as_bf16)
-            offsets, size = [], 0
-            for j in range(len(linears)):
-                offsets.append(size)
-                size = _align(size + dec.output_bytes(j))
+        for i, ((_, linears), dec, placement) in enumerate(zip(blocks, decoders, placements)):
+            offsets, size = block_layout(dec)
             self.blocks.append(
                 Block(i, placement, dec, [m for _, m, _ in linears], [s for _, _, s in linears], offsets, size)
             )

@@ -119,6 +119,7 @@ NB_MODULE(_native, m) {
 
 #ifdef CODECLLM_HAVE_CUDA
   m.attr("has_cuda") = true;
+  m.attr("max_tensors_per_decoder") = cuda::kMaxTensorsPerLaunch;
 #else
   m.attr("has_cuda") = false;
 #endif
@@ -127,7 +128,8 @@ NB_MODULE(_native, m) {
         nb::arg("chunk_symbols") = 0, nb::arg("one_table") = false, nb::arg("progress") = nb::none());
 
   // The engine's placement planner (engine/placement_plan.hpp), for placement="auto": layers as
-  // (decoded, compressed, decoder table) bytes; returns (placement per layer, total VRAM, plan text).
+  // (decoded, compressed, decoder table) bytes; returns (placement per layer, total VRAM, decode
+  // slots, plan text).
   m.def(
       "plan_placement",
       [](const std::vector<std::tuple<uint64_t, uint64_t, uint64_t>>& layers, uint64_t fixed, uint64_t budget,
@@ -141,7 +143,7 @@ NB_MODULE(_native, m) {
         const engine::PlacementPlan p = engine::plan_placement(r);
         std::vector<std::string> names;
         for (Placement l : p.layers) names.emplace_back(placement_name(l));
-        return std::make_tuple(names, p.total_bytes, engine::describe_plan(p, r));
+        return std::make_tuple(names, p.total_bytes, p.decode_slots, engine::describe_plan(p, r));
       },
       nb::arg("layers"), nb::arg("fixed_bytes"), nb::arg("budget_bytes"), nb::arg("prefetch") = 2,
       nb::arg("compressed_slots") = 2);

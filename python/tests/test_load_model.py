@@ -206,3 +206,17 @@ def test_cuda_auto_mixes_within_the_budget(saved):
         if set(mem["block_placements"]) != {"gpu"}:
             mixed = mem["block_placements"]
     assert mixed is not None, "no budget gave a plan with compressed or host blocks"
+
+
+def test_the_engines_planner_is_what_auto_uses():
+    """placement="auto" plans with the engine's planner (engine/placement_plan.hpp) through the binding: 8 layers of
+    300 MiB decoded / 200 MiB compressed, 1000 MiB fixed, two decode slots (the numbers of tests/placement_test.cpp)."""
+    mib = 1 << 20
+    layers = [(300 * mib, 200 * mib, 0)] * 8
+    names, total, slots, text = codecllm._native.plan_placement(layers, 1000 * mib, 3400 * mib - 1, 2, 2)
+    assert names == ["gpu"] + ["gpu-compressed"] * 7 and total == 3300 * mib and slots == 2
+    names, total, _, _ = codecllm._native.plan_placement(layers, 1000 * mib, 3100 * mib, 2, 2)
+    assert names == ["gpu"] + ["gpu-compressed"] * 4 + ["host"] * 3 and total == 3100 * mib
+    assert "decode scratch" in text
+    with pytest.raises(RuntimeError, match="too small"):
+        codecllm._native.plan_placement(layers, 1000 * mib, 1000 * mib, 2, 2)
