@@ -34,7 +34,8 @@ class Block:
     layout_bytes: int
     rank: int = -1  # among streamed blocks
     host_rank: int = -1  # among host blocks
-    pinned: torch.Tensor | None = None
+    pinned: torch.Tensor | None = None  # host: the compressed range in pinned RAM
+    stage: torch.Tensor | None = None  # host: its staging buffer on the device
     resident: torch.Tensor | None = None  # gpu: the decoded weights
     views: list = field(default_factory=list)  # streamed: weight views into its slot
     pending: bool = False  # its decode is enqueued and not yet consumed
@@ -104,6 +105,7 @@ class BlockStreamer:
             else:
                 b.pinned = torch.empty(b.decoder.range_bytes, dtype=torch.uint8, pin_memory=True)
                 b.decoder.copy_range_to(b.pinned.data_ptr())
+                b.stage = self.stages[b.host_rank % self.nstages][: b.decoder.range_bytes]  # made once, not per step
                 self.memory["pinned_host"] += b.decoder.range_bytes
                 self.memory["decoder_tables"] += b.decoder.device_bytes
             if b.placement != "gpu":
@@ -119,11 +121,10 @@ class BlockStreamer:
             self._enqueue(self.streamed[r])
 
     def _views(self, buffer, b):
-        out = []
-        for off, shape, j in zip(b.offsets, b.shapes, range(len(b.shapes))):
-            n = b.decoder.output_bytes(j)
-            out.append(buffer[off : off + n].view(self.dtype).view(shape))
-        return out
+        return [
+            buffer[off : off + b.decoder.output_bytes(j)].view(self.dtype).view(shape)
+            for j, (off, shape) in enumerate(zip(b.offsets, b.shapes))
+        ]
 
     def _pointers(self, buffer, b):
         return [buffer.data_ptr() + off for off in b.offsets]
@@ -139,15 +140,15 @@ class BlockStreamer:
         s.wait_event(self.free[slot])
         comp = b.decoder.resident
         if b.placement == "host":
-            k = b.host_rank % self.nstages
-            s.wait_event(self.stage_free[k])
+            stage_free = self.stage_free[b.host_rank % self.nstages]
+            s.wait_event(stage_free)
             with torch.cuda.stream(s):
-                self.stages[k][: b.pinned.numel()].copy_(b.pinned, non_blocking=True)
-            comp = self.stages[k].data_ptr()
+                b.stage.copy_(b.pinned, non_blocking=True)
+            comp = b.stage.data_ptr()
         b.decoder.decode(comp, b.pointers, s.cuda_stream)
         self.ready[slot].record(s)
         if b.placement == "host":
-            self.stage_free[b.host_rank % self.nstages].record(s)
+            stage_free.record(s)
         b.pending = True
 
     def _before(self, b):

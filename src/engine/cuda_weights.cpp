@@ -162,13 +162,14 @@ void CudaWeights::load_small_tensors(const format::ContainerReader& file) {
                ? decode_to_host(file, embed, dequantized())
                : load(embed, dequantized());
   const int H = cfg_.hidden, V = cfg_.vocab;
+  const TensorSpec head = model::tensor_spec(cfg_, TensorRole::LmHead);
   if (cfg_.tie_embeddings) {
     lm_head_ = dense_product(embed_, nullptr, H, V, opt_.batch);
-  } else if (const TensorSpec head = model::tensor_spec(cfg_, TensorRole::LmHead);
-             need(file, head).mode == format::TensorMode::Int8 && gemv16_takes(H, opt_.batch)) {
+  } else if (const format::TensorRecord& r = need(file, head);
+             r.mode == format::TensorMode::Int8 && gemv16_takes(H, opt_.batch)) {
     // Every placement keeps an int8 lm_head int8, so that all of them compute the same logits.
     const void* w = load(head, cuda::Int8Out::Int8);
-    lm_head_ = dense_product(w, upload_scales(file, {&need(file, head)}), H, V, opt_.batch);
+    lm_head_ = dense_product(w, upload_scales(file, {&r}), H, V, opt_.batch);
   } else {
     lm_head_ = dense_product(load(head, dequantized()), nullptr, H, V, opt_.batch);
   }
