@@ -1,25 +1,31 @@
 #!/usr/bin/env python3
 """Generation speed and peak VRAM of the Python package against what a PyTorch user runs otherwise.
 
-    python3 bench/python_bench.py MODEL.cllm [--batches 1,8] [--tokens 32] [--runs NAME,...] [--jsonl OUT]
+    python3 bench/python_bench.py MODEL.cllm [--synthesize llama3-8b] [--batches 1,8] [--tokens 32]
+                                  [--runs NAME,...] [--jsonl OUT]
 
-MODEL.cllm is lossless; its int8 twin is made beside it when missing. The Hugging Face reference
-is the lossless file written back by codecllm.decompress (bit-identical weights). Each run loads
-one model, generates `--tokens` greedy tokens from an 8-token prompt at each batch size (one
-warm-up generate first) and reports tokens/s, the weight bytes a step reads over its time (as a
-fraction of a device-to-device copy measured in the same process) and peak VRAM (torch's
-max_memory_allocated over the load and the runs). Runs:
+MODEL.cllm is lossless (with --synthesize, a model of that shape with random weights is made
+first: transformers' own initialization on the GPU, saved, compressed). Its int8 twin is made
+beside it when missing. The Hugging Face reference is the lossless file written back by
+codecllm.decompress (bit-identical weights). Each run loads one model, generates --tokens
+greedy tokens from an 8-token prompt at each batch size (after a 4-token warm-up generate) and
+reports tokens/s, the matrix bytes a step reads over its time as a fraction of a device-to-device
+copy measured in the same process, and peak VRAM over the load and the runs: torch's
+max_memory_allocated, plus, for codecllm models, what the native decoders hold outside torch
+(codecllm_memory()["peak_vram"]). Runs (a "-static" suffix: cache_implementation="static"):
   transformers          from_pretrained in BF16 (the reference), default dynamic cache
-  transformers-static   the same with cache_implementation="static"
   gpu, gpu-compressed, host, int8-gpu-compressed   codecllm.load_model placements
-  accelerate-offload    the BF16 model with accelerate.cpu_offload (weights in host RAM)
-  dfloat11              DFloat11 (pip package dfloat11) where it is installed
+  accelerate-offload    the BF16 model under accelerate.cpu_offload (weights in host RAM)
+  dfloat11              DFloat11 (pip package dfloat11), compressed by its own compress_model
+                        (pure Python: only for models under --dfloat11-max-params)
 """
 
 import argparse
+import contextlib
 import gc
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -27,7 +33,38 @@ import codecllm
 import torch
 import transformers
 
-RUNS = "transformers,transformers-static,gpu,gpu-compressed,int8-gpu-compressed,host,accelerate-offload"
+RUNS = (
+    "transformers,transformers-static,gpu,gpu-compressed,gpu-compressed-static,int8-gpu-compressed,host,"
+    "accelerate-offload,dfloat11"
+)
+SLOW = ("accelerate-offload", "host")  # runs bound by PCIe: --slow-tokens tokens
+SHAPES = {
+    "llama3-8b": {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "max_position_embeddings": 8192,
+        "rope_theta": 500000.0,
+        "tie_word_embeddings": False,
+    }
+}
+# Which submodules DFloat11 compresses, in its compress_model's terms (Llama names).
+DF11_LLAMA = {
+    r"lm_head": [],
+    r"model\.embed_tokens": [],
+    r"model\.layers\.\d+": [
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+    ],
+}
 
 
 def copy_gbps():
@@ -46,8 +83,42 @@ def copy_gbps():
     return 2 * (1 << 30) / (best * 1e-3) / 1e9
 
 
-def load(run, path, hf_dir):
-    if run.startswith("transformers") or run == "accelerate-offload":
+def synthesize(shape, path):
+    """A model of a real shape with transformers' own random initialization (made on the GPU), saved, compressed."""
+    hf_dir = path.replace(".cllm", "-hf")
+    config = transformers.LlamaConfig(**SHAPES[shape])
+    t0 = time.perf_counter()
+    with torch.device("cuda"):
+        model = transformers.LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(hf_dir)
+    del model
+    torch.cuda.empty_cache()
+    summary = codecllm.compress(hf_dir, path, progress=False)
+    print(f"synthesized {shape} in {time.perf_counter() - t0:.0f} s: {summary}")
+
+
+def dfloat11_dir(hf_dir, params, max_params):
+    """DFloat11's own compressed checkpoint of hf_dir, made once by its compress_model."""
+    out = hf_dir.replace("-hf", "-df11")
+    if os.path.exists(os.path.join(out, "config.json")):
+        return out
+    if params > max_params:
+        raise RuntimeError(f"{params / 1e9:.1f}B parameters: DFloat11's pure-Python compression is not run that large")
+    from dfloat11 import compress_model
+
+    config = transformers.AutoConfig.from_pretrained(hf_dir)
+    if config.model_type != "llama":
+        raise RuntimeError(f"no DFloat11 pattern for model_type {config.model_type}")
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.bfloat16)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        compress_model(model, DF11_LLAMA, out, save_single_file=False, check_correctness=True)
+    print(f"dfloat11: compress_model took {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def load(run, path, hf_dir, a):
+    if run in ("transformers", "accelerate-offload"):
         model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.bfloat16)
         if run == "accelerate-offload":
             from accelerate import cpu_offload
@@ -55,9 +126,13 @@ def load(run, path, hf_dir):
             return cpu_offload(model.eval(), execution_device="cuda")
         return model.to("cuda").eval()
     if run == "dfloat11":
-        from dfloat11 import DFloat11Model  # noqa: F401  (needs its own compressed checkpoint)
+        from dfloat11 import DFloat11Model
 
-        raise RuntimeError("DFloat11 needs a checkpoint compressed by its own tools: not run here")
+        params = sum(t.elements for t in codecllm.open(path).tensors)
+        directory = dfloat11_dir(hf_dir, params, a.dfloat11_max_params)
+        torch.cuda.reset_peak_memory_stats()  # its compression ran on the GPU too: count from its load
+        with contextlib.redirect_stdout(sys.stderr):
+            return DFloat11Model.from_pretrained(directory, device="cuda").eval()
     if run.startswith("int8-"):
         return codecllm.load_model(path.replace(".cllm", "-int8.cllm"), device="cuda", placement=run[5:])
     return codecllm.load_model(path, device="cuda", placement=run)
@@ -77,54 +152,96 @@ def time_generate(model, batch, tokens, static):
     return time.perf_counter() - t0
 
 
+def peak_vram(model):
+    if hasattr(model, "codecllm_memory"):
+        return model.codecllm_memory()["peak_vram"]
+    return torch.cuda.max_memory_allocated()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
+    p.add_argument("--synthesize", choices=sorted(SHAPES), help="make MODEL.cllm first, of this shape")
     p.add_argument("--batches", default="1,8")
     p.add_argument("--tokens", type=int, default=32)
+    p.add_argument("--slow-tokens", type=int, default=8, help="tokens for the PCIe-bound runs (host, offload)")
     p.add_argument("--runs", default=RUNS)
+    p.add_argument("--dfloat11-max-params", type=float, default=1e9)
     p.add_argument("--jsonl")
     a = p.parse_args()
+    if a.synthesize and not os.path.exists(a.model):
+        synthesize(a.synthesize, a.model)
     int8 = a.model.replace(".cllm", "-int8.cllm")
     hf_dir = a.model.replace(".cllm", "-hf")
-    if not os.path.exists(hf_dir):
+    if not os.path.exists(os.path.join(hf_dir, "config.json")):
         codecllm.decompress(a.model, hf_dir)
     if "int8" in a.runs and not os.path.exists(int8):
-        codecllm.compress(hf_dir, int8, mode="int8", progress=False)
+        print(codecllm.compress(hf_dir, int8, mode="int8", progress=False))
     weight_bytes = sum(t.decoded_bytes for t in codecllm.open(a.model).tensors if len(t.shape) == 2)
     d2d = copy_gbps()
+    git = ["git", "rev-parse", "--short", "HEAD"]
+    commit = (
+        os.environ.get("CODECLLM_COMMIT")
+        or subprocess.run(git, check=False, capture_output=True, text=True).stdout.strip()
+    )
     print(f"{a.model}: {weight_bytes / 2**30:.2f} GiB of matrices; device-to-device copy {d2d:.0f} GB/s")
-    print(f"{'run':22s} {'batch':>5s} {'tok/s':>9s} {'ms/step':>8s} {'of copy':>8s} {'peak VRAM':>10s}")
+    print(f"{'run':24s} {'batch':>5s} {'tok/s':>9s} {'ms/step':>8s} {'of copy':>8s} {'peak VRAM':>10s}")
+    rows = []
+    model, loaded = None, None
     for run in a.runs.split(","):
-        torch.cuda.reset_peak_memory_stats()
-        try:
-            model = load(run, a.model, hf_dir)
-        except (ImportError, OSError, RuntimeError, ValueError) as e:  # reported, not fatal
-            print(f"{run:22s} not run: {e}")
-            continue
+        static = run.endswith("-static")
+        base = run.removesuffix("-static")
+        if base != loaded:  # a "-static" run right after its base run reuses the loaded model (and its peak)
+            model = loaded = None
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            try:
+                model, loaded = load(base, a.model, hf_dir, a), base
+            except (ImportError, OSError, RuntimeError, ValueError, AttributeError) as e:  # reported, not fatal
+                print(f"{run:24s} not run: {type(e).__name__}: {e}")
+                continue
+        tokens = a.slow_tokens if base in SLOW else a.tokens
         for batch in map(int, a.batches.split(",")):
-            seconds = time_generate(model, batch, a.tokens, run.endswith("static"))
-            step = seconds / a.tokens
+            seconds = time_generate(model, batch, tokens, static)
+            step = seconds / tokens
             row = {
                 "run": run,
+                "model": os.path.basename(a.model),
                 "batch": batch,
-                "tokens_per_s": batch * a.tokens / seconds,
+                "tokens": tokens,
+                "tokens_per_s": batch * tokens / seconds,
                 "ms_per_step": 1e3 * step,
                 "of_copy": weight_bytes / step / 1e9 / d2d,
-                "peak_vram": torch.cuda.max_memory_allocated(),
+                "peak_vram": peak_vram(model),
                 "copy_gbps": d2d,
                 "device": torch.cuda.get_device_name(),
+                "commit": commit,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
             }
+            rows.append(row)
             print(
-                f"{run:22s} {batch:5d} {row['tokens_per_s']:9.1f} {row['ms_per_step']:8.2f} "
-                f"{100 * row['of_copy']:7.1f}% {row['peak_vram'] / 2**30:9.2f}G"
+                f"{run:24s} {batch:5d} {row['tokens_per_s']:9.2f} {row['ms_per_step']:8.2f} "
+                f"{100 * row['of_copy']:7.1f}% {row['peak_vram'] / 2**30:9.2f}G",
+                flush=True,
             )
             if a.jsonl:
                 with open(a.jsonl, "a") as f:
                     f.write(json.dumps(row) + "\n")
-        del model
-        gc.collect()
-        torch.cuda.empty_cache()
+    ref = {(r["batch"]): r for r in rows if r["run"] == "transformers"}
+    offload = {(r["batch"]): r for r in rows if r["run"] == "accelerate-offload"}
+    print("\nagainst plain transformers (default generate) and accelerate's offload, same process:")
+    for r in rows:
+        parts = []
+        if r["batch"] in ref:
+            t = ref[r["batch"]]
+            parts.append(
+                f"{r['tokens_per_s'] / t['tokens_per_s']:.3f}x its tok/s, {r['peak_vram'] / t['peak_vram']:.3f}x VRAM"
+            )
+        if r["batch"] in offload:
+            parts.append(f"{r['tokens_per_s'] / offload[r['batch']]['tokens_per_s']:.2f}x offload's tok/s")
+        print(f"  {r['run']:24s} batch {r['batch']}: " + "; ".join(parts))
     return 0
 
 

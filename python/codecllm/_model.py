@@ -4,7 +4,9 @@ The model is built with its parameters on the meta device (no memory, no initial
 each parameter gets its decoded tensor. With placement gpu-compressed or host, the weights of the
 linear layers (nn.Linear, GPT-2's Conv1D) inside the decoder blocks stay compressed and are
 decoded on the GPU just in time by a BlockStreamer; everything else (embeddings, norms, biases,
-the lm_head) is decoded once at load, on the device it runs on.
+the lm_head) is decoded once at load, on the device it runs on. As in the C++ engine, an untied
+embedding table then moves to pinned host memory (a step reads its few rows in place), and with
+host the lm_head does too (streamed over in pieces each step): VRAM holds no large weight.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from . import _native
 from ._file import CllmFile
+from ._host_weights import PIECE_BYTES, host_embedding, host_linear, plain_embedding, plain_linear, to_pinned
 from ._streamer import BlockStreamer, block_layout
 
 PLACEMENTS = ("gpu", "gpu-compressed", "host", "auto")
@@ -175,6 +178,43 @@ class _Loader:
         return TORCH_DTYPES[info.dtype]
 
 
+def _embeddings(model):
+    """(input embedding, output embedding) modules, None where the model has none."""
+    found = []
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        try:
+            found.append(getattr(model, getter)())
+        except (AttributeError, NotImplementedError):
+            found.append(None)
+    return found
+
+
+def _move_to_host(model, placement, device, piece_bytes) -> dict:
+    """Moves the embedding table (gpu-compressed: when untied; host: always) and, with host, the lm_head into pinned
+    host memory; returns the bytes moved and the device bytes of the lm_head's piece buffers."""
+    moved = {"pinned_host": 0, "resident_weights": 0, "scratch": 0}
+    emb, head = _embeddings(model)
+    weight_of = lambda m: m._parameters.get("weight") if m is not None else None
+    tied = weight_of(emb) is not None and weight_of(head) is weight_of(emb)
+    to_host_emb = plain_embedding(emb) and weight_of(emb) is not None and (placement == "host" or not tied)
+    to_host_head = placement == "host" and plain_linear(head) and weight_of(head) is not None
+    table = None
+    if to_host_emb:
+        w = weight_of(emb)
+        table = to_pinned(w)
+        moved["pinned_host"] += table.numel() * table.element_size()
+        moved["resident_weights"] += w.numel() * w.element_size()
+        host_embedding(emb, table, device)
+    if to_host_head:
+        w = weight_of(head)
+        rows = table if tied and table is not None else to_pinned(w)
+        if rows is not table:
+            moved["pinned_host"] += rows.numel() * rows.element_size()
+            moved["resident_weights"] += w.numel() * w.element_size()
+        moved["scratch"] += host_linear(head, rows, device, piece_bytes)
+    return moved
+
+
 def _plan_auto(file, decoders, fixed, vram_budget, slots, prefetch):
     """(placement per block, total bytes, decode slots, plan text) within the budget, by the engine's planner,
     over the byte counts of the decoders the blocks will use; `fixed` is what the model holds besides its blocks'
@@ -196,6 +236,7 @@ def load_model(
     decode_slots=3,
     prefetch=2,
     print_plan=False,
+    host_piece_bytes=PIECE_BYTES,
 ):
     """A transformers PreTrainedModel whose weights come from the .cllm at `path`.
 
@@ -205,7 +246,7 @@ def load_model(
     "auto" (per block, the fastest mix within vram_budget bytes of weights, decoder tables and scratch).
     dtype: the model's floating type (default: the file's; float32 weights may be decoded to bfloat16; int8
     files dequantize to bfloat16 or float16). The model has codecllm_memory(), which reports where its bytes
-    are.
+    are. host_piece_bytes (host): the lm_head crosses PCIe in pieces of at most this many bytes.
     """
     import transformers
 
@@ -223,8 +264,11 @@ def load_model(
     if placement == "auto" and not vram_budget:
         raise ValueError("placement 'auto' needs vram_budget (bytes)")
     cfg = file.config
-    with _carried_dir(file, ("config.json",)) as d:
+    with _carried_dir(file, ("config.json", "generation_config.json")) as d:
         config = transformers.AutoConfig.from_pretrained(d)
+        generation = None
+        if os.path.exists(os.path.join(d, "generation_config.json")):
+            generation = transformers.GenerationConfig.from_pretrained(d)
     floats = [t for t in file.tensors if t.dtype in ("BF16", "F16", "F32")]
     stored = max({t.dtype for t in floats}, key=lambda k: sum(t.elements for t in floats if t.dtype == k))
     if dtype is None:
@@ -242,6 +286,8 @@ def load_model(
     with _parameters_on_meta():
         model = _model_class(config, cfg, file.path)(config)
     model.eval()
+    if generation is not None and getattr(model, "generation_config", None) is not None:
+        model.generation_config = generation
 
     blocks_modules = _find_blocks(model)
     linear_weights = {}  # id(param) -> (block index, module)
@@ -295,6 +341,10 @@ def load_model(
             module_name, _, leaf = name.rpartition(".")
             owner = model.get_submodule(module_name) if module_name else model
             owner._buffers[leaf] = buf.to(device)
+        on_host = {}
+        if device.type == "cuda" and placement in ("gpu-compressed", "host"):
+            on_host = _move_to_host(model, placement, device, host_piece_bytes)
+            memory["resident_weights"] -= on_host["resident_weights"]
         streamer = None
         block_list = [(blocks_modules[b], streamed[b]) for b in range(len(blocks_modules)) if streamed[b]]
         if block_list:
@@ -317,6 +367,9 @@ def load_model(
             )
             decoders = None  # the streamer holds them; gpu blocks' go once decoded
             memory.update(streamer.memory)
+        for key in ("pinned_host", "scratch"):
+            if on_host.get(key):
+                memory[key] = memory.get(key, 0) + on_host[key]
     except BaseException:
         # Nothing half-loaded stays on the device: drop every reference to what was made (the hooks tie the
         # streamer and the model in a cycle), collect, and hand torch's cached blocks back.
@@ -328,6 +381,10 @@ def load_model(
 
     if streamer is not None:
         memory["block_placements"] = [b.placement for b in streamer.blocks]
+    if (streamer is not None or any(on_host.values())) and getattr(model, "generation_config", None) is not None:
+        # generate() compiles the forward for a static cache; the streamer's hooks (events, native decode calls,
+        # weights set before each block) are not traceable, so generation stays eager.
+        model.generation_config.disable_compile = True
     model._codecllm = {"file": file, "streamer": streamer, "placement": placement, "device": device, "memory": memory}
     model.codecllm_memory = types.MethodType(_memory_report, model)
     return model
@@ -339,6 +396,11 @@ def _memory_report(model) -> dict:
     info = model._codecllm
     report = dict(info["memory"], placement=info["placement"], device=str(info["device"]))
     if info["device"].type == "cuda":
+        # The decoders' compressed ranges and tables are allocated by the native core, outside torch's allocator,
+        # and held from load to the end: the device's peak is torch's peak plus them.
+        native = report.get("compressed_weights", 0) + report.get("decoder_tables", 0)
         report["allocated"] = torch.cuda.memory_allocated(info["device"])
         report["peak_allocated"] = torch.cuda.max_memory_allocated(info["device"])
+        report["native_device"] = native
+        report["peak_vram"] = report["peak_allocated"] + native
     return report

@@ -4,8 +4,8 @@
 // handle, so decoded weights go from the decoder's kernels straight into torch's memory.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/function.h>
-#include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/gpu_decoder.hpp"
+#include "cuda/host_rows.hpp"
 #endif
 
 namespace nb = nanobind;
@@ -56,7 +57,8 @@ const format::TensorRecord& record_of(const File& f, const std::string& name) {
 }
 
 nb::dict compress(const std::string& src, const std::string& dst, const std::string& mode, unsigned threads,
-                  uint64_t chunk_symbols, bool one_table, const std::function<void(size_t, size_t, std::string)>& progress) {
+                  uint64_t chunk_symbols, bool one_table,
+                  const std::function<void(size_t, size_t, std::string)>& progress) {
   model::CompressOptions o;
   if (mode != "lossless" && mode != "int8") throw Error("mode must be 'lossless' or 'int8', got '" + mode + "'");
   o.encode.mode = mode == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
@@ -198,7 +200,7 @@ NB_MODULE(_native, m) {
           [](Decoder* self, const File& f, const std::vector<std::string>& names, const std::string& int8_out,
              bool f32_as_bf16) {
             cuda::DecoderOptions o;
-            o.int8_output = int8_out == "int8" ? cuda::Int8Out::Int8
+            o.int8_output = int8_out == "int8"  ? cuda::Int8Out::Int8
                             : int8_out == "f16" ? cuda::Int8Out::F16
                                                 : cuda::Int8Out::Bf16;
             o.f32_as_bf16 = f32_as_bf16;
@@ -210,10 +212,11 @@ NB_MODULE(_native, m) {
       .def_prop_ro("range_bytes", [](const Decoder& d) { return d.dec->range_bytes(); })
       .def_prop_ro("device_bytes", [](const Decoder& d) { return d.dec->device_bytes(); })
       // The compressed range as it lies in the mapped file, for a copy into pinned memory.
-      .def("copy_range_to", [](const Decoder& d, uintptr_t host_ptr) {
-        const ByteSpan r = d.dec->host_range();
-        std::memcpy(reinterpret_cast<void*>(host_ptr), r.data(), r.size());
-      })
+      .def("copy_range_to",
+           [](const Decoder& d, uintptr_t host_ptr) {
+             const ByteSpan r = d.dec->host_range();
+             std::memcpy(reinterpret_cast<void*>(host_ptr), r.data(), r.size());
+           })
       .def("upload_resident", [](Decoder& d, uintptr_t stream) { d.dec->upload_resident(as_stream(stream)); })
       .def_prop_ro("resident", [](const Decoder& d) { return reinterpret_cast<uintptr_t>(d.dec->resident()); })
       // Enqueues the decode of every tensor from a device copy of the range into outputs[i].
@@ -232,5 +235,24 @@ NB_MODULE(_native, m) {
              d.dec->decode_from_host(d.dec->host_range().data(), out.data(), as_stream(stream));
            })
       .def("check", [](Decoder& d, uintptr_t stream) { d.dec->check(as_stream(stream)); });
+  // The device's address of pinned host memory (the same number under unified addressing); a clear error for
+  // memory that is not pinned, before any kernel reads it.
+  m.def("host_device_pointer", [](uintptr_t host) {
+    void* device = nullptr;
+    const cudaError_t e = cudaHostGetDevicePointer(&device, reinterpret_cast<void*>(host), 0);
+    if (e != cudaSuccess)
+      throw Error(std::string("pinned host memory not mapped for the device: ") + cudaGetErrorString(e));
+    return reinterpret_cast<uintptr_t>(device);
+  });
+  m.def(
+      "gather_host_rows",
+      [](uintptr_t table, uint64_t rows, uint64_t row_bytes, uintptr_t ids, uint64_t n, uintptr_t out, uintptr_t bad,
+         uintptr_t stream) {
+        cuda::gather_host_rows(reinterpret_cast<const void*>(table), rows, row_bytes,
+                               reinterpret_cast<const int64_t*>(ids), n, reinterpret_cast<void*>(out),
+                               reinterpret_cast<int*>(bad), as_stream(stream));
+      },
+      nb::arg("table"), nb::arg("rows"), nb::arg("row_bytes"), nb::arg("ids"), nb::arg("n"), nb::arg("out"),
+      nb::arg("bad"), nb::arg("stream"));
 #endif
 }

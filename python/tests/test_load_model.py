@@ -158,14 +158,34 @@ def test_cuda_placements_are_bit_identical(saved, name, placement):
     ref = reference(name, src, device="cuda")
     ids = ids_for(3).cuda()
     expected = outputs(ref, ids)
-    model = codecllm.load_model(lossless, device="cuda", placement=placement, decode_slots=2)
+    # host: the lm_head crosses in pieces of 40 rows (three pieces for 96 rows), so that the pieces hand over.
+    piece = 40 * ref.config.hidden_size * 2 if hasattr(ref.config, "hidden_size") else 1 << 20
+    model = codecllm.load_model(lossless, device="cuda", placement=placement, decode_slots=2, host_piece_bytes=piece)
     for _ in range(3):  # the pipeline hands over between forwards
         assert torch.equal(outputs(model, ids), expected)
     mem = model.codecllm_memory()
+    assert mem["peak_vram"] == mem["peak_allocated"] + mem["native_device"]
     if placement == "gpu-compressed":
-        assert mem["compressed_weights"] > 0 and mem["scratch"] > 0
-    if placement == "host":
-        assert mem["pinned_host"] > 0
+        assert mem["compressed_weights"] > 0 and mem["scratch"] > 0 and mem["native_device"] > 0
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = head is not None and head.weight is emb.weight
+    plain = type(emb) is torch.nn.Embedding  # all of these models but Gemma 2, whose embedding scales its rows
+    if plain and (placement == "host" or (placement == "gpu-compressed" and not tied)):
+        # the embedding table left VRAM
+        assert emb.weight.device.type == "cpu" and emb.weight.is_pinned(), type(emb)
+        assert mem["pinned_host"] >= emb.weight.numel() * emb.weight.element_size()
+    if placement == "host" and head is not None:
+        assert head.weight.device.type == "cpu" and hasattr(head, "_codecllm_rows")
+
+
+@pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
+def test_cuda_host_embedding_refuses_an_id_outside_the_table(saved):
+    _, lossless, _ = saved("llama")
+    model = codecllm.load_model(lossless, device="cuda", placement="host")
+    with pytest.raises(IndexError, match=r"outside \[0, 96\)"):
+        outputs(model, torch.tensor([[1, 2, 96]], device="cuda"))
+    ids = ids_for(3).cuda()
+    assert torch.isfinite(outputs(model, ids)).all()  # the model still runs after the refusal
 
 
 @pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
