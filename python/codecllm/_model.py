@@ -233,7 +233,7 @@ def load_model(
     vram_budget=None,
     dtype=None,
     *,
-    decode_slots=3,
+    decode_slots=2,
     prefetch=2,
     print_plan=False,
     host_piece_bytes=PIECE_BYTES,
@@ -246,7 +246,10 @@ def load_model(
     "auto" (per block, the fastest mix within vram_budget bytes of weights, decoder tables and scratch).
     dtype: the model's floating type (default: the file's; float32 weights may be decoded to bfloat16; int8
     files dequantize to bfloat16 or float16). The model has codecllm_memory(), which reports where its bytes
-    are. host_piece_bytes (host): the lm_head crosses PCIe in pieces of at most this many bytes.
+    are. decode_slots: block-sized scratch slots (one holds the block computing, the others decode ahead); two
+    suffice where Python's per-block launch time exceeds a block's decode (about 0.35 ms for an 8B block on an
+    H200), and each more costs a block's decoded size. prefetch (host): device staging buffers for compressed
+    blocks in flight. host_piece_bytes (host): the lm_head crosses PCIe in pieces of at most this many bytes.
     """
     import transformers
 

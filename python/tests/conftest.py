@@ -27,6 +27,13 @@ ARCHITECTURES = {
         {"n_embd": 64, "n_layer": 3, "n_head": 4, "n_positions": 128, "vocab_size": VOCAB},
         True,
     ),
+    # Wider and deeper, so that compressing blocks saves more than a decode slot costs (the auto test).
+    "llama-wide": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(LLAMA_LIKE, hidden_size=256, intermediate_size=1024, num_hidden_layers=8),
+        True,
+    ),
     "bert": (
         "BertConfig",
         "BertModel",
