@@ -127,6 +127,12 @@ def load(run, path, hf_dir, a):
             return cpu_offload(model.eval(), execution_device="cuda")
         return model.to("cuda").eval()
     if run == "dfloat11":
+        import transformers.modeling_utils as modeling
+
+        if not hasattr(modeling, "no_init_weights"):  # dfloat11 0.5 imports it from where transformers 4 had it
+            from transformers.initialization import no_init_weights
+
+            modeling.no_init_weights = no_init_weights
         from dfloat11 import DFloat11Model
 
         params = sum(t.elements for t in codecllm.open(path).tensors)
