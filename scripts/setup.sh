@@ -3,7 +3,7 @@
 # The CUDA toolkit is optional: when nvcc is present the GPU code is built too.
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev
-      libxxhash-dev nlohmann-json3-dev libcli11-dev python3 python3-matplotlib)
+      libxxhash-dev libzstd-dev nlohmann-json3-dev libcli11-dev python3 python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -58,8 +58,10 @@ struct Group {
 
 Command add_compress(CLI::App& app) {
   struct Args {
-    std::string src, out, mode = "lossless", predictor = "auto";
+    std::string src, out, mode = "lossless", predictor = "auto", codec = "rans";
     unsigned threads = 0;
+    int zstd_level = codec::kDefaultZstdLevel;
+    uint32_t zstd_chunk = codec::kDefaultZstdChunkBytes;
     uint32_t chunk_symbols = codec::kDefaultChunkSymbols;
     bool quantize_embeddings = false, class_tables = true, json = false, quiet = false;
   };
@@ -71,6 +73,13 @@ Command add_compress(CLI::App& app) {
   app.add_option("--threads", a->threads, "Encoder threads (default: all cores)");
   app.add_option("--chunk-symbols", a->chunk_symbols, "Symbols per rANS chunk (multiple of 32)")
       ->check(CLI::Range(32u, 1u << 24));
+  app.add_option("--codec", a->codec,
+                 "Entropy coder of coded planes: rans (the project's, fastest GPU decode) or zstd (standard Zstd "
+                 "frames; the GPU decodes them with nvCOMP where the build found it)")
+      ->check(CLI::IsMember({"rans", "zstd"}));
+  app.add_option("--zstd-level", a->zstd_level, "zstd: compression level")->check(CLI::Range(-7, 22));
+  app.add_option("--zstd-chunk-bytes", a->zstd_chunk, "zstd: decoded bytes per frame (nvCOMP recommends 64 KiB)")
+      ->check(CLI::Range(uint32_t{4096}, codec::kMaxZstdChunkBytes));
   app.add_option("--predictor", a->predictor, "int8 LEFT delta predictor: auto (where it pays), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_flag("--quantize-embeddings", a->quantize_embeddings, "int8 mode: quantize token embeddings too");
@@ -90,6 +99,9 @@ Command add_compress(CLI::App& app) {
                                                  : codec::PredictorChoice::Auto;
     if (a->chunk_symbols % codec::kRansLanes != 0) throw codecllm::Error("--chunk-symbols must be a multiple of 32");
     o.encode.rans.chunk_symbols = a->chunk_symbols;
+    o.encode.coder = a->codec == "zstd" ? codec::PlaneCoder::Zstd : codec::PlaneCoder::Rans;
+    o.encode.zstd.level = a->zstd_level;
+    o.encode.zstd.chunk_bytes = a->zstd_chunk;
     model::CompressResult r;
     {
       CompressProgress progress(a->quiet);

@@ -23,7 +23,7 @@ if has build; then
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee -a "$OUT/summary.txt"
   log "build"
   cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DCMAKE_PREFIX_PATH=$deps/usr -DXXHASH_LIBRARY=$deps/usr/lib/x86_64-linux-gnu/libxxhash.a \
+    -DCMAKE_PREFIX_PATH=$deps/usr -DXXHASH_LIBRARY=$deps/usr/lib/x86_64-linux-gnu/libxxhash.a -DZSTD_LIBRARY=$deps/usr/lib/x86_64-linux-gnu/libzstd.a \
     -DCODECLLM_SHARED_MODELS="$models" -DCODECLLM_WERROR=ON >"$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
   ninja -C $build ${TARGETS:-} >"$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A3 "$OUT/build.log" | head -60; exit 1; }
   log "build ok"

@@ -24,7 +24,7 @@ if has build; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $site .whl/*.whl
   fi
   CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_PREFIX_PATH=$deps/usr \
--DXXHASH_LIBRARY=$deps/usr/lib/x86_64-linux-gnu/libxxhash.a" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+-DXXHASH_LIBRARY=$deps/usr/lib/x86_64-linux-gnu/libxxhash.a -DZSTD_LIBRARY=$deps/usr/lib/x86_64-linux-gnu/libzstd.a" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     python3 -m pip install -v --no-build-isolation --no-deps --upgrade --target $site . >"$OUT/pip.log" 2>&1 \
     || { grep -E "error|Error" -A3 "$OUT/pip.log" | head -60; exit 1; }
   python3 -c "import codecllm; print('has_cuda', codecllm._native.has_cuda)" | tee -a "$OUT/summary.txt"

@@ -10,6 +10,7 @@
 #include "codec/delta.hpp"
 #include "codec/freq_table.hpp"
 #include "codec/int8_quant.hpp"
+#include "codec/zstd_plane.hpp"
 #include "codecllm/error.hpp"
 #include "format/checksum.hpp"
 
@@ -85,24 +86,38 @@ struct TrimScratch {
 // Elements split and counted per block: the block's planes are still in L1 when counted.
 constexpr size_t kBlockElements = 8192;
 
-// rANS where it pays, raw otherwise. `counts` is histogram(plane). A raw payload is `*owned`
-// (moved, not copied) when the caller passes the vector that holds the plane.
+// The coder and its options for the planes of one tensor.
+struct PlaneCoding {
+  PlaneCoder coder;
+  RansOptions rans;
+  ZstdOptions zstd;
+};
+
+// The chosen coder where it pays, raw otherwise. `counts` is histogram(plane). A raw payload
+// is `*owned` (moved, not copied) when the caller passes the vector that holds the plane.
 // classes: code with class tables (rans_encode_classes) instead of one table.
-CodedPlane code_plane(const std::string& role, ByteSpan plane, const Histogram& counts, const RansOptions& rans,
+CodedPlane code_plane(const std::string& role, ByteSpan plane, const Histogram& counts, const PlaneCoding& coding,
                       std::vector<uint8_t>* owned = nullptr, const ClassMap* classes = nullptr) {
   CodedPlane out;
   out.record.role = role;
   out.record.symbols = plane.size();
   out.record.entropy_bits = entropy_bits(counts);
   const double limit = double(plane.size()) * (is_mantissa_role(role) ? 1.0 - kMinMantissaSaving : 1.0);
-  // No coder beats the order-0 entropy of its input: when even that bound would not pay,
-  // the plane is stored raw without spending an encode on it (mantissa planes, mostly).
-  const bool worth_trying = !plane.empty() && out.record.entropy_bits * double(plane.size()) / 8.0 < limit;
+  const bool zstd = coding.coder == PlaneCoder::Zstd;
+  // No order-0 coder beats the order-0 entropy of its input: when even that bound would not
+  // pay, the plane is stored raw without spending an encode on it (mantissa planes, mostly).
+  // Zstd also finds repeats, so it is always tried.
+  const bool worth_trying =
+      !plane.empty() && (zstd || out.record.entropy_bits * double(plane.size()) / 8.0 < limit);
   std::vector<uint8_t> coded;
-  if (worth_trying)
-    coded = classes != nullptr ? rans_encode_classes(plane, rans, *classes) : rans_encode(plane, rans, counts);
+  if (worth_trying && zstd) {
+    coded = zstd_encode(plane, coding.zstd);
+  } else if (worth_trying) {
+    coded = classes != nullptr ? rans_encode_classes(plane, coding.rans, *classes)
+                               : rans_encode(plane, coding.rans, counts);
+  }
   if (worth_trying && double(coded.size()) < limit) {
-    out.record.codec = PlaneCodec::Rans;
+    out.record.codec = zstd ? PlaneCodec::Zstd : PlaneCodec::Rans;
     out.payload = std::move(coded);
   } else {
     out.record.codec = PlaneCodec::Raw;
@@ -132,12 +147,12 @@ uint64_t row_length(const std::vector<uint64_t>& shape) {
 // lanes): the most rows that fit the requested chunk size, at least one. Then no row spans two
 // chunks, and a GPU warp that decodes a chunk can finish every product of its rows by itself
 // (cuda/decode_gemv_kernel.cu) instead of decoding the next chunk's start a second time.
-RansOptions chunks_for(const std::vector<uint64_t>& shape, const EncodeOptions& options) {
-  RansOptions r = options.rans;
+PlaneCoding coding_for(const std::vector<uint64_t>& shape, const EncodeOptions& options) {
+  PlaneCoding c{options.coder, options.rans, options.zstd};
   const uint64_t cols = shape.size() == 2 ? shape[1] : 0;
-  if (!options.row_aligned_chunks || cols == 0 || cols % kRansLanes != 0 || cols > (uint64_t{1} << 30)) return r;
-  r.chunk_symbols = static_cast<uint32_t>(std::max<uint64_t>(1, r.chunk_symbols / cols) * cols);
-  return r;
+  if (!options.row_aligned_chunks || cols == 0 || cols % kRansLanes != 0 || cols > (uint64_t{1} << 30)) return c;
+  c.rans.chunk_symbols = static_cast<uint32_t>(std::max<uint64_t>(1, c.rans.chunk_symbols / cols) * cols);
+  return c;
 }
 
 void add_scales(EncodedTensor& t, const std::vector<float>& scales) {
@@ -162,7 +177,8 @@ bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, ui
   if (data.size() != n * dtype_size(dtype)) throw Error("tensor '" + t.record.name + "': size does not match shape");
   uint8_t* plain = thread_scratch().a.get(n);
   std::vector<float> scales(rows);
-  const bool predict = options.predictor != PredictorChoice::Off && cols > 1;
+  // The GPU assembles zstd planes without a prefix sum: zstd int8 values go unpredicted.
+  const bool predict = options.predictor != PredictorChoice::Off && options.coder == PlaneCoder::Rans && cols > 1;
   uint8_t* residual = predict ? thread_scratch().b.get(n) : nullptr;
   HistogramBuilder plain_counts, residual_counts;
   for (uint64_t r = 0; r < rows; ++r) {
@@ -182,15 +198,15 @@ bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, ui
   t.record.transform = Transform::Int8Rows;
   t.record.decoded_xxh3 = format::xxh3_64(plain, n);
   t.record.decoded_size = n;
-  const RansOptions rans = chunks_for(t.record.shape, options);
-  CodedPlane best = code_plane("int8", ByteSpan(plain, n), plain_counts.result(), rans);
+  const PlaneCoding coding = coding_for(t.record.shape, options);
+  CodedPlane best = code_plane("int8", ByteSpan(plain, n), plain_counts.result(), coding);
   if (predict) {
     t.predictor_tried = true;
     const Histogram counts = residual_counts.result();
     // Skip the second encode when the residuals' entropy bound cannot beat the plain coding.
     const double bound = entropy_bits(counts) * double(n) / 8.0;
     if (options.predictor == PredictorChoice::On || bound < double(best.payload.size())) {
-      CodedPlane delta = code_plane("int8", ByteSpan(residual, n), counts, rans);
+      CodedPlane delta = code_plane("int8", ByteSpan(residual, n), counts, coding);
       if (options.predictor == PredictorChoice::On || delta.payload.size() < best.payload.size()) {
         best = std::move(delta);
         t.record.predictor = format::Predictor::Left;
@@ -211,7 +227,7 @@ bool is_embedding(const std::string& name) {
 // at load: token embeddings and output heads, which are also where they gain (different token
 // scales by row, different hidden-channel scales by column).
 bool wants_class_tables(const TensorRecord& r, const EncodeOptions& options) {
-  if (!options.class_tables || r.dtype != DType::BF16 || r.shape.size() != 2) return false;
+  if (!options.class_tables || options.coder != PlaneCoder::Rans || r.dtype != DType::BF16 || r.shape.size() != 2) return false;
   return is_embedding(r.name) || r.name.find("lm_head") != std::string::npos;
 }
 
@@ -222,9 +238,9 @@ void encode_lossless(EncodedTensor& t, ByteSpan data, const EncodeOptions& optio
   t.record.decoded_size = data.size();
   t.record.decoded_xxh3 = format::xxh3_64(data.data(), data.size());
   const std::vector<std::string> roles = plane_roles(t.record.transform, width == 0 ? 1 : width);
-  const RansOptions rans = chunks_for(t.record.shape, options);
+  const PlaneCoding coding = coding_for(t.record.shape, options);
   if (t.record.transform == Transform::None) {  // one plane: the bytes themselves
-    add_plane(t, code_plane(roles[0], data, histogram(data), rans));
+    add_plane(t, code_plane(roles[0], data, histogram(data), coding));
     return;
   }
   // Mantissa planes are nearly always stored raw: split into vectors that can become their
@@ -258,8 +274,20 @@ void encode_lossless(EncodedTensor& t, ByteSpan data, const EncodeOptions& optio
     std::optional<ClassMap> classes;
     if (roles[k] == "exponent" && wants_class_tables(t.record, options))
       classes = choose_classes(plane, t.record.shape[0], t.record.shape[1]);
-    add_plane(t, code_plane(roles[k], plane, counts[k].result(), rans, is_mantissa_role(roles[k]) ? &owned[k] : nullptr,
-                            classes ? &*classes : nullptr));
+    add_plane(t, code_plane(roles[k], plane, counts[k].result(), coding,
+                            is_mantissa_role(roles[k]) ? &owned[k] : nullptr, classes ? &*classes : nullptr));
+  }
+  if (options.coder == PlaneCoder::Zstd) {
+    // Zstd models bytes in context, so whole values may beat byte planes: keep the smaller.
+    CodedPlane whole = code_plane("bytes", data, histogram(data), coding);
+    uint64_t planes_bytes = 0;
+    for (const auto& p : t.record.planes) planes_bytes += p.size;
+    if (whole.record.codec == PlaneCodec::Zstd && whole.payload.size() < planes_bytes) {
+      t.record.transform = Transform::None;
+      t.record.planes.clear();
+      t.payloads.clear();
+      add_plane(t, std::move(whole));
+    }
   }
 }
 
@@ -295,7 +323,11 @@ void decode_plane(const PlaneRecord& plane, ByteSpan payload, MutableByteSpan ou
     return;
   }
   std::string where = what + ": plane '" + plane.role + "'";
-  rans_decode(payload, out, where.c_str());
+  if (plane.codec == PlaneCodec::Zstd) {
+    zstd_decode(payload, out, where.c_str());
+  } else {
+    rans_decode(payload, out, where.c_str());
+  }
 }
 
 DecodedTensor decode_tensor(const TensorRecord& record, const PayloadFn& payload_of, const std::string& what) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "codec/rans.hpp"
+#include "codec/zstd_plane.hpp"
 #include "codecllm/dtype.hpp"
 #include "codecllm/span.hpp"
 #include "format/index.hpp"
@@ -16,11 +17,20 @@ namespace codecllm::codec {
 
 enum class PredictorChoice { Auto, Off, On };
 
+// The entropy coder of coded planes: the project's rANS, or standard Zstd frames (decoded on
+// the GPU by nvCOMP where it is installed).
+enum class PlaneCoder { Rans, Zstd };
+
 struct EncodeOptions {
   format::TensorMode mode = format::TensorMode::Lossless;
   bool quantize_embeddings = false;  // int8 mode: also quantize token embeddings
   PredictorChoice predictor = PredictorChoice::Auto;
   RansOptions rans;
+  PlaneCoder coder = PlaneCoder::Rans;
+  // Zstd: lossless float tensors are coded both as byte planes (exponents apart) and as whole
+  // values, and keep the smaller; int8 values are coded without the LEFT predictor and
+  // nothing uses class tables (the GPU decodes zstd planes whole, then assembles).
+  ZstdOptions zstd;
   // Matrices: chunks of whole rows, the most that fit rans.chunk_symbols (at least one row),
   // where the row length is a multiple of 32.
   bool row_aligned_chunks = true;

@@ -11,7 +11,9 @@ namespace codecllm::format {
 
 using nlohmann::json;
 
-const char* plane_codec_name(PlaneCodec c) { return c == PlaneCodec::Rans ? "rans" : "raw"; }
+const char* plane_codec_name(PlaneCodec c) {
+  return c == PlaneCodec::Rans ? "rans" : c == PlaneCodec::Zstd ? "zstd" : "raw";
+}
 
 const char* tensor_mode_name(TensorMode m) { return m == TensorMode::Int8 ? "int8" : "lossless"; }
 
@@ -181,7 +183,7 @@ PlaneRecord parse_plane(const json& j, const std::string& where, uint64_t file_s
   Fields f(j, where);
   PlaneRecord p;
   p.role = f.str("role");
-  p.codec = parse_enum(f, "codec", plane_codec_name, {PlaneCodec::Raw, PlaneCodec::Rans});
+  p.codec = parse_enum(f, "codec", plane_codec_name, {PlaneCodec::Raw, PlaneCodec::Rans, PlaneCodec::Zstd});
   p.offset = f.u64("offset");
   p.size = f.u64("size");
   p.symbols = f.u64("symbols");

@@ -14,6 +14,7 @@ namespace codecllm::format {
 enum class PlaneCodec : uint8_t {
   Raw,   // payload is the plane itself
   Rans,  // payload is a rANS plane (docs/FORMAT.md, "rANS plane")
+  Zstd,  // payload is a Zstd plane: one standard Zstd frame per chunk (docs/FORMAT.md, "Zstd plane")
 };
 
 const char* plane_codec_name(PlaneCodec c);

@@ -55,7 +55,7 @@ TensorStats stats_of(const codec::EncodedTensor& t, uint64_t source_bytes, doubl
   s.note = t.note;
   for (const auto& p : t.record.planes) {
     s.stored_bytes += p.size;
-    if (p.codec == PlaneCodec::Rans) {
+    if (p.codec != PlaneCodec::Raw) {
       s.coded_bytes += p.size;
       s.entropy_bytes += p.entropy_bits * static_cast<double>(p.symbols) / 8.0;
     }
