@@ -333,7 +333,10 @@ def load_model(
             for n in names:
                 _set_param(model, n, t)
             memory["resident_weights"] += t.numel() * t.element_size()
-        tensors = None
+        # The loop variable would keep the last tensor (often the lm_head) alive on the device until load_model
+        # returns, even after _move_to_host dropped the model's reference: with host that was 1 GiB of the 8B shape's
+        # peak.
+        tensors = t = None
         if missing:
             model.tie_weights()
             streamed_ids = {id(m.weight) for linears in streamed for _, m, _ in linears}
