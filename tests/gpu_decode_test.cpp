@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <random>
 
 #include "codec/byte_planes.hpp"
@@ -15,6 +16,7 @@
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/gpu_decoder.hpp"
+#include "cuda/zstd_batch.hpp"
 #include "format/checksum.hpp"
 #include "format/container.hpp"
 #include "gpu_test_util.hpp"
@@ -153,6 +155,76 @@ TEST(GpuDecode, EdgeCases) {
         expect_gpu_matches_cpu(path, out, false, /*output_offset=*/4);
       }
     }
+  }
+}
+
+// Zstd planes (nvCOMP's batched decoder, then the element assembly) give the CPU reference's
+// bytes for every dtype, plane layout (byte planes and whole values), size around the frame
+// size, int8 output, resident and staged input, and unaligned outputs.
+TEST(GpuDecode, ZstdPlanesEqualCpu) {
+  REQUIRE_GPU();
+  if (!cuda::have_nvcomp()) GTEST_SKIP() << "built without nvCOMP: zstd planes do not decode on the GPU";
+  const uint32_t chunk = 4096;
+  std::vector<std::tuple<std::string, DType, std::vector<uint64_t>, std::vector<uint8_t>>> ts;
+  for (size_t n : {size_t(0), size_t(1), size_t(chunk - 1), size_t(chunk), size_t(chunk + 1), size_t(5 * chunk + 3)}) {
+    ts.push_back({"bf16_" + std::to_string(n), DType::BF16, {n}, test::gaussian_bf16(n, 0.02, n)});
+    ts.push_back({"f32_" + std::to_string(n), DType::F32, {n}, test::gaussian_f32(n, 0.02, n + 1)});
+    ts.push_back({"f16_" + std::to_string(n), DType::F16, {n}, test::gaussian_f16(n, 0.02, n + 2)});
+  }
+  std::vector<uint8_t> periodic(2 * 30000);  // whole values beat byte planes here
+  for (size_t i = 0; i < periodic.size(); ++i) periodic[i] = uint8_t((i % 6) * 37);
+  ts.push_back({"periodic", DType::BF16, {30000}, periodic});
+  ts.push_back({"layers.0.w", DType::BF16, {300, 257}, test::gaussian_bf16(300 * 257, 0.02, 9)});
+  ts.push_back({"layers.0.w512", DType::BF16, {37, 512}, test::gaussian_bf16(37 * 512, 0.02, 6)});
+  test::TempDir dir;
+  for (auto mode : {format::TensorMode::Lossless, format::TensorMode::Int8}) {
+    codec::EncodeOptions o;
+    o.mode = mode;
+    o.coder = codec::PlaneCoder::Zstd;
+    o.zstd.chunk_bytes = chunk;
+    const std::string path = test::write_synthetic(dir.path(), o, ts);
+    format::ContainerReader r(path);
+    bool whole = false;
+    for (const auto& t : r.index().tensors) whole = whole || t.transform == format::Transform::None;
+    EXPECT_TRUE(whole) << "no tensor took whole-value zstd: that path went untested";
+    for (auto out : {cuda::Int8Out::Bf16, cuda::Int8Out::F16, cuda::Int8Out::Int8}) {
+      expect_gpu_matches_cpu(path, out, false);
+      expect_gpu_matches_cpu(path, out, true);
+      expect_gpu_matches_cpu(path, out, false, /*output_offset=*/4);
+    }
+  }
+}
+
+// A zstd payload whose bytes changed never reaches nvCOMP (which would treat a bad frame as
+// undefined behaviour): the decoder refuses it at construction, naming the tensor.
+TEST(GpuDecode, ZstdCorruptPayloadIsRefusedBeforeNvcomp) {
+  REQUIRE_GPU();
+  if (!cuda::have_nvcomp()) GTEST_SKIP() << "built without nvCOMP";
+  test::TempDir dir;
+  codec::EncodeOptions o;
+  o.coder = codec::PlaneCoder::Zstd;
+  const std::string path =
+      test::write_synthetic(dir.path(), o, {{"w", DType::BF16, {64, 512}, test::gaussian_bf16(64 * 512, 0.02, 3)}});
+  uint64_t at = 0;
+  {
+    format::ContainerReader r(path);
+    const format::PlaneRecord& p = r.index().tensors[0].planes[0];
+    ASSERT_EQ(p.codec, format::PlaneCodec::Zstd);
+    at = p.offset + p.size / 2;
+  }
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(std::streamoff(at));
+    const char c = char(f.get() ^ 0x40);
+    f.seekp(std::streamoff(at));
+    f.put(c);
+  }
+  format::ContainerReader r(path);
+  try {
+    cuda::GpuDecoder dec(r, {"w"});
+    FAIL() << "a corrupt zstd payload was accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("'w'"), std::string::npos) << e.what();
   }
 }
 

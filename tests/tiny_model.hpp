@@ -25,6 +25,7 @@ struct TinyModel {
   std::string config = kTinyConfig;
   DType dtype = DType::F32;  // F32 or BF16
   std::string file = "tiny.cllm";
+  model::CompressOptions options{};  // how it is compressed (mode, coder)
 };
 
 // Every tensor the config calls for, random (the same for the same shapes); returns the path.
@@ -61,7 +62,7 @@ inline std::string write_tiny_model(const TempDir& dir, const TinyModel& m) {
     ckpt.add(t.name, m.dtype, shape, std::move(bytes));
   }
   const std::string path = dir.path() + "/" + m.file;
-  model::compress_checkpoint(ckpt, path, {});
+  model::compress_checkpoint(ckpt, path, m.options);
   return path;
 }
 

@@ -114,8 +114,8 @@ TEST(ZstdTensor, RepetitiveValuesKeepWholeValues) {
 
 TEST(ZstdTensor, Int8GoesUnpredictedAndExact) {
   const std::vector<uint8_t> w = test::gaussian_bf16(128 * 256, 0.02, 2);
-  const codec::EncodedTensor e = codec::encode_tensor("w", DType::BF16, {128, 256}, w,
-                                                      zstd_options(format::TensorMode::Int8));
+  const codec::EncodedTensor e =
+      codec::encode_tensor("w", DType::BF16, {128, 256}, w, zstd_options(format::TensorMode::Int8));
   ASSERT_EQ(e.record.mode, format::TensorMode::Int8);
   EXPECT_EQ(e.record.predictor, format::Predictor::None);
   EXPECT_EQ(e.record.plane("int8")->codec, PlaneCodec::Zstd);

@@ -4,6 +4,7 @@
 
 #include "codec/parallel_for.hpp"
 #include "codecllm/error.hpp"
+#include "coder_options.hpp"
 #include "commands.hpp"
 #include "model/compress.hpp"
 #include "progress.hpp"
@@ -58,14 +59,13 @@ struct Group {
 
 Command add_compress(CLI::App& app) {
   struct Args {
-    std::string src, out, mode = "lossless", predictor = "auto", codec = "rans";
+    std::string src, out, mode = "lossless", predictor = "auto";
     unsigned threads = 0;
-    int zstd_level = codec::kDefaultZstdLevel;
-    uint32_t zstd_chunk = codec::kDefaultZstdChunkBytes;
     uint32_t chunk_symbols = codec::kDefaultChunkSymbols;
     bool quantize_embeddings = false, class_tables = true, json = false, quiet = false;
   };
   auto a = std::make_shared<Args>();
+  auto coder = std::make_shared<CoderArgs>();
   app.add_option("SRC", a->src, "Hugging Face directory or llama2.c .bin")->required();
   app.add_option("-o,--output", a->out, "Output .cllm file")->required();
   app.add_option("--mode", a->mode, "lossless (bit-exact) or int8 (per-row symmetric INT8)")
@@ -73,13 +73,7 @@ Command add_compress(CLI::App& app) {
   app.add_option("--threads", a->threads, "Encoder threads (default: all cores)");
   app.add_option("--chunk-symbols", a->chunk_symbols, "Symbols per rANS chunk (multiple of 32)")
       ->check(CLI::Range(32u, 1u << 24));
-  app.add_option("--codec", a->codec,
-                 "Entropy coder of coded planes: rans (the project's, fastest GPU decode) or zstd (standard Zstd "
-                 "frames; the GPU decodes them with nvCOMP where the build found it)")
-      ->check(CLI::IsMember({"rans", "zstd"}));
-  app.add_option("--zstd-level", a->zstd_level, "zstd: compression level")->check(CLI::Range(-7, 22));
-  app.add_option("--zstd-chunk-bytes", a->zstd_chunk, "zstd: decoded bytes per frame (nvCOMP recommends 64 KiB)")
-      ->check(CLI::Range(uint32_t{4096}, codec::kMaxZstdChunkBytes));
+  add_coder_options(app, coder);
   app.add_option("--predictor", a->predictor, "int8 LEFT delta predictor: auto (where it pays), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_flag("--quantize-embeddings", a->quantize_embeddings, "int8 mode: quantize token embeddings too");
@@ -88,7 +82,7 @@ Command add_compress(CLI::App& app) {
                "saves >= 0.5% (default; --one-table: one table each, which the GPU decodes ~8x faster at load)");
   app.add_flag("--json", a->json, "Print the summary as JSON on stdout instead of a table");
   app.add_flag("-q,--quiet", a->quiet, "No progress output");
-  return [a] {
+  return [a, coder] {
     model::CompressOptions o;
     o.threads = a->threads;
     o.encode.mode = a->mode == "int8" ? format::TensorMode::Int8 : format::TensorMode::Lossless;
@@ -99,9 +93,7 @@ Command add_compress(CLI::App& app) {
                                                  : codec::PredictorChoice::Auto;
     if (a->chunk_symbols % codec::kRansLanes != 0) throw codecllm::Error("--chunk-symbols must be a multiple of 32");
     o.encode.rans.chunk_symbols = a->chunk_symbols;
-    o.encode.coder = a->codec == "zstd" ? codec::PlaneCoder::Zstd : codec::PlaneCoder::Rans;
-    o.encode.zstd.level = a->zstd_level;
-    o.encode.zstd.chunk_bytes = a->zstd_chunk;
+    apply_coder_options(*coder, o.encode);
     model::CompressResult r;
     {
       CompressProgress progress(a->quiet);

@@ -107,8 +107,7 @@ CodedPlane code_plane(const std::string& role, ByteSpan plane, const Histogram& 
   // No order-0 coder beats the order-0 entropy of its input: when even that bound would not
   // pay, the plane is stored raw without spending an encode on it (mantissa planes, mostly).
   // Zstd also finds repeats, so it is always tried.
-  const bool worth_trying =
-      !plane.empty() && (zstd || out.record.entropy_bits * double(plane.size()) / 8.0 < limit);
+  const bool worth_trying = !plane.empty() && (zstd || out.record.entropy_bits * double(plane.size()) / 8.0 < limit);
   std::vector<uint8_t> coded;
   if (worth_trying && zstd) {
     coded = zstd_encode(plane, coding.zstd);
@@ -227,7 +226,8 @@ bool is_embedding(const std::string& name) {
 // at load: token embeddings and output heads, which are also where they gain (different token
 // scales by row, different hidden-channel scales by column).
 bool wants_class_tables(const TensorRecord& r, const EncodeOptions& options) {
-  if (!options.class_tables || options.coder != PlaneCoder::Rans || r.dtype != DType::BF16 || r.shape.size() != 2) return false;
+  if (!options.class_tables || options.coder != PlaneCoder::Rans || r.dtype != DType::BF16 || r.shape.size() != 2)
+    return false;
   return is_embedding(r.name) || r.name.find("lm_head") != std::string::npos;
 }
 

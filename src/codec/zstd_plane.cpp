@@ -29,7 +29,8 @@ uint64_t table_end(uint32_t num_chunks) { return sizeof(ZstdPlaneHeader) + 8 * u
 
 std::vector<uint8_t> zstd_encode(ByteSpan plane, const ZstdOptions& options) {
   const uint32_t chunk = options.chunk_bytes;
-  if (chunk == 0 || chunk > kMaxZstdChunkBytes) throw Error("zstd chunk size must be 1.." + std::to_string(kMaxZstdChunkBytes));
+  if (chunk == 0 || chunk > kMaxZstdChunkBytes)
+    throw Error("zstd chunk size must be 1.." + std::to_string(kMaxZstdChunkBytes));
   const uint64_t chunks = (plane.size() + chunk - 1) / chunk;
   if (chunks > UINT32_MAX) throw Error("zstd plane: too many chunks");
   std::unique_ptr<ZSTD_CCtx, CctxFree> cctx(ZSTD_createCCtx());
@@ -61,7 +62,8 @@ ZstdPlaneHeader zstd_parse_header(ByteSpan payload, const char* what) {
   if (h.magic != kZstdMagic) fail(what, "bad magic");
   if (h.chunk_bytes == 0 || h.chunk_bytes > kMaxZstdChunkBytes) fail(what, "chunk size out of range");
   if (h.reserved != 0) fail(what, "reserved field not zero");
-  if (h.num_chunks != (h.total_bytes + h.chunk_bytes - 1) / h.chunk_bytes) fail(what, "chunk count does not match size");
+  if (h.num_chunks != (h.total_bytes + h.chunk_bytes - 1) / h.chunk_bytes)
+    fail(what, "chunk count does not match size");
   const uint64_t end = table_end(h.num_chunks);
   if (end > payload.size()) fail(what, "frame table runs past the payload");
   uint64_t prev = end;
@@ -100,7 +102,8 @@ void zstd_decode(ByteSpan payload, MutableByteSpan out, const char* what) {
     const uint8_t* src = payload.data() + f.begin;
     // One whole frame, of exactly the chunk's size (so that nvCOMP, which is told these sizes,
     // sees the same frames libzstd accepted).
-    if (ZSTD_findFrameCompressedSize(src, f.size) != f.size) fail(what, "chunk " + std::to_string(i) + " is not one frame");
+    if (ZSTD_findFrameCompressedSize(src, f.size) != f.size)
+      fail(what, "chunk " + std::to_string(i) + " is not one frame");
     if (ZSTD_getFrameContentSize(src, f.size) != f.out_size)
       fail(what, "chunk " + std::to_string(i) + " frame does not declare its chunk's size");
     const size_t r = ZSTD_decompressDCtx(dctx.get(), out.data() + f.out, f.out_size, src, f.size);

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "codec/rans.hpp"
+#include "codec/zstd_plane.hpp"
 #include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
@@ -179,6 +180,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   std::vector<uint32_t> pool;
   std::vector<BlockJob> per_layout[kNumLayouts];
   std::vector<BlockJob> gemv_jobs;  // by tensor, for decode_gemv
+  std::vector<ZstdFrameJob> zstd_frames;
   uint64_t scratch = 0;
   for (size_t ti = 0; ti < records_.size(); ++ti) {
     const format::TensorRecord& r = *records_[ti];
@@ -189,6 +191,61 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     t.elements = r.num_elements();
     t.element_size = t.assemble == Assemble::Int8 ? 1 : static_cast<uint32_t>(std::max<size_t>(1, dtype_size(r.dtype)));
     if (r.transform == Transform::None) t.elements = r.decoded_size;  // one byte per "element"
+    if (std::any_of(r.planes.begin(), r.planes.end(), [](const auto& p) { return p.codec == PlaneCodec::Zstd; })) {
+      ZstdTensor z;
+      z.tensor = ti;
+      uint64_t out_bytes = t.elements * t.element_size;
+      if (r.transform == Transform::None) {  // whole values: the plane is the output's bytes
+        t.element_size = 1;
+        out_bytes = t.elements;
+      }
+      if (t.assemble == Assemble::SplitF32 && options.f32_as_bf16) out_bytes = t.elements * 2;
+      if (r.transform == Transform::None && options.f32_as_bf16 && r.dtype == DType::F32)
+        throw Error(what + ": whole-value zstd planes of float32 cannot be narrowed to bfloat16 on the GPU");
+      if (t.assemble == Assemble::Int8) {
+        const format::PlaneRecord* s = r.plane("scales");
+        if (s == nullptr || r.shape.size() < 2 || r.shape[0] == 0 || r.predictor != format::Predictor::None)
+          throw FormatError(what + ": malformed int8 record for the GPU zstd decoder");
+        z.scales = s->offset - lo;
+        t.cols = t.elements / r.shape[0];
+        if (options.int8_output != Int8Out::Int8) out_bytes = t.elements * 2;
+      }
+      if (t.num_planes > static_cast<uint32_t>(kMaxPlanes)) throw Error(what + ": too many planes for the GPU decoder");
+      z.assembly = {
+          t.assemble,         t.num_planes, t.elements, t.cols, t.assemble == Assemble::SplitF32 && options.f32_as_bf16,
+          options.int8_output};
+      z.first_frame = zstd_frames.size();
+      for (uint32_t k = 0; k < t.num_planes; ++k) {
+        const format::PlaneRecord& pr = r.planes[k];
+        if (pr.symbols != t.elements)
+          throw FormatError(what + ": plane '" + pr.role + "' size differs from the tensor");
+        if (pr.codec == PlaneCodec::Rans)
+          throw Error(what + ": mixes rANS and zstd planes, which the GPU does not decode");
+        if (pr.codec == PlaneCodec::Raw) {
+          z.offset[k] = pr.offset - lo;
+          continue;
+        }
+        // nvCOMP treats an invalid frame as undefined behaviour: the payload's checksum is verified here, and
+        // the frame table parsed and bounded, before any frame can reach it.
+        const ByteSpan payload = file.payload(pr);
+        const std::string pwhat = what + " plane '" + pr.role + "'";
+        const codec::ZstdPlaneHeader h = codec::zstd_parse_header(payload, pwhat.c_str());
+        if (h.total_bytes != pr.symbols) throw FormatError(pwhat + ": decoded size differs from the index");
+        z.in_scratch[k] = true;
+        z.offset[k] = scratch;
+        for (const codec::ZstdFrame& f : codec::zstd_frames(payload, h))
+          zstd_frames.push_back({pr.offset - lo + f.begin, f.size, scratch + f.out, f.out_size});
+        scratch += align_up(pr.symbols, 256);
+      }
+      z.num_frames = zstd_frames.size() - z.first_frame;
+      zstd_tensors_.push_back(z);
+      host_tensors_.push_back(t);
+      output_bytes_.push_back(out_bytes);
+      scratch_offset_.push_back(kNoScratch);
+      sign_mantissa_.push_back(kNoPlane);
+      gemv_.push_back(Gemv{});
+      continue;
+    }
     if (t.num_planes > static_cast<uint32_t>(kMaxPlanes) ||
         (t.assemble == Assemble::Bytes && t.num_planes != t.element_size))
       throw Error(what + ": unsupported plane layout for the GPU decoder");
@@ -341,6 +398,9 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   d_status_ = static_cast<uint32_t*>(device_alloc(host_tensors_.size() * sizeof(uint32_t)));
   scratch_bytes_ = scratch;
   if (!options.external_scratch) d_scratch_ = static_cast<uint8_t*>(device_alloc(scratch));
+  if (!zstd_frames.empty())
+    zstd_ = std::make_unique<ZstdBatch>(
+        std::move(zstd_frames), [this](uint64_t n) { return device_alloc(n); }, path_);
   if (!host_tensors_.empty()) {
     CLLM_CUDA_CHECK(cudaMemcpy(d_tensors_, host_tensors_.data(), host_tensors_.size() * sizeof(TensorDesc),
                                cudaMemcpyHostToDevice));
@@ -391,6 +451,14 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
       throw Error(path_ + ": tensor '" + records_[c.tensor]->name + "': GPU decode needs a 2-byte aligned output");
     launch_decode_classes(c, d_tables_, comp_device, static_cast<uint16_t*>(out), d_status_, stream);
     CLLM_CUDA_CHECK(cudaGetLastError());
+  }
+  if (zstd_) zstd_->decode(comp_device, scratch, stream);
+  for (const ZstdTensor& z : zstd_tensors_) {
+    const uint8_t* planes[kMaxPlanes] = {};
+    for (uint32_t k = 0; k < z.assembly.num_planes; ++k)
+      planes[k] = (z.in_scratch[k] ? scratch : comp_device) + z.offset[k];
+    const float* scales = z.scales == kNoPlane ? nullptr : reinterpret_cast<const float*>(comp_device + z.scales);
+    assemble_planes(z.assembly, planes, scales, outputs[z.tensor], stream);
   }
   for (size_t i = 0; i < host_tensors_.size(); ++i) {
     const TensorDesc& t = host_tensors_[i];
@@ -459,6 +527,14 @@ void GpuDecoder::release_staging() {
 
 void GpuDecoder::check(cudaStream_t stream) {
   CLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (const int64_t bad = zstd_ ? zstd_->first_failure() : -1; bad >= 0) {
+    for (const ZstdTensor& z : zstd_tensors_) {
+      if (size_t(bad) >= z.first_frame && size_t(bad) < z.first_frame + z.num_frames) {
+        throw FormatError(path_ + ": tensor '" + records_[z.tensor]->name + "': nvCOMP could not decode zstd frame " +
+                          std::to_string(size_t(bad) - z.first_frame) + " (corrupt data)");
+      }
+    }
+  }
   std::vector<uint32_t> status(host_tensors_.size());
   if (status.empty()) return;
   CLLM_CUDA_CHECK(cudaMemcpy(status.data(), d_status_, status.size() * sizeof(uint32_t), cudaMemcpyDeviceToHost));

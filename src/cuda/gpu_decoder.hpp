@@ -8,12 +8,14 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "codecllm/span.hpp"
 #include "cuda/decode_class.hpp"
 #include "cuda/decode_desc.hpp"
+#include "cuda/zstd_batch.hpp"
 #include "format/container.hpp"
 
 namespace codecllm::cuda {
@@ -130,6 +132,18 @@ class GpuDecoder {
   // Tensors whose exponent plane has class tables (decode_class.hpp): one launch each, their
   // tables in d_tables_.
   std::vector<ClassTensorDesc> class_tensors_;
+  // Tensors with zstd planes: nvCOMP decodes those planes into the scratch (one batch for the
+  // decoder), then assemble_planes reads each plane from the scratch or, raw, from the range.
+  struct ZstdTensor {
+    size_t tensor = 0;
+    PlaneAssembly assembly{};
+    bool in_scratch[kMaxPlanes] = {};
+    uint64_t offset[kMaxPlanes] = {};  // in the scratch or in the range
+    uint64_t scales = kNoPlane;        // int8: offset of the f32 scales in the range
+    size_t first_frame = 0, num_frames = 0;
+  };
+  std::vector<ZstdTensor> zstd_tensors_;
+  std::unique_ptr<ZstdBatch> zstd_;
 };
 
 }  // namespace codecllm::cuda
