@@ -105,6 +105,10 @@ TEST(ZstdTensor, RepetitiveValuesKeepWholeValues) {
     const uint16_t v = uint16_t(0x3c00 + (i % 5) * 0x1234);
     std::memcpy(&w[2 * i], &v, 2);
   }
+  codec::EncodeOptions small_frames = zstd_options();
+  small_frames.zstd.chunk_bytes = 4096;  // as tests/gpu_decode_test.cpp codes it
+  EXPECT_EQ(codec::encode_tensor("w", DType::BF16, {64, 1024}, w, small_frames).record.transform,
+            format::Transform::None);
   const codec::EncodedTensor e = codec::encode_tensor("w", DType::BF16, {64, 1024}, w, zstd_options());
   EXPECT_EQ(e.record.transform, format::Transform::None);
   ASSERT_EQ(e.record.planes.size(), 1u);

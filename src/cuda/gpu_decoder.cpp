@@ -227,8 +227,13 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
         }
         // nvCOMP treats an invalid frame as undefined behaviour: the payload's checksum is verified here, and
         // the frame table parsed and bounded, before any frame can reach it.
-        const ByteSpan payload = file.payload(pr);
         const std::string pwhat = what + " plane '" + pr.role + "'";
+        ByteSpan payload;
+        try {
+          payload = file.payload(pr);
+        } catch (const FormatError& e) {
+          throw FormatError(pwhat + ": " + e.what());
+        }
         const codec::ZstdPlaneHeader h = codec::zstd_parse_header(payload, pwhat.c_str());
         if (h.total_bytes != pr.symbols) throw FormatError(pwhat + ": decoded size differs from the index");
         z.in_scratch[k] = true;
