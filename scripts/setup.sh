@@ -12,3 +12,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# nvCOMP (optional, from PyPI) decodes zstd planes on the GPU; worth installing only where the
+# CUDA code is built. CMake finds it through python3.
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  if ! python3 -c "import nvidia.libnvcomp" >/dev/null 2>&1; then
+    echo "setup: installing nvidia-libnvcomp-cu13 (pip)"
+    python3 -m pip install -q --break-system-packages nvidia-libnvcomp-cu13 2>&1 | grep -v "as the 'root' user" || true
+  fi
+fi
