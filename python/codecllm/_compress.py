@@ -62,21 +62,28 @@ def compress(
     threads: int = 0,
     chunk_symbols: int = 0,
     one_table: bool = False,
+    codec: str = "rans",
+    zstd_level: int = 3,
     progress=None,
 ) -> CompressSummary:
     """Compresses a Hugging Face directory (single or sharded safetensors) or a llama2.c .bin into a .cllm.
 
     mode: "lossless" (bit for bit) or "int8" (per-row symmetric INT8, entropy coded). threads: 0 uses all
-    cores. progress: None for a bar on a terminal, False for none, or a callable(done, total, tensor_name).
+    cores. codec: "rans" (the default; fastest GPU decode) or "zstd" (standard Zstd frames, decoded on the GPU by
+    nvCOMP where the build has it), zstd_level its level; the CLI's --codec and --zstd-level. progress: None for a bar on a terminal, False for none, or a callable(done, total, tensor_name).
     The output is written under a temporary name and renamed when complete.
     """
+    if codec not in ("rans", "zstd"):
+        raise ValueError(f"codec must be 'rans' or 'zstd', got {codec!r}")
     bar = None
     if progress is None:
         bar, progress = _terminal_bar()
     elif progress is False:
         progress = None
     try:
-        r = _native.compress(os.fspath(src), os.fspath(dst), mode, threads, chunk_symbols, one_table, progress)
+        r = _native.compress(
+            os.fspath(src), os.fspath(dst), mode, threads, chunk_symbols, one_table, codec, zstd_level, progress
+        )
     finally:
         if bar is not None:
             bar.close()

@@ -18,6 +18,7 @@ class TensorInfo:
     elements: int
     decoded_bytes: int
     stored_bytes: int
+    planes: tuple = ()  # "role:codec" of each stored plane ("exponent:rans", "sign_mantissa:raw", ...)
 
     @property
     def bits_per_weight(self) -> float:
@@ -39,6 +40,7 @@ class CllmFile:
                 t["elements"],
                 t["decoded_bytes"],
                 t["stored_bytes"],
+                tuple(t["planes"]),
             )
             for t in _native.tensors(self._file)
         ]

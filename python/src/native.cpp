@@ -46,6 +46,9 @@ nb::dict tensor_info(const format::TensorRecord& r) {
   uint64_t stored = 0;
   for (const auto& p : r.planes) stored += p.size;
   d["stored_bytes"] = stored;
+  std::vector<std::string> codecs;
+  for (const auto& p : r.planes) codecs.push_back(std::string(p.role) + ":" + format::plane_codec_name(p.codec));
+  d["planes"] = codecs;
   d["elements"] = r.num_elements();
   return d;
 }
@@ -57,7 +60,7 @@ const format::TensorRecord& record_of(const File& f, const std::string& name) {
 }
 
 nb::dict compress(const std::string& src, const std::string& dst, const std::string& mode, unsigned threads,
-                  uint64_t chunk_symbols, bool one_table,
+                  uint64_t chunk_symbols, bool one_table, const std::string& codec, int zstd_level,
                   const std::function<void(size_t, size_t, std::string)>& progress) {
   model::CompressOptions o;
   if (mode != "lossless" && mode != "int8") throw Error("mode must be 'lossless' or 'int8', got '" + mode + "'");
@@ -65,6 +68,9 @@ nb::dict compress(const std::string& src, const std::string& dst, const std::str
   o.threads = threads;
   if (chunk_symbols > 0) o.encode.rans.chunk_symbols = uint32_t(chunk_symbols);
   o.encode.class_tables = !one_table;
+  if (codec != "rans" && codec != "zstd") throw Error("codec must be 'rans' or 'zstd', got '" + codec + "'");
+  o.encode.coder = codec == "zstd" ? codec::PlaneCoder::Zstd : codec::PlaneCoder::Rans;
+  o.encode.zstd.level = zstd_level;
   model::ProgressFn report;
   if (progress) {
     report = [&](size_t done, size_t total, const model::TensorStats& last) {
@@ -127,7 +133,8 @@ NB_MODULE(_native, m) {
 #endif
 
   m.def("compress", &compress, nb::arg("src"), nb::arg("dst"), nb::arg("mode") = "lossless", nb::arg("threads") = 0,
-        nb::arg("chunk_symbols") = 0, nb::arg("one_table") = false, nb::arg("progress") = nb::none());
+        nb::arg("chunk_symbols") = 0, nb::arg("one_table") = false, nb::arg("codec") = "rans",
+        nb::arg("zstd_level") = codec::kDefaultZstdLevel, nb::arg("progress") = nb::none());
 
   // The engine's placement planner (engine/placement_plan.hpp), for placement="auto": layers as
   // (decoded, compressed, decoder table) bytes; returns (placement per layer, total VRAM, decode

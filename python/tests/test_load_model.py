@@ -93,6 +93,20 @@ def test_compress_summary(saved, tmp_path):
 # bad input: an exception naming the file and what is wrong
 
 
+def test_zstd_coding_is_lossless_on_the_cpu(saved, tmp_path):
+    """compress(codec="zstd") as the CLI's --codec zstd: standard Zstd frames, decoded by libzstd on the CPU (nvCOMP
+    on a GPU), the same bits."""
+    src, _, _ = saved("llama")
+    out = tmp_path / "zstd.cllm"
+    codecllm.compress(src, out, codec="zstd", zstd_level=5, progress=False)
+    planes = [p for t in codecllm.open(out).tensors for p in t.planes]
+    assert any(p.endswith(":zstd") for p in planes) and not any(p.endswith(":rans") for p in planes)
+    ids = ids_for(2)
+    assert torch.equal(outputs(codecllm.load_model(out, device="cpu"), ids), outputs(reference("llama", src), ids))
+    with pytest.raises(ValueError, match="codec must be"):
+        codecllm.compress(src, tmp_path / "x.cllm", codec="lz4", progress=False)
+
+
 def test_corrupt_payload_names_the_tensor(saved, tmp_path):
     _, lossless, _ = saved("llama")
     bad = tmp_path / "bad.cllm"
