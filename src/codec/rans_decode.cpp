@@ -14,7 +14,6 @@
 namespace codecllm::codec {
 namespace {
 
-
 constexpr uint64_t kHeaderBytes = sizeof(RansPlaneHeader);
 
 [[noreturn]] void fail(const char* what, const std::string& msg) {
@@ -249,7 +248,9 @@ void ClassMap::tables_of(uint64_t first, uint64_t n, uint8_t* out) const {
   }
 }
 
-bool rans_is_class_plane(ByteSpan payload) { return payload.size() >= 4 && load_le32(payload.data()) == kRansClassMagic; }
+bool rans_is_class_plane(ByteSpan payload) {
+  return payload.size() >= 4 && load_le32(payload.data()) == kRansClassMagic;
+}
 
 RansClassPlane rans_parse_class_plane(ByteSpan payload, const char* what) {
   const uint8_t* p = payload.data();

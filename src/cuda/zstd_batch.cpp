@@ -39,9 +39,10 @@ ZstdBatch::ZstdBatch(std::vector<ZstdFrameJob> frames, const std::function<void*
     const ZstdFrameJob& f = frames_[i];
     // The range starts 16-byte aligned in device memory (GpuDecoder::decode checks it), so an
     // offset's alignment is the pointer's.
-    if (f.comp % align.input != 0 || f.out % align.output != 0)
+    if (f.comp % align.input != 0 || f.out % align.output != 0) {
       throw Error(what + ": a zstd frame is not aligned as nvCOMP requires (" + std::to_string(align.input) + "/" +
                   std::to_string(align.output) + " bytes)");
+    }
     comp_bytes[i] = f.size;
     out_bytes[i] = f.out_size;
     max_out = std::max<size_t>(max_out, f.out_size);
@@ -58,7 +59,9 @@ ZstdBatch::ZstdBatch(std::vector<ZstdFrameJob> frames, const std::function<void*
   d_actual_bytes_ = static_cast<size_t*>(alloc(n * sizeof(size_t)));
   d_status_ = static_cast<int*>(alloc(n * sizeof(nvcompStatus_t)));
   d_temp_ = alloc(std::max<size_t>(temp_bytes_, 1) + align.temp);
-  d_temp_ = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(d_temp_) + align.temp - 1) / align.temp * align.temp);
+  // Rounded up to nvCOMP's temp alignment inside the over-allocation.
+  d_temp_ = reinterpret_cast<void*>(  // NOLINT(performance-no-int-to-ptr): an address rounded up, not made up
+      (reinterpret_cast<uintptr_t>(d_temp_) + align.temp - 1) / align.temp * align.temp);
   CLLM_CUDA_CHECK(cudaMemcpy(d_frames_, frames_.data(), n * sizeof(ZstdFrameJob), cudaMemcpyHostToDevice));
   CLLM_CUDA_CHECK(cudaMemcpy(d_comp_bytes_, comp_bytes.data(), n * sizeof(size_t), cudaMemcpyHostToDevice));
   CLLM_CUDA_CHECK(cudaMemcpy(d_out_bytes_, out_bytes.data(), n * sizeof(size_t), cudaMemcpyHostToDevice));
