@@ -20,21 +20,10 @@ namespace {
 using codec::EncodedTensor;
 using format::TensorMode;
 
-codec::DecodedTensor decode(const EncodedTensor& e) {
-  return codec::decode_tensor(
-      e.record,
-      [&](const format::PlaneRecord& p) {
-        for (size_t k = 0; k < e.record.planes.size(); ++k)
-          if (&e.record.planes[k] == &p) return ByteSpan(e.payloads[k].data(), e.payloads[k].size());
-        throw Error("no such plane");
-      },
-      "test");
-}
-
 void expect_lossless(DType dtype, const std::vector<uint64_t>& shape, const std::vector<uint8_t>& bytes) {
   EncodedTensor e = codec::encode_tensor("t", dtype, shape, bytes, {});
   EXPECT_EQ(e.record.mode, TensorMode::Lossless);
-  codec::DecodedTensor d = decode(e);
+  codec::DecodedTensor d = test::decode(e);
   ASSERT_EQ(d.bytes, bytes) << dtype_name(dtype);
 }
 
@@ -83,7 +72,7 @@ TEST(BytePlanes, UnknownAndIntegerDtypesAreStoredAsBytes) {
   std::vector<uint8_t> bytes = {1, 2, 3, 4, 5, 6, 7, 8};
   EncodedTensor e = codec::encode_tensor("t", DType::Unknown, {8}, bytes, {});
   EXPECT_EQ(e.record.transform, format::Transform::None);
-  EXPECT_EQ(decode(e).bytes, bytes);
+  EXPECT_EQ(test::decode(e).bytes, bytes);
   expect_lossless(DType::I64, {1}, bytes);
 }
 
@@ -141,7 +130,7 @@ TEST(Int8, AllZeroRowsAndPredictorOnOff) {
     } else if (choice == codec::PredictorChoice::Off) {
       EXPECT_EQ(e.record.predictor, format::Predictor::None);
     }
-    codec::DecodedTensor d = decode(e);
+    codec::DecodedTensor d = test::decode(e);
     codec::QuantizedMatrix ref = codec::quantize_rows(codec::to_float(DType::BF16, bytes), rows, cols);
     ASSERT_EQ(std::memcmp(d.bytes.data(), ref.q.data(), ref.q.size()), 0);
     ASSERT_EQ(d.scales, ref.scales);
@@ -165,7 +154,7 @@ TEST(Int8, NormsEmbeddingsAndNonFiniteStayLossless) {
   EncodedTensor e = codec::encode_tensor("w", DType::BF16, {64, 8}, mat, o);
   EXPECT_EQ(e.record.mode, TensorMode::Lossless);
   EXPECT_FALSE(e.note.empty());
-  EXPECT_EQ(decode(e).bytes, mat);
+  EXPECT_EQ(test::decode(e).bytes, mat);
 }
 
 TEST(Delta, PerRowPrefixSumInvertsTheResiduals) {

@@ -16,9 +16,23 @@
 #include <vector>
 
 #include "codec/int8_quant.hpp"
+#include "codec/tensor_codec.hpp"
+#include "codecllm/error.hpp"
 #include "format/index.hpp"
 
 namespace codecllm::test {
+
+// The CPU reference decode of a tensor encoded in memory (its payloads not yet in a file).
+inline codec::DecodedTensor decode(const codec::EncodedTensor& e) {
+  return codec::decode_tensor(
+      e.record,
+      [&](const format::PlaneRecord& p) {
+        for (size_t k = 0; k < e.record.planes.size(); ++k)
+          if (&e.record.planes[k] == &p) return ByteSpan(e.payloads[k].data(), e.payloads[k].size());
+        throw Error("no such plane");
+      },
+      "test");
+}
 
 class TempDir {
  public:

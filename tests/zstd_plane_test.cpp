@@ -78,17 +78,6 @@ codec::EncodeOptions zstd_options(format::TensorMode mode = format::TensorMode::
   return o;
 }
 
-codec::DecodedTensor decode(const codec::EncodedTensor& e) {
-  return codec::decode_tensor(
-      e.record,
-      [&](const format::PlaneRecord& p) {
-        for (size_t k = 0; k < e.record.planes.size(); ++k)
-          if (&e.record.planes[k] == &p) return ByteSpan(e.payloads[k].data(), e.payloads[k].size());
-        throw Error("no such plane");
-      },
-      "test");
-}
-
 TEST(ZstdTensor, GaussianBf16KeepsBytePlanesAndRoundTrips) {
   const std::vector<uint8_t> w = test::gaussian_bf16(256 * 512, 0.02, 1);
   const codec::EncodedTensor e = codec::encode_tensor("w", DType::BF16, {256, 512}, w, zstd_options());
@@ -96,7 +85,7 @@ TEST(ZstdTensor, GaussianBf16KeepsBytePlanesAndRoundTrips) {
   EXPECT_EQ(e.record.transform, format::Transform::FloatSplit);
   EXPECT_EQ(e.record.planes[0].codec, PlaneCodec::Zstd);
   EXPECT_EQ(e.record.planes[1].codec, PlaneCodec::Raw);
-  EXPECT_EQ(decode(e).bytes, w);
+  EXPECT_EQ(test::decode(e).bytes, w);
 }
 
 TEST(ZstdTensor, RepetitiveValuesKeepWholeValues) {
@@ -113,7 +102,7 @@ TEST(ZstdTensor, RepetitiveValuesKeepWholeValues) {
   EXPECT_EQ(e.record.transform, format::Transform::None);
   ASSERT_EQ(e.record.planes.size(), 1u);
   EXPECT_EQ(e.record.planes[0].codec, PlaneCodec::Zstd);
-  EXPECT_EQ(decode(e).bytes, w);
+  EXPECT_EQ(test::decode(e).bytes, w);
 }
 
 TEST(ZstdTensor, Int8GoesUnpredictedAndExact) {
@@ -129,7 +118,7 @@ TEST(ZstdTensor, Int8GoesUnpredictedAndExact) {
     o.predictor = codec::PredictorChoice::Off;
     return o;
   }());
-  EXPECT_EQ(decode(e).bytes, decode(r).bytes);  // the same int8 values whichever coder holds them
+  EXPECT_EQ(test::decode(e).bytes, test::decode(r).bytes);  // the same int8 values whichever coder holds them
 }
 
 }  // namespace
