@@ -23,7 +23,10 @@ TEST_P(RealModel, CompressVerifyDecompress) {
   test::TempDir dir;
   const std::string out = dir.path() + "/m.cllm";
   model::CompressOptions o;
-  o.encode.mode = test::mode_named(mode);
+  const std::string m = mode;
+  const bool zstd = m.size() > 5 && m.substr(m.size() - 5) == "-zstd";  // the same pipeline with zstd planes
+  o.encode.mode = test::mode_named(zstd ? m.substr(0, m.size() - 5) : m);
+  if (zstd) o.encode.coder = codec::PlaneCoder::Zstd;
   size_t progress_calls = 0;
   model::CompressResult r =
       model::compress_checkpoint(src, out, o, [&](size_t, size_t, const model::TensorStats&) { ++progress_calls; });
@@ -55,7 +58,7 @@ TEST_P(RealModel, CompressVerifyDecompress) {
 
 INSTANTIATE_TEST_SUITE_P(Models, RealModel,
                          ::testing::Combine(::testing::Values("stories260K/stories260K.bin", "pycode24M"),
-                                            ::testing::Values("lossless", "int8")));
+                                            ::testing::Values("lossless", "int8", "lossless-zstd", "int8-zstd")));
 
 TEST(Pipeline, VerifyReportsADifferentSource) {
   test::TempDir dir;
