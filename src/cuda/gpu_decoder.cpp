@@ -61,6 +61,13 @@ void append_table(const codec::RansPlaneHeader& h, const std::vector<uint32_t>& 
   if (cum != M) throw FormatError(what + ": frequencies do not sum to 2^prob_bits");
 }
 
+// Where an int8 record's row scales lie in the compressed range starting at file offset lo.
+uint64_t int8_scales_at(const format::TensorRecord& r, uint64_t lo, const std::string& what) {
+  const format::PlaneRecord* s = r.plane("scales");
+  if (s == nullptr || r.shape.size() < 2 || r.shape[0] == 0) throw FormatError(what + ": malformed int8 record");
+  return s->offset - lo;
+}
+
 Assemble assemble_of(const format::TensorRecord& r) {
   if (r.mode == TensorMode::Int8) return Assemble::Int8;
   if (r.transform == Transform::FloatSplit) return dtype_size(r.dtype) == 2 ? Assemble::SplitBf16 : Assemble::SplitF32;
@@ -203,10 +210,9 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       if (r.transform == Transform::None && options.f32_as_bf16 && r.dtype == DType::F32)
         throw Error(what + ": whole-value zstd planes of float32 cannot be narrowed to bfloat16 on the GPU");
       if (t.assemble == Assemble::Int8) {
-        const format::PlaneRecord* s = r.plane("scales");
-        if (s == nullptr || r.shape.size() < 2 || r.shape[0] == 0 || r.predictor != format::Predictor::None)
-          throw FormatError(what + ": malformed int8 record for the GPU zstd decoder");
-        z.scales = s->offset - lo;
+        if (r.predictor != format::Predictor::None)
+          throw FormatError(what + ": zstd int8 values with a predictor, which the GPU does not undo");
+        z.scales = int8_scales_at(r, lo, what);
         t.cols = t.elements / r.shape[0];
         if (options.int8_output != Int8Out::Int8) out_bytes = t.elements * 2;
       }
@@ -283,9 +289,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       continue;
     }
     if (t.assemble == Assemble::Int8) {
-      const format::PlaneRecord* s = r.plane("scales");
-      if (s == nullptr || r.shape.size() < 2 || r.shape[0] == 0) throw FormatError(what + ": malformed int8 record");
-      t.scales = s->offset - lo;
+      t.scales = int8_scales_at(r, lo, what);
       t.cols = t.elements / r.shape[0];
       if (r.shape[0] >= (uint64_t{1} << 32) || t.cols >= (uint64_t{1} << 31))
         throw Error(what + ": int8 matrices with 2^32 rows or 2^31 columns are not supported by the GPU decoder");
