@@ -1,12 +1,14 @@
 """Just-in-time decoding of decoder blocks on the GPU.
 
 Each block's linear weights are one GpuDecoder over the block's compressed byte range, which
-lives in VRAM (gpu-compressed) or in pinned host RAM (host). Before a block runs (a forward
-pre-hook), its weights are waiting in one of a few scratch slots allocated once; after it ran
-(a forward hook), the slot is handed to the block `slots` places later, whose decode is enqueued
-on a side stream behind an event, so the next blocks decode while this one computes. After the
-last block the first ones are decoded again for the next forward. Slots, staging buffers,
-streams and events are made once: a step allocates nothing.
+lives in VRAM (gpu-compressed) or in pinned host RAM (host). Each block always decodes into the
+same one of a few scratch slots allocated once, so its modules' weights are views set once.
+Before a block runs (a forward pre-hook), the block before it has been enqueued: its slot is
+handed to the block `slots` places later, whose decode is enqueued on a side stream behind an
+event, and the compute stream waits for this block's decode. After the last block (its one
+forward hook) the first ones are decoded again for the next forward. One hook per block, not
+two, because a Python hook costs tens of microseconds a call and a forward runs one per block.
+Slots, staging buffers, streams and events are made once: a step allocates nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Block:
     resident: torch.Tensor | None = None  # gpu: the decoded weights
     views: list = field(default_factory=list)  # streamed: weight views into its slot
     pending: bool = False  # its decode is enqueued and not yet consumed
+    released: bool = True  # its slot was handed on since it last ran
     pointers: list = field(default_factory=list)  # streamed: where its tensors go in its slot
 
 
@@ -113,10 +116,11 @@ class BlockStreamer:
                 b.views = self._views(slot, b)
                 b.pointers = self._pointers(slot, b)
                 for m, v in zip(b.modules, b.views):
-                    m.weight = v  # valid while the block runs; set again before each run
+                    m.weight = v  # valid while the block runs: its decode lands there before each run
                 self._hook(blocks[b.index][0], b)
         torch.cuda.synchronize(self.device)
         self.forwards = 0
+        self.last_ran = None
         for r in range(self.nslots):
             self._enqueue(self.streamed[r])
 
@@ -131,7 +135,8 @@ class BlockStreamer:
 
     def _hook(self, module, b):
         module.register_forward_pre_hook(lambda mod, args: self._before(b))
-        module.register_forward_hook(lambda mod, args, out: self._after(b))
+        if b.rank == len(self.streamed) - 1:
+            module.register_forward_hook(lambda mod, args, out: self._release(b))
 
     def _enqueue(self, b):
         """Enqueues block b's decode into its slot on its side stream, after the slot's last user."""
@@ -152,17 +157,23 @@ class BlockStreamer:
         b.pending = True
 
     def _before(self, b):
+        last = self.last_ran
+        if last is not None and not last.released:  # the block before is enqueued: hand its slot on
+            self._release(last)
         if not b.pending:  # blocks ran out of order (a forward that stopped midway): restart the pipeline here
             torch.cuda.synchronize(self.device)
             for other in self.streamed:
                 other.pending = False
             self._enqueue(b)
         b.pending = False
+        b.released = False
+        self.last_ran = b
         torch.cuda.current_stream(self.device).wait_event(self.ready[b.rank % self.nslots])
-        for m, v in zip(b.modules, b.views):
-            m.weight = v
 
-    def _after(self, b):
+    def _release(self, b):
+        """Block b's kernels are all enqueued: its slot goes to the block `slots` places later, and after the last
+        block, the slots go to the next forward's first blocks."""
+        b.released = True
         self.free[b.rank % self.nslots].record(torch.cuda.current_stream(self.device))
         n = len(self.streamed)
         if b.rank + self.nslots < n:
