@@ -405,11 +405,16 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   d_jobs_ = static_cast<BlockJob*>(device_alloc(jobs.size() * sizeof(BlockJob)));
   d_tables_ = static_cast<uint32_t*>(device_alloc(pool.size() * sizeof(uint32_t)));
   d_status_ = static_cast<uint32_t*>(device_alloc(host_tensors_.size() * sizeof(uint32_t)));
+  // nvCOMP's temporary buffer goes in the scratch after the zstd planes: shared, like them, by
+  // decoders whose decodes never overlap (one scratch per decode stream in the engine).
+  const uint64_t zstd_temp_at = scratch;
+  if (!zstd_frames.empty()) scratch += align_up(ZstdBatch::temp_bytes(zstd_frames, path_), 256);
   scratch_bytes_ = scratch;
   if (!options.external_scratch) d_scratch_ = static_cast<uint8_t*>(device_alloc(scratch));
-  if (!zstd_frames.empty())
+  if (!zstd_frames.empty()) {
     zstd_ = std::make_unique<ZstdBatch>(
-        std::move(zstd_frames), [this](uint64_t n) { return device_alloc(n); }, path_);
+        std::move(zstd_frames), zstd_temp_at, [this](uint64_t n) { return device_alloc(n); }, path_);
+  }
   if (!host_tensors_.empty()) {
     CLLM_CUDA_CHECK(cudaMemcpy(d_tensors_, host_tensors_.data(), host_tensors_.size() * sizeof(TensorDesc),
                                cudaMemcpyHostToDevice));

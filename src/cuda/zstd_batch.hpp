@@ -29,7 +29,13 @@ struct ZstdFrameJob {
 class ZstdBatch {
  public:
   // Plans one batched decode of `frames`; `alloc` gives device memory owned by the caller.
-  ZstdBatch(std::vector<ZstdFrameJob> frames, const std::function<void*(uint64_t)>& alloc, const std::string& what);
+  // nvCOMP's temporary buffer is not allocated here: it lies in the caller's scratch at
+  // temp_offset (temp_bytes() of it), so that decoders whose decodes never overlap share it.
+  ZstdBatch(std::vector<ZstdFrameJob> frames, uint64_t temp_offset, const std::function<void*(uint64_t)>& alloc,
+            const std::string& what);
+  // The scratch bytes nvCOMP needs as temporary storage to decode `frames`, alignment slack
+  // included.
+  static uint64_t temp_bytes(const std::vector<ZstdFrameJob>& frames, const std::string& what);
   size_t size() const { return frames_.size(); }
   // Enqueues: each frame's pointers from the range's and the scratch's base, then nvCOMP.
   void decode(const uint8_t* comp, uint8_t* scratch, cudaStream_t stream) const;
@@ -47,7 +53,8 @@ class ZstdBatch {
   size_t* d_out_bytes_ = nullptr;
   size_t* d_actual_bytes_ = nullptr;
   int* d_status_ = nullptr;  // nvcompStatus_t
-  void* d_temp_ = nullptr;
+  uint64_t temp_offset_ = 0;
+  uint64_t temp_align_ = 1;
   size_t temp_bytes_ = 0;
 };
 
