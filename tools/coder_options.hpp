@@ -17,16 +17,18 @@ struct CoderArgs {
 
 inline void add_coder_options(CLI::App& app, const std::shared_ptr<CoderArgs>& a) {
   app.add_option("--codec", a->codec,
-                 "Entropy coder of coded planes: rans (the project's, fastest GPU decode) or zstd (standard Zstd "
-                 "frames; the GPU decodes them with nvCOMP where the build found it)")
-      ->check(CLI::IsMember({"rans", "zstd"}));
+                 "Coder of coded planes: rans (the project's, smallest files, fastest GPU decode), exp4 (BF16 "
+                 "exponents as 4-bit codes, 12 bits a weight, multiplied on the GPU without a decode pass: the "
+                 "fastest to run) or zstd (standard Zstd frames; the GPU decodes them with nvCOMP where the build "
+                 "found it)")
+      ->check(CLI::IsMember({"rans", "exp4", "zstd"}));
   app.add_option("--zstd-level", a->zstd_level, "zstd: compression level")->check(CLI::Range(-7, 22));
   app.add_option("--zstd-chunk-bytes", a->zstd_chunk, "zstd: decoded bytes per frame (nvCOMP recommends 64 KiB)")
       ->check(CLI::Range(uint32_t{4096}, codec::kMaxZstdChunkBytes));
 }
 
 inline void apply_coder_options(const CoderArgs& a, codec::EncodeOptions& o) {
-  o.coder = a.codec == "zstd" ? codec::PlaneCoder::Zstd : codec::PlaneCoder::Rans;
+  o.coder = codec::plane_coder_named(a.codec);
   o.zstd.level = a.zstd_level;
   o.zstd.chunk_bytes = a.zstd_chunk;
 }

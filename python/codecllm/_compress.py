@@ -69,12 +69,13 @@ def compress(
     """Compresses a Hugging Face directory (single or sharded safetensors) or a llama2.c .bin into a .cllm.
 
     mode: "lossless" (bit for bit) or "int8" (per-row symmetric INT8, entropy coded). threads: 0 uses all
-    cores. codec: "rans" (the default; fastest GPU decode) or "zstd" (standard Zstd frames, decoded on the GPU by
+    cores. codec: "rans" (the default; smallest, fastest GPU decode), "exp4" (BF16 exponents as 4-bit codes, 12
+    bits a weight, multiplied without a decode pass) or "zstd" (standard Zstd frames, decoded on the GPU by
     nvCOMP where the build has it), zstd_level its level; the CLI's --codec and --zstd-level. progress: None for a bar on a terminal, False for none, or a callable(done, total, tensor_name).
     The output is written under a temporary name and renamed when complete.
     """
-    if codec not in ("rans", "zstd"):
-        raise ValueError(f"codec must be 'rans' or 'zstd', got {codec!r}")
+    if codec not in ("rans", "exp4", "zstd"):
+        raise ValueError(f"codec must be 'rans', 'exp4' or 'zstd', got {codec!r}")
     bar = None
     if progress is None:
         bar, progress = _terminal_bar()

@@ -68,8 +68,7 @@ nb::dict compress(const std::string& src, const std::string& dst, const std::str
   o.threads = threads;
   if (chunk_symbols > 0) o.encode.rans.chunk_symbols = uint32_t(chunk_symbols);
   o.encode.class_tables = !one_table;
-  if (codec != "rans" && codec != "zstd") throw Error("codec must be 'rans' or 'zstd', got '" + codec + "'");
-  o.encode.coder = codec == "zstd" ? codec::PlaneCoder::Zstd : codec::PlaneCoder::Rans;
+  o.encode.coder = codec::plane_coder_named(codec);
   o.encode.zstd.level = zstd_level;
   model::ProgressFn report;
   if (progress) {

@@ -104,19 +104,23 @@ CodedPlane code_plane(const std::string& role, ByteSpan plane, const Histogram& 
   out.record.entropy_bits = entropy_bits(counts);
   const double limit = double(plane.size()) * (is_mantissa_role(role) ? 1.0 - kMinMantissaSaving : 1.0);
   const bool zstd = coding.coder == PlaneCoder::Zstd;
+  // Exp4 takes the exponents of BF16 tensors (coding_for chose it), rANS every other plane.
+  const bool exp4 = coding.coder == PlaneCoder::Exp4 && role == "exponent" && classes == nullptr;
   // No order-0 coder beats the order-0 entropy of its input: when even that bound would not
   // pay, the plane is stored raw without spending an encode on it (mantissa planes, mostly).
   // Zstd also finds repeats, so it is always tried.
   const bool worth_trying = !plane.empty() && (zstd || out.record.entropy_bits * double(plane.size()) / 8.0 < limit);
   std::vector<uint8_t> coded;
-  if (worth_trying && zstd) {
+  if (exp4 && !plane.empty()) {
+    coded = exp4_encode(plane, counts);
+  } else if (worth_trying && zstd) {
     coded = zstd_encode(plane, coding.zstd);
   } else if (worth_trying) {
     coded = classes != nullptr ? rans_encode_classes(plane, coding.rans, *classes)
                                : rans_encode(plane, coding.rans, counts);
   }
-  if (worth_trying && double(coded.size()) < limit) {
-    out.record.codec = zstd ? PlaneCodec::Zstd : PlaneCodec::Rans;
+  if (!coded.empty() && double(coded.size()) < limit) {
+    out.record.codec = exp4 ? PlaneCodec::Exp4 : zstd ? PlaneCodec::Zstd : PlaneCodec::Rans;
     out.payload = std::move(coded);
   } else {
     out.record.codec = PlaneCodec::Raw;
@@ -146,8 +150,9 @@ uint64_t row_length(const std::vector<uint64_t>& shape) {
 // lanes): the most rows that fit the requested chunk size, at least one. Then no row spans two
 // chunks, and a GPU warp that decodes a chunk can finish every product of its rows by itself
 // (cuda/decode_gemv_kernel.cu) instead of decoding the next chunk's start a second time.
-PlaneCoding coding_for(const std::vector<uint64_t>& shape, const EncodeOptions& options) {
+PlaneCoding coding_for(const std::vector<uint64_t>& shape, DType dtype, const EncodeOptions& options) {
   PlaneCoding c{options.coder, options.rans, options.zstd};
+  if (c.coder == PlaneCoder::Exp4 && dtype != DType::BF16) c.coder = PlaneCoder::Rans;
   const uint64_t cols = shape.size() == 2 ? shape[1] : 0;
   if (!options.row_aligned_chunks || cols == 0 || cols % kRansLanes != 0 || cols > (uint64_t{1} << 30)) return c;
   c.rans.chunk_symbols = static_cast<uint32_t>(std::max<uint64_t>(1, c.rans.chunk_symbols / cols) * cols);
@@ -177,7 +182,7 @@ bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, ui
   uint8_t* plain = thread_scratch().a.get(n);
   std::vector<float> scales(rows);
   // The GPU assembles zstd planes without a prefix sum: zstd int8 values go unpredicted.
-  const bool predict = options.predictor != PredictorChoice::Off && options.coder == PlaneCoder::Rans && cols > 1;
+  const bool predict = options.predictor != PredictorChoice::Off && options.coder != PlaneCoder::Zstd && cols > 1;
   uint8_t* residual = predict ? thread_scratch().b.get(n) : nullptr;
   HistogramBuilder plain_counts, residual_counts;
   for (uint64_t r = 0; r < rows; ++r) {
@@ -197,7 +202,7 @@ bool encode_int8(EncodedTensor& t, DType dtype, ByteSpan data, uint64_t rows, ui
   t.record.transform = Transform::Int8Rows;
   t.record.decoded_xxh3 = format::xxh3_64(plain, n);
   t.record.decoded_size = n;
-  const PlaneCoding coding = coding_for(t.record.shape, options);
+  const PlaneCoding coding = coding_for(t.record.shape, t.record.dtype, options);
   CodedPlane best = code_plane("int8", ByteSpan(plain, n), plain_counts.result(), coding);
   if (predict) {
     t.predictor_tried = true;
@@ -238,7 +243,7 @@ void encode_lossless(EncodedTensor& t, ByteSpan data, const EncodeOptions& optio
   t.record.decoded_size = data.size();
   t.record.decoded_xxh3 = format::xxh3_64(data.data(), data.size());
   const std::vector<std::string> roles = plane_roles(t.record.transform, width == 0 ? 1 : width);
-  const PlaneCoding coding = coding_for(t.record.shape, options);
+  const PlaneCoding coding = coding_for(t.record.shape, t.record.dtype, options);
   if (t.record.transform == Transform::None) {  // one plane: the bytes themselves
     add_plane(t, code_plane(roles[0], data, histogram(data), coding));
     return;
@@ -293,6 +298,13 @@ void encode_lossless(EncodedTensor& t, ByteSpan data, const EncodeOptions& optio
 
 }  // namespace
 
+PlaneCoder plane_coder_named(const std::string& name) {
+  if (name == "rans") return PlaneCoder::Rans;
+  if (name == "zstd") return PlaneCoder::Zstd;
+  if (name == "exp4") return PlaneCoder::Exp4;
+  throw Error("unknown coder '" + name + "' (rans, exp4, zstd)");
+}
+
 bool wants_int8(const std::string& name, DType dtype, const std::vector<uint64_t>& shape,
                 const EncodeOptions& options) {
   if (options.mode != TensorMode::Int8 || !is_codec_float(dtype) || shape.size() != 2) return false;
@@ -325,6 +337,8 @@ void decode_plane(const PlaneRecord& plane, ByteSpan payload, MutableByteSpan ou
   std::string where = what + ": plane '" + plane.role + "'";
   if (plane.codec == PlaneCodec::Zstd) {
     zstd_decode(payload, out, where.c_str());
+  } else if (plane.codec == PlaneCodec::Exp4) {
+    exp4_decode(payload, out, where.c_str());
   } else {
     rans_decode(payload, out, where.c_str());
   }

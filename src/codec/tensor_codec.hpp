@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "codec/exp4_plane.hpp"
 #include "codec/rans.hpp"
 #include "codec/zstd_plane.hpp"
 #include "codecllm/dtype.hpp"
@@ -17,9 +18,14 @@ namespace codecllm::codec {
 
 enum class PredictorChoice { Auto, Off, On };
 
-// The entropy coder of coded planes: the project's rANS, or standard Zstd frames (decoded on
-// the GPU by nvCOMP where it is installed).
-enum class PlaneCoder { Rans, Zstd };
+// The coder of coded planes: the project's rANS; standard Zstd frames (decoded on the GPU by
+// nvCOMP where it is installed); or Exp4, fixed 4-bit exponent codes that the GPU decodes
+// inside its matrix-vector products (exp4_plane.hpp), for the exponents of BF16 tensors, with
+// rANS for every other plane.
+enum class PlaneCoder { Rans, Zstd, Exp4 };
+
+// The coder a user names ("rans", "zstd", "exp4"); throws Error for any other name.
+PlaneCoder plane_coder_named(const std::string& name);
 
 struct EncodeOptions {
   format::TensorMode mode = format::TensorMode::Lossless;

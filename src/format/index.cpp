@@ -12,7 +12,17 @@ namespace codecllm::format {
 using nlohmann::json;
 
 const char* plane_codec_name(PlaneCodec c) {
-  return c == PlaneCodec::Rans ? "rans" : c == PlaneCodec::Zstd ? "zstd" : "raw";
+  switch (c) {
+    case PlaneCodec::Rans:
+      return "rans";
+    case PlaneCodec::Zstd:
+      return "zstd";
+    case PlaneCodec::Exp4:
+      return "exp4";
+    case PlaneCodec::Raw:
+      break;
+  }
+  return "raw";
 }
 
 const char* tensor_mode_name(TensorMode m) { return m == TensorMode::Int8 ? "int8" : "lossless"; }
@@ -183,7 +193,7 @@ PlaneRecord parse_plane(const json& j, const std::string& where, uint64_t file_s
   Fields f(j, where);
   PlaneRecord p;
   p.role = f.str("role");
-  p.codec = parse_enum(f, "codec", plane_codec_name, {PlaneCodec::Raw, PlaneCodec::Rans, PlaneCodec::Zstd});
+  p.codec = parse_enum(f, "codec", plane_codec_name, {PlaneCodec::Raw, PlaneCodec::Rans, PlaneCodec::Zstd, PlaneCodec::Exp4});
   p.offset = f.u64("offset");
   p.size = f.u64("size");
   p.symbols = f.u64("symbols");

@@ -15,6 +15,7 @@ enum class PlaneCodec : uint8_t {
   Raw,   // payload is the plane itself
   Rans,  // payload is a rANS plane (docs/FORMAT.md, "rANS plane")
   Zstd,  // payload is a Zstd plane: one standard Zstd frame per chunk (docs/FORMAT.md, "Zstd plane")
+  Exp4,  // payload is an Exp4 plane: exponents as fixed 4-bit codes with escapes (docs/FORMAT.md, "Exp4 plane")
 };
 
 const char* plane_codec_name(PlaneCodec c);
