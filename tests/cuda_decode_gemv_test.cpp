@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "codec/exp4_plane.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/gpu_decoder.hpp"
@@ -166,6 +167,77 @@ INSTANTIATE_TEST_SUITE_P(
                       FusedCase{"int8_f16_x", format::TensorMode::Int8, 2048, 1536, true},
                       FusedCase{"int8_chunks_of_whole_rows", format::TensorMode::Int8, 4096, 512, false}),
     [](const ::testing::TestParamInfo<FusedCase>& i) { return std::string(i.param.name); });
+
+// Exp4 products (exp4_kernel.cu) against the engine's GEMV over the decoded weights: the same
+// bits, with escapes in the rows (zeros, huge values), a row length that is not a multiple of
+// 32 (no L2 prefetch), two tensors in one launch, accumulate and overlap on and off. A code 15
+// that has no escape (a corrupt device copy) is reported naming the tensor.
+TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
+  for (uint64_t cols : {uint64_t{768}, uint64_t{200}, uint64_t{4096}}) {
+    test::TempDir dir;
+    codec::EncodeOptions o;
+    o.coder = codec::PlaneCoder::Exp4;
+    std::vector<uint8_t> w0 = matrix(kRows[0], cols, 1, false);
+    for (uint64_t i = 3; i < w0.size() / 2; i += 997) w0[2 * i + 1] = i % 2 ? 0x00 : 0x7e;  // escapes
+    const std::string path = test::write_synthetic(
+        dir.path(), o,
+        {{kNames[0], DType::BF16, {kRows[0], cols}, w0}, {kNames[1], DType::BF16, {kRows[1], cols}, matrix(kRows[1], cols, 2, false)}});
+    format::ContainerReader r(path);
+    cuda::GpuDecoder dec(r, {kNames[0], kNames[1]});
+    ASSERT_TRUE(dec.gemv_ready(0) && dec.gemv_ready(1)) << cols;
+    dec.upload_resident(nullptr);
+    const uint64_t rows = kRows[0] + kRows[1];
+    DeviceBuffer d0(dec.output_bytes(0)), d1(dec.output_bytes(1));
+    void* outs[] = {d0.p, d1.p};
+    dec.decode(dec.resident(), outs, nullptr);
+    ASSERT_NO_THROW(dec.check(nullptr));
+    const std::vector<uint8_t> x = random_x(cols, false, cols);
+    DeviceBuffer d_x(x.size());
+    CLLM_CUDA_CHECK(cudaMemcpy(d_x.p, x.data(), x.size(), cudaMemcpyHostToDevice));
+    std::vector<float> y0(rows);
+    for (uint64_t i = 0; i < rows; ++i) y0[i] = 0.5f * float(i % 5) - 1.0f;
+    cudaStream_t stream = nullptr;
+    CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    const k::Stream ks{stream, false, false};
+    for (bool accumulate : {false, true}) {
+      DeviceBuffer y_ref(rows * 4), y_fused(rows * 4);
+      CLLM_CUDA_CHECK(cudaMemcpy(y_ref.p, y0.data(), rows * 4, cudaMemcpyHostToDevice));
+      auto* yr = static_cast<float*>(y_ref.p);
+      k::gemv(k::Act::BF16, d0.p, d_x.p, int(cols), int(kRows[0]), yr, accumulate, ks);
+      k::gemv(k::Act::BF16, d1.p, d_x.p, int(cols), int(kRows[1]), yr + kRows[0], accumulate, ks);
+      CLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const std::vector<float> want = read_back<float>(y_ref.p, rows);
+      for (bool overlap : {false, true}) {
+        CLLM_CUDA_CHECK(cudaMemcpy(y_fused.p, y0.data(), rows * 4, cudaMemcpyHostToDevice));
+        dec.decode_gemv(dec.resident(), 0, 2, d_x.p, false, static_cast<float*>(y_fused.p), accumulate, stream,
+                        overlap);
+        ASSERT_NO_THROW(dec.check(stream));
+        const std::vector<float> got = read_back<float>(y_fused.p, rows);
+        for (uint64_t i = 0; i < rows; ++i)
+          ASSERT_EQ(bits(got[i]), bits(want[i])) << cols << " row " << i << " (accumulate " << accumulate << ")";
+      }
+    }
+    // A code 15 without its escape, in the device copy only (the host validated the file).
+    const format::PlaneRecord& e = dec.record(0).planes[0];
+    const codec::Exp4Layout l = codec::exp4_parse(r.payload(e), "test");
+    std::vector<uint8_t> bad(dec.host_range().begin(), dec.host_range().end());
+    uint8_t& code = bad[e.offset - dec.range_offset() + l.codes + 1];
+    ASSERT_NE(code & 0xF, 0xF);
+    code |= 0xF;
+    DeviceBuffer comp(bad.size()), y(rows * 4);
+    CLLM_CUDA_CHECK(cudaMemcpy(comp.p, bad.data(), bad.size(), cudaMemcpyHostToDevice));
+    dec.decode_gemv(static_cast<const uint8_t*>(comp.p), 0, 2, d_x.p, false, static_cast<float*>(y.p), false, stream,
+                    false);
+    try {
+      dec.check(stream);
+      ADD_FAILURE() << "a code 15 without an escape went unreported";
+    } catch (const FormatError& err) {
+      EXPECT_NE(std::string(err.what()).find("escape block 0"), std::string::npos) << err.what();
+    }
+    CLLM_CUDA_CHECK(cudaStreamDestroy(stream));
+  }
+}
 
 // What the fused product cannot take is refused up front, never multiplied wrongly: rows longer
 // than a chunk, and rows that are not a whole number of rounds.

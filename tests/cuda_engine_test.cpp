@@ -447,6 +447,49 @@ TEST(CudaEngineBias, AttentionBiasTracksCpu) {
   }
 }
 
+// An exp4 file gives the logits of the same model in a rANS file on the gpu placement, bit for
+// bit, in every placement: gpu-compressed multiplies its layers in place at batch 1
+// (exp4_kernel.cu), the others decode them; and at batch 3, where every placement decodes.
+TEST(CudaEngineExp4, EveryPlacementEqualsGpu) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  test::TempDir dir;
+  test::TinyModel m;
+  m.dtype = DType::BF16;
+  m.file = "rans.cllm";
+  format::ContainerReader rans(test::write_tiny_model(dir, m));
+  m.options.encode.coder = codec::PlaneCoder::Exp4;
+  m.file = "exp4.cllm";
+  format::ContainerReader exp4(test::write_tiny_model(dir, m));
+  size_t exp4_planes = 0;
+  for (const auto& t : exp4.index().tensors)
+    for (const auto& p : t.planes) exp4_planes += p.codec == format::PlaneCodec::Exp4;
+  ASSERT_GT(exp4_planes, 0u);
+  for (int batch : {1, 3}) {
+    engine::CudaEngineOptions o;
+    o.max_seq_len = 32;
+    o.batch = batch;
+    auto reference = engine::make_cuda_engine(rans, o);
+    std::vector<std::unique_ptr<engine::Engine>> others;
+    for (auto p : {Placement::Gpu, Placement::GpuCompressed, Placement::Host, Placement::HostRaw}) {
+      o.placement = p;
+      others.push_back(engine::make_cuda_engine(exp4, o));
+    }
+    o.placement = Placement::Auto;
+    o.vram_budget = uint64_t{1} << 30;
+    others.push_back(engine::make_cuda_engine(exp4, o));
+    const int vocab = reference->config().vocab;
+    for (int pos = 0; pos < 12; ++pos) {
+      std::vector<int> tokens(static_cast<size_t>(batch));
+      for (int b = 0; b < batch; ++b) tokens[size_t(b)] = (pos * 5 + 3 + 7 * b) % vocab;
+      const float* r = reference->forward_batch(tokens.data(), pos);
+      std::vector<float> want(r, r + size_t(vocab) * size_t(batch));
+      for (auto& e : others)
+        ASSERT_EQ(0, std::memcmp(want.data(), e->forward_batch(tokens.data(), pos), want.size() * sizeof(float)))
+            << e->describe() << " (exp4) differs from gpu (rans) at " << pos << ", batch " << batch;
+    }
+  }
+}
+
 // A zstd file (nvCOMP decodes its planes on the GPU) gives the logits of the same model in a
 // rANS file, bit for bit, in every placement and both modes; without nvCOMP it is refused at
 // load with a message that names the missing library.

@@ -13,6 +13,7 @@
 #include "codec/rans.hpp"
 #include "codec/tensor_codec.hpp"
 #include "codecllm/codecllm.h"
+#include "codec/exp4_plane.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/gpu_decoder.hpp"
@@ -198,6 +199,38 @@ TEST(GpuDecode, ZstdPlanesEqualCpu) {
       expect_gpu_matches_cpu(path, out, false, /*output_offset=*/4);
     }
   }
+}
+
+// Exp4 exponents (exp4_kernel.cu) give the CPU reference's bytes: matrices and vectors, a tail
+// that is not a whole vector, escapes (zeros, huge values, a run of them, at block edges),
+// resident and staged input, unaligned outputs.
+TEST(GpuDecode, Exp4PlanesEqualCpu) {
+  REQUIRE_GPU();
+  std::vector<std::tuple<std::string, DType, std::vector<uint64_t>, std::vector<uint8_t>>> ts;
+  std::vector<uint8_t> escaped = test::gaussian_bf16(40 * 768, 0.02, 1);
+  for (size_t i : {size_t{0}, size_t{7}, size_t{4095}, size_t{4096}, size_t{5000}, size_t{5001}, size_t{5002}}) {
+    escaped[2 * i] = 0;
+    escaped[2 * i + 1] = i % 2 == 0 ? 0 : 0x7f;  // +0, or a huge value
+  }
+  ts.push_back({"layers.0.escaped", DType::BF16, {40, 768}, escaped});
+  ts.push_back({"layers.0.w512", DType::BF16, {37, 512}, test::gaussian_bf16(37 * 512, 0.02, 2)});
+  for (size_t n : {size_t{0}, size_t{1}, size_t{1001}, size_t{4096}})
+    ts.push_back({"bf16_" + std::to_string(n), DType::BF16, {n}, test::gaussian_bf16(n, 0.5, n)});
+  ts.push_back({"f32_rans", DType::F32, {300}, test::gaussian_f32(300, 0.02, 3)});  // rANS beside exp4
+  test::TempDir dir;
+  codec::EncodeOptions o;
+  o.coder = codec::PlaneCoder::Exp4;
+  const std::string path = test::write_synthetic(dir.path(), o, ts);
+  {
+    format::ContainerReader r(path);
+    const format::TensorRecord& t = *r.index().find_tensor("layers.0.escaped");
+    ASSERT_EQ(t.planes[0].codec, format::PlaneCodec::Exp4);
+    const codec::Exp4Layout l = codec::exp4_parse(r.payload(t.planes[0]), "test");
+    EXPECT_GE(l.header.escapes, 7u) << "the escape path is untested";
+  }
+  expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false);
+  expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, true);
+  expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false, /*output_offset=*/4);
 }
 
 // A zstd payload whose bytes changed never reaches nvCOMP (which would treat a bad frame as

@@ -109,7 +109,9 @@ CodedPlane code_plane(const std::string& role, ByteSpan plane, const Histogram& 
   // No order-0 coder beats the order-0 entropy of its input: when even that bound would not
   // pay, the plane is stored raw without spending an encode on it (mantissa planes, mostly).
   // Zstd also finds repeats, so it is always tried.
-  const bool worth_trying = !plane.empty() && (zstd || out.record.entropy_bits * double(plane.size()) / 8.0 < limit);
+  // Exp4 tensors keep their mantissas raw: the GPU multiplies them as they lie.
+  const bool worth_trying = !plane.empty() && !(coding.coder == PlaneCoder::Exp4 && is_mantissa_role(role)) &&
+                            (zstd || out.record.entropy_bits * double(plane.size()) / 8.0 < limit);
   std::vector<uint8_t> coded;
   if (exp4 && !plane.empty()) {
     coded = exp4_encode(plane, counts);

@@ -64,6 +64,31 @@ struct BlockJob {
   uint32_t num_chunks;
 };
 
+// A tensor whose exponents are an Exp4 plane (codec/exp4_plane.hpp) and whose sign_mantissa
+// plane is raw: decoded (exp4_kernel.cu) or multiplied in place without any rANS state.
+// Offsets are in the compressed range, each part 16-byte aligned within it.
+struct Exp4Desc {
+  uint64_t codes, escape_end, escape_at, escape_exp;  // the Exp4 plane's parts
+  uint64_t sign_mantissa;                             // the raw plane
+  uint64_t elements;
+  uint64_t cols;             // row length of a matrix (products), else 0
+  uint32_t base_pair;        // base << 7 | base << 23: the exponent of code 0 in both halves of a word
+  uint32_t block_symbols;    // elements per escape block
+  uint32_t tensor;           // the tensor's index in its decoder: its output and status word
+};
+
+// A fused Exp4 product launch (exp4_kernel.cu): rows of up to kMaxExp4PerGemv tensors of one
+// row length, one after another in y, all against the same BF16 x.
+constexpr int kMaxExp4PerGemv = 8;
+struct Exp4GemvArgs {
+  const void* x;
+  float* y;                           // row 0 of the launch's first tensor
+  uint32_t accumulate;                // 1: add to y instead of overwriting it
+  uint32_t count;                     // tensors in the launch
+  uint32_t cols;                      // their common row length
+  uint32_t row_end[kMaxExp4PerGemv];  // one past each tensor's last row, counted from the first tensor's
+};
+
 struct LaunchPointers {
   void* outputs[kMaxTensorsPerLaunch];
 };

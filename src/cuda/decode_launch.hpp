@@ -42,6 +42,14 @@ void launch_decode_gemv(GemvKind kind, const TensorDesc* tensors, const BlockJob
                         const uint32_t* table_pool, const uint8_t* comp, uint32_t* status, size_t table_bytes,
                         const GemvArgs& args, bool overlap, cudaStream_t stream);
 
+// Exp4 tensors (exp4_kernel.cu). Decodes t to BF16 at out (2-byte aligned; 16 is faster). A code 15 without
+// its escape writes (block index + 1) to status[t.tensor] if that entry is still 0.
+void launch_exp4_decode(const Exp4Desc& t, const uint8_t* comp, void* out, uint32_t* status, cudaStream_t stream);
+// y = W x for the args.count tensors at `tensors` (device), summed in the order of
+// cuda/gemv_dot.cuh: the same bits as the engine's GEMV over the decoded weights.
+void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const uint8_t* comp, uint32_t* status,
+                      bool overlap, cudaStream_t stream);
+
 // Undoes the LEFT predictor row by row and writes int8 values or dequantized BF16/F16.
 void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t rows, uint64_t cols, Int8Out out_type,
                       uint8_t* out, cudaStream_t stream);

@@ -4,6 +4,7 @@
 #include <limits>
 #include <optional>
 
+#include "codec/exp4_plane.hpp"
 #include "codec/rans.hpp"
 #include "codec/zstd_plane.hpp"
 #include "codecllm/bytes.hpp"
@@ -138,6 +139,54 @@ std::optional<ClassTensorDesc> plan_class_tensor(const format::ContainerReader& 
   return t;
 }
 
+// ---- Tensors with an Exp4 exponent plane (codec/exp4_plane.hpp) ----
+
+bool has_exp4_plane(const format::TensorRecord& r) {
+  return std::any_of(r.planes.begin(), r.planes.end(), [](const auto& p) { return p.codec == PlaneCodec::Exp4; });
+}
+
+// The descriptor of an Exp4 tensor: its payload's checksum verified and its escape table
+// validated here, since the kernels trust both.
+Exp4Desc plan_exp4_tensor(const format::ContainerReader& file, const format::TensorRecord& r, uint64_t lo,
+                          const std::string& what) {
+  const format::PlaneRecord* ep = r.plane("exponent");
+  const format::PlaneRecord* sp = r.plane("sign_mantissa");
+  if (r.mode != TensorMode::Lossless || r.transform != Transform::FloatSplit || r.dtype != DType::BF16 ||
+      r.planes.size() != 2 || ep == nullptr || sp == nullptr || ep->codec != PlaneCodec::Exp4 ||
+      sp->codec != PlaneCodec::Raw) {
+    throw FormatError(what +
+                      ": exp4 planes are decoded on the GPU only as the exponent plane of a lossless BF16 tensor "
+                      "whose sign_mantissa plane is raw");
+  }
+  const uint64_t n = r.num_elements();
+  for (const format::PlaneRecord* p : {ep, sp}) {
+    if (p->symbols != n) throw FormatError(what + ": plane '" + p->role + "' size differs from the tensor");
+    if ((p->offset - lo) % kStreamAlignment != 0)
+      throw FormatError(what + ": plane '" + p->role + "' is not 16-byte aligned");
+  }
+  const std::string pwhat = what + " plane 'exponent'";
+  ByteSpan payload;
+  try {
+    payload = file.payload(*ep);
+  } catch (const FormatError& e) {
+    throw FormatError(pwhat + ": " + e.what());
+  }
+  const codec::Exp4Layout l = codec::exp4_parse(payload, pwhat.c_str());
+  if (l.header.symbols != n) throw FormatError(pwhat + ": symbol count differs from the index");
+  const uint64_t at = ep->offset - lo;
+  Exp4Desc d{};
+  d.codes = at + l.codes;
+  d.escape_end = at + l.escape_end;
+  d.escape_at = at + l.escape_at;
+  d.escape_exp = at + l.escape_exp;
+  d.sign_mantissa = sp->offset - lo;
+  d.elements = n;
+  d.cols = r.shape.size() == 2 && r.shape[0] > 0 ? n / r.shape[0] : 0;
+  d.base_pair = l.header.base << 7 | l.header.base << 23;
+  d.block_symbols = l.header.block_symbols;
+  return d;
+}
+
 }  // namespace
 
 bool GpuDecoder::exponents_only_eligible(const format::ContainerReader& file, const format::TensorRecord& r) {
@@ -198,6 +247,22 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     t.elements = r.num_elements();
     t.element_size = t.assemble == Assemble::Int8 ? 1 : static_cast<uint32_t>(std::max<size_t>(1, dtype_size(r.dtype)));
     if (r.transform == Transform::None) t.elements = r.decoded_size;  // one byte per "element"
+    if (has_exp4_plane(r)) {
+      Exp4Desc d = plan_exp4_tensor(file, r, lo, what);
+      d.tensor = static_cast<uint32_t>(ti);
+      Gemv gv;
+      gv.exp4 = static_cast<int>(exp4_tensors_.size());
+      gv.ready = d.cols > 0 && d.cols % 8 == 0 && d.cols <= kMaxExp4Cols && d.elements / d.cols < (uint64_t{1} << 31);
+      t.assemble = Assemble::SplitBf16;
+      t.cols = d.cols;
+      exp4_tensors_.push_back(d);
+      host_tensors_.push_back(t);
+      output_bytes_.push_back(t.elements * 2);
+      scratch_offset_.push_back(kNoScratch);
+      sign_mantissa_.push_back(kNoPlane);
+      gemv_.push_back(gv);
+      continue;
+    }
     if (std::any_of(r.planes.begin(), r.planes.end(), [](const auto& p) { return p.codec == PlaneCodec::Zstd; })) {
       ZstdTensor z;
       z.tensor = ti;
@@ -421,6 +486,11 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   }
   if (!jobs.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
+  d_exp4_ = static_cast<Exp4Desc*>(device_alloc(exp4_tensors_.size() * sizeof(Exp4Desc)));
+  if (!exp4_tensors_.empty()) {
+    CLLM_CUDA_CHECK(cudaMemcpy(d_exp4_, exp4_tensors_.data(), exp4_tensors_.size() * sizeof(Exp4Desc),
+                               cudaMemcpyHostToDevice));
+  }
   d_gemv_jobs_ = static_cast<BlockJob*>(device_alloc(gemv_jobs.size() * sizeof(BlockJob)));
   if (!gemv_jobs.empty()) {
     CLLM_CUDA_CHECK(
@@ -474,6 +544,13 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
     const float* scales = z.scales == kNoPlane ? nullptr : reinterpret_cast<const float*>(comp_device + z.scales);
     assemble_planes(z.assembly, planes, scales, outputs[z.tensor], stream);
   }
+  for (const Exp4Desc& d : exp4_tensors_) {
+    void* out = outputs[d.tensor];
+    if (reinterpret_cast<uintptr_t>(out) % 2 != 0)
+      throw Error(path_ + ": tensor '" + records_[d.tensor]->name + "': GPU decode needs a 2-byte aligned output");
+    launch_exp4_decode(d, comp_device, out, d_status_, stream);
+    CLLM_CUDA_CHECK(cudaGetLastError());
+  }
   for (size_t i = 0; i < host_tensors_.size(); ++i) {
     const TensorDesc& t = host_tensors_[i];
     if (t.assemble != Assemble::Int8 || t.predictor == 0) continue;
@@ -504,6 +581,25 @@ void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t co
   }
   // One launch per run of tensors of the same kernel instance (their jobs are consecutive).
   for (size_t i = first; i < first + count;) {
+    if (gemv_[i].exp4 >= 0) {  // a run of Exp4 tensors of one row length, up to kMaxExp4PerGemv
+      Exp4GemvArgs e{};
+      e.x = x;
+      e.y = y + args.y_row[i];
+      e.accumulate = args.accumulate;
+      e.cols = static_cast<uint32_t>(host_tensors_[i].cols);
+      uint64_t rows = 0;
+      size_t j = i;
+      for (; j < first + count && gemv_[j].exp4 >= 0 && host_tensors_[j].cols == e.cols && e.count < kMaxExp4PerGemv;
+           ++j) {
+        rows += host_tensors_[j].elements / e.cols;
+        if (rows >= (uint64_t{1} << 31)) break;
+        e.row_end[e.count++] = static_cast<uint32_t>(rows);
+      }
+      launch_exp4_gemv(d_exp4_ + gemv_[i].exp4, e, comp_device, d_status_, overlap, stream);
+      CLLM_CUDA_CHECK(cudaGetLastError());
+      i = j;
+      continue;
+    }
     const bool int8 = host_tensors_[i].assemble == Assemble::Int8;
     const bool packed = gemv_[i].packed;
     size_t j = i, table_bytes = 0;
@@ -556,8 +652,9 @@ void GpuDecoder::check(cudaStream_t stream) {
     if (status[i] == 0) continue;
     CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, status.size() * sizeof(uint32_t)));
     CLLM_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));  // reset before any later decode, as above
-    throw FormatError(path_ + ": tensor '" + records_[i]->name + "': GPU decode failed the integrity check in chunk " +
-                      std::to_string(status[i] - 1) + " (corrupt data)");
+    const char* unit = gemv_[i].exp4 >= 0 ? "escape block " : "chunk ";
+    throw FormatError(path_ + ": tensor '" + records_[i]->name + "': GPU decode failed the integrity check in " +
+                      unit + std::to_string(status[i] - 1) + " (corrupt data)");
   }
 }
 

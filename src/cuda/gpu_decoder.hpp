@@ -83,7 +83,8 @@ class GpuDecoder {
   // tensor i can take them. It must be a matrix of lossless BF16 weights (exponents coded with
   // one table, the usual layout) or of int8 values kept int8 (DecoderOptions::int8_output, no
   // predictor), its rows a multiple of 256 (int8: 512) long and no longer than a chunk, its
-  // tables in shared memory.
+  // tables in shared memory; or a BF16 matrix with Exp4 exponents (exp4_kernel.cu), its rows
+  // a multiple of 8 and at most kMaxExp4Cols long.
   bool gemv_ready(size_t i) const { return gemv_[i].ready; }
   // Enqueues y = W x for tensors first .. first + count - 1 (all gemv_ready), their rows one
   // after another in y: the same bits as the engine's GEMV kernel over the decoded weights.
@@ -98,6 +99,7 @@ class GpuDecoder {
 
  private:
   static constexpr uint64_t kNoPlane = ~uint64_t{0};
+  static constexpr uint64_t kMaxExp4Cols = 16384;  // x staged in 32 KiB of shared memory
   void* device_alloc(uint64_t bytes);
 
   std::string path_;
@@ -115,6 +117,7 @@ class GpuDecoder {
   std::vector<Launch> launches_;
   struct Gemv {  // per tensor, for decode_gemv (its shape and tables: host_tensors_)
     bool ready = false;
+    int exp4 = -1;  // Exp4 tensors: index in exp4_tensors_
     bool packed = false;                   // which kernel instance reads its tables
     uint32_t first_job = 0, num_jobs = 0;  // in d_gemv_jobs_
   };
@@ -143,6 +146,10 @@ class GpuDecoder {
     size_t first_frame = 0, num_frames = 0;
   };
   std::vector<ZstdTensor> zstd_tensors_;
+  // Tensors with an Exp4 exponent plane: decoded or multiplied by their own kernels
+  // (exp4_kernel.cu), their descriptors also in device memory for the products.
+  std::vector<Exp4Desc> exp4_tensors_;
+  Exp4Desc* d_exp4_ = nullptr;
   std::unique_ptr<ZstdBatch> zstd_;
 };
 

@@ -41,7 +41,8 @@ struct CudaEngineOptions {
   // gpu-compressed at batch 1: multiply each layer's weights straight from their compressed
   // form (cuda::GpuDecoder::decode_gemv, the same bits as decoding first) where the file allows
   // it, so no layer is decoded into scratch: the least VRAM, but slower than decoding into
-  // scratch on the shapes measured (docs/BENCHMARKS.md).
+  // scratch on the shapes measured (docs/BENCHMARKS.md). Files coded with --codec exp4 always
+  // do, at batch 1: that coding exists to be multiplied in place.
   bool products_from_compressed = false;
   // gpu-compressed at batch 1 on BF16 layers: decode only each layer's exponent bytes into the
   // scratch slots, and let the GEMV read the sign and mantissa bytes (stored raw) straight

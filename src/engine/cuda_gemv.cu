@@ -9,11 +9,17 @@
 
 #include "cuda/decode_assemble.cuh"
 #include "cuda/gemv_dot.cuh"
+#include "cuda/stream_loads.cuh"
 #include "engine/cuda_kernels.cuh"
 #include "engine/cuda_launch.cuh"
 
 namespace codecllm::engine::cuda_kernels {
 namespace {
+
+using cuda::load_stream;
+using cuda::load_stream8;
+using cuda::prefetch_l2;
+using cuda::stage_input;
 
 // One row per warp, 16-byte loads of W that bypass L1 (each weight is read once), x staged
 // in shared memory, and four loads (int8: eight) per row in flight before the first multiply.
@@ -23,29 +29,6 @@ namespace {
 // but slowed gpu-compressed from 69.7 to 65.6 tok/s, next to the decode kernels, where blocks
 // of 8 warps do best (Stream::alone picks).
 constexpr int kGemvPrefetch = 2048;  // bytes of each row asked of L2 before the wait
-
-__device__ __forceinline__ uint4 load_stream(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
-// Asks L2 for `bytes` (a multiple of 16) at a 16-byte aligned address, without waiting.
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
-// Waits for the kernel that wrote x, then copies its `in` 16-bit values to shared memory, where
-// every warp of the block reads them.
-__device__ __forceinline__ void stage_input(uint4* xs, const void* x, int in) {
-  wait_for_predecessor();
-  for (int i = threadIdx.x; i < in / 8; i += blockDim.x) xs[i] = static_cast<const uint4*>(x)[i];
-  __syncthreads();
-}
 
 // One 16-byte load of W (vector c of its row) against the matching x, read from shared memory.
 template <typename W, typename T>
@@ -106,13 +89,6 @@ template <typename W, typename T>
 void gemv(const W* w, const float* scales, const T* x, int in, int out, float* y, bool accumulate, const Stream& s) {
   if (s.alone) return gemv_blocks<W, T, 32>(w, scales, x, in, out, y, accumulate, s);
   gemv_blocks<W, T, 8>(w, scales, x, in, out, y, accumulate, s);
-}
-
-// 8 bytes at p, bypassing L1 (each byte is read once).
-__device__ __forceinline__ uint2 load_stream8(const uint2* p) {
-  uint2 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
-  return v;
 }
 
 // The rows of a product over split BF16 weights, see gemv_split. The part of a row is picked

@@ -288,7 +288,12 @@ void CudaWeights::load_layers(const format::ContainerReader& file) {
   }
   if (int8_layers_) layer_scales_ = upload_scales(file, records);
 
-  const bool in_place_wanted = opt_.products_from_compressed && opt_.batch == 1;
+  // Exp4 layers are made to be multiplied in place (no decode pass): always, at batch 1.
+  const bool exp4_layers = std::all_of(records.begin(), records.end(), [](const format::TensorRecord* r) {
+    const format::PlaneRecord* e = r->plane("exponent");
+    return e != nullptr && e->codec == format::PlaneCodec::Exp4;
+  });
+  const bool in_place_wanted = (opt_.products_from_compressed || exp4_layers) && opt_.batch == 1;
   const bool split_possible = opt_.bf16_exponents_only && !in_place_wanted && exponents_only_eligible(file, names);
   // Products straight from the compressed copy when every tensor's decoder takes them.
   auto products_in_place = [&](const std::vector<Placement>& homes) {

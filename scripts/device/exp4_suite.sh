@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs on a GPU machine: the exp4 coding's GPU tests (decode and fused product bit-identical,
+# engine in every placement) under memcheck and racecheck, then the engine on the Llama-3-8B
+# shape (random weights): rANS gpu and gpu-compressed against exp4 gpu-compressed, batch 1 and 8.
+#   [OUT=dir] [RUNS_RANS=...] [RUNS_EXP4=...] [TOKENS=n] scripts/device/exp4_suite.sh [build] [test] [bench]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/codecllm-out}
+mkdir -p "$OUT"
+stages=${*:-build test bench}
+has() { [[ " $stages " == *" $1 "* ]]; }
+b=build-dev
+if has build; then
+  TARGETS="test_gpu codecllm engine_bench" OUT=$OUT scripts/device/gpu_suite.sh build || exit 1
+fi
+filter='GpuDecode.Exp4*:Exp4Gemv.*:CudaEngineExp4.*'
+if has test; then
+  echo "== exp4 GPU tests"
+  $b/tests/test_gpu --gtest_filter="$filter" 2>&1 | grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|Expected|Which is|tests ran" | head -30
+  for tool in memcheck racecheck; do
+    timeout 240 compute-sanitizer --tool $tool --error-exitcode 9 $b/tests/test_gpu --gtest_filter="$filter" \
+      >"$OUT/exp4-$tool.log" 2>&1
+    echo "$tool exit $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/exp4-$tool.log" | tail -1)"
+  done
+fi
+if has bench; then
+  for c in rans exp4; do
+    /usr/bin/time -f "synth %e s, %M KiB" $b/tools/codecllm synth --shape llama3-8b --codec $c -o /tmp/8b-$c.cllm -q
+    ls -l /tmp/8b-$c.cllm
+  done
+  echo "-- engine, Llama-3-8B shape, rANS"
+  $b/bench/engine_bench /tmp/8b-rans.cllm ${RUNS_RANS:-gpu@1,gpu-compressed@1,gpu@8,gpu-compressed@8} ${TOKENS:-32} \
+    "$OUT/exp4-8b.jsonl" llama3-8b-rans 2>&1 | tail -12
+  echo "-- engine, Llama-3-8B shape, exp4"
+  $b/bench/engine_bench /tmp/8b-exp4.cllm ${RUNS_EXP4:-gpu@1,gpu-compressed@1,gpu-compressed@8} ${TOKENS:-32} \
+    "$OUT/exp4-8b.jsonl" llama3-8b-exp4 2>&1 | tail -12
+fi

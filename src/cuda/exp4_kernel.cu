@@ -1,0 +1,274 @@
+// Exp4 tensors on the GPU: BF16 weights rebuilt from 4-bit exponent codes and raw sign_mantissa
+// bytes (codec/exp4_plane.hpp), either written out (a decode) or multiplied at once with x (a
+// fused product that reads 12 bits a weight instead of 16 and writes nothing but y).
+//
+// A thread rebuilds 8 weights from one 32-bit word of codes and 8 sign_mantissa bytes with
+// byte permutes, masks and one multiply-add per pair of weights: no table, no serial state, so
+// the product runs at the rate its bytes arrive. A code 15 (an escape, a few in a million on
+// trained weights) takes a slow path that looks the exponent up in its block's sorted list.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "codecllm/error.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/decode_desc.hpp"
+#include "cuda/decode_launch.hpp"
+#include "cuda/gemv_dot.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/stream_loads.cuh"
+
+namespace codecllm::cuda {
+namespace {
+
+constexpr int kDecodeThreads = 256;
+constexpr int kGemvWarps = 8;   // beside the decode kernels, as the engine's GEMVs pick there
+constexpr int kGemvUnroll = 8;  // 8-weight vectors per lane in flight: 96 bytes
+constexpr int kGemvPrefetch = 2048;
+constexpr uint32_t kGemvStaged = 64;     // escapes a product row keeps in shared memory (~3 on a 4096-long row)
+constexpr uint32_t kDecodeSpan = 4096;   // elements a decode block takes: one escape block of the encoder
+constexpr uint32_t kDecodeStaged = 256;  // escapes a decode block keeps in shared memory
+
+// Nonzero when some 4-bit code of the word is 15.
+__device__ __forceinline__ uint32_t escapes_in(uint32_t codes) {
+  return codes & (codes >> 1) & (codes >> 2) & (codes >> 3) & 0x11111111u;
+}
+
+// Weights 8v .. 8v + 7 as BF16 (4 words, element 2j in the low half of word j) from their
+// codes (element 8v + i in bits 4i .. 4i + 3) and sign_mantissa bytes (byte i of the pair).
+// Escaped weights come out wrong here and are patched by patch_escapes.
+__device__ __forceinline__ uint4 assemble(uint32_t codes, uint2 sm, uint32_t base_pair) {
+  const uint32_t odd_codes = codes >> 4;  // byte j's low nibble: element 2j + 1's code
+  uint32_t w[4];
+#pragma unroll
+  for (uint32_t j = 0; j < 4; ++j) {
+    const uint32_t s = j < 2 ? sm.x : sm.y;
+    const uint32_t k = 2 * (j % 2);
+    // The pair's sign_mantissa bytes in the high byte of each half: sign at bit 15, mantissa at 8..14.
+    const uint32_t v = __byte_perm(s, 0, 0x0404u | k << 4 | (k + 1) << 12);
+    // The pair's codes in the low nibble of each half (bytes 1 and 3 are masked off).
+    const uint32_t c = __byte_perm(codes, odd_codes, j | j << 4 | (4 + j) << 8 | (4 + j) << 12);
+    const uint32_t exponents = (c & 0x000F000Fu) * 128u + base_pair;  // (base + code) << 7 in each half
+    w[j] = (v & 0x80008000u) | ((v >> 8) & 0x007F007Fu) | exponents;
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// The escapes of the escape blocks that hold elements [first, last], copied to shared memory
+// by the threads that will look them up (a warp for a product's row, a block for a decode)
+// before any lookup: an escape then costs a short search in shared memory instead of a chain
+// of dependent global loads, which a warp would wait on whenever any of its lanes meets one
+// (on the 8B shape, a fifth of all product rounds). Entries: position from the first block's
+// start << 8 | exponent, in element order. Ranges with more than `capacity` escapes are left
+// in global memory and searched there.
+struct StagedEscapes {
+  const uint32_t* entries;  // null: not staged
+  uint32_t count;
+  uint64_t origin;  // element of position 0: the first block's start
+};
+
+// Entries [lo, hi) of the escape list of blocks first_block.. (the tables were validated on the
+// host: ends non-decreasing and within the list, so every read stays inside the payload).
+__device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const uint8_t* comp, uint64_t first,
+                                                       uint64_t last, uint32_t* smem, uint32_t capacity,
+                                                       uint32_t thread, uint32_t threads) {
+  const auto* ends = reinterpret_cast<const uint32_t*>(comp + t.escape_end);
+  const auto* where = reinterpret_cast<const uint16_t*>(comp + t.escape_at);
+  const uint8_t* exponents = comp + t.escape_exp;
+  const uint64_t b0 = first / t.block_symbols, b1 = last / t.block_symbols;
+  const uint32_t lo = b0 == 0 ? 0 : ends[b0 - 1], hi = ends[b1];
+  StagedEscapes s{nullptr, hi - lo, b0 * t.block_symbols};
+  if (hi - lo > capacity) return s;
+  for (uint32_t k = lo + thread; k < hi; k += threads) {
+    uint64_t b = b0;  // the entry's block: few blocks per range
+    while (ends[b] <= k) ++b;
+    smem[k - lo] = static_cast<uint32_t>((b - b0) * t.block_symbols + where[k]) << 8 | exponents[k];
+  }
+  s.entries = smem;
+  return s;
+}
+
+// The exponent of escaped element e. Missing (a code 15 with no escape): the tensor's status
+// records the block, and the exponent reads as 0.
+__device__ __noinline__ uint32_t escaped_exponent(const Exp4Desc& t, const uint8_t* comp, const StagedEscapes& s,
+                                                  uint64_t e, uint32_t* status) {
+  const uint64_t block = e / t.block_symbols;
+  if (s.entries != nullptr) {
+    const auto key = static_cast<uint32_t>(e - s.origin);
+    uint32_t lo = 0, hi = s.count;
+    while (lo < hi) {
+      const uint32_t mid = (lo + hi) / 2;
+      if ((s.entries[mid] >> 8) < key) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    if (lo < s.count && (s.entries[lo] >> 8) == key) return s.entries[lo] & 0xFF;
+  } else {
+    const auto* ends = reinterpret_cast<const uint32_t*>(comp + t.escape_end);
+    const auto* where = reinterpret_cast<const uint16_t*>(comp + t.escape_at);
+    const auto at = static_cast<uint32_t>(e % t.block_symbols);
+    uint32_t lo = block == 0 ? 0 : ends[block - 1];
+    const uint32_t end = ends[block];
+    uint32_t hi = end;
+    while (lo < hi) {
+      const uint32_t mid = (lo + hi) / 2;
+      if (where[mid] < at) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    if (lo < end && where[lo] == at) return comp[t.escape_exp + lo];
+  }
+  atomicCAS(status + t.tensor, 0u, static_cast<uint32_t>(block) + 1);
+  return 0;
+}
+
+// The vector at element e with each escaped weight rewritten whole: sign and mantissa from its
+// byte, exponent from the escape list.
+__device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* comp, const StagedEscapes& s,
+                                            uint64_t e, uint32_t codes, uint2 sm, uint4 w, uint32_t* status) {
+  uint32_t words[4] = {w.x, w.y, w.z, w.w};
+  for (uint32_t i = 0; i < 8; ++i) {
+    if (((codes >> (4 * i)) & 0xF) != 15) continue;
+    const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
+    const uint32_t bits = (byte & 0x80) << 8 | escaped_exponent(t, comp, s, e + i, status) << 7 | (byte & 0x7F);
+    const uint32_t shift = 16 * (i % 2);
+    words[i / 2] = (words[i / 2] & ~(0xFFFFu << shift)) | bits << shift;
+  }
+  return make_uint4(words[0], words[1], words[2], words[3]);
+}
+
+// The 8 weights at element e (a multiple of 8) from their loaded codes and bytes.
+__device__ __forceinline__ uint4 weights(const Exp4Desc& t, const uint8_t* comp, const StagedEscapes& s, uint64_t e,
+                                         uint32_t codes, uint2 sm, uint32_t* status) {
+  const uint4 w = assemble(codes, sm, t.base_pair);
+  return escapes_in(codes) == 0 ? w : patch_escapes(t, comp, s, e, codes, sm, w, status);
+}
+
+// One block per kDecodeSpan elements (whole escape blocks of the encoder's size), its escapes
+// staged first.
+__global__ void __launch_bounds__(kDecodeThreads)
+    exp4_decode_kernel(const Exp4Desc t, const uint8_t* __restrict__ comp, uint4* __restrict__ out,
+                       uint32_t* __restrict__ status) {
+  __shared__ uint32_t staged[kDecodeStaged];
+  const uint64_t first = uint64_t{blockIdx.x} * kDecodeSpan;
+  const uint64_t end = min(first + kDecodeSpan, t.elements);
+  const StagedEscapes s = stage_escapes(t, comp, first, end - 1, staged, kDecodeStaged, threadIdx.x, blockDim.x);
+  __syncthreads();
+  const auto* codes = reinterpret_cast<const uint32_t*>(comp + t.codes);
+  const auto* sm = reinterpret_cast<const uint2*>(comp + t.sign_mantissa);
+  const bool aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0;  // else 2-byte aligned: 16-bit stores
+  for (uint64_t v = first / 8 + threadIdx.x; v < end / 8; v += blockDim.x) {
+    const uint4 w = weights(t, comp, s, 8 * v, load_stream4(codes + v), load_stream8(sm + v), status);
+    if (aligned) {
+      out[v] = w;
+    } else {
+      uint16_t* o = reinterpret_cast<uint16_t*>(out) + 8 * v;
+      const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        o[2 * j] = static_cast<uint16_t>(words[j]);
+        o[2 * j + 1] = static_cast<uint16_t>(words[j] >> 16);
+      }
+    }
+  }
+  // The tensor's last elements % 8 weights, one by one.
+  if (end == t.elements && threadIdx.x < t.elements % 8) {
+    const uint64_t e = t.elements / 8 * 8 + threadIdx.x;
+    const uint32_t code = (comp[t.codes + e / 2] >> (4 * (e % 2))) & 0xF;
+    const uint32_t byte = comp[t.sign_mantissa + e];
+    const uint32_t exponent = code == 15 ? escaped_exponent(t, comp, s, e, status) : (t.base_pair >> 7 & 0xFF) + code;
+    reinterpret_cast<uint16_t*>(out)[e] = static_cast<uint16_t>((byte & 0x80) << 8 | exponent << 7 | (byte & 0x7F));
+  }
+}
+
+// One row per warp, the rows of the launch's tensors one after another. Lane l takes the
+// 8-weight vectors l, l + 32, ... of its row, in that order (cuda/gemv_dot.cuh), kGemvUnroll of
+// them loaded before the first multiply.
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    exp4_gemv_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
+                     uint32_t* __restrict__ status) {
+  extern __shared__ uint4 xs[];
+  __shared__ uint32_t staged[kGemvWarps][kGemvStaged];
+  const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const uint32_t row = blockIdx.x * kGemvWarps + warp;
+  // The row's tensor, picked with constant indices so that the argument array is never
+  // indexed at run time.
+  uint32_t ti = 0, first_row = 0, end_row = a.row_end[0];
+#pragma unroll
+  for (uint32_t i = 1; i < kMaxExp4PerGemv; ++i) {
+    if (i < a.count && row >= a.row_end[i - 1]) {
+      ti = i;
+      first_row = a.row_end[i - 1];
+      end_row = a.row_end[i];
+    }
+  }
+  const bool has_row = row < end_row;
+  const Exp4Desc& t = tensors[ti];
+  const uint32_t vecs = a.cols / 8;
+  const uint64_t e0 = uint64_t{row - first_row} * a.cols;
+  const auto* codes = reinterpret_cast<const uint32_t*>(comp + t.codes) + e0 / 8;
+  const auto* sm = reinterpret_cast<const uint2*>(comp + t.sign_mantissa + e0);
+  // The weights do not depend on earlier kernels: while those finish, L2 fetches the row's
+  // start and the warp stages the row's escapes.
+  StagedEscapes s{};
+  if (has_row) {
+    if (lane == 0 && a.cols % 32 == 0) {  // 16-byte aligned rows in both planes
+      prefetch_l2(codes, min(a.cols / 2, uint32_t(kGemvPrefetch / 3)) / 16 * 16);
+      prefetch_l2(sm, min(a.cols, uint32_t(2 * kGemvPrefetch / 3)) / 16 * 16);
+    }
+    s = stage_escapes(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
+    __syncwarp();
+  }
+  stage_input(xs, a.x, static_cast<int>(a.cols));
+  if (!has_row) return;
+  const uint32_t base_pair = t.base_pair;
+  float acc = 0;
+  uint32_t c = lane;
+  for (; c + 32 * (kGemvUnroll - 1) < vecs; c += 32 * kGemvUnroll) {
+    uint32_t cw[kGemvUnroll];
+    uint2 sw[kGemvUnroll];
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      cw[u] = load_stream4(codes + c + 32 * u);
+      sw[u] = load_stream8(sm + c + 32 * u);
+    }
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      uint4 w = assemble(cw[u], sw[u], base_pair);
+      if (escapes_in(cw[u]) != 0) w = patch_escapes(t, comp, s, e0 + 8 * (c + 32 * u), cw[u], sw[u], w, status);
+      acc += dot16<__nv_bfloat16>(w, xs[c + 32 * u]);
+    }
+  }
+  for (; c < vecs; c += 32)
+    acc += dot16<__nv_bfloat16>(
+        weights(t, comp, s, e0 + 8 * c, load_stream4(codes + c), load_stream8(sm + c), status), xs[c]);
+  let_successor_launch();  // late: an early successor's prefetch would compete with these loads
+  acc = warp_sum(acc);
+  if (lane == 0) a.y[row] = row_output(acc, nullptr, a.y + row, a.accumulate != 0);
+}
+
+}  // namespace
+
+void launch_exp4_decode(const Exp4Desc& t, const uint8_t* comp, void* out, uint32_t* status, cudaStream_t stream) {
+  if (t.elements == 0) return;
+  const uint64_t blocks = (t.elements + kDecodeSpan - 1) / kDecodeSpan;
+  if (blocks >= (uint64_t{1} << 31)) throw Error("exp4 decode: tensor too large");
+  exp4_decode_kernel<<<static_cast<unsigned>(blocks), kDecodeThreads, 0, stream>>>(t, comp, static_cast<uint4*>(out),
+                                                                                   status);
+}
+
+void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const uint8_t* comp, uint32_t* status,
+                      bool overlap, cudaStream_t stream) {
+  if (args.count == 0 || args.count > kMaxExp4PerGemv) throw Error("exp4 product: 1 to 8 tensors per launch");
+  const uint32_t rows = args.row_end[args.count - 1];
+  if (rows == 0) return;
+  launch_kernel(exp4_gemv_kernel, dim3((rows + kGemvWarps - 1) / kGemvWarps), dim3(kGemvWarps * 32),
+                size_t{args.cols} * 2, stream, overlap, tensors, args, comp, status);
+}
+
+}  // namespace codecllm::cuda
