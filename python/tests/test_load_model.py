@@ -107,6 +107,22 @@ def test_zstd_coding_is_lossless_on_the_cpu(saved, tmp_path):
         codecllm.compress(src, tmp_path / "x.cllm", codec="lz4", progress=False)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_exp4_coding_is_lossless(saved, tmp_path, device):
+    """compress(codec="exp4") as the CLI's --codec exp4: BF16 exponents as 4-bit codes, rebuilt by the CPU reference
+    decoder or by the GPU's exp4 kernels, the same bits as transformers on the original checkpoint."""
+    if device == "cuda" and not cuda_ready():
+        pytest.skip("needs a CUDA device and a CUDA build")
+    src, _, _ = saved("llama")
+    out = tmp_path / "exp4.cllm"
+    codecllm.compress(src, out, codec="exp4", progress=False)
+    planes = [p for t in codecllm.open(out).tensors for p in t.planes]
+    assert any(p == "exponent:exp4" for p in planes)
+    ids = ids_for(2)
+    got = outputs(codecllm.load_model(out, device=device), ids.to(device))
+    assert torch.equal(got, outputs(reference("llama", src, device), ids.to(device)))
+
+
 def test_corrupt_payload_names_the_tensor(saved, tmp_path):
     _, lossless, _ = saved("llama")
     bad = tmp_path / "bad.cllm"
