@@ -180,9 +180,10 @@ TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
     o.coder = codec::PlaneCoder::Exp4;
     std::vector<uint8_t> w0 = matrix(kRows[0], cols, 1, false);
     for (uint64_t i = 3; i < w0.size() / 2; i += 997) w0[2 * i + 1] = i % 2 ? 0x00 : 0x7e;  // escapes
-    const std::string path = test::write_synthetic(
-        dir.path(), o,
-        {{kNames[0], DType::BF16, {kRows[0], cols}, w0}, {kNames[1], DType::BF16, {kRows[1], cols}, matrix(kRows[1], cols, 2, false)}});
+    const std::string path =
+        test::write_synthetic(dir.path(), o,
+                              {{kNames[0], DType::BF16, {kRows[0], cols}, w0},
+                               {kNames[1], DType::BF16, {kRows[1], cols}, matrix(kRows[1], cols, 2, false)}});
     format::ContainerReader r(path);
     cuda::GpuDecoder dec(r, {kNames[0], kNames[1]});
     ASSERT_TRUE(dec.gemv_ready(0) && dec.gemv_ready(1)) << cols;

@@ -41,15 +41,15 @@ TEST(Exp4Plane, RoundTripsWithEscapesAnywhere) {
       const codec::Exp4Layout l = codec::exp4_parse(payload, "test");
       EXPECT_LE(l.header.base, 118u) << n;
       EXPECT_GE(l.header.base + 14, 126u) << n;
-      EXPECT_EQ(l.header.escapes, size_t(std::count(plane.begin(), plane.end(), 0) +
-                                         std::count(plane.begin(), plane.end(), 255)))
+      EXPECT_EQ(l.header.escapes,
+                size_t(std::count(plane.begin(), plane.end(), 0) + std::count(plane.begin(), plane.end(), 255)))
           << n;
     }
   }
 }
 
 TEST(Exp4Plane, EveryExponentCanBeEscaped) {
-  std::vector<uint8_t> plane(256 * 40);
+  std::vector<uint8_t> plane(size_t{256} * 40);
   for (size_t i = 0; i < plane.size(); ++i) plane[i] = uint8_t(i < 256 ? i : 100 + i % 15);
   EXPECT_EQ(decode(encode(plane), plane.size()), plane);
 }
@@ -60,7 +60,7 @@ TEST(Exp4Tensor, GaussianBf16CostsTwelveBitsAndRoundTrips) {
   codec::EncodeOptions o;
   o.coder = codec::PlaneCoder::Exp4;
   for (double sigma : {0.02, 0.005, 1.0}) {
-    const std::vector<uint8_t> w = test::gaussian_bf16(512 * 1024, sigma, 3);
+    const std::vector<uint8_t> w = test::gaussian_bf16(size_t{512} * 1024, sigma, 3);
     const codec::EncodedTensor e = codec::encode_tensor("w", DType::BF16, {512, 1024}, w, o);
     ASSERT_EQ(e.record.planes.size(), 2u);
     EXPECT_EQ(e.record.planes[0].codec, PlaneCodec::Exp4);
@@ -75,7 +75,7 @@ TEST(Exp4Tensor, GaussianBf16CostsTwelveBitsAndRoundTrips) {
 TEST(Exp4Tensor, OnlyBf16ExponentsTakeIt) {
   codec::EncodeOptions o;
   o.coder = codec::PlaneCoder::Exp4;
-  const std::vector<uint8_t> w = test::gaussian_bf16(128 * 256, 0.02, 4);
+  const std::vector<uint8_t> w = test::gaussian_bf16(size_t{128} * 256, 0.02, 4);
   std::vector<uint8_t> f16(w.size());
   for (size_t i = 0; i < w.size(); i += 2) {  // a plausible F16 pattern: 0x2xxx..0x3xxx
     f16[i] = w[i];

@@ -9,11 +9,11 @@
 #include <random>
 
 #include "codec/byte_planes.hpp"
+#include "codec/exp4_plane.hpp"
 #include "codec/int8_quant.hpp"
 #include "codec/rans.hpp"
 #include "codec/tensor_codec.hpp"
 #include "codecllm/codecllm.h"
-#include "codec/exp4_plane.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/gpu_decoder.hpp"

@@ -71,10 +71,10 @@ struct Exp4Desc {
   uint64_t codes, escape_end, escape_at, escape_exp;  // the Exp4 plane's parts
   uint64_t sign_mantissa;                             // the raw plane
   uint64_t elements;
-  uint64_t cols;             // row length of a matrix (products), else 0
-  uint32_t base_pair;        // base << 7 | base << 23: the exponent of code 0 in both halves of a word
-  uint32_t block_symbols;    // elements per escape block
-  uint32_t tensor;           // the tensor's index in its decoder: its output and status word
+  uint64_t cols;           // row length of a matrix (products), else 0
+  uint32_t base_pair;      // base << 7 | base << 23: the exponent of code 0 in both halves of a word
+  uint32_t block_symbols;  // elements per escape block
+  uint32_t tensor;         // the tensor's index in its decoder: its output and status word
 };
 
 // A fused Exp4 product launch (exp4_kernel.cu): rows of up to kMaxExp4PerGemv tensors of one

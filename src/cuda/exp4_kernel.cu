@@ -129,8 +129,8 @@ __device__ __noinline__ uint32_t escaped_exponent(const Exp4Desc& t, const uint8
 
 // The vector at element e with each escaped weight rewritten whole: sign and mantissa from its
 // byte, exponent from the escape list.
-__device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* comp, const StagedEscapes& s,
-                                            uint64_t e, uint32_t codes, uint2 sm, uint4 w, uint32_t* status) {
+__device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* comp, const StagedEscapes& s, uint64_t e,
+                                            uint32_t codes, uint2 sm, uint4 w, uint32_t* status) {
   uint32_t words[4] = {w.x, w.y, w.z, w.w};
   for (uint32_t i = 0; i < 8; ++i) {
     if (((codes >> (4 * i)) & 0xF) != 15) continue;
@@ -245,8 +245,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     }
   }
   for (; c < vecs; c += 32)
-    acc += dot16<__nv_bfloat16>(
-        weights(t, comp, s, e0 + 8 * c, load_stream4(codes + c), load_stream8(sm + c), status), xs[c]);
+    acc += dot16<__nv_bfloat16>(weights(t, comp, s, e0 + 8 * c, load_stream4(codes + c), load_stream8(sm + c), status),
+                                xs[c]);
   let_successor_launch();  // late: an early successor's prefetch would compete with these loads
   acc = warp_sum(acc);
   if (lane == 0) a.y[row] = row_output(acc, nullptr, a.y + row, a.accumulate != 0);
