@@ -11,6 +11,10 @@ weights are decoded on the GPU into a reused scratch slot just before the block 
 the next blocks decode on side streams.
 """
 
+# torch before the native core: loaded the other way round (the core linking nvCOMP first), the
+# process aborted at start-up on the H200 machine ("free(): invalid pointer").
+import torch  # noqa: F401
+
 from ._compress import CompressSummary, compress, decompress
 from ._file import CllmFile, TensorInfo
 from ._file import open_cllm as open

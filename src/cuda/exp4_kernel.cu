@@ -23,12 +23,12 @@ namespace codecllm::cuda {
 namespace {
 
 constexpr int kDecodeThreads = 256;
-constexpr int kGemvWarps = 8;   // beside the decode kernels, as the engine's GEMVs pick there
-constexpr int kGemvUnroll = 8;  // 8-weight vectors per lane in flight: 96 bytes
-constexpr int kGemvPrefetch = 2048;
-constexpr uint32_t kGemvStaged = 64;     // escapes a product row keeps in shared memory (~3 on a 4096-long row)
-constexpr uint32_t kDecodeSpan = 4096;   // elements a decode block takes: one escape block of the encoder
-constexpr uint32_t kDecodeStaged = 256;  // escapes a decode block keeps in shared memory
+constexpr int kGemvWarps = 8;  // beside the decode kernels, as the engine's GEMVs pick there
+constexpr int kGemvBlocksPerSm = 3;
+constexpr int kGemvUnroll = 8;            // 8-weight vectors per lane in flight: 96 bytes
+constexpr uint32_t kGemvStaged = 64;      // escapes a product row keeps in shared memory (~3 on a 4096-long row)
+constexpr uint32_t kDecodeSpan = 32768;   // elements a decode block takes: 16 vectors a thread
+constexpr uint32_t kDecodeStaged = 1024;  // escapes a decode block keeps in shared memory
 
 // Nonzero when some 4-bit code of the word is 15.
 __device__ __forceinline__ uint32_t escapes_in(uint32_t codes) {
@@ -149,8 +149,8 @@ __device__ __forceinline__ uint4 weights(const Exp4Desc& t, const uint8_t* comp,
   return escapes_in(codes) == 0 ? w : patch_escapes(t, comp, s, e, codes, sm, w, status);
 }
 
-// One block per kDecodeSpan elements (whole escape blocks of the encoder's size), its escapes
-// staged first.
+// One block per kDecodeSpan elements, its escapes staged first (a chain of dependent loads,
+// paid once per 16 vectors a thread).
 __global__ void __launch_bounds__(kDecodeThreads)
     exp4_decode_kernel(const Exp4Desc t, const uint8_t* __restrict__ comp, uint4* __restrict__ out,
                        uint32_t* __restrict__ status) {
@@ -186,70 +186,79 @@ __global__ void __launch_bounds__(kDecodeThreads)
   }
 }
 
-// One row per warp, the rows of the launch's tensors one after another. Lane l takes the
-// 8-weight vectors l, l + 32, ... of its row, in that order (cuda/gemv_dot.cuh), kGemvUnroll of
-// them loaded before the first multiply.
-__global__ void __launch_bounds__(kGemvWarps * 32)
+// Rows of the launch's tensors one after another, one warp at a time: a block's warps take rows
+// blockIdx.x * kGemvWarps + warp, then a grid's worth further on, so that x is staged once per
+// block rather than once per 8 rows. Lane l takes the 8-weight vectors l, l + 32, ... of a row,
+// in that order (cuda/gemv_dot.cuh), kGemvUnroll of them loaded before the first multiply; a
+// row's first loads are issued before its escapes are staged, so that the memory is busy
+// while they arrive.
+__global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
     exp4_gemv_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
                      uint32_t* __restrict__ status) {
   extern __shared__ uint4 xs[];
   __shared__ uint32_t staged[kGemvWarps][kGemvStaged];
   const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const uint32_t row = blockIdx.x * kGemvWarps + warp;
-  // The row's tensor, picked with constant indices so that the argument array is never
-  // indexed at run time.
-  uint32_t ti = 0, first_row = 0, end_row = a.row_end[0];
-#pragma unroll
-  for (uint32_t i = 1; i < kMaxExp4PerGemv; ++i) {
-    if (i < a.count && row >= a.row_end[i - 1]) {
-      ti = i;
-      first_row = a.row_end[i - 1];
-      end_row = a.row_end[i];
-    }
-  }
-  const bool has_row = row < end_row;
-  const Exp4Desc& t = tensors[ti];
   const uint32_t vecs = a.cols / 8;
-  const uint64_t e0 = uint64_t{row - first_row} * a.cols;
-  const auto* codes = reinterpret_cast<const uint32_t*>(comp + t.codes) + e0 / 8;
-  const auto* sm = reinterpret_cast<const uint2*>(comp + t.sign_mantissa + e0);
-  // The weights do not depend on earlier kernels: while those finish, L2 fetches the row's
-  // start and the warp stages the row's escapes.
-  StagedEscapes s{};
-  if (has_row) {
-    if (lane == 0 && a.cols % 32 == 0) {  // 16-byte aligned rows in both planes
-      prefetch_l2(codes, min(a.cols / 2, uint32_t(kGemvPrefetch / 3)) / 16 * 16);
-      prefetch_l2(sm, min(a.cols, uint32_t(2 * kGemvPrefetch / 3)) / 16 * 16);
-    }
-    s = stage_escapes(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
-    __syncwarp();
-  }
+  uint32_t total = a.row_end[0];
+#pragma unroll
+  for (uint32_t i = 1; i < kMaxExp4PerGemv; ++i)
+    if (i < a.count) total = a.row_end[i];
   stage_input(xs, a.x, static_cast<int>(a.cols));
-  if (!has_row) return;
-  const uint32_t base_pair = t.base_pair;
-  float acc = 0;
-  uint32_t c = lane;
-  for (; c + 32 * (kGemvUnroll - 1) < vecs; c += 32 * kGemvUnroll) {
+  for (uint32_t row = blockIdx.x * kGemvWarps + warp; row < total; row += gridDim.x * kGemvWarps) {
+    // The row's tensor, picked with constant indices so that the argument array is never
+    // indexed at run time.
+    uint32_t ti = 0, first_row = 0;
+#pragma unroll
+    for (uint32_t i = 1; i < kMaxExp4PerGemv; ++i) {
+      if (i < a.count && row >= a.row_end[i - 1]) {
+        ti = i;
+        first_row = a.row_end[i - 1];
+      }
+    }
+    const Exp4Desc& t = tensors[ti];
+    const uint64_t e0 = uint64_t{row - first_row} * a.cols;
+    const auto* codes = reinterpret_cast<const uint32_t*>(comp + t.codes) + e0 / 8;
+    const auto* sm = reinterpret_cast<const uint2*>(comp + t.sign_mantissa + e0);
+    uint32_t c = lane;
     uint32_t cw[kGemvUnroll];
     uint2 sw[kGemvUnroll];
+    bool full = c + 32 * (kGemvUnroll - 1) < vecs;  // a whole unrolled round left
+    if (full) {
 #pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) {
-      cw[u] = load_stream4(codes + c + 32 * u);
-      sw[u] = load_stream8(sm + c + 32 * u);
+      for (int u = 0; u < kGemvUnroll; ++u) {
+        cw[u] = load_stream4(codes + c + 32 * u);
+        sw[u] = load_stream8(sm + c + 32 * u);
+      }
     }
+    const StagedEscapes s = stage_escapes(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
+    __syncwarp();
+    const uint32_t base_pair = t.base_pair;
+    float acc = 0;
+    while (full) {
 #pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) {
-      uint4 w = assemble(cw[u], sw[u], base_pair);
-      if (escapes_in(cw[u]) != 0) w = patch_escapes(t, comp, s, e0 + 8 * (c + 32 * u), cw[u], sw[u], w, status);
-      acc += dot16<__nv_bfloat16>(w, xs[c + 32 * u]);
+      for (int u = 0; u < kGemvUnroll; ++u) {
+        uint4 w = assemble(cw[u], sw[u], base_pair);
+        if (escapes_in(cw[u]) != 0) w = patch_escapes(t, comp, s, e0 + 8 * (c + 32 * u), cw[u], sw[u], w, status);
+        acc += dot16<__nv_bfloat16>(w, xs[c + 32 * u]);
+      }
+      c += 32 * kGemvUnroll;
+      full = c + 32 * (kGemvUnroll - 1) < vecs;
+      if (full) {
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) {
+          cw[u] = load_stream4(codes + c + 32 * u);
+          sw[u] = load_stream8(sm + c + 32 * u);
+        }
+      }
     }
+    for (; c < vecs; c += 32)
+      acc += dot16<__nv_bfloat16>(
+          weights(t, comp, s, e0 + 8 * c, load_stream4(codes + c), load_stream8(sm + c), status), xs[c]);
+    acc = warp_sum(acc);
+    if (lane == 0) a.y[row] = row_output(acc, nullptr, a.y + row, a.accumulate != 0);
+    __syncwarp();  // the next row's escapes overwrite this row's
   }
-  for (; c < vecs; c += 32)
-    acc += dot16<__nv_bfloat16>(weights(t, comp, s, e0 + 8 * c, load_stream4(codes + c), load_stream8(sm + c), status),
-                                xs[c]);
-  let_successor_launch();  // late: an early successor's prefetch would compete with these loads
-  acc = warp_sum(acc);
-  if (lane == 0) a.y[row] = row_output(acc, nullptr, a.y + row, a.accumulate != 0);
+  let_successor_launch();
 }
 
 }  // namespace
@@ -267,8 +276,13 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   if (args.count == 0 || args.count > kMaxExp4PerGemv) throw Error("exp4 product: 1 to 8 tensors per launch");
   const uint32_t rows = args.row_end[args.count - 1];
   if (rows == 0) return;
-  launch_kernel(exp4_gemv_kernel, dim3((rows + kGemvWarps - 1) / kGemvWarps), dim3(kGemvWarps * 32),
-                size_t{args.cols} * 2, stream, overlap, tensors, args, comp, status);
+  // As many blocks as are resident at once (warps loop over rows), fewer for short matrices.
+  int device = 0, sms = 0;
+  CLLM_CUDA_CHECK(cudaGetDevice(&device));
+  CLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const uint32_t blocks = std::min<uint32_t>((rows + kGemvWarps - 1) / kGemvWarps, uint32_t(sms) * kGemvBlocksPerSm);
+  launch_kernel(exp4_gemv_kernel, dim3(blocks), dim3(kGemvWarps * 32), size_t{args.cols} * 2, stream, overlap, tensors,
+                args, comp, status);
 }
 
 }  // namespace codecllm::cuda
