@@ -447,6 +447,34 @@ TEST(CudaEngineBias, AttentionBiasTracksCpu) {
   }
 }
 
+// The logits of `file` in every placement (gpu, gpu-compressed, host, host-raw, auto) at the
+// given batch equal those of `reference` on gpu, bit for bit, over 12 positions.
+void expect_every_placement_equals(const format::ContainerReader& reference_file, const format::ContainerReader& file,
+                                   int batch, const char* coding) {
+  engine::CudaEngineOptions o;
+  o.max_seq_len = 32;
+  o.batch = batch;
+  auto reference = engine::make_cuda_engine(reference_file, o);
+  std::vector<std::unique_ptr<engine::Engine>> others;
+  for (auto p : {Placement::Gpu, Placement::GpuCompressed, Placement::Host, Placement::HostRaw}) {
+    o.placement = p;
+    others.push_back(engine::make_cuda_engine(file, o));
+  }
+  o.placement = Placement::Auto;
+  o.vram_budget = uint64_t{1} << 30;
+  others.push_back(engine::make_cuda_engine(file, o));
+  const int vocab = reference->config().vocab;
+  for (int pos = 0; pos < 12; ++pos) {
+    std::vector<int> tokens(static_cast<size_t>(batch));
+    for (int b = 0; b < batch; ++b) tokens[size_t(b)] = (pos * 5 + 3 + 7 * b) % vocab;
+    const float* r = reference->forward_batch(tokens.data(), pos);
+    std::vector<float> want(r, r + size_t(vocab) * size_t(batch));
+    for (auto& e : others)
+      ASSERT_EQ(0, std::memcmp(want.data(), e->forward_batch(tokens.data(), pos), want.size() * sizeof(float)))
+          << e->describe() << " (" << coding << ") differs from gpu (rans) at " << pos << ", batch " << batch;
+  }
+}
+
 // An exp4 file gives the logits of the same model in a rANS file on the gpu placement, bit for
 // bit, in every placement: gpu-compressed multiplies its layers in place at batch 1
 // (exp4_kernel.cu), the others decode them; and at batch 3, where every placement decodes.
@@ -464,30 +492,7 @@ TEST(CudaEngineExp4, EveryPlacementEqualsGpu) {
   for (const auto& t : exp4.index().tensors)
     for (const auto& p : t.planes) exp4_planes += p.codec == format::PlaneCodec::Exp4;
   ASSERT_GT(exp4_planes, 0u);
-  for (int batch : {1, 3}) {
-    engine::CudaEngineOptions o;
-    o.max_seq_len = 32;
-    o.batch = batch;
-    auto reference = engine::make_cuda_engine(rans, o);
-    std::vector<std::unique_ptr<engine::Engine>> others;
-    for (auto p : {Placement::Gpu, Placement::GpuCompressed, Placement::Host, Placement::HostRaw}) {
-      o.placement = p;
-      others.push_back(engine::make_cuda_engine(exp4, o));
-    }
-    o.placement = Placement::Auto;
-    o.vram_budget = uint64_t{1} << 30;
-    others.push_back(engine::make_cuda_engine(exp4, o));
-    const int vocab = reference->config().vocab;
-    for (int pos = 0; pos < 12; ++pos) {
-      std::vector<int> tokens(static_cast<size_t>(batch));
-      for (int b = 0; b < batch; ++b) tokens[size_t(b)] = (pos * 5 + 3 + 7 * b) % vocab;
-      const float* r = reference->forward_batch(tokens.data(), pos);
-      std::vector<float> want(r, r + size_t(vocab) * size_t(batch));
-      for (auto& e : others)
-        ASSERT_EQ(0, std::memcmp(want.data(), e->forward_batch(tokens.data(), pos), want.size() * sizeof(float)))
-            << e->describe() << " (exp4) differs from gpu (rans) at " << pos << ", batch " << batch;
-    }
-  }
+  for (int batch : {1, 3}) expect_every_placement_equals(rans, exp4, batch, "exp4");
 }
 
 // A zstd file (nvCOMP decodes its planes on the GPU) gives the logits of the same model in a
@@ -522,24 +527,7 @@ TEST(CudaEngineZstd, EveryPlacementEqualsRans) {
       }
       continue;
     }
-    auto reference = engine::make_cuda_engine(rans, o);
-    std::vector<std::unique_ptr<engine::Engine>> others;
-    for (auto p : {Placement::Gpu, Placement::GpuCompressed, Placement::Host, Placement::HostRaw}) {
-      o.placement = p;
-      others.push_back(engine::make_cuda_engine(zstd, o));
-    }
-    o.placement = Placement::Auto;
-    o.vram_budget = uint64_t{1} << 30;
-    others.push_back(engine::make_cuda_engine(zstd, o));
-    const int vocab = reference->config().vocab;
-    for (int pos = 0; pos < 12; ++pos) {
-      const int token = (pos * 5 + 3) % vocab;
-      const float* r = reference->forward(token, pos);
-      std::vector<float> want(r, r + vocab);
-      for (auto& e : others)
-        ASSERT_EQ(0, std::memcmp(want.data(), e->forward(token, pos), sizeof(float) * vocab))
-            << e->describe() << " (zstd) differs from gpu (rans) at " << pos;
-    }
+    expect_every_placement_equals(rans, zstd, 1, "zstd");
   }
 }
 

@@ -75,6 +75,17 @@ Assemble assemble_of(const format::TensorRecord& r) {
   return Assemble::Bytes;
 }
 
+// The exponent and sign_mantissa planes of a lossless BF16 tensor that a kernel of its own
+// reads in place: each the tensor's size and 16-byte aligned in the range starting at lo.
+void check_split_planes(const format::PlaneRecord& ep, const format::PlaneRecord& sp, uint64_t n, uint64_t lo,
+                        const std::string& what) {
+  for (const format::PlaneRecord* p : {&ep, &sp}) {
+    if (p->symbols != n) throw FormatError(what + ": plane '" + p->role + "' size differs from the tensor");
+    if ((p->offset - lo) % kStreamAlignment != 0)
+      throw FormatError(what + ": plane '" + p->role + "' is not 16-byte aligned");
+  }
+}
+
 // ---- Tensors with a class-table exponent plane (decode_class.hpp) ----
 
 bool is_class_plane(const format::ContainerReader& file, const format::PlaneRecord& p) {
@@ -100,11 +111,7 @@ std::optional<ClassTensorDesc> plan_class_tensor(const format::ContainerReader& 
                       "lossless BF16 tensor");
   }
   const uint64_t n = r.num_elements();
-  for (const format::PlaneRecord* p : {ep, sp}) {
-    if (p->symbols != n) throw FormatError(what + ": plane '" + p->role + "' size differs from the tensor");
-    if ((p->offset - lo) % kStreamAlignment != 0)
-      throw FormatError(what + ": plane '" + p->role + "' is not 16-byte aligned");
-  }
+  check_split_planes(*ep, *sp, n, lo, what);
   const std::string ewhat = what + " plane 'exponent'";
   const codec::RansClassPlane h = codec::rans_parse_class_plane(file.payload(*ep), ewhat.c_str());
   if (h.total_symbols != n) throw FormatError(ewhat + ": symbol count differs from the index");
@@ -159,11 +166,7 @@ Exp4Desc plan_exp4_tensor(const format::ContainerReader& file, const format::Ten
                       "whose sign_mantissa plane is raw");
   }
   const uint64_t n = r.num_elements();
-  for (const format::PlaneRecord* p : {ep, sp}) {
-    if (p->symbols != n) throw FormatError(what + ": plane '" + p->role + "' size differs from the tensor");
-    if ((p->offset - lo) % kStreamAlignment != 0)
-      throw FormatError(what + ": plane '" + p->role + "' is not 16-byte aligned");
-  }
+  check_split_planes(*ep, *sp, n, lo, what);
   const std::string pwhat = what + " plane 'exponent'";
   ByteSpan payload;
   try {
@@ -488,8 +491,8 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
   d_exp4_ = static_cast<Exp4Desc*>(device_alloc(exp4_tensors_.size() * sizeof(Exp4Desc)));
   if (!exp4_tensors_.empty()) {
-    CLLM_CUDA_CHECK(cudaMemcpy(d_exp4_, exp4_tensors_.data(), exp4_tensors_.size() * sizeof(Exp4Desc),
-                               cudaMemcpyHostToDevice));
+    CLLM_CUDA_CHECK(
+        cudaMemcpy(d_exp4_, exp4_tensors_.data(), exp4_tensors_.size() * sizeof(Exp4Desc), cudaMemcpyHostToDevice));
   }
   d_gemv_jobs_ = static_cast<BlockJob*>(device_alloc(gemv_jobs.size() * sizeof(BlockJob)));
   if (!gemv_jobs.empty()) {
@@ -653,8 +656,8 @@ void GpuDecoder::check(cudaStream_t stream) {
     CLLM_CUDA_CHECK(cudaMemset(d_status_, 0, status.size() * sizeof(uint32_t)));
     CLLM_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));  // reset before any later decode, as above
     const char* unit = gemv_[i].exp4 >= 0 ? "escape block " : "chunk ";
-    throw FormatError(path_ + ": tensor '" + records_[i]->name + "': GPU decode failed the integrity check in " +
-                      unit + std::to_string(status[i] - 1) + " (corrupt data)");
+    throw FormatError(path_ + ": tensor '" + records_[i]->name + "': GPU decode failed the integrity check in " + unit +
+                      std::to_string(status[i] - 1) + " (corrupt data)");
   }
 }
 
