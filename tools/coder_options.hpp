@@ -18,9 +18,9 @@ struct CoderArgs {
 inline void add_coder_options(CLI::App& app, const std::shared_ptr<CoderArgs>& a) {
   app.add_option("--codec", a->codec,
                  "Coder of coded planes: rans (the project's, smallest files, fastest GPU decode), exp4 (BF16 "
-                 "exponents as 4-bit codes, 12 bits a weight, multiplied on the GPU without a decode pass: the "
-                 "fastest to run) or zstd (standard Zstd frames; the GPU decodes them with nvCOMP where the build "
-                 "found it)")
+                 "exponents as 4-bit codes, 12 bits a weight, multiplied on the GPU without a decode pass; meant "
+                 "for speed, slower than rans so far: docs/BENCHMARKS.md) or zstd (standard Zstd frames; the GPU "
+                 "decodes them with nvCOMP where the build found it)")
       ->check(CLI::IsMember({"rans", "exp4", "zstd"}));
   app.add_option("--zstd-level", a->zstd_level, "zstd: compression level")->check(CLI::Range(-7, 22));
   app.add_option("--zstd-chunk-bytes", a->zstd_chunk, "zstd: decoded bytes per frame (nvCOMP recommends 64 KiB)")

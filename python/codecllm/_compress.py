@@ -70,7 +70,7 @@ def compress(
 
     mode: "lossless" (bit for bit) or "int8" (per-row symmetric INT8, entropy coded). threads: 0 uses all
     cores. codec: "rans" (the default; smallest, fastest GPU decode), "exp4" (BF16 exponents as 4-bit codes, 12
-    bits a weight, multiplied without a decode pass) or "zstd" (standard Zstd frames, decoded on the GPU by
+    bits a weight, multiplied without a decode pass; not yet faster than rans) or "zstd" (standard Zstd frames, decoded on the GPU by
     nvCOMP where the build has it), zstd_level its level; the CLI's --codec and --zstd-level. progress: None for a bar on a terminal, False for none, or a callable(done, total, tensor_name).
     The output is written under a temporary name and renamed when complete.
     """
