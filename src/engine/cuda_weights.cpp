@@ -421,7 +421,10 @@ std::string CudaWeights::describe_placement() const {
 
 std::string CudaWeights::describe() const {
   std::string s;
-  if (products_in_place_) s += ", products straight from compressed weights";
+  bool any_in_place = false;  // only gpu-compressed layers multiply in place
+  for (int l = 0; l < cfg_.layers; ++l)
+    any_in_place = any_in_place || (products_in_place_ && streamer_->home(l) == Placement::GpuCompressed);
+  if (any_in_place) s += ", products straight from compressed weights";
   if (exponents_only_) s += ", exponents decoded per layer (sign and mantissa read in place)";
   const std::string t = act_ == k::Act::F16 ? "f16" : "bf16";
   s += int8_layers_   ? ", int8 layer weights (W8A" + std::string(act_ == k::Act::F16 ? "F16)" : "BF16)")
