@@ -422,7 +422,7 @@ std::string CudaWeights::describe_placement() const {
 std::string CudaWeights::describe() const {
   std::string s;
   bool any_in_place = false;  // only gpu-compressed layers multiply in place
-  for (int l = 0; l < cfg_.layers; ++l)
+  for (int l = 0; streamer_ != nullptr && l < cfg_.layers; ++l)
     any_in_place = any_in_place || (products_in_place_ && streamer_->home(l) == Placement::GpuCompressed);
   if (any_in_place) s += ", products straight from compressed weights";
   if (exponents_only_) s += ", exponents decoded per layer (sign and mantissa read in place)";
