@@ -447,6 +447,14 @@ TEST(CudaEngineBias, AttentionBiasTracksCpu) {
   }
 }
 
+// Planes of `file` stored with `codec`.
+size_t planes_coded(const format::ContainerReader& file, format::PlaneCodec codec) {
+  size_t n = 0;
+  for (const auto& t : file.index().tensors)
+    for (const auto& p : t.planes) n += p.codec == codec;
+  return n;
+}
+
 // The logits of `file` in every placement (gpu, gpu-compressed, host, host-raw, auto) at the
 // given batch equal those of `reference` on gpu, bit for bit, over 12 positions.
 void expect_every_placement_equals(const format::ContainerReader& reference_file, const format::ContainerReader& file,
@@ -488,10 +496,7 @@ TEST(CudaEngineExp4, EveryPlacementEqualsGpu) {
   m.options.encode.coder = codec::PlaneCoder::Exp4;
   m.file = "exp4.cllm";
   format::ContainerReader exp4(test::write_tiny_model(dir, m));
-  size_t exp4_planes = 0;
-  for (const auto& t : exp4.index().tensors)
-    for (const auto& p : t.planes) exp4_planes += p.codec == format::PlaneCodec::Exp4;
-  ASSERT_GT(exp4_planes, 0u);
+  ASSERT_GT(planes_coded(exp4, format::PlaneCodec::Exp4), 0u);
   for (int batch : {1, 3}) expect_every_placement_equals(rans, exp4, batch, "exp4");
 }
 
@@ -512,10 +517,7 @@ TEST(CudaEngineZstd, EveryPlacementEqualsRans) {
     m.options.encode.zstd.chunk_bytes = 4096;  // several frames per tensor
     m.file = "zstd.cllm";
     format::ContainerReader zstd(test::write_tiny_model(dir, m));
-    size_t zstd_planes = 0;
-    for (const auto& t : zstd.index().tensors)
-      for (const auto& p : t.planes) zstd_planes += p.codec == format::PlaneCodec::Zstd;
-    ASSERT_GT(zstd_planes, 0u);
+    ASSERT_GT(planes_coded(zstd, format::PlaneCodec::Zstd), 0u);
     engine::CudaEngineOptions o;
     o.max_seq_len = 32;
     if (!cuda::have_nvcomp()) {

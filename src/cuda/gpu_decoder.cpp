@@ -86,6 +86,16 @@ void check_split_planes(const format::PlaneRecord& ep, const format::PlaneRecord
   }
 }
 
+// A plane's payload, its checksum verified (the kernels and nvCOMP trust it), a failure naming
+// the plane (`pwhat`).
+ByteSpan verified_payload(const format::ContainerReader& file, const format::PlaneRecord& p, const std::string& pwhat) {
+  try {
+    return file.payload(p);
+  } catch (const FormatError& e) {
+    throw FormatError(pwhat + ": " + e.what());
+  }
+}
+
 // ---- Tensors with a class-table exponent plane (decode_class.hpp) ----
 
 bool is_class_plane(const format::ContainerReader& file, const format::PlaneRecord& p) {
@@ -168,12 +178,7 @@ Exp4Desc plan_exp4_tensor(const format::ContainerReader& file, const format::Ten
   const uint64_t n = r.num_elements();
   check_split_planes(*ep, *sp, n, lo, what);
   const std::string pwhat = what + " plane 'exponent'";
-  ByteSpan payload;
-  try {
-    payload = file.payload(*ep);
-  } catch (const FormatError& e) {
-    throw FormatError(pwhat + ": " + e.what());
-  }
+  const ByteSpan payload = verified_payload(file, *ep, pwhat);
   const codec::Exp4Layout l = codec::exp4_parse(payload, pwhat.c_str());
   if (l.header.symbols != n) throw FormatError(pwhat + ": symbol count differs from the index");
   const uint64_t at = ep->offset - lo;
@@ -302,12 +307,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
         // nvCOMP treats an invalid frame as undefined behaviour: the payload's checksum is verified here, and
         // the frame table parsed and bounded, before any frame can reach it.
         const std::string pwhat = what + " plane '" + pr.role + "'";
-        ByteSpan payload;
-        try {
-          payload = file.payload(pr);
-        } catch (const FormatError& e) {
-          throw FormatError(pwhat + ": " + e.what());
-        }
+        const ByteSpan payload = verified_payload(file, pr, pwhat);
         const codec::ZstdPlaneHeader h = codec::zstd_parse_header(payload, pwhat.c_str());
         if (h.total_bytes != pr.symbols) throw FormatError(pwhat + ": decoded size differs from the index");
         z.in_scratch[k] = true;
