@@ -90,10 +90,11 @@ __device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const 
 }
 
 // The exponent of escaped element e. Missing (a code 15 with no escape): the tensor's status
-// records the block, and the exponent reads as 0.
-__device__ __noinline__ uint32_t escaped_exponent(const Exp4Desc& t, const uint8_t* comp, const StagedEscapes& s,
-                                                  uint64_t e, uint32_t* status) {
-  const uint64_t block = e / t.block_symbols;
+// records the block, and the exponent reads as 0. The staged search is all 32-bit: an escape
+// costs a few dozen instructions, paid by its whole warp (one in five product rounds meets one
+// on the 8B shape).
+__device__ __forceinline__ uint32_t escaped_exponent(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s,
+                                                     uint64_t e, uint32_t* status) {
   if (s.entries != nullptr) {
     const auto key = static_cast<uint32_t>(e - s.origin);
     uint32_t lo = 0, hi = s.count;
@@ -106,10 +107,12 @@ __device__ __noinline__ uint32_t escaped_exponent(const Exp4Desc& t, const uint8
       }
     }
     if (lo < s.count && (s.entries[lo] >> 8) == key) return s.entries[lo] & 0xFF;
-  } else {
+  }
+  const uint64_t block = e / t.block_symbols;
+  if (s.entries == nullptr) {
     const auto* ends = reinterpret_cast<const uint32_t*>(comp + t.escape_end);
     const auto* where = reinterpret_cast<const uint16_t*>(comp + t.escape_at);
-    const auto at = static_cast<uint32_t>(e % t.block_symbols);
+    const auto at = static_cast<uint32_t>(e - block * t.block_symbols);
     uint32_t lo = block == 0 ? 0 : ends[block - 1];
     const uint32_t end = ends[block];
     uint32_t hi = end;
@@ -128,22 +131,25 @@ __device__ __noinline__ uint32_t escaped_exponent(const Exp4Desc& t, const uint8
 }
 
 // The vector at element e with each escaped weight rewritten whole: sign and mantissa from its
-// byte, exponent from the escape list.
-__device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* comp, const StagedEscapes& s, uint64_t e,
+// byte, exponent from the escape list. Visits the escaped weights only.
+__device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s, uint64_t e,
                                             uint32_t codes, uint2 sm, uint4 w, uint32_t* status) {
   uint32_t words[4] = {w.x, w.y, w.z, w.w};
-  for (uint32_t i = 0; i < 8; ++i) {
-    if (((codes >> (4 * i)) & 0xF) != 15) continue;
+  for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1) {
+    const uint32_t i = (__ffs(mask) - 1) / 4;
     const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
     const uint32_t bits = (byte & 0x80) << 8 | escaped_exponent(t, comp, s, e + i, status) << 7 | (byte & 0x7F);
     const uint32_t shift = 16 * (i % 2);
-    words[i / 2] = (words[i / 2] & ~(0xFFFFu << shift)) | bits << shift;
+    // words[i / 2] with a run-time index would live in local memory: select instead.
+#pragma unroll
+    for (uint32_t j = 0; j < 4; ++j)
+      if (j == i / 2) words[j] = (words[j] & ~(0xFFFFu << shift)) | bits << shift;
   }
   return make_uint4(words[0], words[1], words[2], words[3]);
 }
 
 // The 8 weights at element e (a multiple of 8) from their loaded codes and bytes.
-__device__ __forceinline__ uint4 weights(const Exp4Desc& t, const uint8_t* comp, const StagedEscapes& s, uint64_t e,
+__device__ __forceinline__ uint4 weights(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s, uint64_t e,
                                          uint32_t codes, uint2 sm, uint32_t* status) {
   const uint4 w = assemble(codes, sm, t.base_pair);
   return escapes_in(codes) == 0 ? w : patch_escapes(t, comp, s, e, codes, sm, w, status);
