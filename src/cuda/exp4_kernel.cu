@@ -35,6 +35,11 @@ __device__ __forceinline__ uint32_t escapes_in(uint32_t codes) {
   return codes & (codes >> 1) & (codes >> 2) & (codes >> 3) & 0x11111111u;
 }
 
+// One BF16 weight from its sign_mantissa byte (sign << 7 | mantissa) and exponent byte.
+__device__ __forceinline__ uint32_t bf16_bits(uint32_t sign_mantissa, uint32_t exponent) {
+  return (sign_mantissa & 0x80) << 8 | exponent << 7 | (sign_mantissa & 0x7F);
+}
+
 // Weights 8v .. 8v + 7 as BF16 (4 words, element 2j in the low half of word j) from their
 // codes (element 8v + i in bits 4i .. 4i + 3) and sign_mantissa bytes (byte i of the pair).
 // Escaped weights come out wrong here and are patched by patch_escapes.
@@ -138,7 +143,7 @@ __device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* co
   for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1) {
     const uint32_t i = (__ffs(mask) - 1) / 4;
     const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
-    const uint32_t bits = (byte & 0x80) << 8 | escaped_exponent(t, comp, s, e + i, status) << 7 | (byte & 0x7F);
+    const uint32_t bits = bf16_bits(byte, escaped_exponent(t, comp, s, e + i, status));
     const uint32_t shift = 16 * (i % 2);
     // words[i / 2] with a run-time index would live in local memory: select instead.
 #pragma unroll
@@ -188,7 +193,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
     const uint32_t code = (comp[t.codes + e / 2] >> (4 * (e % 2))) & 0xF;
     const uint32_t byte = comp[t.sign_mantissa + e];
     const uint32_t exponent = code == 15 ? escaped_exponent(t, comp, s, e, status) : (t.base_pair >> 7 & 0xFF) + code;
-    reinterpret_cast<uint16_t*>(out)[e] = static_cast<uint16_t>((byte & 0x80) << 8 | exponent << 7 | (byte & 0x7F));
+    reinterpret_cast<uint16_t*>(out)[e] = static_cast<uint16_t>(bf16_bits(byte, exponent));
   }
 }
 
@@ -238,14 +243,11 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
     }
     const StagedEscapes s = stage_escapes(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
     __syncwarp();
-    const uint32_t base_pair = t.base_pair;
     float acc = 0;
     while (full) {
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
-        uint4 w = assemble(cw[u], sw[u], base_pair);
-        if (escapes_in(cw[u]) != 0) w = patch_escapes(t, comp, s, e0 + 8 * (c + 32 * u), cw[u], sw[u], w, status);
-        acc += dot16<__nv_bfloat16>(w, xs[c + 32 * u]);
+        acc += dot16<__nv_bfloat16>(weights(t, comp, s, e0 + 8 * (c + 32 * u), cw[u], sw[u], status), xs[c + 32 * u]);
       }
       c += 32 * kGemvUnroll;
       full = c + 32 * (kGemvUnroll - 1) < vecs;
