@@ -30,9 +30,17 @@ constexpr uint32_t kGemvStaged = 64;      // escapes a product row keeps in shar
 constexpr uint32_t kDecodeSpan = 32768;   // elements a decode block takes: 16 vectors a thread
 constexpr uint32_t kDecodeStaged = 1024;  // escapes a decode block keeps in shared memory
 
-// Nonzero when some 4-bit code of the word is 15.
+// Bit 4i set where code i of the word is 15: the exact list the slow path walks.
 __device__ __forceinline__ uint32_t escapes_in(uint32_t codes) {
   return codes & (codes >> 1) & (codes >> 2) & (codes >> 3) & 0x11111111u;
+}
+
+// Nonzero exactly when some code of the word is 15 (two instructions, the test every vector
+// pays): the classic zero-field test on ~codes, (~c - 0x1..1) & c & 0x8..8, where ~c - 0x1..1 is
+// 0xE..E - c. A borrow can only start at a field that is zero in ~c, so the result is nonzero
+// iff one is (checked over all 2^32 words when written).
+__device__ __forceinline__ bool has_escape(uint32_t codes) {
+  return ((0xEEEEEEEEu - codes) & codes & 0x88888888u) != 0;
 }
 
 // One BF16 weight from its sign_mantissa byte (sign << 7 | mantissa) and exponent byte.
@@ -40,22 +48,31 @@ __device__ __forceinline__ uint32_t bf16_bits(uint32_t sign_mantissa, uint32_t e
   return (sign_mantissa & 0x80) << 8 | exponent << 7 | (sign_mantissa & 0x7F);
 }
 
+// PTX prmt in its default mode: a selector nibble with bit 3 set writes the sign of its byte to
+// all 8 bits (0 for a byte below 0x80). __byte_perm reads only 3 bits of each nibble.
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
+  uint32_t r;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(selector));
+  return r;
+}
+
 // Weights 8v .. 8v + 7 as BF16 (4 words, element 2j in the low half of word j) from their
 // codes (element 8v + i in bits 4i .. 4i + 3) and sign_mantissa bytes (byte i of the pair).
+// Four instructions a pair of weights (and three a word of codes):
+//   u = the pair's bytes, each in both bytes of its half: u & 0x807F807F is sign | mantissa;
+//   c = the pair's codes, each in the low byte of its half (bytes 1 and 3 sign-filled: 0);
+//   w = (u & 0x807F807F) | (c * 128 + base_pair): exponents below 256, so no carry between halves.
 // Escaped weights come out wrong here and are patched by patch_escapes.
 __device__ __forceinline__ uint4 assemble(uint32_t codes, uint2 sm, uint32_t base_pair) {
-  const uint32_t odd_codes = codes >> 4;  // byte j's low nibble: element 2j + 1's code
+  const uint32_t even = codes & 0x0F0F0F0Fu;         // byte j: the code of element 2j
+  const uint32_t odd = (codes >> 4) & 0x0F0F0F0Fu;   // byte j: the code of element 2j + 1
   uint32_t w[4];
 #pragma unroll
   for (uint32_t j = 0; j < 4; ++j) {
-    const uint32_t s = j < 2 ? sm.x : sm.y;
     const uint32_t k = 2 * (j % 2);
-    // The pair's sign_mantissa bytes in the high byte of each half: sign at bit 15, mantissa at 8..14.
-    const uint32_t v = __byte_perm(s, 0, 0x0404u | k << 4 | (k + 1) << 12);
-    // The pair's codes in the low nibble of each half (bytes 1 and 3 are masked off).
-    const uint32_t c = __byte_perm(codes, odd_codes, j | j << 4 | (4 + j) << 8 | (4 + j) << 12);
-    const uint32_t exponents = (c & 0x000F000Fu) * 128u + base_pair;  // (base + code) << 7 in each half
-    w[j] = (v & 0x80008000u) | ((v >> 8) & 0x007F007Fu) | exponents;
+    const uint32_t u = prmt(j < 2 ? sm.x : sm.y, 0, k | k << 4 | (k + 1) << 8 | (k + 1) << 12);
+    const uint32_t c = prmt(even, odd, j | (8 + j) << 4 | (4 + j) << 8 | (12 + j) << 12);
+    w[j] = (u & 0x807F807Fu) | (c * 128u + base_pair);
   }
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
@@ -157,7 +174,7 @@ __device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* co
 __device__ __forceinline__ uint4 weights(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s, uint64_t e,
                                          uint32_t codes, uint2 sm, uint32_t* status) {
   const uint4 w = assemble(codes, sm, t.base_pair);
-  return escapes_in(codes) == 0 ? w : patch_escapes(t, comp, s, e, codes, sm, w, status);
+  return has_escape(codes) ? patch_escapes(t, comp, s, e, codes, sm, w, status) : w;
 }
 
 // One block per kDecodeSpan elements, its escapes staged first (a chain of dependent loads,
