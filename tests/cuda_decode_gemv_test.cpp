@@ -169,17 +169,25 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<FusedCase>& i) { return std::string(i.param.name); });
 
 // Exp4 products (exp4_kernel.cu) against the engine's GEMV over the decoded weights: the same
-// bits, with escapes in the rows (zeros, huge values), a row length that is not a multiple of
-// 32 (no L2 prefetch), two tensors in one launch, accumulate and overlap on and off. A code 15
-// that has no escape (a corrupt device copy) is reported naming the tensor.
+// bits, with escapes in the rows (zeros, huge values): scattered, a burst of two whole vectors in
+// every row (several lanes and several weights of a vector escaping in one round), and one row
+// with more escapes than a warp stages (looked up in global memory). Row lengths: rows that
+// start inside an escape block (768, 200, 2312), only a tail of vectors (200, 768), whole rounds
+// and a tail (2312), whole rounds only (4096); a length not a multiple of 32 (no L2 prefetch),
+// two tensors in one launch, accumulate and overlap on and off. A code 15 that has no escape (a
+// corrupt device copy) is reported naming the tensor.
 TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
   if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
-  for (uint64_t cols : {uint64_t{768}, uint64_t{200}, uint64_t{4096}}) {
+  for (uint64_t cols : {uint64_t{768}, uint64_t{200}, uint64_t{2312}, uint64_t{4096}}) {
     test::TempDir dir;
     codec::EncodeOptions o;
     o.coder = codec::PlaneCoder::Exp4;
     std::vector<uint8_t> w0 = matrix(kRows[0], cols, 1, false);
-    for (uint64_t i = 3; i < w0.size() / 2; i += 997) w0[2 * i + 1] = i % 2 ? 0x00 : 0x7e;  // escapes
+    auto escape = [&](uint64_t i) { w0[2 * i + 1] = i % 2 ? 0x00 : 0x7e; };
+    for (uint64_t i = 3; i < w0.size() / 2; i += 997) escape(i);
+    for (uint64_t r = 0; r < kRows[0]; ++r)
+      for (uint64_t c = 40; c < 56; ++c) escape(r * cols + c);
+    for (uint64_t c = 0; c < cols; c += 2) escape(5 * cols + c);  // row 5: cols / 2 > 64 escapes
     const std::string path =
         test::write_synthetic(dir.path(), o,
                               {{kNames[0], DType::BF16, {kRows[0], cols}, w0},

@@ -227,7 +227,6 @@ void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t nu
   table_bytes = table_bytes_in_block(table_bytes);
   const size_t shared_bytes = block_shared_bytes(table_bytes, 1);
   auto* kernel = decode_gemv_kernel<A, kPacked, T>;
-  allow_shared_bytes(kernel, shared_bytes);
   launch_kernel(kernel, dim3(num_jobs), dim3(kWarpsPerBlock * 32), shared_bytes, stream, overlap, tensors, jobs,
                 table_pool, comp, status, static_cast<uint32_t>(table_bytes), args);
 }

@@ -13,6 +13,7 @@
 #include "cuda/decode_desc.hpp"
 #include "cuda/decode_launch.hpp"
 #include "cuda/decode_stream.cuh"
+#include "cuda/pdl.cuh"
 
 namespace codecllm::cuda {
 namespace {

@@ -197,14 +197,6 @@ __device__ __forceinline__ WarpBuffers warp_buffers(uint32_t block_table_bytes, 
   return {base + warp * slots * kRingBytes, base + warps * slots * kRingBytes + warp * slots * kGroupSymbols};
 }
 
-// Lets kernel take `bytes` of dynamic shared memory, as it must above 48 KiB. Cheap, host-side
-// only; done at each launch so that every kernel instance gets it on first use.
-template <typename Kernel>
-void allow_shared_bytes(Kernel* kernel, size_t bytes) {
-  if (bytes > size_t{48} * 1024)
-    CLLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
 // A coded plane's lane: the rANS state and where its tables start.
 struct LaneState {
   uint32_t x;

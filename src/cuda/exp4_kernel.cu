@@ -111,6 +111,17 @@ __device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const 
   return s;
 }
 
+// How many of a warp's staged entries lie before position `at` (the row's first element): where
+// the row's running escape count starts when its first block began before the row.
+__device__ __forceinline__ uint32_t escapes_before(StagedEscapes s, uint32_t at, uint32_t lane) {
+  uint32_t n = 0;
+  for (uint32_t k0 = 0; k0 < s.count; k0 += 32) {
+    const bool before = k0 + lane < s.count && (s.entries[k0 + lane] >> 8) < at;
+    n += __popc(__ballot_sync(0xffffffffu, before));
+  }
+  return n;
+}
+
 // The exponent of escaped element e. Missing (a code 15 with no escape): the tensor's status
 // records the block, and the exponent reads as 0. The staged search is all 32-bit: an escape
 // costs a few dozen instructions, paid by its whole warp (one in five product rounds meets one
@@ -152,22 +163,61 @@ __device__ __forceinline__ uint32_t escaped_exponent(const Exp4Desc& t, const ui
   return 0;
 }
 
+// w with weight i (0..7) replaced by the BF16 `bits`, without indexing a register array at run
+// time (which would put the vector in local memory).
+__device__ __forceinline__ uint4 with_weight(uint4 w, uint32_t i, uint32_t bits) {
+  const uint32_t shift = 16 * (i % 2), keep = ~(0xFFFFu << shift), put = bits << shift;
+  const uint32_t j = i / 2;
+  if (j == 0) w.x = (w.x & keep) | put;
+  if (j == 1) w.y = (w.y & keep) | put;
+  if (j == 2) w.z = (w.z & keep) | put;
+  if (j == 3) w.w = (w.w & keep) | put;
+  return w;
+}
+
 // The vector at element e with each escaped weight rewritten whole: sign and mantissa from its
 // byte, exponent from the escape list. Visits the escaped weights only.
 __device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s, uint64_t e,
                                             uint32_t codes, uint2 sm, uint4 w, uint32_t* status) {
-  uint32_t words[4] = {w.x, w.y, w.z, w.w};
   for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1) {
     const uint32_t i = (__ffs(mask) - 1) / 4;
     const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
-    const uint32_t bits = bf16_bits(byte, escaped_exponent(t, comp, s, e + i, status));
-    const uint32_t shift = 16 * (i % 2);
-    // words[i / 2] with a run-time index would live in local memory: select instead.
-#pragma unroll
-    for (uint32_t j = 0; j < 4; ++j)
-      if (j == i / 2) words[j] = (words[j] & ~(0xFFFFu << shift)) | bits << shift;
+    w = with_weight(w, i, bf16_bits(byte, escaped_exponent(t, comp, s, e + i, status)));
   }
-  return make_uint4(words[0], words[1], words[2], words[3]);
+  return w;
+}
+
+// A product's vector at element e with its escaped weights rewritten, called by the whole warp
+// when some lane met an escape. A row's escapes are staged in element order and the warp visits
+// the row's vectors in element order (lane l before lane l + 1, round after round), so the k-th
+// escape the warp meets in the row is staged entry `seen + k`: a prefix sum over the lanes
+// instead of a search. An entry whose position is not the element's (a row whose escapes were
+// not staged, or a list that does not match its codes) is searched for as the decode does, and
+// a missing one recorded. `seen` (the same in every lane) advances past the vector's escapes.
+__device__ __forceinline__ uint4 patch_in_order(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s,
+                                                uint32_t& seen, uint32_t lane, uint64_t e, uint32_t codes, uint2 sm,
+                                                uint4 w, uint32_t* status) {
+  const uint32_t mask = escapes_in(codes);
+  const uint32_t n = __popc(mask);
+  uint32_t through = n;  // escapes of lanes 0 .. lane
+#pragma unroll
+  for (uint32_t d = 1; d < 32; d *= 2) {
+    const uint32_t below = __shfl_up_sync(0xffffffffu, through, d);
+    if (lane >= d) through += below;
+  }
+  uint32_t rank = seen + through - n;
+  seen += __shfl_sync(0xffffffffu, through, 31);
+  for (uint32_t m = mask; m != 0; m &= m - 1, ++rank) {
+    const uint32_t i = (__ffs(m) - 1) / 4;
+    const uint64_t element = e + i;
+    const uint32_t entry = s.entries != nullptr && rank < s.count ? s.entries[rank] : 0xFFFFFFFFu;
+    const uint32_t exponent = (entry >> 8) == static_cast<uint32_t>(element - s.origin)
+                                  ? entry & 0xFF
+                                  : escaped_exponent(t, comp, s, element, status);
+    const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
+    w = with_weight(w, i, bf16_bits(byte, exponent));
+  }
+  return w;
 }
 
 // The 8 weights at element e (a multiple of 8) from their loaded codes and bytes.
@@ -247,10 +297,12 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
     const uint64_t e0 = uint64_t{row - first_row} * a.cols;
     const auto* codes = reinterpret_cast<const uint32_t*>(comp + t.codes) + e0 / 8;
     const auto* sm = reinterpret_cast<const uint2*>(comp + t.sign_mantissa + e0);
+    // Rounds are whole for every lane or for none (decided by lane 31), so that the warp stays
+    // converged for the escapes' prefix sums; the tail takes the rest with idle lanes masked.
     uint32_t c = lane;
     uint32_t cw[kGemvUnroll];
     uint2 sw[kGemvUnroll];
-    bool full = c + 32 * (kGemvUnroll - 1) < vecs;  // a whole unrolled round left
+    bool full = c - lane + 31 + 32 * (kGemvUnroll - 1) < vecs;  // a whole unrolled round left
     if (full) {
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
@@ -260,14 +312,18 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
     }
     const StagedEscapes s = stage_escapes(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
     __syncwarp();
+    uint32_t seen = s.entries == nullptr ? 0 : escapes_before(s, static_cast<uint32_t>(e0 - s.origin), lane);
     float acc = 0;
     while (full) {
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
-        acc += dot16<__nv_bfloat16>(weights(t, comp, s, e0 + 8 * (c + 32 * u), cw[u], sw[u], status), xs[c + 32 * u]);
+        uint4 w = assemble(cw[u], sw[u], t.base_pair);
+        if (__any_sync(0xffffffffu, has_escape(cw[u])))
+          w = patch_in_order(t, comp, s, seen, lane, e0 + 8 * (c + 32 * u), cw[u], sw[u], w, status);
+        acc += dot16<__nv_bfloat16>(w, xs[c + 32 * u]);
       }
       c += 32 * kGemvUnroll;
-      full = c + 32 * (kGemvUnroll - 1) < vecs;
+      full = c - lane + 31 + 32 * (kGemvUnroll - 1) < vecs;
       if (full) {
 #pragma unroll
         for (int u = 0; u < kGemvUnroll; ++u) {
@@ -276,9 +332,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
         }
       }
     }
-    for (; c < vecs; c += 32)
-      acc += dot16<__nv_bfloat16>(
-          weights(t, comp, s, e0 + 8 * c, load_stream4(codes + c), load_stream8(sm + c), status), xs[c]);
+    for (; c - lane < vecs; c += 32) {
+      const bool here = c < vecs;
+      const uint32_t code_word = here ? load_stream4(codes + c) : 0;  // code 0: no escape
+      const uint2 sm_word = here ? load_stream8(sm + c) : make_uint2(0, 0);
+      uint4 w = assemble(code_word, sm_word, t.base_pair);
+      if (__any_sync(0xffffffffu, has_escape(code_word)))
+        w = patch_in_order(t, comp, s, seen, lane, e0 + 8 * c, code_word, sm_word, w, status);
+      if (here) acc += dot16<__nv_bfloat16>(w, xs[c]);
+    }
     acc = warp_sum(acc);
     if (lane == 0) a.y[row] = row_output(acc, nullptr, a.y + row, a.accumulate != 0);
     __syncwarp();  // the next row's escapes overwrite this row's

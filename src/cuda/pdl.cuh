@@ -23,10 +23,19 @@ __device__ __forceinline__ void let_successor_launch() {
 #endif
 }
 
+// Lets kernel take `bytes` of dynamic shared memory, as it must above 48 KiB. Cheap, host-side
+// only; done at each launch so that every kernel instance gets it on first use.
+template <typename Kernel>
+void allow_shared_bytes(Kernel* kernel, size_t bytes) {
+  if (bytes > size_t{48} * 1024)
+    CLLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
 // kernel<<<grid, block, shared, stream>>>(args...), as a programmatic dependent when overlap.
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream, bool overlap,
                    Args&&... args) {
+  allow_shared_bytes(kernel, shared);
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr.val.programmaticStreamSerializationAllowed = overlap ? 1 : 0;
