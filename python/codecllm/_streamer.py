@@ -7,8 +7,10 @@ Before a block runs (a forward pre-hook), the block before it has been enqueued:
 handed to the block `slots` places later, whose decode is enqueued on a side stream behind an
 event, and the compute stream waits for this block's decode. After the last block (its one
 forward hook) the first ones are decoded again for the next forward. One hook per block, not
-two, because a Python hook costs tens of microseconds a call and a forward runs one per block.
-Slots, staging buffers, streams and events are made once: a step allocates nothing.
+two, because a Python hook costs tens of microseconds a call and a forward runs one per block;
+the hand-over itself (event records and waits, the PCIe copy, the decode) is one native call
+(BlockHandoff: python/src/block_handoff.hpp). Slots, staging buffers, streams and events are
+made once: a step allocates nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from . import _native
 
 ALIGN = 256  # each tensor's place in a slot starts 256-byte aligned, as the C++ streamer's groups do
 CHECK_EVERY = 64  # forwards between integrity checks of the decoders (each synchronizes)
@@ -43,6 +47,7 @@ class Block:
     pending: bool = False  # its decode is enqueued and not yet consumed
     released: bool = True  # its slot was handed on since it last ran
     pointers: list = field(default_factory=list)  # streamed: where its tensors go in its slot
+    handle: int = -1  # streamed: its number in the BlockHandoff
 
 
 def block_layout(decoder) -> tuple:
@@ -81,10 +86,7 @@ class BlockStreamer:
         max_range = max((b.decoder.range_bytes for b in self.hosted), default=0)
         self.stages = [torch.empty(max_range, dtype=torch.uint8, device=self.device) for _ in range(self.nstages)]
         # With n slots, one holds the block computing and n - 1 may decode at once.
-        self.streams = [torch.cuda.Stream(self.device) for _ in range(max(self.nslots - 1, 1))]
-        self.ready = [torch.cuda.Event() for _ in range(self.nslots)]
-        self.free = [torch.cuda.Event() for _ in range(self.nslots)]
-        self.stage_free = [torch.cuda.Event() for _ in range(self.nstages)]
+        self.handoff = _native.BlockHandoff(max(self.nslots, 1), max(self.nslots - 1, 1), max(self.nstages, 1))
         self.memory = {
             "decoded_weights": 0,
             "compressed_weights": 0,
@@ -117,6 +119,17 @@ class BlockStreamer:
                 b.pointers = self._pointers(slot, b)
                 for m, v in zip(b.modules, b.views):
                     m.weight = v  # valid while the block runs: its decode lands there before each run
+                host = b.placement == "host"
+                b.handle = self.handoff.add_block(
+                    b.decoder,
+                    b.pointers,
+                    b.rank % self.nslots,
+                    b.rank % max(self.nslots - 1, 1),
+                    b.stage.data_ptr() if host else b.decoder.resident,
+                    b.pinned.data_ptr() if host else 0,
+                    b.decoder.range_bytes if host else 0,
+                    b.host_rank % self.nstages if host else -1,
+                )
                 self._hook(blocks[b.index][0], b)
         torch.cuda.synchronize(self.device)
         self.forwards = 0
@@ -140,27 +153,26 @@ class BlockStreamer:
 
     def _enqueue(self, b):
         """Enqueues block b's decode into its slot on its side stream, after the slot's last user."""
-        slot = b.rank % self.nslots
-        s = self.streams[b.rank % len(self.streams)]
-        s.wait_event(self.free[slot])
-        comp = b.decoder.resident
-        if b.placement == "host":
-            stage_free = self.stage_free[b.host_rank % self.nstages]
-            s.wait_event(stage_free)
-            with torch.cuda.stream(s):
-                b.stage.copy_(b.pinned, non_blocking=True)
-            comp = b.stage.data_ptr()
-        b.decoder.decode(comp, b.pointers, s.cuda_stream)
-        self.ready[slot].record(s)
-        if b.placement == "host":
-            stage_free.record(s)
+        self.handoff.enqueue(b.handle)
         b.pending = True
 
     def _before(self, b):
+        stream = torch.cuda.current_stream(self.device).cuda_stream
+        release = enqueue = -1
         last = self.last_ran
         if last is not None and not last.released:  # the block before is enqueued: hand its slot on
-            self._release(last)
+            if last.rank == len(self.streamed) - 1:
+                self._release(last)
+            else:
+                last.released = True
+                release = last.handle
+                following = last.rank + self.nslots
+                if following < len(self.streamed):
+                    enqueue = self.streamed[following].handle
+                    self.streamed[following].pending = True
         if not b.pending:  # blocks ran out of order (a forward that stopped midway): restart the pipeline here
+            self.handoff.before(release, enqueue, -1, stream)
+            release = enqueue = -1
             torch.cuda.synchronize(self.device)
             for other in self.streamed:
                 other.pending = False
@@ -168,13 +180,13 @@ class BlockStreamer:
         b.pending = False
         b.released = False
         self.last_ran = b
-        torch.cuda.current_stream(self.device).wait_event(self.ready[b.rank % self.nslots])
+        self.handoff.before(release, enqueue, b.handle, stream)
 
     def _release(self, b):
         """Block b's kernels are all enqueued: its slot goes to the block `slots` places later, and after the last
         block, the slots go to the next forward's first blocks."""
         b.released = True
-        self.free[b.rank % self.nslots].record(torch.cuda.current_stream(self.device))
+        self.handoff.release(b.handle, torch.cuda.current_stream(self.device).cuda_stream)
         n = len(self.streamed)
         if b.rank + self.nslots < n:
             self._enqueue(self.streamed[b.rank + self.nslots])
@@ -188,7 +200,6 @@ class BlockStreamer:
 
     def check(self):
         """Waits for the decodes and raises naming the file, tensor and chunk of the first corrupt one."""
-        for s in self.streams:
-            s.synchronize()
+        self.handoff.synchronize()
         for b in self.streamed:
-            b.decoder.check(self.streams[0].cuda_stream)
+            b.decoder.check(self.handoff.stream(0))

@@ -26,6 +26,7 @@
 
 #include "cuda/gpu_decoder.hpp"
 #include "cuda/host_rows.hpp"
+#include "block_handoff.hpp"
 #endif
 
 namespace nb = nanobind;
@@ -241,6 +242,31 @@ NB_MODULE(_native, m) {
              d.dec->decode_from_host(d.dec->host_range().data(), out.data(), as_stream(stream));
            })
       .def("check", [](Decoder& d, uintptr_t stream) { d.dec->check(as_stream(stream)); });
+  nb::class_<python::BlockHandoff>(m, "BlockHandoff")
+      .def(nb::init<int, int, int>(), nb::arg("slots"), nb::arg("streams"), nb::arg("stages"))
+      .def(
+          "add_block",
+          [](python::BlockHandoff& h, Decoder& d, const std::vector<uintptr_t>& outputs, int slot, int stream,
+             uintptr_t comp, uintptr_t pinned, size_t bytes, int stage) {
+            std::vector<void*> out;
+            for (uintptr_t p : outputs) out.push_back(reinterpret_cast<void*>(p));
+            return h.add_block(d.dec.get(), std::move(out), slot, stream, reinterpret_cast<const void*>(comp),
+                               reinterpret_cast<const void*>(pinned), bytes, stage);
+          },
+          nb::arg("decoder"), nb::arg("outputs"), nb::arg("slot"), nb::arg("stream"), nb::arg("comp"),
+          nb::arg("pinned") = 0, nb::arg("bytes") = 0, nb::arg("stage") = -1)
+      .def("enqueue", &python::BlockHandoff::enqueue)
+      .def("release", [](python::BlockHandoff& h, int b, uintptr_t s) { h.release(b, as_stream(s)); })
+      // A block's hand-over in one call (-1: none): release the block before, enqueue the decode of
+      // the block `slots` places on, make the compute stream wait for this block's decode.
+      .def("before",
+           [](python::BlockHandoff& h, int release, int enqueue, int wait, uintptr_t s) {
+             if (release >= 0) h.release(release, as_stream(s));
+             if (enqueue >= 0) h.enqueue(enqueue);
+             if (wait >= 0) h.wait_ready(wait, as_stream(s));
+           })
+      .def("synchronize", &python::BlockHandoff::synchronize)
+      .def("stream", [](const python::BlockHandoff& h, int i) { return reinterpret_cast<uintptr_t>(h.stream(i)); });
   // The device's address of pinned host memory (the same number under unified addressing); a clear error for
   // memory that is not pinned, before any kernel reads it.
   m.def("host_device_pointer", [](uintptr_t host) {

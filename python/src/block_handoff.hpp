@@ -1,0 +1,104 @@
+// The CUDA side of the Python block streamer (codecllm/_streamer.py), one native call a block.
+// Measured on the H200 (scripts/device/python_profile.py, Llama-3-8B shape, batch 1): the
+// streamer's hooks took ~85 us of CPU a block when each event record, stream wait, copy and
+// decode was its own torch or binding call, in a generate() that is bound by the CPU (~0.7 ms a
+// block for transformers' own Python); here they are plain CUDA runtime calls.
+//
+// Blocks take turns in `slots` scratch slots. For each slot, `ready` is recorded on a side stream
+// when a block's decode into it is done (the compute waits for it) and `free` on the compute
+// stream when the block using it has all its kernels enqueued (the next decode into it waits
+// for it). Host blocks first copy their compressed range from pinned memory into one of `stages`
+// staging buffers, guarded the same way by `stage_free`.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "codecllm/error.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/gpu_decoder.hpp"
+
+namespace codecllm::python {
+
+class BlockHandoff {
+ public:
+  BlockHandoff(int slots, int streams, int stages)
+      : ready_(slots), free_(slots), stage_free_(stages), streams_(streams) {
+    for (auto* list : {&ready_, &free_, &stage_free_})
+      for (cudaEvent_t& e : *list) CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    for (cudaStream_t& s : streams_) CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  }
+  ~BlockHandoff() {
+    for (cudaStream_t s : streams_) cudaStreamSynchronize(s);  // no decode may outlive its events
+    for (auto* list : {&ready_, &free_, &stage_free_})
+      for (cudaEvent_t e : *list) cudaEventDestroy(e);
+    for (cudaStream_t s : streams_) cudaStreamDestroy(s);
+  }
+  BlockHandoff(const BlockHandoff&) = delete;
+  BlockHandoff& operator=(const BlockHandoff&) = delete;
+
+  // A streamed block: its decoder (owned by the caller, alive while the handoff is), where its
+  // tensors decode to in its slot, and where it decodes from: `comp` on the device, or for a
+  // host block a copy of `bytes` from pinned `pinned` into staging buffer `stage` at `comp`.
+  int add_block(cuda::GpuDecoder* decoder, std::vector<void*> outputs, int slot, int stream, const void* comp,
+                const void* pinned, size_t bytes, int stage) {
+    if (slot < 0 || slot >= int(ready_.size()) || stream < 0 || stream >= int(streams_.size()) ||
+        (pinned != nullptr && (stage < 0 || stage >= int(stage_free_.size()))))
+      throw Error("block streamer: slot, stream or stage out of range");
+    if (outputs.size() != decoder->num_tensors()) throw Error("block streamer: one output per tensor expected");
+    blocks_.push_back({decoder, std::move(outputs), slot, stream, static_cast<const uint8_t*>(comp), pinned, bytes,
+                       stage});
+    return int(blocks_.size()) - 1;
+  }
+
+  // Block b's decode, on its side stream, behind the last user of its slot (and staging buffer).
+  void enqueue(int b) {
+    const Block& k = at(b);
+    cudaStream_t s = streams_[k.stream];
+    CLLM_CUDA_CHECK(cudaStreamWaitEvent(s, free_[k.slot], 0));
+    if (k.pinned != nullptr) {
+      CLLM_CUDA_CHECK(cudaStreamWaitEvent(s, stage_free_[k.stage], 0));
+      CLLM_CUDA_CHECK(cudaMemcpyAsync(const_cast<uint8_t*>(k.comp), k.pinned, k.bytes, cudaMemcpyHostToDevice, s));
+    }
+    k.decoder->decode(k.comp, k.outputs.data(), s);
+    CLLM_CUDA_CHECK(cudaEventRecord(ready_[k.slot], s));
+    if (k.pinned != nullptr) CLLM_CUDA_CHECK(cudaEventRecord(stage_free_[k.stage], s));
+  }
+
+  // Block b's kernels are all enqueued on `compute`: its slot may be decoded into again after them.
+  void release(int b, cudaStream_t compute) { CLLM_CUDA_CHECK(cudaEventRecord(free_[at(b).slot], compute)); }
+
+  // The work `compute` takes next waits for block b's decode.
+  void wait_ready(int b, cudaStream_t compute) {
+    CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute, ready_[at(b).slot], 0));
+  }
+
+  void synchronize() {
+    for (cudaStream_t s : streams_) CLLM_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+  cudaStream_t stream(int i) const { return streams_.at(size_t(i)); }
+
+ private:
+  struct Block {
+    cuda::GpuDecoder* decoder;
+    std::vector<void*> outputs;
+    int slot, stream;
+    const uint8_t* comp;
+    const void* pinned;
+    size_t bytes;
+    int stage;
+  };
+  const Block& at(int b) const {
+    if (b < 0 || b >= int(blocks_.size())) throw Error("block streamer: no block " + std::to_string(b));
+    return blocks_[size_t(b)];
+  }
+
+  std::vector<cudaEvent_t> ready_, free_, stage_free_;
+  std::vector<cudaStream_t> streams_;
+  std::vector<Block> blocks_;
+};
+
+}  // namespace codecllm::python
