@@ -49,8 +49,8 @@ class BlockHandoff {
         (pinned != nullptr && (stage < 0 || stage >= int(stage_free_.size()))))
       throw Error("block streamer: slot, stream or stage out of range");
     if (outputs.size() != decoder->num_tensors()) throw Error("block streamer: one output per tensor expected");
-    blocks_.push_back({decoder, std::move(outputs), slot, stream, static_cast<const uint8_t*>(comp), pinned, bytes,
-                       stage});
+    blocks_.push_back(
+        {decoder, std::move(outputs), slot, stream, static_cast<const uint8_t*>(comp), pinned, bytes, stage});
     return int(blocks_.size()) - 1;
   }
 
@@ -72,9 +72,7 @@ class BlockHandoff {
   void release(int b, cudaStream_t compute) { CLLM_CUDA_CHECK(cudaEventRecord(free_[at(b).slot], compute)); }
 
   // The work `compute` takes next waits for block b's decode.
-  void wait_ready(int b, cudaStream_t compute) {
-    CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute, ready_[at(b).slot], 0));
-  }
+  void wait_ready(int b, cudaStream_t compute) { CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute, ready_[at(b).slot], 0)); }
 
   void synchronize() {
     for (cudaStream_t s : streams_) CLLM_CUDA_CHECK(cudaStreamSynchronize(s));

@@ -24,9 +24,9 @@
 #ifdef CODECLLM_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "block_handoff.hpp"
 #include "cuda/gpu_decoder.hpp"
 #include "cuda/host_rows.hpp"
-#include "block_handoff.hpp"
 #endif
 
 namespace nb = nanobind;

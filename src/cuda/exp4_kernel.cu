@@ -64,8 +64,8 @@ __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t select
 //   w = (u & 0x807F807F) | (c * 128 + base_pair): exponents below 256, so no carry between halves.
 // Escaped weights come out wrong here and are patched by patch_escapes.
 __device__ __forceinline__ uint4 assemble(uint32_t codes, uint2 sm, uint32_t base_pair) {
-  const uint32_t even = codes & 0x0F0F0F0Fu;         // byte j: the code of element 2j
-  const uint32_t odd = (codes >> 4) & 0x0F0F0F0Fu;   // byte j: the code of element 2j + 1
+  const uint32_t even = codes & 0x0F0F0F0Fu;        // byte j: the code of element 2j
+  const uint32_t odd = (codes >> 4) & 0x0F0F0F0Fu;  // byte j: the code of element 2j + 1
   uint32_t w[4];
 #pragma unroll
   for (uint32_t j = 0; j < 4; ++j) {
@@ -194,9 +194,9 @@ __device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* co
 // instead of a search. An entry whose position is not the element's (a row whose escapes were
 // not staged, or a list that does not match its codes) is searched for as the decode does, and
 // a missing one recorded. `seen` (the same in every lane) advances past the vector's escapes.
-__device__ __forceinline__ uint4 patch_in_order(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s,
-                                                uint32_t& seen, uint32_t lane, uint64_t e, uint32_t codes, uint2 sm,
-                                                uint4 w, uint32_t* status) {
+__device__ __forceinline__ uint4 patch_in_order(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s, uint32_t& seen,
+                                                uint32_t lane, uint64_t e, uint32_t codes, uint2 sm, uint4 w,
+                                                uint32_t* status) {
   const uint32_t mask = escapes_in(codes);
   const uint32_t n = __popc(mask);
   uint32_t through = n;  // escapes of lanes 0 .. lane

@@ -124,7 +124,7 @@ std::string summarize_plan(const PlacementPlan& plan) {
   return out + " layers";
 }
 
-std::string describe_plan(const PlacementPlan& plan, const PlanRequest& request) {
+std::string describe_plan(const PlacementPlan& plan, const PlanRequest& request, size_t first_layer) {
   std::ostringstream os;
   auto row = [&os](const std::string& what, const std::string& detail, uint64_t bytes, const std::string& note = "") {
     os << std::left << std::setw(16) << what << std::setw(16) << detail << std::right << std::setw(11) << mib_gib(bytes)
@@ -136,8 +136,9 @@ std::string describe_plan(const PlacementPlan& plan, const PlanRequest& request)
     for (end = begin; end < n && plan.layers[end] == plan.layers[begin]; ++end)
       bytes += resident_bytes(request.layers[end], plan.layers[end]);
     const bool host = plan.layers[begin] == Placement::Host || plan.layers[begin] == Placement::HostRaw;
-    row(end - begin == 1 ? "layer " + std::to_string(begin)
-                         : "layers " + std::to_string(begin) + "-" + std::to_string(end - 1),
+    row(end - begin == 1
+            ? "layer " + std::to_string(first_layer + begin)
+            : "layers " + std::to_string(first_layer + begin) + "-" + std::to_string(first_layer + end - 1),
         placement_name(plan.layers[begin]), bytes, host ? " in pinned host RAM" : "");
   }
   auto slots = [](int count, uint64_t slot_bytes) {

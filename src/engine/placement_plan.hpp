@@ -72,8 +72,9 @@ PlacementPlan plan_of(const PlanRequest& request, const std::vector<Placement>& 
 PlacementPlan plan_placement(const PlanRequest& request);
 
 // Runs of layers with one placement and their bytes ("layers 0-39  gpu-compressed  9.10 GiB"),
-// then the totals against the budget; one line each, newline-terminated.
-std::string describe_plan(const PlacementPlan& plan, const PlanRequest& request);
+// then the totals against the budget; one line each, newline-terminated. Layers are numbered
+// from first_layer (a device's share of a model split across devices).
+std::string describe_plan(const PlacementPlan& plan, const PlanRequest& request, size_t first_layer = 0);
 // "2 gpu, 30 gpu-compressed layers".
 std::string summarize_plan(const PlacementPlan& plan);
 
