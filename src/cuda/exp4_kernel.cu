@@ -4,8 +4,9 @@
 //
 // A thread rebuilds 8 weights from one 32-bit word of codes and 8 sign_mantissa bytes with
 // byte permutes, masks and one multiply-add per pair of weights: no table, no serial state, so
-// the product runs at the rate its bytes arrive. A code 15 (an escape, a few in a million on
-// trained weights) takes a slow path that looks the exponent up in its block's sorted list.
+// the product runs at the rate its bytes arrive. A code 15 (an escape: one weight in 4200 of a
+// trained model, one in 1250 of the random 8B shape) is rewritten from its block's list: by
+// rank in the product (patch_in_order), by a search in the decode.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
