@@ -10,7 +10,7 @@
 // one engine's layers are.
 //
 // Not yet carried out by the engines: the CUDA engine and the Python frontend run on one
-// device. This is the plan they are to follow (issue: layers split across GPUs).
+// device; this is the plan they are to follow when they split a model across GPUs.
 #pragma once
 
 #include <cstdint>
