@@ -41,7 +41,11 @@ if has profile; then
     p=gpu-compressed@1; [ $k = gemv_kernel ] && p=gpu@1
     timeout 180 ncu --kernel-name regex:"${k}" --launch-skip 200 --launch-count 1 --section SpeedOfLight \
       --section MemoryWorkloadAnalysis --section WarpStateStats --section ComputeWorkloadAnalysis --section InstructionStats --section Occupancy --section LaunchStats \
+      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
       $b/bench/engine_bench $f $p 4 >"$OUT/ncu-$k.txt" 2>&1
     grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|Grid Size|Block Size|Stall|Warp Cycles Per Issued|Issued Warp|Executed Ipc|Issue Slots|Active Threads|Executed Instructions " "$OUT/ncu-$k.txt" | head -30
+    echo "   stalls (cycles a warp waits per issued instruction, by reason; largest first):"
+    grep -E "issue_stalled_.*per_issue_active" "$OUT/ncu-$k.txt" | awk '{print $NF, $1}' | sort -rn | head -6 |
+      sed -E 's/smsp__average_warps_issue_stalled_(.*)_per_issue_active.ratio/\1/; s/^/     /'
   done
 fi
