@@ -76,10 +76,7 @@ std::vector<DeviceShare> plan_devices(const DeviceSplitRequest& r) {
         s.plan = plan_of(s.request, std::vector<Placement>(counts[d], r.placement));
         if (s.request.budget_bytes > 0 && s.plan.total_bytes > s.request.budget_bytes) {
           throw Error(std::string(placement_name(r.placement)) + " needs " + human_bytes(double(s.plan.total_bytes)) +
-                      " (weights " + human_bytes(double(s.plan.weight_bytes)) + ", tables " +
-                      human_bytes(double(s.plan.table_bytes)) + ", scratch " +
-                      human_bytes(double(s.plan.scratch_bytes)) + ", staging " +
-                      human_bytes(double(s.plan.staging_bytes)) + ", fixed " + human_bytes(double(s.plan.fixed_bytes)) +
+                      " (" + plan_bytes(s.plan) + ", fixed " + human_bytes(double(s.plan.fixed_bytes)) +
                       ") over a budget of " + human_bytes(double(s.request.budget_bytes)));
         }
       }

@@ -35,13 +35,16 @@ PlacementPlan make_plan(const PlanRequest& r, size_t gpu, size_t compressed) {
   const uint64_t layer_bytes = smallest.total_bytes - smallest.fixed_bytes;
   throw Error("VRAM budget " + mib_gib(r.budget_bytes) + " is too small: fixed " + mib_gib(r.fixed_bytes) +
               " (embeddings, lm_head, norms, KV cache, activations) + at least " + mib_gib(layer_bytes) +
-              " for layer weights, decoder tables, decode scratch and staging (weights " +
-              mib_gib(smallest.weight_bytes) + ", tables " + mib_gib(smallest.table_bytes) + ", scratch " +
-              mib_gib(smallest.scratch_bytes) + ", staging " + mib_gib(smallest.staging_bytes) +
+              " for layer weights, decoder tables, decode scratch and staging (" + plan_bytes(smallest) +
               ") = " + mib_gib(smallest.total_bytes));
 }
 
 }  // namespace
+
+std::string plan_bytes(const PlacementPlan& p) {
+  return "weights " + mib_gib(p.weight_bytes) + ", tables " + mib_gib(p.table_bytes) + ", scratch " +
+         mib_gib(p.scratch_bytes) + ", staging " + mib_gib(p.staging_bytes);
+}
 
 // As cuda::WeightStreamer allocates: gpu layers hold their decoded bytes (their decoders go after
 // load), gpu-compressed layers their compressed range and decoder tables, host layers their

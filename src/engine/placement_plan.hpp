@@ -75,6 +75,9 @@ PlacementPlan plan_placement(const PlanRequest& request);
 // then the totals against the budget; one line each, newline-terminated. Layers are numbered
 // from first_layer (a device's share of a model split across devices).
 std::string describe_plan(const PlacementPlan& plan, const PlanRequest& request, size_t first_layer = 0);
+// "weights 9.10 GiB, tables 7.00 MiB, scratch 832.00 MiB, staging 0 B": where a plan's VRAM
+// besides the fixed bytes goes, for messages.
+std::string plan_bytes(const PlacementPlan& plan);
 // "2 gpu, 30 gpu-compressed layers".
 std::string summarize_plan(const PlacementPlan& plan);
 
