@@ -164,12 +164,7 @@ class BlockStreamer:
             if last.rank == len(self.streamed) - 1:
                 self._release(last)
             else:
-                last.released = True
-                release = last.handle
-                following = last.rank + self.nslots
-                if following < len(self.streamed):
-                    enqueue = self.streamed[following].handle
-                    self.streamed[following].pending = True
+                release, enqueue = last.handle, self._hand_on(last)
         if not b.pending:  # blocks ran out of order (a forward that stopped midway): restart the pipeline here
             self.handoff.before(release, enqueue, -1, stream)
             release = enqueue = -1
@@ -182,15 +177,22 @@ class BlockStreamer:
         self.last_ran = b
         self.handoff.before(release, enqueue, b.handle, stream)
 
+    def _hand_on(self, b):
+        """Marks block b released; returns the handle of the block `slots` places later, whose decode goes into b's
+        slot next (now pending), or -1 when there is none in this forward."""
+        b.released = True
+        following = b.rank + self.nslots
+        if following >= len(self.streamed):
+            return -1
+        self.streamed[following].pending = True
+        return self.streamed[following].handle
+
     def _release(self, b):
         """Block b's kernels are all enqueued: its slot goes to the block `slots` places later, and after the last
         block, the slots go to the next forward's first blocks."""
-        b.released = True
-        self.handoff.release(b.handle, torch.cuda.current_stream(self.device).cuda_stream)
-        n = len(self.streamed)
-        if b.rank + self.nslots < n:
-            self._enqueue(self.streamed[b.rank + self.nslots])
-        if b.rank == n - 1:  # the next forward's first blocks, behind this one's last
+        stream = torch.cuda.current_stream(self.device).cuda_stream
+        self.handoff.before(b.handle, self._hand_on(b), -1, stream)
+        if b.rank == len(self.streamed) - 1:  # the next forward's first blocks, behind this one's last
             self.forwards += 1
             if self.forwards % CHECK_EVERY == 1:
                 self.check()

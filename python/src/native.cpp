@@ -256,7 +256,6 @@ NB_MODULE(_native, m) {
           nb::arg("decoder"), nb::arg("outputs"), nb::arg("slot"), nb::arg("stream"), nb::arg("comp"),
           nb::arg("pinned") = 0, nb::arg("bytes") = 0, nb::arg("stage") = -1)
       .def("enqueue", &python::BlockHandoff::enqueue)
-      .def("release", [](python::BlockHandoff& h, int b, uintptr_t s) { h.release(b, as_stream(s)); })
       // A block's hand-over in one call (-1: none): release the block before, enqueue the decode of
       // the block `slots` places on, make the compute stream wait for this block's decode.
       .def("before",
