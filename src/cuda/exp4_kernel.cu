@@ -25,8 +25,8 @@ namespace {
 
 constexpr int kDecodeThreads = 256;
 constexpr int kGemvWarps = 8;  // beside the decode kernels, as the engine's GEMVs pick there
-constexpr int kGemvBlocksPerSm = 3;
-constexpr int kGemvUnroll = 8;            // 8-weight vectors per lane in flight: 96 bytes
+constexpr int kGemvBlocksPerSm = 4;
+constexpr int kGemvUnroll = 4;            // 8-weight vectors per lane in flight: 48 bytes, at 4 blocks of 8 warps a SM
 constexpr uint32_t kGemvStaged = 64;      // escapes a product row keeps in shared memory (~3 on a 4096-long row)
 constexpr uint32_t kDecodeSpan = 32768;   // elements a decode block takes: 16 vectors a thread
 constexpr uint32_t kDecodeStaged = 1024;  // escapes a decode block keeps in shared memory
