@@ -2,7 +2,8 @@
 // by the GPU decoder: the same bits, for lossless BF16 and int8 matrices (BF16 and F16 x),
 // with rows that end inside a chunk and run on into the next one, rows as long as a chunk,
 // an all-zero int8 row, two tensors in one call, accumulate on and off, plain and programmatic
-// dependent launches. A corrupt chunk is reported. Skips without a GPU.
+// dependent launches, y written as F32, added to, or rounded to BF16. A corrupt chunk is
+// reported. Skips without a GPU.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -78,6 +79,31 @@ std::vector<T> read_back(const void* d, size_t n) {
   return v;
 }
 
+constexpr cuda::GemvOut kOutputs[] = {cuda::GemvOut::F32, cuda::GemvOut::F32Add, cuda::GemvOut::Bf16};
+
+// y as a fused product wrote it in form `out`, against the engine GEMV's F32 rows `want`: the
+// same bits, or for Bf16 the bits of `want` rounded to nearest even.
+void expect_rows(const void* y, const std::vector<float>& want, cuda::GemvOut out, const std::string& what) {
+  if (out != cuda::GemvOut::Bf16) {
+    const std::vector<float> got = read_back<float>(y, want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(bits(got[i]), bits(want[i])) << what << " row " << i << ": fused " << got[i] << ", GEMV " << want[i];
+    return;
+  }
+  const std::vector<uint16_t> got = read_back<uint16_t>(y, want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    const __nv_bfloat16 rounded = __float2bfloat16_rn(want[i]);
+    uint16_t expected = 0;
+    std::memcpy(&expected, &rounded, 2);
+    ASSERT_EQ(got[i], expected) << what << " row " << i << " as BF16: GEMV " << want[i];
+  }
+}
+
+std::string describe(cuda::GemvOut out, bool overlap) {
+  const char* form = out == cuda::GemvOut::F32 ? "F32" : out == cuda::GemvOut::F32Add ? "F32 added" : "BF16";
+  return std::string(" (y ") + form + ", overlap " + (overlap ? "on)" : "off)");
+}
+
 TEST_P(DecodeGemv, SameBitsAsGemvOnDecodedWeights) {
   if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
   const FusedCase c = GetParam();
@@ -127,7 +153,8 @@ TEST_P(DecodeGemv, SameBitsAsGemvOnDecodedWeights) {
   CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   const k::Stream ks{stream, false, false};
   const k::Act act = c.x_f16 ? k::Act::F16 : k::Act::BF16;
-  for (bool accumulate : {false, true}) {
+  for (cuda::GemvOut out : kOutputs) {
+    const bool accumulate = out == cuda::GemvOut::F32Add;
     DeviceBuffer y_ref(rows * 4), y_fused(rows * 4);
     CLLM_CUDA_CHECK(cudaMemcpy(y_ref.p, y0.data(), rows * 4, cudaMemcpyHostToDevice));
     const auto in = static_cast<int>(c.cols);
@@ -145,14 +172,9 @@ TEST_P(DecodeGemv, SameBitsAsGemvOnDecodedWeights) {
     const std::vector<float> want = read_back<float>(y_ref.p, rows);
     for (bool overlap : {false, true}) {
       CLLM_CUDA_CHECK(cudaMemcpy(y_fused.p, y0.data(), rows * 4, cudaMemcpyHostToDevice));
-      dec.decode_gemv(dec.resident(), 0, 2, d_x.p, c.x_f16, static_cast<float*>(y_fused.p), accumulate, stream,
-                      overlap);
+      dec.decode_gemv(dec.resident(), 0, 2, d_x.p, c.x_f16, y_fused.p, out, stream, overlap);
       ASSERT_NO_THROW(dec.check(stream));
-      const std::vector<float> got = read_back<float>(y_fused.p, rows);
-      for (uint64_t i = 0; i < rows; ++i) {
-        ASSERT_EQ(bits(got[i]), bits(want[i])) << c.name << " row " << i << ": fused " << got[i] << ", GEMV " << want[i]
-                                               << " (accumulate " << accumulate << ", overlap " << overlap << ")";
-      }
+      expect_rows(y_fused.p, want, out, c.name + describe(out, overlap));
     }
   }
   CLLM_CUDA_CHECK(cudaStreamDestroy(stream));
@@ -209,7 +231,8 @@ TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
     cudaStream_t stream = nullptr;
     CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     const k::Stream ks{stream, false, false};
-    for (bool accumulate : {false, true}) {
+    for (cuda::GemvOut out : kOutputs) {
+      const bool accumulate = out == cuda::GemvOut::F32Add;
       DeviceBuffer y_ref(rows * 4), y_fused(rows * 4);
       CLLM_CUDA_CHECK(cudaMemcpy(y_ref.p, y0.data(), rows * 4, cudaMemcpyHostToDevice));
       auto* yr = static_cast<float*>(y_ref.p);
@@ -219,12 +242,9 @@ TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
       const std::vector<float> want = read_back<float>(y_ref.p, rows);
       for (bool overlap : {false, true}) {
         CLLM_CUDA_CHECK(cudaMemcpy(y_fused.p, y0.data(), rows * 4, cudaMemcpyHostToDevice));
-        dec.decode_gemv(dec.resident(), 0, 2, d_x.p, false, static_cast<float*>(y_fused.p), accumulate, stream,
-                        overlap);
+        dec.decode_gemv(dec.resident(), 0, 2, d_x.p, false, y_fused.p, out, stream, overlap);
         ASSERT_NO_THROW(dec.check(stream));
-        const std::vector<float> got = read_back<float>(y_fused.p, rows);
-        for (uint64_t i = 0; i < rows; ++i)
-          ASSERT_EQ(bits(got[i]), bits(want[i])) << cols << " row " << i << " (accumulate " << accumulate << ")";
+        expect_rows(y_fused.p, want, out, std::to_string(cols) + " columns" + describe(out, overlap));
       }
     }
     // A code 15 without its escape, in the device copy only (the host validated the file).
@@ -236,8 +256,7 @@ TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
     code |= 0xF;
     DeviceBuffer comp(bad.size()), y(rows * 4);
     CLLM_CUDA_CHECK(cudaMemcpy(comp.p, bad.data(), bad.size(), cudaMemcpyHostToDevice));
-    dec.decode_gemv(static_cast<const uint8_t*>(comp.p), 0, 2, d_x.p, false, static_cast<float*>(y.p), false, stream,
-                    false);
+    dec.decode_gemv(static_cast<const uint8_t*>(comp.p), 0, 2, d_x.p, false, y.p, cuda::GemvOut::F32, stream, false);
     try {
       dec.check(stream);
       ADD_FAILURE() << "a code 15 without an escape went unreported";
@@ -265,7 +284,7 @@ TEST(DecodeGemvLimits, UnsupportedShapesAreNotReady) {
   cuda::GpuDecoder dec(r, {"long_rows", "odd_rows", "vector"});
   for (size_t i = 0; i < 3; ++i) EXPECT_FALSE(dec.gemv_ready(i)) << dec.record(i).name;
   DeviceBuffer y(64);
-  EXPECT_THROW(dec.decode_gemv(nullptr, 0, 1, nullptr, false, static_cast<float*>(y.p), false, nullptr, false), Error);
+  EXPECT_THROW(dec.decode_gemv(nullptr, 0, 1, nullptr, false, y.p, cuda::GemvOut::F32, nullptr, false), Error);
 }
 
 TEST(DecodeGemvLimits, CorruptChunkIsReported) {
@@ -285,8 +304,7 @@ TEST(DecodeGemvLimits, CorruptChunkIsReported) {
   const int trials = 20;
   const int detected = test::corruptions_reported(dec, exp, trials, 7, "up_proj", [&](const std::vector<uint8_t>& bad) {
     CLLM_CUDA_CHECK(cudaMemcpy(comp.p, bad.data(), bad.size(), cudaMemcpyHostToDevice));
-    dec.decode_gemv(static_cast<const uint8_t*>(comp.p), 0, 1, x.p, false, static_cast<float*>(y.p), false, nullptr,
-                    false);
+    dec.decode_gemv(static_cast<const uint8_t*>(comp.p), 0, 1, x.p, false, y.p, cuda::GemvOut::F32, nullptr, false);
   });
   EXPECT_GE(detected, trials * 9 / 10) << "corrupt chunks must be reported";
 }

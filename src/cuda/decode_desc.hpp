@@ -77,13 +77,18 @@ struct Exp4Desc {
   uint32_t tensor;         // the tensor's index in its decoder: its output and status word
 };
 
+// What a product kernel writes to y: F32 rows, F32 rows added to those y holds, or rows rounded
+// to BF16 (for callers whose next operation takes the model's 16-bit type: the Python package's
+// linear layers).
+enum class GemvOut : uint32_t { F32, F32Add, Bf16 };
+
 // A fused Exp4 product launch (exp4_kernel.cu): rows of up to kMaxExp4PerGemv tensors of one
 // row length, one after another in y, all against the same BF16 x.
 constexpr int kMaxExp4PerGemv = 8;
 struct Exp4GemvArgs {
   const void* x;
-  float* y;                           // row 0 of the launch's first tensor
-  uint32_t accumulate;                // 1: add to y instead of overwriting it
+  void* y;  // row 0 of the launch's first tensor, of the type `out` names
+  GemvOut out;
   uint32_t count;                     // tensors in the launch
   uint32_t cols;                      // their common row length
   uint32_t row_end[kMaxExp4PerGemv];  // one past each tensor's last row, counted from the first tensor's
@@ -97,8 +102,8 @@ struct LaunchPointers {
 // tensor t of the launch, all with the same x (16-bit, the weights' type or int8's partner).
 struct GemvArgs {
   const void* x;
-  float* y;
-  uint32_t accumulate;                   // 1: add to y instead of overwriting it
+  void* y;  // of the type `out` names
+  GemvOut out;
   uint64_t y_row[kMaxTensorsPerLaunch];  // by tensor index
 };
 

@@ -45,12 +45,13 @@ struct RowSum {
 template <Assemble A, typename T>
 struct Product {
   const uint4* x;       // as 16-byte vectors of T
-  float* y;             // row 0 of this tensor
+  void* y;              // the launch's y, of the type `out` names
+  uint64_t y_row;       // where this tensor's row 0 is in y
   const float* scales;  // int8: the tensor's row scales
   uint64_t owned;       // first element of the first row this warp sums
   uint32_t cols;        // row length
   uint32_t lane;
-  bool accumulate;
+  GemvOut out;
 
   // The weights of round `round` of the current group as this lane's 16-byte vector: from the
   // group's symbols in shared memory (and, for 16-bit weights, the raw sign-mantissa bytes).
@@ -95,8 +96,7 @@ struct Product {
     if (s.col == cols) {
       if (mine) {
         const float sum = warp_sum(s.acc);
-        if (lane == 0)
-          y[s.row] = row_output(sum, A == Assemble::Int8 ? scales + s.row : nullptr, y + s.row, accumulate);
+        if (lane == 0) store_row(y, y_row + s.row, sum, A == Assemble::Int8 ? scales + s.row : nullptr, out);
       }
       s.acc = 0;
       s.col = 0;
@@ -204,12 +204,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, 4)
   // host requires rows no longer than a chunk).
   const uint64_t stop = owned < end ? min(t.elements, ((end - 1) / cols + 1) * cols) : end;
   const Product<A, T> prod{static_cast<const uint4*>(args.x),
-                           args.y + args.y_row[job.tensor],
+                           args.y,
+                           args.y_row[job.tensor],
                            reinterpret_cast<const float*>(comp + t.scales),
                            owned,
                            static_cast<uint32_t>(cols),
                            threadIdx.x % 32,
-                           args.accumulate != 0};
+                           args.out};
   RowSum sum{first / cols, static_cast<uint32_t>(first % cols), 0.0f};
   bool bad = false;
   decode_gemv_chunk<A, kPacked, T>(t, comp, prod, chunk, end, true, buffers.rings, buffers.symbols, sum, bad);

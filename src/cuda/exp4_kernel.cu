@@ -343,7 +343,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
       if (here) acc += dot16<__nv_bfloat16>(w, xs[c]);
     }
     acc = warp_sum(acc);
-    if (lane == 0) a.y[row] = row_output(acc, nullptr, a.y + row, a.accumulate != 0);
+    if (lane == 0) store_row(a.y, row, acc, nullptr, a.out);
     __syncwarp();  // the next row's escapes overwrite this row's
   }
   let_successor_launch();

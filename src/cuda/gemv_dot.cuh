@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "cuda/decode_desc.hpp"
+
 namespace codecllm::cuda {
 
 // The two elements of a 32-bit word as floats (low, high). bf16 -> float is a shift.
@@ -70,6 +72,17 @@ __device__ __forceinline__ float warp_sum(float v) {
 __device__ __forceinline__ float row_output(float sum, const float* scale, const float* y, bool accumulate) {
   if (scale != nullptr) sum = __fmul_rn(sum, *scale);
   return accumulate ? __fadd_rn(*y, sum) : sum;
+}
+
+// Writes row `row` of a fused product's y in the form `out` names (row_output's arithmetic, then
+// for Bf16 one rounding to nearest even).
+__device__ __forceinline__ void store_row(void* y, uint64_t row, float sum, const float* scale, GemvOut out) {
+  if (out == GemvOut::Bf16) {
+    static_cast<__nv_bfloat16*>(y)[row] = __float2bfloat16_rn(row_output(sum, scale, nullptr, false));
+    return;
+  }
+  float* f = static_cast<float*>(y) + row;
+  *f = row_output(sum, scale, f, out == GemvOut::F32Add);
 }
 
 }  // namespace codecllm::cuda

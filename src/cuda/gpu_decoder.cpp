@@ -564,13 +564,14 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
   }
 }
 
-void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t count, const void* x, bool x_f16,
-                             float* y, bool accumulate, cudaStream_t stream, bool overlap) {
+void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t count, const void* x, bool x_f16, void* y,
+                             GemvOut out, cudaStream_t stream, bool overlap) {
   if (first + count > gemv_.size()) throw Error(path_ + ": decode_gemv names tensors the decoder does not have");
   GemvArgs args{};
   args.x = x;
   args.y = y;
-  args.accumulate = accumulate ? 1 : 0;
+  args.out = out;
+  const size_t y_bytes = out == GemvOut::Bf16 ? 2 : 4;
   uint64_t row = 0;
   for (size_t i = first; i < first + count; ++i) {
     if (!gemv_[i].ready) {
@@ -587,8 +588,8 @@ void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t co
     if (gemv_[i].exp4 >= 0) {  // a run of Exp4 tensors of one row length, up to kMaxExp4PerGemv
       Exp4GemvArgs e{};
       e.x = x;
-      e.y = y + args.y_row[i];
-      e.accumulate = args.accumulate;
+      e.y = static_cast<uint8_t*>(y) + args.y_row[i] * y_bytes;
+      e.out = out;
       e.cols = static_cast<uint32_t>(host_tensors_[i].cols);
       uint64_t rows = 0;
       size_t j = i;

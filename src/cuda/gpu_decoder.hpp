@@ -88,10 +88,11 @@ class GpuDecoder {
   bool gemv_ready(size_t i) const { return gemv_[i].ready; }
   // Enqueues y = W x for tensors first .. first + count - 1 (all gemv_ready), their rows one
   // after another in y: the same bits as the engine's GEMV kernel over the decoded weights.
-  // x: 16-bit, F16 when x_f16 (int8 weights only), else BF16. accumulate: add to y. overlap:
-  // launched as a programmatic dependent of the stream's previous kernel.
-  void decode_gemv(const uint8_t* comp_device, size_t first, size_t count, const void* x, bool x_f16, float* y,
-                   bool accumulate, cudaStream_t stream, bool overlap);
+  // x: 16-bit, F16 when x_f16 (int8 weights only), else BF16. out: y's form (F32, added to
+  // y, or rounded to BF16). overlap: launched as a programmatic dependent of the stream's
+  // previous kernel.
+  void decode_gemv(const uint8_t* comp_device, size_t first, size_t count, const void* x, bool x_f16, void* y,
+                   GemvOut out, cudaStream_t stream, bool overlap);
 
   // Waits for the stream and reports the first corrupt chunk as a FormatError naming the file,
   // the tensor and the chunk. Clears the status for the next decode.
@@ -117,7 +118,7 @@ class GpuDecoder {
   std::vector<Launch> launches_;
   struct Gemv {  // per tensor, for decode_gemv (its shape and tables: host_tensors_)
     bool ready = false;
-    int exp4 = -1;  // Exp4 tensors: index in exp4_tensors_
+    int exp4 = -1;                         // Exp4 tensors: index in exp4_tensors_
     bool packed = false;                   // which kernel instance reads its tables
     uint32_t first_job = 0, num_jobs = 0;  // in d_gemv_jobs_
   };

@@ -54,7 +54,7 @@ void Products::run(const Product& p, const void* x, float* y, bool accumulate, c
       return k::gemv_split(static_cast<const uint8_t*>(p.w), p.split, x, p.in, p.out, y, accumulate, s);
     case Product::Kind::FromCompressed:
       return p.decoder->decode_gemv(p.decoder->resident(), size_t(p.first), size_t(p.count), x, act_ == k::Act::F16, y,
-                                    accumulate, s.id, s.overlap);
+                                    accumulate ? cuda::GemvOut::F32Add : cuda::GemvOut::F32, s.id, s.overlap);
     case Product::Kind::Blas:
       break;
   }
