@@ -16,6 +16,7 @@ max_memory_allocated, plus, for codecllm models, what the native decoders hold o
 (codecllm_memory()["peak_vram"]). Runs (a "-static" suffix: cache_implementation="static"):
   transformers          from_pretrained in BF16 (the reference), default dynamic cache
   gpu, gpu-compressed, host, int8-gpu-compressed   codecllm.load_model placements
+  gpu-compressed-fused  gpu-compressed with fused_products=True (batch 1 multiplies from the compressed weights)
   accelerate-offload    the BF16 model under accelerate.cpu_offload (weights in host RAM)
   dfloat11              DFloat11 (pip package dfloat11), compressed by its own compress_model
                         (pure Python: only for models under --dfloat11-max-params)
@@ -35,7 +36,8 @@ import torch
 import transformers
 
 RUNS = (
-    "transformers,transformers-static,gpu,gpu-compressed,gpu-compressed-static,int8-gpu-compressed,host,"
+    "transformers,transformers-static,gpu,gpu-compressed,gpu-compressed-static,gpu-compressed-fused,"
+    "int8-gpu-compressed,host,"
     "accelerate-offload,dfloat11"
 )
 SLOW = ("accelerate-offload", "host")  # runs bound by PCIe: --slow-tokens tokens
@@ -142,6 +144,8 @@ def load(run, path, hf_dir, a):
             return DFloat11Model.from_pretrained(directory, device="cuda").eval()
     placement, _, slots = run.partition(":")  # "gpu-compressed:3": three decode slots
     kw = {"decode_slots": int(slots)} if slots else {}
+    if placement.endswith("-fused"):  # batch-1 products straight from the compressed weights
+        placement, kw["fused_products"] = placement.removesuffix("-fused"), True
     if placement.startswith("int8-"):
         return codecllm.load_model(path.replace(".cllm", "-int8.cllm"), device="cuda", placement=placement[5:], **kw)
     return codecllm.load_model(path, device="cuda", placement=placement, **kw)

@@ -237,6 +237,7 @@ def load_model(
     prefetch=2,
     print_plan=False,
     host_piece_bytes=PIECE_BYTES,
+    fused_products=False,
 ):
     """A transformers PreTrainedModel whose weights come from the .cllm at `path`.
 
@@ -250,6 +251,10 @@ def load_model(
     suffice where Python's per-block launch time exceeds a block's decode (about 0.35 ms for an 8B block on an
     H200), and each more costs a block's decoded size. prefetch (host): device staging buffers for compressed
     blocks in flight. host_piece_bytes (host): the lm_head crosses PCIe in pieces of at most this many bytes.
+    fused_products (gpu-compressed, bfloat16): in forwards of one token (generation at batch 1) the blocks' linear
+    layers multiply straight from the compressed weights, as the C++ engine does: nothing is decoded into scratch,
+    at the price of summing each row in the project's GEMV order instead of cuBLAS's, so logits differ from
+    transformers' in rounding (the weights are the same bits). Forwards of more tokens decode as without it.
     """
     import transformers
 
@@ -266,6 +271,8 @@ def load_model(
             device = torch.device("cuda", torch.cuda.current_device())
     if placement == "auto" and not vram_budget:
         raise ValueError("placement 'auto' needs vram_budget (bytes)")
+    if fused_products and (device.type != "cuda" or placement != "gpu-compressed"):
+        raise ValueError("fused_products multiply from compressed weights in VRAM: placement 'gpu-compressed' on CUDA")
     cfg = file.config
     with _carried_dir(file, ("config.json", "generation_config.json")) as d:
         config = transformers.AutoConfig.from_pretrained(d)
@@ -369,7 +376,14 @@ def load_model(
                 for _, m, _ in linears:
                     del m._parameters["weight"]  # a plain attribute from now on, set before each block runs
             streamer = BlockStreamer(
-                block_list, decoders, placements, dtype, device, slots=decode_slots, prefetch=prefetch
+                block_list,
+                decoders,
+                placements,
+                dtype,
+                device,
+                slots=decode_slots,
+                prefetch=prefetch,
+                fused=fused_products,
             )
             decoders = None  # the streamer holds them; gpu blocks' go once decoded
             memory.update(streamer.memory)

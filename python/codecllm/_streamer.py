@@ -11,6 +11,12 @@ two, because a Python hook costs tens of microseconds a call and a forward runs 
 the hand-over itself (event records and waits, the PCIe copy, the decode) is one native call
 (BlockHandoff: python/src/block_handoff.hpp). Slots, staging buffers, streams and events are
 made once: a step allocates nothing.
+
+With fused products (every streamed block gpu-compressed, every weight one the decode-GEMV
+kernels take), a forward of one token decodes nothing: each linear layer multiplies straight
+from the compressed weights in VRAM (GpuDecoder.gemv), as the C++ engine does at batch 1, and
+the slots serve only forwards of several tokens. The mode is chosen per forward, at its first
+block, from the number of tokens the block receives.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from . import _native
 
@@ -60,10 +67,19 @@ def block_layout(decoder) -> tuple:
     return offsets, size
 
 
+def _tokens(args, kwargs) -> int:
+    """The tokens a block's forward receives: the rows of its first tensor argument (its hidden states)."""
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.Tensor) and a.dim() >= 2:
+            return a.numel() // a.shape[-1]
+    return 0
+
+
 class BlockStreamer:
-    def __init__(self, blocks, decoders, placements, dtype, device, slots=3, prefetch=2):
+    def __init__(self, blocks, decoders, placements, dtype, device, slots=3, prefetch=2, fused=False):
         """blocks: [(block module, [(tensor name, module owning .weight, shape)])]; decoders: a GpuDecoder over each
-        block's tensor names, in that order; placements: per block."""
+        block's tensor names, in that order; placements: per block. fused: forwards of one token multiply straight
+        from the compressed weights (raises ValueError naming what cannot)."""
         self.device = torch.device(device)
         self.dtype = dtype
         self.blocks: list[Block] = []
@@ -134,6 +150,11 @@ class BlockStreamer:
         torch.cuda.synchronize(self.device)
         self.forwards = 0
         self.last_ran = None
+        self.fused = fused
+        self.fusing = False  # this forward's products run straight from the compressed weights
+        self.stream = 0  # the compute stream of a fused forward, looked up once at its first block
+        if fused:
+            self._fuse(blocks)
         for r in range(self.nslots):
             self._enqueue(self.streamed[r])
 
@@ -146,8 +167,39 @@ class BlockStreamer:
     def _pointers(self, buffer, b):
         return [buffer.data_ptr() + off for off in b.offsets]
 
+    def _fuse(self, blocks):
+        """Gives each linear layer of the blocks a forward that, in a fused forward, multiplies straight from the
+        compressed weights."""
+        if self.dtype != torch.bfloat16:
+            raise ValueError(f"fused products take bfloat16 models, not {self.dtype}")
+        for b in self.blocks:
+            if b.placement != "gpu-compressed":
+                raise ValueError(f"fused products need every block gpu-compressed; block {b.index} is {b.placement}")
+            for j, (name, m, _) in enumerate(blocks[b.index][1]):
+                if not isinstance(m, torch.nn.Linear) or not b.decoder.gemv_ready(j):
+                    raise ValueError(
+                        f"'{name}' cannot be multiplied straight from its compressed form (a {type(m).__name__}; "
+                        "the kernels take nn.Linear matrices of lossless BF16, rows a multiple of 256 long, or "
+                        "exp4-coded, rows a multiple of 8)"
+                    )
+                m.forward = self._fused_forward(m, b.decoder, j)
+
+    def _fused_forward(self, module, decoder, index):
+        out_features, bias = module.out_features, module.bias
+
+        def forward(x):
+            if not self.fusing:
+                return F.linear(x, module.weight, bias)
+            if not x.is_contiguous() or x.data_ptr() % 16:  # the kernels read x in 16-byte vectors
+                x = x.clone(memory_format=torch.contiguous_format)
+            y = x.new_empty((*x.shape[:-1], out_features))
+            decoder.gemv(index, x.data_ptr(), y.data_ptr(), self.stream)
+            return y if bias is None else y.add_(bias)
+
+        return forward
+
     def _hook(self, module, b):
-        module.register_forward_pre_hook(lambda mod, args: self._before(b))
+        module.register_forward_pre_hook(lambda mod, args, kwargs: self._before(b, args, kwargs), with_kwargs=True)
         if b.rank == len(self.streamed) - 1:
             module.register_forward_hook(lambda mod, args, out: self._release(b))
 
@@ -156,7 +208,16 @@ class BlockStreamer:
         self.handoff.enqueue(b.handle)
         b.pending = True
 
-    def _before(self, b):
+    def _before(self, b, args=(), kwargs=None):
+        if b.rank == 0 and self.fused:
+            self.fusing = _tokens(args, kwargs or {}) == 1
+            if self.fusing:
+                self.stream = torch.cuda.current_stream(self.device).cuda_stream
+                self.forwards += 1
+                if self.forwards % CHECK_EVERY == 1:
+                    self.check()
+        if self.fusing:
+            return
         stream = torch.cuda.current_stream(self.device).cuda_stream
         release = enqueue = -1
         last = self.last_ran
@@ -190,6 +251,8 @@ class BlockStreamer:
     def _release(self, b):
         """Block b's kernels are all enqueued: its slot goes to the block `slots` places later, and after the last
         block, the slots go to the next forward's first blocks."""
+        if self.fusing:
+            return
         stream = torch.cuda.current_stream(self.device).cuda_stream
         self.handoff.before(b.handle, self._hand_on(b), -1, stream)
         if b.rank == len(self.streamed) - 1:  # the next forward's first blocks, behind this one's last
@@ -201,7 +264,9 @@ class BlockStreamer:
                     self._enqueue(self.streamed[r])
 
     def check(self):
-        """Waits for the decodes and raises naming the file, tensor and chunk of the first corrupt one."""
+        """Waits for the decodes (and fused products) and raises naming the file, tensor and chunk of the first
+        corrupt one."""
         self.handoff.synchronize()
+        stream = torch.cuda.current_stream(self.device).cuda_stream
         for b in self.streamed:
-            b.decoder.check(self.handoff.stream(0))
+            b.decoder.check(stream)

@@ -174,6 +174,8 @@ def test_placement_checks(saved):
         codecllm.load_model(lossless, device="cpu", placement="nowhere")
     with pytest.raises(ValueError, match="needs a CUDA device"):
         codecllm.load_model(lossless, device="cpu", placement="host")
+    with pytest.raises(ValueError, match="fused_products multiply from compressed weights in VRAM"):
+        codecllm.load_model(lossless, device="cpu", fused_products=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +234,44 @@ def test_cuda_generate_and_int8(saved, tmp_path):
     for placement in ("gpu", "gpu-compressed", "host"):
         m8 = codecllm.load_model(int8, device="cuda", placement=placement)
         assert torch.equal(outputs(m8, ids), outputs(dq, ids)), placement
+
+
+@pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
+@pytest.mark.parametrize("codec", ["rans", "exp4"])
+def test_cuda_fused_products(saved, tmp_path, codec):
+    """fused_products: a forward of one token multiplies straight from the compressed weights. Every linear layer's
+    output is W x within one BF16 rounding of the float64 product over the original weights; forwards of several
+    tokens, before and after, keep transformers' bits; a model the kernels cannot take is refused by name."""
+    src, path, _ = saved("llama-wide")
+    if codec == "exp4":
+        path = tmp_path / "exp4.cllm"
+        codecllm.compress(src, path, codec="exp4", progress=False)
+    ref = reference("llama-wide", src, device="cuda")
+    ids = ids_for(6).cuda()
+    expected = outputs(ref, ids)
+    model = codecllm.load_model(path, device="cuda", placement="gpu-compressed", fused_products=True)
+    assert torch.equal(outputs(model, ids), expected)
+    weights = {name: m.weight for name, m in ref.named_modules() if isinstance(m, torch.nn.Linear)}
+    captured = []
+    hooks = [
+        m.register_forward_hook(lambda m, args, y, name=name: captured.append((name, args[0], y)))
+        for name, m in model.named_modules()
+        if ".layers." in name and isinstance(m, torch.nn.Linear)
+    ]
+    for step in range(2):
+        captured.clear()
+        outputs(model, ids[:, step : step + 1])
+        assert model._codecllm["streamer"].fusing
+        assert len(captured) == 7 * ref.config.num_hidden_layers
+        for name, x, y in captured:
+            want = x.double() @ weights[name].double().T
+            bound = want.abs() * 2.0**-8 + 1e-5 * (x.double().abs() @ weights[name].double().abs().T)
+            assert y.dtype == torch.bfloat16 and bool(((y.double() - want).abs() <= bound).all()), name
+    for h in hooks:
+        h.remove()
+    assert torch.equal(outputs(model, ids), expected)  # the slots serve forwards of several tokens again
+    with pytest.raises(ValueError, match="cannot be multiplied straight from its compressed form"):
+        codecllm.load_model(saved("llama")[1], device="cuda", placement="gpu-compressed", fused_products=True)
 
 
 @pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")

@@ -5,6 +5,7 @@
 # build, the exp4 GPU tests (bit-identical products and decodes), and engine_bench on the
 # Llama-3-8B shape (synthesized once, exp4 coding), batch 1 and 8 against `gpu` in the same run;
 # the patch is taken back before the next. Results: $OUT/exp4-variants.jsonl, labelled by variant.
+# SANITIZE=1 runs compute-sanitizer's memcheck and racecheck over the tests, on the tree only.
 # PROFILE=1 adds Nsight Compute on one fused product of each: its time, DRAM and issue figures,
 # and the reasons its warps stall, largest first.
 #   [OUT=dir] [RUNS=...] [TOKENS=n] [SANITIZE=1] [PROFILE=1] scripts/device/exp4_variants.sh [NAME.patch ...]
@@ -15,14 +16,14 @@ mkdir -p "$OUT"
 b=build-dev
 patches=("$@")
 [ ${#patches[@]} -eq 0 ] && patches=(.device-data/variants/*.patch)
-filter='GpuDecode.Exp4*:Exp4Gemv.*:CudaEngineExp4.*'
+filter='GpuDecode.Exp4*:Exp4Gemv.*:CudaEngineExp4.*:*DecodeGemv*'
 TARGETS="test_gpu codecllm engine_bench" OUT=$OUT scripts/device/gpu_suite.sh build || exit 1
 $b/tools/codecllm synth --shape llama3-8b --codec exp4 -o /tmp/8b-exp4.cllm -q || exit 1
 
 run_variant() {  # name
   echo "== variant $1"
   $b/tests/test_gpu --gtest_filter="$filter" 2>&1 | grep -E "^\[  (PASSED|FAILED) |Failure" | head -8
-  if [ "${SANITIZE:-0}" = 1 ]; then
+  if [ "${SANITIZE:-0}" = 1 ] && [ "$1" = tree ]; then  # the tree as it is; a variant once it is merged
     for tool in memcheck racecheck; do
       timeout 240 compute-sanitizer --tool $tool --error-exitcode 9 $b/tests/test_gpu --gtest_filter="$filter" \
         >"$OUT/$1-$tool.log" 2>&1

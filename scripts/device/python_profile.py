@@ -32,9 +32,9 @@ def hook_clock(streamer):
     for name in ("_before", "_release"):  # the pre-hook of every block, the forward hook of the last
         inner = getattr(streamer, name)
 
-        def clocked(b, inner=inner, name=name):
+        def clocked(b, *rest, inner=inner, name=name):
             t0 = time.perf_counter()
-            inner(b)
+            inner(b, *rest)
             spent[name] += time.perf_counter() - t0
             spent["calls"] += name == "_before"
 
