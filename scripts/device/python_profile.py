@@ -3,7 +3,8 @@ is not usable there; torch.profiler is): wall time per step, the CPU time of the
 hooks, and the busiest CPU operations and GPU kernels (with the GPU's busy time per step), for
 one placement against plain transformers on the same checkpoint.
 
-    python3 scripts/device/python_profile.py MODEL.cllm HF_DIR [--placement gpu-compressed] [--batch 1]
+    python3 scripts/device/python_profile.py MODEL.cllm HF_DIR [--placement gpu-compressed] [--fused] [--batch 1]
+                                             [--skip-reference]
 """
 
 import argparse
@@ -42,6 +43,30 @@ def hook_clock(streamer):
     return spent
 
 
+def gemv_clock(streamer, repeats=50):
+    """The first block's fused products one by one, each repeated: GPU time (CUDA events) and CPU time a call."""
+    b = streamer.blocks[0]
+    for j, m in enumerate(b.modules):
+        x = torch.randn(1, m.in_features, dtype=torch.bfloat16, device="cuda")
+        y = torch.empty(1, m.out_features, dtype=torch.bfloat16, device="cuda")
+        stream = torch.cuda.current_stream().cuda_stream
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        b.decoder.gemv(j, x.data_ptr(), y.data_ptr(), stream)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        start.record()
+        for _ in range(repeats):
+            b.decoder.gemv(j, x.data_ptr(), y.data_ptr(), stream)
+        end.record()
+        cpu = (time.perf_counter() - t0) / repeats
+        torch.cuda.synchronize()
+        gpu = start.elapsed_time(end) / repeats * 1e3
+        gbps = m.in_features * m.out_features * 2 / (gpu * 1e3)
+        print(
+            f"fused product {tuple(m.weight.shape)}: {gpu:.1f} us GPU ({gbps:.0f} GB/s of BF16), {cpu * 1e6:.1f} us CPU"
+        )
+
+
 def profile_steps(model, ids, kw, tokens, label):
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         model.generate(ids, **{**kw, "max_new_tokens": tokens, "min_new_tokens": tokens})
@@ -60,16 +85,19 @@ def main():
     p.add_argument("--placement", default="gpu-compressed")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--tokens", type=int, default=16)
+    p.add_argument("--fused", action="store_true", help="load_model(fused_products=True)")
+    p.add_argument("--skip-reference", action="store_true", help="profile the codecllm model only")
     a = p.parse_args()
 
-    ref = transformers.AutoModelForCausalLM.from_pretrained(a.hf_dir, dtype=torch.bfloat16, device_map="cuda")
-    step, ids, kw = timed_generate(ref, a.batch, a.tokens)
-    print(f"transformers: {step * 1e3:.2f} ms a step, batch {a.batch}")
-    profile_steps(ref, ids, kw, 4, "transformers")
-    del ref
-    torch.cuda.empty_cache()
+    if not a.skip_reference:
+        ref = transformers.AutoModelForCausalLM.from_pretrained(a.hf_dir, dtype=torch.bfloat16, device_map="cuda")
+        step, ids, kw = timed_generate(ref, a.batch, a.tokens)
+        print(f"transformers: {step * 1e3:.2f} ms a step, batch {a.batch}")
+        profile_steps(ref, ids, kw, 4, "transformers")
+        del ref
+        torch.cuda.empty_cache()
 
-    model = codecllm.load_model(a.model, placement=a.placement)
+    model = codecllm.load_model(a.model, placement=a.placement, fused_products=a.fused)
     streamer = model._codecllm["streamer"]
     step, ids, kw = timed_generate(model, a.batch, a.tokens)
     print(f"codecllm {a.placement}: {step * 1e3:.2f} ms a step, batch {a.batch}")
@@ -84,6 +112,8 @@ def main():
             f"{spent['_release'] / a.tokens * 1e3:.2f} ms, {spent['calls'] / a.tokens:.0f} blocks; "
             f"wall {wall / a.tokens * 1e3:.2f} ms a step"
         )
+    if a.fused:
+        gemv_clock(streamer)
     profile_steps(model, ids, kw, 4, f"codecllm {a.placement}")
 
 
