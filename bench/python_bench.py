@@ -86,7 +86,7 @@ def copy_gbps():
     return 2 * (1 << 30) / (best * 1e-3) / 1e9
 
 
-def synthesize(shape, path):
+def synthesize(shape, path, chunk_symbols=0):
     """A model of a real shape with transformers' own random initialization (made on the GPU), saved, compressed."""
     hf_dir = path.replace(".cllm", "-hf")
     config = transformers.LlamaConfig(**SHAPES[shape])
@@ -96,7 +96,7 @@ def synthesize(shape, path):
     model.save_pretrained(hf_dir)
     del model
     torch.cuda.empty_cache()
-    summary = codecllm.compress(hf_dir, path, progress=False)
+    summary = codecllm.compress(hf_dir, path, progress=False, chunk_symbols=chunk_symbols)
     print(f"synthesized {shape} in {time.perf_counter() - t0:.0f} s: {summary}")
 
 
@@ -180,6 +180,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--synthesize", choices=sorted(SHAPES), help="make MODEL.cllm first, of this shape")
+    p.add_argument(
+        "--chunk-symbols", type=int, default=0, help="rANS chunk size of the file --synthesize makes (0: default)"
+    )
     p.add_argument("--batches", default="1,8")
     p.add_argument("--static-batches", default="8", help="batches for the -static runs (each compiles for its own)")
     p.add_argument("--repeats", type=int, default=2, help="timed generates per row (best kept); PCIe-bound runs: 1")
@@ -190,7 +193,7 @@ def main():
     p.add_argument("--jsonl")
     a = p.parse_args()
     if a.synthesize and not os.path.exists(a.model):
-        synthesize(a.synthesize, a.model)
+        synthesize(a.synthesize, a.model, a.chunk_symbols)
     int8 = a.model.replace(".cllm", "-int8.cllm")
     hf_dir = a.model.replace(".cllm", "-hf")
     if not os.path.exists(os.path.join(hf_dir, "config.json")):

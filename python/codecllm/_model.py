@@ -254,7 +254,8 @@ def load_model(
     fused_products (gpu-compressed, bfloat16): in forwards of one token (generation at batch 1) the blocks' linear
     layers multiply straight from the compressed weights, as the C++ engine does: nothing is decoded into scratch,
     at the price of summing each row in the project's GEMV order instead of cuBLAS's, so logits differ from
-    transformers' in rounding (the weights are the same bits). Forwards of more tokens decode as without it.
+    transformers' in rounding (the weights are the same bits). Forwards of more tokens decode as without it. A warp
+    decodes a whole rANS chunk, so the products want short chunks: compress(..., chunk_symbols=16384).
     """
     import transformers
 
