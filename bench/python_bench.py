@@ -86,7 +86,7 @@ def copy_gbps():
     return 2 * (1 << 30) / (best * 1e-3) / 1e9
 
 
-def synthesize(shape, path, chunk_symbols=0):
+def synthesize(shape, path, chunk_symbols=None):
     """A model of a real shape with transformers' own random initialization (made on the GPU), saved, compressed."""
     hf_dir = path.replace(".cllm", "-hf")
     config = transformers.LlamaConfig(**SHAPES[shape])
@@ -181,7 +181,7 @@ def main():
     p.add_argument("model")
     p.add_argument("--synthesize", choices=sorted(SHAPES), help="make MODEL.cllm first, of this shape")
     p.add_argument(
-        "--chunk-symbols", type=int, default=0, help="rANS chunk size of the file --synthesize makes (0: default)"
+        "--chunk-symbols", type=int, help="rANS chunk size of the file --synthesize makes (default: compress()'s)"
     )
     p.add_argument("--batches", default="1,8")
     p.add_argument("--static-batches", default="8", help="batches for the -static runs (each compiles for its own)")

@@ -60,7 +60,7 @@ def compress(
     mode: str = "lossless",
     *,
     threads: int = 0,
-    chunk_symbols: int = 0,
+    chunk_symbols: int | None = None,
     one_table: bool = False,
     codec: str = "rans",
     zstd_level: int = 3,
@@ -69,8 +69,10 @@ def compress(
     """Compresses a Hugging Face directory (single or sharded safetensors) or a llama2.c .bin into a .cllm.
 
     mode: "lossless" (bit for bit) or "int8" (per-row symmetric INT8, entropy coded). threads: 0 uses all
-    cores. codec: "rans" (the default; smallest, fastest GPU decode), "exp4" (BF16 exponents as 4-bit codes, 12
-    bits a weight, multiplied without a decode pass; not yet faster than rans) or "zstd" (standard Zstd frames, decoded on the GPU by
+    cores. chunk_symbols: rANS symbols per chunk; None takes the package's 16384 (GPU decoders run a warp per
+    chunk: on a Llama-3-8B shape, load_model's block decodes kept pace with transformers only with these, and
+    fused products need them), ~0.5% larger than the CLI's default of 131072, which 0 takes. codec: "rans" (the default; smallest, fastest GPU decode), "exp4" (BF16 exponents as 4-bit codes, 12
+    bits a weight, multiplied without a decode pass at batch 1; larger than rans) or "zstd" (standard Zstd frames, decoded on the GPU by
     nvCOMP where the build has it), zstd_level its level; the CLI's --codec and --zstd-level. progress: None for a bar on a terminal, False for none, or a callable(done, total, tensor_name).
     The output is written under a temporary name and renamed when complete.
     """
@@ -82,6 +84,8 @@ def compress(
     elif progress is False:
         progress = None
     try:
+        if chunk_symbols is None:
+            chunk_symbols = _native.streaming_chunk_symbols
         r = _native.compress(
             os.fspath(src), os.fspath(dst), mode, threads, chunk_symbols, one_table, codec, zstd_level, progress
         )

@@ -255,7 +255,7 @@ def load_model(
     layers multiply straight from the compressed weights, as the C++ engine does: nothing is decoded into scratch,
     at the price of summing each row in the project's GEMV order instead of cuBLAS's, so logits differ from
     transformers' in rounding (the weights are the same bits). Forwards of more tokens decode as without it. A warp
-    decodes a whole rANS chunk, so the products want short chunks: compress(..., chunk_symbols=16384).
+    decodes a whole rANS chunk, so the products want short chunks, as compress() writes by default.
     """
     import transformers
 

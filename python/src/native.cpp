@@ -132,6 +132,7 @@ NB_MODULE(_native, m) {
   m.attr("has_cuda") = false;
 #endif
 
+  m.attr("streaming_chunk_symbols") = codec::kStreamingChunkSymbols;
   m.def("compress", &compress, nb::arg("src"), nb::arg("dst"), nb::arg("mode") = "lossless", nb::arg("threads") = 0,
         nb::arg("chunk_symbols") = 0, nb::arg("one_table") = false, nb::arg("codec") = "rans",
         nb::arg("zstd_level") = codec::kDefaultZstdLevel, nb::arg("progress") = nb::none());

@@ -36,6 +36,10 @@ constexpr uint32_t kRansL = 1u << 16;
 constexpr uint32_t kMinProbBits = 8;
 constexpr uint32_t kMaxProbBits = 15;
 constexpr uint32_t kDefaultChunkSymbols = 1u << 17;  // docs/FORMAT.md: size vs GPU parallelism
+// The Python package's default (docs/FORMAT.md, "Chunk size"): its blocks decode in one launch
+// each inside a framework's forward, and its fused products run a warp per chunk, so it trades
+// ~2% of an exponent plane's size for eight times the warps.
+constexpr uint32_t kStreamingChunkSymbols = 1u << 14;
 constexpr uint32_t kDefaultProbBits = 13;            // docs/FORMAT.md: size vs GPU table size
 constexpr uint32_t kRansMagic = 0x31534E52;          // "RNS1"
 
