@@ -152,7 +152,7 @@ class BlockStreamer:
         self.last_ran = None
         self.fused = fused
         self.fusing = False  # this forward's products run straight from the compressed weights
-        self.stream = 0  # the compute stream of a fused forward, looked up once at its first block
+        self._current_stream()  # self.stream: the forward's compute stream, looked up again at its first block
         if fused:
             self._fuse(blocks)
         for r in range(self.nslots):
@@ -208,17 +208,22 @@ class BlockStreamer:
         self.handoff.enqueue(b.handle)
         b.pending = True
 
+    def _current_stream(self):
+        self.stream = torch.cuda.current_stream(self.device).cuda_stream
+        return self.stream
+
     def _before(self, b, args=(), kwargs=None):
-        if b.rank == 0 and self.fused:
-            self.fusing = _tokens(args, kwargs or {}) == 1
-            if self.fusing:
-                self.stream = torch.cuda.current_stream(self.device).cuda_stream
-                self.forwards += 1
-                if self.forwards % CHECK_EVERY == 1:
-                    self.check()
+        if b.rank == 0:  # a forward begins: its compute stream, looked up once a forward (microseconds a lookup)
+            self._current_stream()
+            if self.fused:
+                self.fusing = _tokens(args, kwargs or {}) == 1
+                if self.fusing:
+                    self.forwards += 1
+                    if self.forwards % CHECK_EVERY == 1:
+                        self.check()
         if self.fusing:
             return
-        stream = torch.cuda.current_stream(self.device).cuda_stream
+        stream = self.stream
         release = enqueue = -1
         last = self.last_ran
         if last is not None and not last.released:  # the block before is enqueued: hand its slot on
@@ -227,6 +232,7 @@ class BlockStreamer:
             else:
                 release, enqueue = last.handle, self._hand_on(last)
         if not b.pending:  # blocks ran out of order (a forward that stopped midway): restart the pipeline here
+            stream = self._current_stream()
             self.handoff.before(release, enqueue, -1, stream)
             release = enqueue = -1
             torch.cuda.synchronize(self.device)
@@ -253,8 +259,7 @@ class BlockStreamer:
         block, the slots go to the next forward's first blocks."""
         if self.fusing:
             return
-        stream = torch.cuda.current_stream(self.device).cuda_stream
-        self.handoff.before(b.handle, self._hand_on(b), -1, stream)
+        self.handoff.before(b.handle, self._hand_on(b), -1, self.stream)
         if b.rank == len(self.streamed) - 1:  # the next forward's first blocks, behind this one's last
             self.forwards += 1
             if self.forwards % CHECK_EVERY == 1:
