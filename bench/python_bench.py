@@ -2,7 +2,7 @@
 """Generation speed and peak VRAM of the Python package against what a PyTorch user runs otherwise.
 
     python3 bench/python_bench.py MODEL.cllm [--synthesize llama3-8b] [--batches 1,8] [--tokens 32]
-                                  [--runs NAME,...] [--jsonl OUT]
+                                  [--runs NAME,...] [--rounds N] [--jsonl OUT]
 
 MODEL.cllm is lossless (with --synthesize, a model of that shape with random weights is made
 first: transformers' own initialization on the GPU, saved, compressed). Its int8 twin is made
@@ -13,7 +13,9 @@ the same length) and
 reports tokens/s, the matrix bytes a step reads over its time as a fraction of a device-to-device
 copy measured in the same process, and peak VRAM over the load and the runs: torch's
 max_memory_allocated, plus, for codecllm models, what the native decoders hold outside torch
-(codecllm_memory()["peak_vram"]). Runs (a "-static" suffix: cache_implementation="static"):
+(codecllm_memory()["peak_vram"]). With --rounds N every run's model is loaded at once and the runs are timed
+in turn N times (one generate a row), and each is also reported by the median over rounds of its ratio to the
+transformers row of the same round: the host CPU that bounds generate() can drift within a process. Runs (a "-static" suffix: cache_implementation="static"):
   transformers          from_pretrained in BF16 (the reference), default dynamic cache
   gpu, gpu-compressed, host, int8-gpu-compressed   codecllm.load_model placements
   gpu-compressed-fused  gpu-compressed with fused_products=True (batch 1 multiplies from the compressed weights)
@@ -151,16 +153,16 @@ def load(run, path, hf_dir, a):
     return codecllm.load_model(path, device="cuda", placement=placement, **kw)
 
 
-def time_generate(model, batch, tokens, static, repeats):
-    """The best of `repeats` timed generates, after one of the same length: the warm-up loads every kernel the
-    growing cache needs (CUDA loads kernels lazily) and, for a static cache, compiles."""
+def time_generate(model, batch, tokens, static, repeats, warm_up=True):
+    """The best of `repeats` timed generates, after one of the same length (unless warm_up is False): the warm-up
+    loads every kernel the growing cache needs (CUDA loads kernels lazily) and, for a static cache, compiles."""
     ids = torch.randint(3, 1000, (batch, 8), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
     kw = {"do_sample": False, "min_new_tokens": tokens, "max_new_tokens": tokens, "pad_token_id": 0}
     if static:
         kw["cache_implementation"] = "static"
     best = float("inf")
     with torch.no_grad():
-        for timed in [False] + [True] * repeats:
+        for timed in [False] * warm_up + [True] * repeats:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
             model.generate(ids, **kw)
@@ -176,6 +178,113 @@ def peak_vram(model):
     return torch.cuda.max_memory_allocated()
 
 
+def batches_of(run, a):
+    return list(map(int, (a.static_batches if run.endswith("-static") else a.batches).split(",")))
+
+
+def fresh_load(base, a, hf_dir):
+    """(model, torch bytes allocated before its load) with the peak counter reset, or (None, error text)."""
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    try:
+        return load(base, a.model, hf_dir, a), before
+    except (ImportError, OSError, RuntimeError, ValueError, AttributeError) as e:  # reported, not fatal
+        return None, f"{type(e).__name__}: {e}"
+
+
+def one_by_one(a, hf_dir, record):
+    """Each run in turn: load, time every batch (best of --repeats), free."""
+    model, loaded = None, None
+    for run in a.runs.split(","):
+        static = run.endswith("-static")
+        base = run.removesuffix("-static")
+        if base != loaded:  # a "-static" run right after its base run reuses the loaded model (and its peak)
+            model = loaded = None
+            model, before = fresh_load(base, a, hf_dir)
+            if model is None:
+                print(f"{run:24s} not run: {before}")
+                continue
+            loaded = base
+            if before > 64 << 20:
+                print(f"  ({before / 2**20:.0f} MiB were still allocated before this load)")
+        slow = base in SLOW
+        tokens = a.slow_tokens if slow else a.tokens
+        for batch in batches_of(run, a):
+            seconds = time_generate(model, batch, tokens, static, 1 if slow else a.repeats)
+            record(run, batch, tokens, seconds, model, peak_vram(model), before)
+
+
+def interleaved(a, hf_dir, record):
+    """Every run's model loaded at once, then --rounds rounds each timing one generate of every run and batch in
+    turn, so that rows next to each other in time compare even when the machine's speed drifts. A model's peak VRAM
+    is what torch allocated over its load and warm-up beyond what the models before it hold, plus its native bytes."""
+    models = {}
+    for run in a.runs.split(","):
+        base = run.removesuffix("-static")
+        if base in models:
+            continue
+        model, before = fresh_load(base, a, hf_dir)
+        if model is None:
+            print(f"{run:24s} not run: {before}")
+            continue
+        tokens = a.slow_tokens if base in SLOW else a.tokens
+        for r in (x for x in a.runs.split(",") if x.removesuffix("-static") == base):
+            for batch in batches_of(r, a):
+                time_generate(model, batch, tokens, r.endswith("-static"), 0)  # warm-up: kernels, compilation
+        native = model.codecllm_memory()["native_device"] if hasattr(model, "codecllm_memory") else 0
+        models[base] = (model, before, torch.cuda.max_memory_allocated() - before + native)
+    for rnd in range(a.rounds):
+        for run in a.runs.split(","):
+            base = run.removesuffix("-static")
+            if base not in models:
+                continue
+            model, before, peak = models[base]
+            tokens = a.slow_tokens if base in SLOW else a.tokens
+            for batch in batches_of(run, a):
+                seconds = time_generate(model, batch, tokens, run.endswith("-static"), 1, warm_up=False)
+                record(run, batch, tokens, seconds, model, peak, before, round=rnd)
+
+
+def report(rows):
+    """Each row against plain transformers and accelerate's offload: their faster row of the process, and, where
+    rows carry rounds, the median over rounds of the ratio to the reference's row of the same round."""
+    ref, offload, by_round = {}, {}, {}
+    for r in rows:  # a run listed twice (before and after the others) is compared by its faster row
+        for name, table in (("transformers", ref), ("accelerate-offload", offload)):
+            if r["run"] == name and r["tokens_per_s"] > table.get(r["batch"], {}).get("tokens_per_s", 0):
+                table[r["batch"]] = r
+        if r["run"] == "transformers" and "round" in r:
+            by_round[(r["round"], r["batch"])] = r["tokens_per_s"]
+    print("\nagainst plain transformers (default generate) and accelerate's offload, same process:")
+    seen = set()
+    for r in rows:
+        if "round" in r:  # one line per run and batch: its best round, and the median of the per-round ratios
+            if (r["run"], r["batch"]) in seen:
+                continue
+            seen.add((r["run"], r["batch"]))
+            mine = [x for x in rows if x["run"] == r["run"] and x["batch"] == r["batch"]]
+            r = max(mine, key=lambda x: x["tokens_per_s"])
+        parts = []
+        if r["batch"] in ref:
+            t = ref[r["batch"]]
+            parts.append(
+                f"{r['tokens_per_s'] / t['tokens_per_s']:.3f}x its tok/s, {r['peak_vram'] / t['peak_vram']:.3f}x VRAM"
+            )
+        if "round" in r:
+            ratios = sorted(
+                x["tokens_per_s"] / by_round[(x["round"], x["batch"])]
+                for x in mine
+                if (x["round"], x["batch"]) in by_round
+            )
+            if ratios:
+                parts.append(f"median per-round ratio {ratios[len(ratios) // 2]:.3f}x over {len(ratios)} rounds")
+        if r["batch"] in offload:
+            parts.append(f"{r['tokens_per_s'] / offload[r['batch']]['tokens_per_s']:.2f}x offload's tok/s")
+        print(f"  {r['run']:24s} batch {r['batch']}: " + "; ".join(parts))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
@@ -186,6 +295,12 @@ def main():
     p.add_argument("--batches", default="1,8")
     p.add_argument("--static-batches", default="8", help="batches for the -static runs (each compiles for its own)")
     p.add_argument("--repeats", type=int, default=2, help="timed generates per row (best kept); PCIe-bound runs: 1")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="> 1: load every run's model at once and time them in turn, round after round (rows tagged by round)",
+    )
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--slow-tokens", type=int, default=8, help="tokens for the PCIe-bound runs (host, offload)")
     p.add_argument("--runs", default=RUNS)
@@ -209,71 +324,46 @@ def main():
     )
     print(f"{a.model}: {weight_bytes / 2**30:.2f} GiB of matrices; device-to-device copy {d2d:.0f} GB/s")
     print(f"{'run':24s} {'batch':>5s} {'tok/s':>9s} {'ms/step':>8s} {'of copy':>8s} {'peak VRAM':>10s}")
+    common = {
+        "model": os.path.basename(a.model),
+        "copy_gbps": d2d,
+        "device": torch.cuda.get_device_name(),
+        "commit": commit,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
     rows = []
-    model, loaded = None, None
-    for run in a.runs.split(","):
-        static = run.endswith("-static")
-        base = run.removesuffix("-static")
-        if base != loaded:  # a "-static" run right after its base run reuses the loaded model (and its peak)
-            model = loaded = None
-            gc.collect()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()  # left by earlier runs (should be ~0: a freed model frees all)
-            try:
-                model, loaded = load(base, a.model, hf_dir, a), base
-            except (ImportError, OSError, RuntimeError, ValueError, AttributeError) as e:  # reported, not fatal
-                print(f"{run:24s} not run: {type(e).__name__}: {e}")
-                continue
-        slow = base in SLOW
-        tokens = a.slow_tokens if slow else a.tokens
-        for batch in map(int, (a.static_batches if static else a.batches).split(",")):
-            seconds = time_generate(model, batch, tokens, static, 1 if slow else a.repeats)
-            step = seconds / tokens
-            row = {
-                "run": run,
-                "model": os.path.basename(a.model),
-                "batch": batch,
-                "tokens": tokens,
-                "tokens_per_s": batch * tokens / seconds,
-                "ms_per_step": 1e3 * step,
-                "of_copy": weight_bytes / step / 1e9 / d2d,
-                "peak_vram": peak_vram(model),
-                "allocated_before_load": before,
-                "memory": model.codecllm_memory() if hasattr(model, "codecllm_memory") else None,
-                "copy_gbps": d2d,
-                "device": torch.cuda.get_device_name(),
-                "commit": commit,
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-            }
-            rows.append(row)
-            if before > 64 << 20:
-                print(f"  ({before / 2**20:.0f} MiB were still allocated before this load)")
-            print(
-                f"{run:24s} {batch:5d} {row['tokens_per_s']:9.2f} {row['ms_per_step']:8.2f} "
-                f"{100 * row['of_copy']:7.1f}% {row['peak_vram'] / 2**30:9.2f}G",
-                flush=True,
-            )
-            if a.jsonl:
-                with open(a.jsonl, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-    ref, offload = {}, {}
-    for r in rows:  # a run listed twice (before and after the others) is compared by its faster row
-        for name, table in (("transformers", ref), ("accelerate-offload", offload)):
-            if r["run"] == name and r["tokens_per_s"] > table.get(r["batch"], {}).get("tokens_per_s", 0):
-                table[r["batch"]] = r
-    print("\nagainst plain transformers (default generate) and accelerate's offload, same process:")
-    for r in rows:
-        parts = []
-        if r["batch"] in ref:
-            t = ref[r["batch"]]
-            parts.append(
-                f"{r['tokens_per_s'] / t['tokens_per_s']:.3f}x its tok/s, {r['peak_vram'] / t['peak_vram']:.3f}x VRAM"
-            )
-        if r["batch"] in offload:
-            parts.append(f"{r['tokens_per_s'] / offload[r['batch']]['tokens_per_s']:.2f}x offload's tok/s")
-        print(f"  {r['run']:24s} batch {r['batch']}: " + "; ".join(parts))
+
+    def record(run, batch, tokens, seconds, model, peak, before, **extra):
+        step = seconds / tokens
+        row = dict(
+            common,
+            run=run,
+            batch=batch,
+            tokens=tokens,
+            tokens_per_s=batch * tokens / seconds,
+            ms_per_step=1e3 * step,
+            of_copy=weight_bytes / step / 1e9 / d2d,
+            peak_vram=peak,
+            allocated_before_load=before,
+            memory=model.codecllm_memory() if hasattr(model, "codecllm_memory") else None,
+            **extra,
+        )
+        rows.append(row)
+        print(
+            f"{run:24s} {batch:5d} {row['tokens_per_s']:9.2f} {row['ms_per_step']:8.2f} "
+            f"{100 * row['of_copy']:7.1f}% {peak / 2**30:9.2f}G" + (f"  round {extra['round']}" if extra else ""),
+            flush=True,
+        )
+        if a.jsonl:
+            with open(a.jsonl, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    if a.rounds > 1:
+        interleaved(a, hf_dir, record)
+    else:
+        one_by_one(a, hf_dir, record)
+    report(rows)
     return 0
 
 

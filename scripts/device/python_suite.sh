@@ -3,7 +3,7 @@
 # pytest suite on the GPU, and bench/python_bench.py on pycode24M and on a Llama-3-8B-shaped
 # model with random weights. Build dependencies travel as Debian packages in .device-data/debs,
 # DFloat11 and its one missing dependency as wheels in .whl, real models in .device-data/models.
-#   [OUT=dir] [RUNS=...] [RUNS_8B=...] scripts/device/python_suite.sh [build] [test] [bench] [bench8b]
+#   [OUT=dir] [RUNS=...] [RUNS_8B=...] [ROUNDS=n] scripts/device/python_suite.sh [build] [test] [bench] [bench8b]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/codecllm-out}
@@ -49,7 +49,7 @@ fi
 if has bench8b; then
   log "python_bench: Llama-3-8B shape"
   mkdir -p /tmp/l8b
-  python3 bench/python_bench.py /tmp/l8b/llama3-8b.cllm --synthesize llama3-8b --slow-tokens 4 ${RUNS_8B:+--runs $RUNS_8B} \
+  python3 bench/python_bench.py /tmp/l8b/llama3-8b.cllm --synthesize llama3-8b --slow-tokens 4 ${RUNS_8B:+--runs $RUNS_8B} ${ROUNDS:+--rounds $ROUNDS} \
     --jsonl "$OUT/python_bench.jsonl" 2>"$OUT/bench-8b.err" | tee -a "$OUT/summary.txt"
   tail -n 5 "$OUT/bench-8b.err"
 fi
