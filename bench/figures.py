@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Redraws every figure of docs/img from the results files in bench/results, and prints each results file as
+the markdown table docs/BENCHMARKS.md shows, so that no figure or table outlives the numbers it stands for.
+
+    python3 bench/figures.py            # redraw every figure in FIGURES
+    python3 bench/figures.py --tables   # also print a table per results file (paste into docs/BENCHMARKS.md)
+    python3 bench/figures.py --list     # which figure comes from which results (checks they exist), no drawing
+
+Each figure is drawn by the plotter of its kind (bench/plot_placements.py for engine_bench results,
+bench/plot_python.py for python_bench results) from the files FIGURES names; a results file that is missing or
+malformed stops the script with its name (exit 1). Without matplotlib the figures are skipped (exit 77, as the
+plotters do), the tables still print.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+# figure (under docs/img) -> (plotter, results files under bench/results, extra arguments)
+FIGURES = {
+    "placements-llama3-8b.png": ("plot_placements.py", ["placements-llama3-8b-h100.jsonl"], []),
+    "placements-llama3-70b.png": ("plot_placements.py", ["placements-llama3-70b-h100.jsonl"], []),
+    "exp4-llama3-8b.png": ("plot_placements.py", ["exp4-llama3-8b-h200-9c7b5ca.jsonl"], []),
+    "python-llama3-8b.png": ("plot_python.py", ["python-bench-h200.jsonl"], ["--model", "llama3-8b.cllm"]),
+    "python-llama3-8b-575deeb.png": (
+        "plot_python.py",
+        ["python-bench-h200-575deeb.jsonl"],
+        ["--model", "llama3-8b.cllm"],
+    ),
+    "python-llama3-8b-d80b8da.png": (
+        "plot_python.py",
+        ["python-bench-h200-d80b8da.jsonl"],
+        ["--model", "llama3-8b.cllm"],
+    ),
+}
+
+
+def read(path):
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                sys.exit(f"{path}:{n}: not JSON: {e}")
+    return rows
+
+
+def gib(n):
+    return f"{n / 2**30:.2f} GiB"
+
+
+def table(path):
+    """The file's rows as a markdown table: engine_bench rows (placement) or python_bench rows (run)."""
+    rows = read(path)
+    if not rows:
+        return f"{os.path.basename(path)}: no rows\n"
+    if "placement" in rows[0]:
+        head = ["model", "placement", "mode", "batch", "tok/s", "ms/step", "peak VRAM"]
+        cells = [
+            [r["model"], r["placement"], r["mode"], r["batch"], f"{r['tokens_per_s']:.1f}"]
+            + [f"{r['ms_per_step']:.2f}", gib(r["peak_vram_bytes"])]
+            for r in rows
+        ]
+    else:
+        head = ["run", "batch", "tok/s", "ms/step", "peak VRAM", "round"]
+        cells = [
+            [r["run"], r["batch"], f"{r['tokens_per_s']:.2f}", f"{r['ms_per_step']:.2f}"]
+            + [gib(r["peak_vram"]), r.get("round", "")]
+            for r in rows
+        ]
+    device = rows[0].get("device", "")
+    commits = sorted({str(r.get("commit")) for r in rows if r.get("commit")})
+    lines = [f"{os.path.basename(path)} ({device}; commit {', '.join(commits) or 'not recorded'})", ""]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("| " + " | ".join("---" for _ in head) + " |")
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tables", action="store_true", help="print every results file as a markdown table")
+    p.add_argument("--list", action="store_true", help="print which results each figure is drawn from")
+    a = p.parse_args()
+    for name, (plotter, inputs, _) in FIGURES.items():
+        for f in inputs:
+            if not os.path.exists(os.path.join(RESULTS, f)):
+                sys.exit(f"figures: {name} needs bench/results/{f}, which is missing")
+        if a.list:
+            print(f"docs/img/{name} <- {plotter} {' '.join('bench/results/' + f for f in inputs)}")
+    if a.tables:
+        for f in sorted(os.listdir(RESULTS)):
+            if f.endswith(".jsonl"):
+                print(table(os.path.join(RESULTS, f)))
+    if a.list:
+        return 0
+    status = 0
+    for name, (plotter, inputs, extra) in FIGURES.items():
+        cmd = [sys.executable, os.path.join(ROOT, "bench", plotter)] + [os.path.join(RESULTS, f) for f in inputs]
+        cmd += extra + ["-o", os.path.join(ROOT, "docs", "img", name)]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if done.returncode == 77:
+            print(f"figures: matplotlib missing, {name} not drawn")
+            status = 77
+        elif done.returncode != 0:
+            sys.exit(f"figures: {name}: {done.stderr.strip() or done.stdout.strip()}")
+        else:
+            print(f"drew docs/img/{name}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
