@@ -20,6 +20,7 @@ import types
 import torch
 
 from . import _native
+from ._device_map import Split
 from ._file import CllmFile
 from ._host_weights import PIECE_BYTES, host_embedding, host_linear, plain_embedding, plain_linear, to_pinned
 from ._streamer import BlockStreamer, block_layout
@@ -150,21 +151,23 @@ class _Loader:
         t = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(TORCH_DTYPES[info.dtype]).view(info.shape)
         return t.to(self.target_dtype(info))
 
-    def gpu(self, infos) -> list:
-        """Decodes several tensors in one decoder; each comes out in the decoder's output type."""
+    def gpu(self, infos, device=None) -> list:
+        """Decodes several tensors in one decoder on `device` (default: the loader's; the current device must be
+        it); each comes out in the decoder's output type."""
+        device = self.device if device is None else device
         out = []
         step = _native.max_tensors_per_decoder
         for i in range(0, len(infos), step):
             group = infos[i : i + step]
             dec = _native.GpuDecoder(self.file._file, [t.name for t in group], self.int8_out, self.f32_as_bf16)
-            tensors = [torch.empty(t.shape, dtype=self.gpu_dtype(t), device=self.device) for t in group]
+            tensors = [torch.empty(t.shape, dtype=self.gpu_dtype(t), device=device) for t in group]
             for j, (t, x) in enumerate(zip(group, tensors)):
                 if dec.output_bytes(j) != x.numel() * x.element_size():
                     raise ValueError(
                         f"{self.file.path}: tensor '{t.name}' decodes to {dec.output_bytes(j)} bytes, "
                         f"not the {x.numel() * x.element_size()} of {tuple(x.shape)} {x.dtype}"
                     )
-            stream = torch.cuda.current_stream(self.device)
+            stream = torch.cuda.current_stream(device)
             dec.decode_from_host([x.data_ptr() for x in tensors], stream.cuda_stream)
             dec.check(stream.cuda_stream)
             out.extend(tensors)
@@ -189,9 +192,10 @@ def _embeddings(model):
     return found
 
 
-def _move_to_host(model, placement, device, piece_bytes) -> dict:
+def _move_to_host(model, placement, piece_bytes) -> dict:
     """Moves the embedding table (gpu-compressed: when untied; host: always) and, with host, the lm_head into pinned
-    host memory; returns the bytes moved and the device bytes of the lm_head's piece buffers."""
+    host memory, each still computing on the device its weight was decoded on; returns the bytes moved and the
+    device bytes of the lm_head's piece buffers."""
     moved = {"pinned_host": 0, "resident_weights": 0, "scratch": 0}
     emb, head = _embeddings(model)
     weight_of = lambda m: m._parameters.get("weight") if m is not None else None
@@ -204,14 +208,16 @@ def _move_to_host(model, placement, device, piece_bytes) -> dict:
         table = to_pinned(w)
         moved["pinned_host"] += table.numel() * table.element_size()
         moved["resident_weights"] += w.numel() * w.element_size()
-        host_embedding(emb, table, device)
+        with torch.cuda.device(w.device):
+            host_embedding(emb, table, w.device)
     if to_host_head:
         w = weight_of(head)
         rows = table if tied and table is not None else to_pinned(w)
         if rows is not table:
             moved["pinned_host"] += rows.numel() * rows.element_size()
             moved["resident_weights"] += w.numel() * w.element_size()
-        moved["scratch"] += host_linear(head, rows, device, piece_bytes)
+        with torch.cuda.device(w.device):
+            moved["scratch"] += host_linear(head, rows, w.device, piece_bytes)
     return moved
 
 
@@ -238,6 +244,8 @@ def load_model(
     print_plan=False,
     host_piece_bytes=PIECE_BYTES,
     fused_products=False,
+    device_map=None,
+    max_memory=None,
 ):
     """A transformers PreTrainedModel whose weights come from the .cllm at `path`.
 
@@ -256,6 +264,12 @@ def load_model(
     at the price of summing each row in the project's GEMV order instead of cuBLAS's, so logits differ from
     transformers' in rounding (the weights are the same bits). Forwards of more tokens decode as without it. A warp
     decodes a whole rANS chunk, so the products want short chunks, as compress() writes by default.
+    device_map (CUDA), as in transformers: "auto" splits the blocks into contiguous ranges over the GPUs by the
+    engine's planner (embedding on the first, final norm and lm_head on the last; placement applies on every
+    device, "auto" within each device's budget), or a dict of module names (or prefixes, "" for the rest) to
+    devices. max_memory: {device: bytes or "20GiB"} for each GPU (default with "auto": 90% of what each has free;
+    leave room for the KV cache). Each device gets its own decode slots and side streams, its blocks decode on it,
+    and activations cross between devices as peer copies; print_plan prints the per-device plan before loading.
     """
     import transformers
 
@@ -272,6 +286,10 @@ def load_model(
             device = torch.device("cuda", torch.cuda.current_device())
     if placement == "auto" and not vram_budget:
         raise ValueError("placement 'auto' needs vram_budget (bytes)")
+    if device_map is not None and device.type != "cuda":
+        raise ValueError("device_map places modules on CUDA devices; device='cpu' runs everything on the CPU")
+    if device_map is not None and fused_products:
+        raise ValueError("fused_products run on one device: leave device_map out")
     if fused_products and (device.type != "cuda" or placement != "gpu-compressed"):
         raise ValueError("fused_products multiply from compressed weights in VRAM: placement 'gpu-compressed' on CUDA")
     cfg = file.config
@@ -308,7 +326,6 @@ def load_model(
                 if _is_linear(m) and m.weight is not None:
                     linear_weights[id(m.weight)] = (b, m)
 
-    loader = _Loader(file, device, dtype, int8_out, f32_as_bf16)
     streamed = [[] for _ in blocks_modules]  # per block: (tensor name, module, shape)
     resident = []  # (param names, info)
     missing = []  # parameters the file leaves to tie_weights (an lm_head tied to the embedding)
@@ -329,14 +346,27 @@ def load_model(
         else:
             resident.append((names, info))
 
+    split = Split(model, blocks_modules, device, device_map)
+    plan_text = ""
+    if split.auto:
+        plan_text = split.plan(file, streamed, resident, placement, max_memory, decode_slots, prefetch)
+        if print_plan:
+            print(plan_text, end="")
+
+    loader = _Loader(file, device, dtype, int8_out, f32_as_bf16)
     memory = {"resident_weights": 0}
-    tensors = streamer = decoders = None
+    tensors = streamers = decoders = None
+    on_host = {}
     try:
         if device.type == "cpu":
             tensors = [loader.cpu(info) for _, info in resident]
         else:
-            tensors = loader.gpu([info for _, info in resident])
-            tensors = [t if t.dtype == dtype or not t.is_floating_point() else t.to(dtype) for t in tensors]
+            tensors = [None] * len(resident)
+            for d in split.devices:  # each device's resident tensors decoded by the GPU they run on
+                mine = [i for i, (names, _) in enumerate(resident) if split.device_of(names[0]) == d]
+                with split.on(d):
+                    for i, t in zip(mine, loader.gpu([resident[i][1] for i in mine], split.torch_device(d))):
+                        tensors[i] = t if t.dtype == dtype or not t.is_floating_point() else t.to(dtype)
         for (names, _), t in zip(resident, tensors):
             for n in names:
                 _set_param(model, n, t)
@@ -354,59 +384,86 @@ def load_model(
         for name, buf in list(model.named_buffers()):
             module_name, _, leaf = name.rpartition(".")
             owner = model.get_submodule(module_name) if module_name else model
-            owner._buffers[leaf] = buf.to(device)
-        on_host = {}
+            owner._buffers[leaf] = buf.to(split.torch_device(split.device_of(name)))
         if device.type == "cuda" and placement in ("gpu-compressed", "host"):
-            on_host = _move_to_host(model, placement, device, host_piece_bytes)
+            on_host = _move_to_host(model, placement, host_piece_bytes)
             memory["resident_weights"] -= on_host["resident_weights"]
-        streamer = None
-        block_list = [(blocks_modules[b], streamed[b]) for b in range(len(blocks_modules)) if streamed[b]]
-        if block_list:
-            decoders = [
-                _native.GpuDecoder(file._file, [n for n, _, _ in linears], int8_out, f32_as_bf16)
-                for _, linears in block_list
+        streamers = []
+        for d in split.devices:
+            block_list = [
+                (blocks_modules[b], streamed[b])
+                for b in range(len(blocks_modules))
+                if streamed[b] and split.block_device[b] == d
             ]
-            placements = [placement] * len(block_list)
-            if placement == "auto":
-                placements, memory["planned_total"], decode_slots, text = _plan_auto(
-                    file, decoders, memory["resident_weights"], vram_budget, decode_slots, prefetch
+            if not block_list:
+                continue
+            with split.on(d):
+                decoders = [
+                    _native.GpuDecoder(file._file, [n for n, _, _ in linears], int8_out, f32_as_bf16)
+                    for _, linears in block_list
+                ]
+                placements = [placement] * len(block_list)
+                slots = decode_slots
+                if split.auto:
+                    placements, slots = split.placements_of(d, block_list, blocks_modules, placement)
+                elif placement == "auto":
+                    fixed = memory["resident_weights"] if len(split.devices) == 1 else split.resident_bytes(d, model)
+                    budget = vram_budget if len(split.devices) == 1 else split.budget(d, max_memory)
+                    placements, memory["planned_total"], slots, text = _plan_auto(
+                        file, decoders, fixed, budget, decode_slots, prefetch
+                    )
+                    if print_plan:
+                        print(text, end="")
+                for _, linears in block_list:
+                    for _, m, _ in linears:
+                        del m._parameters["weight"]  # a plain attribute from now on, set before each block runs
+                streamers.append(
+                    BlockStreamer(
+                        block_list,
+                        decoders,
+                        placements,
+                        dtype,
+                        split.torch_device(d),
+                        slots=slots,
+                        prefetch=prefetch,
+                        fused=fused_products,
+                    )
                 )
-                if print_plan:
-                    print(text, end="")
-            for _, linears in block_list:
-                for _, m, _ in linears:
-                    del m._parameters["weight"]  # a plain attribute from now on, set before each block runs
-            streamer = BlockStreamer(
-                block_list,
-                decoders,
-                placements,
-                dtype,
-                device,
-                slots=decode_slots,
-                prefetch=prefetch,
-                fused=fused_products,
-            )
             decoders = None  # the streamer holds them; gpu blocks' go once decoded
-            memory.update(streamer.memory)
+        for key in ("decoded_weights", "compressed_weights", "decoder_tables", "pinned_host", "scratch"):
+            if any(key in st.memory for st in streamers):
+                memory[key] = sum(st.memory.get(key, 0) for st in streamers)
         for key in ("pinned_host", "scratch"):
             if on_host.get(key):
                 memory[key] = memory.get(key, 0) + on_host[key]
+        split.hook_inputs()
     except BaseException:
         # Nothing half-loaded stays on the device: drop every reference to what was made (the hooks tie the
         # streamer and the model in a cycle), collect, and hand torch's cached blocks back.
-        del model, streamer, tensors, decoders
+        del model, streamers, tensors, decoders, split
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
         raise
 
-    if streamer is not None:
-        memory["block_placements"] = [b.placement for b in streamer.blocks]
-    if (streamer is not None or any(on_host.values())) and getattr(model, "generation_config", None) is not None:
+    if streamers:
+        memory["block_placements"] = [b.placement for st in streamers for b in st.blocks]
+    if (streamers or any(on_host.values())) and getattr(model, "generation_config", None) is not None:
         # generate() compiles the forward for a static cache; the streamer's hooks (events, native decode calls,
         # weights set before each block) are not traceable, so generation stays eager.
         model.generation_config.disable_compile = True
-    model._codecllm = {"file": file, "streamer": streamer, "placement": placement, "device": device, "memory": memory}
+    if len(split.devices) > 1:
+        model.hf_device_map = split.hf_device_map()
+    model._codecllm = {
+        "file": file,
+        "streamer": streamers[0] if streamers else None,
+        "streamers": streamers or [],
+        "placement": placement,
+        "device": device if len(split.devices) == 1 else split.torch_device(split.devices[0]),
+        "devices": [split.torch_device(d) for d in split.devices] if device.type == "cuda" else [device],
+        "memory": memory,
+        "plan": plan_text,
+    }
     model.codecllm_memory = types.MethodType(_memory_report, model)
     return model
 
@@ -424,4 +481,13 @@ def _memory_report(model) -> dict:
         report["peak_allocated"] = torch.cuda.max_memory_allocated(info["device"])
         report["native_device"] = native
         report["peak_vram"] = report["peak_allocated"] + native
+        if len(info["devices"]) > 1:  # each GPU's own figures; peak_vram is then the largest of them
+            report["per_device"] = {}
+            for d in info["devices"]:
+                mine = [st for st in info["streamers"] if st.device == d]
+                own = sum(st.memory["compressed_weights"] + st.memory["decoder_tables"] for st in mine)
+                peak = torch.cuda.max_memory_allocated(d)
+                report["per_device"][str(d)] = {"peak_allocated": peak, "native_device": own, "peak_vram": peak + own}
+            report["allocated"] = sum(torch.cuda.memory_allocated(d) for d in info["devices"])
+            report["peak_vram"] = max(v["peak_vram"] for v in report["per_device"].values())
     return report

@@ -273,5 +273,6 @@ class BlockStreamer:
         corrupt one."""
         self.handoff.synchronize()
         stream = torch.cuda.current_stream(self.device).cuda_stream
-        for b in self.streamed:
-            b.decoder.check(stream)
+        with torch.cuda.device(self.device):  # the decoders' status words are on the streamer's device
+            for b in self.streamed:
+                b.decoder.check(stream)

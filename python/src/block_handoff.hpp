@@ -9,6 +9,10 @@
 // stream when the block using it has all its kernels enqueued (the next decode into it waits
 // for it). Host blocks first copy their compressed range from pinned memory into one of `stages`
 // staging buffers, guarded the same way by `stage_free`.
+//
+// A handoff belongs to the device current when it is made (its streams and events are that
+// device's); each call makes that device current for its CUDA calls and restores the caller's,
+// so that blocks of one model on several devices are handed over from one thread.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -23,19 +27,43 @@
 
 namespace codecllm::python {
 
+// Makes `device` current for a scope (a no-op when it is already), then restores the caller's.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    CLLM_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != device) CLLM_CUDA_CHECK(cudaSetDevice(device));
+    switched_ = previous_ != device;
+  }
+  ~DeviceScope() {
+    if (switched_) cudaSetDevice(previous_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+  bool switched_ = false;
+};
+
 class BlockHandoff {
  public:
   BlockHandoff(int slots, int streams, int stages)
       : ready_(slots), free_(slots), stage_free_(stages), streams_(streams) {
+    CLLM_CUDA_CHECK(cudaGetDevice(&device_));
     for (auto* list : {&ready_, &free_, &stage_free_})
       for (cudaEvent_t& e : *list) CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     for (cudaStream_t& s : streams_) CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   }
   ~BlockHandoff() {
+    int previous = 0;
+    cudaGetDevice(&previous);
+    cudaSetDevice(device_);
     for (cudaStream_t s : streams_) cudaStreamSynchronize(s);  // no decode may outlive its events
     for (auto* list : {&ready_, &free_, &stage_free_})
       for (cudaEvent_t e : *list) cudaEventDestroy(e);
     for (cudaStream_t s : streams_) cudaStreamDestroy(s);
+    cudaSetDevice(previous);
   }
   BlockHandoff(const BlockHandoff&) = delete;
   BlockHandoff& operator=(const BlockHandoff&) = delete;
@@ -56,6 +84,7 @@ class BlockHandoff {
 
   // Block b's decode, on its side stream, behind the last user of its slot (and staging buffer).
   void enqueue(int b) {
+    const DeviceScope on(device_);
     const Block& k = at(b);
     cudaStream_t s = streams_[k.stream];
     CLLM_CUDA_CHECK(cudaStreamWaitEvent(s, free_[k.slot], 0));
@@ -69,14 +98,22 @@ class BlockHandoff {
   }
 
   // Block b's kernels are all enqueued on `compute`: its slot may be decoded into again after them.
-  void release(int b, cudaStream_t compute) { CLLM_CUDA_CHECK(cudaEventRecord(free_[at(b).slot], compute)); }
+  void release(int b, cudaStream_t compute) {
+    const DeviceScope on(device_);
+    CLLM_CUDA_CHECK(cudaEventRecord(free_[at(b).slot], compute));
+  }
 
   // The work `compute` takes next waits for block b's decode.
-  void wait_ready(int b, cudaStream_t compute) { CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute, ready_[at(b).slot], 0)); }
+  void wait_ready(int b, cudaStream_t compute) {
+    const DeviceScope on(device_);
+    CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute, ready_[at(b).slot], 0));
+  }
 
   void synchronize() {
+    const DeviceScope on(device_);
     for (cudaStream_t s : streams_) CLLM_CUDA_CHECK(cudaStreamSynchronize(s));
   }
+  int device() const { return device_; }
   cudaStream_t stream(int i) const { return streams_.at(size_t(i)); }
 
  private:
@@ -94,6 +131,7 @@ class BlockHandoff {
     return blocks_[size_t(b)];
   }
 
+  int device_ = 0;
   std::vector<cudaEvent_t> ready_, free_, stage_free_;
   std::vector<cudaStream_t> streams_;
   std::vector<Block> blocks_;

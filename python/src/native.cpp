@@ -18,6 +18,7 @@
 
 #include "codec/tensor_codec.hpp"
 #include "codecllm/error.hpp"
+#include "engine/device_split.hpp"
 #include "engine/placement_plan.hpp"
 #include "format/container.hpp"
 #include "model/compress.hpp"
@@ -156,6 +157,39 @@ NB_MODULE(_native, m) {
         return std::make_tuple(names, p.total_bytes, p.decode_slots, engine::describe_plan(p, r));
       },
       nb::arg("layers"), nb::arg("fixed_bytes"), nb::arg("budget_bytes"), nb::arg("prefetch") = 2,
+      nb::arg("compressed_slots") = 2);
+
+  // The engine's multi-device planner (engine/device_split.hpp), for device_map="auto": layers as
+  // plan_placement takes them, one budget per device, the bytes the first device (embeddings),
+  // the last (final norm, lm_head) and every device hold besides; placement "auto" or one for
+  // every layer. Returns ([(first layer, end layer, placement per layer, total VRAM, decode
+  // slots)], the plan as text); errors name the device and the numbers.
+  m.def(
+      "plan_devices",
+      [](const std::vector<std::tuple<uint64_t, uint64_t, uint64_t>>& layers, const std::vector<uint64_t>& budgets,
+         uint64_t first_device_bytes, uint64_t last_device_bytes, uint64_t every_device_bytes,
+         const std::string& placement, int prefetch, int compressed_slots) {
+        engine::DeviceSplitRequest r;
+        for (const auto& [decoded, compressed, tables] : layers)
+          r.model.layers.push_back({decoded, compressed, tables});
+        r.model.prefetch_depth = prefetch;
+        r.model.compressed_slots = compressed_slots;
+        r.budgets = budgets;
+        r.first_device_bytes = first_device_bytes;
+        r.last_device_bytes = last_device_bytes;
+        r.every_device_bytes = every_device_bytes;
+        r.placement = parse_placement(placement);
+        const std::vector<engine::DeviceShare> shares = engine::plan_devices(r);
+        std::vector<std::tuple<size_t, size_t, std::vector<std::string>, uint64_t, int>> out;
+        for (const engine::DeviceShare& d : shares) {
+          std::vector<std::string> names;
+          for (Placement l : d.plan.layers) names.emplace_back(placement_name(l));
+          out.emplace_back(d.first_layer, d.end_layer, names, d.plan.total_bytes, d.plan.decode_slots);
+        }
+        return std::make_pair(out, engine::describe_devices(shares));
+      },
+      nb::arg("layers"), nb::arg("budgets"), nb::arg("first_device_bytes") = 0, nb::arg("last_device_bytes") = 0,
+      nb::arg("every_device_bytes") = 0, nb::arg("placement") = "auto", nb::arg("prefetch") = 2,
       nb::arg("compressed_slots") = 2);
 
   m.def(
