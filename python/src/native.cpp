@@ -281,12 +281,11 @@ NB_MODULE(_native, m) {
       // y = W_i x straight from the resident compressed weights (after upload_resident): x one BF16
       // row, 16-byte aligned; y its BF16 rows. Launched as a programmatic dependent of the stream's
       // previous kernel, as the C++ engine launches it; corrupt chunks show at the next check.
-      .def("gemv",
-           [](Decoder& d, size_t i, uintptr_t x, uintptr_t y, uintptr_t stream) {
-             if (d.dec->resident() == nullptr) throw Error("gemv: the decoder holds no compressed weights in VRAM");
-             d.dec->decode_gemv(d.dec->resident(), i, 1, reinterpret_cast<const void*>(x), false,
-                                reinterpret_cast<void*>(y), cuda::GemvOut::Bf16, as_stream(stream), true);
-           });
+      .def("gemv", [](Decoder& d, size_t i, uintptr_t x, uintptr_t y, uintptr_t stream) {
+        if (d.dec->resident() == nullptr) throw Error("gemv: the decoder holds no compressed weights in VRAM");
+        d.dec->decode_gemv(d.dec->resident(), i, 1, reinterpret_cast<const void*>(x), false, reinterpret_cast<void*>(y),
+                           cuda::GemvOut::Bf16, as_stream(stream), true);
+      });
   nb::class_<python::BlockHandoff>(m, "BlockHandoff")
       .def(nb::init<int, int, int>(), nb::arg("slots"), nb::arg("streams"), nb::arg("stages"))
       .def(
