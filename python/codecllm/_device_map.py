@@ -182,10 +182,7 @@ class Split:
             return self.block_device[b]
         if self.map is not None:
             return assign(self.map, [name])[name]
-        owner = self.model.get_submodule(name.rpartition(".")[0]) if "." in name else self.model
-        before = self._order.get(name.rpartition(".")[0], 0) < self._first_block
-        only_buffers = not any(True for _ in owner.parameters(recurse=False))
-        return self.first if before or only_buffers else self.last
+        return self.first if self._side(name) == 0 else self.last
 
     @staticmethod
     def torch_device(d):
