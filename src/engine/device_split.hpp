@@ -9,8 +9,8 @@
 // that a device with a larger budget keeps more layers; each device's range is then planned as
 // one engine's layers are.
 //
-// Not yet carried out by the engines: the CUDA engine and the Python frontend run on one
-// device; this is the plan they are to follow when they split a model across GPUs.
+// The Python frontend's device_map="auto" follows this plan (python/codecllm/_device_map.py,
+// through the plan_devices binding).
 #pragma once
 
 #include <cstdint>
