@@ -7,7 +7,8 @@
 //   - the first run of the same batch: time and peak VRAM ratios.
 //
 //   engine_bench FILE.cllm [RUNS] [TOKENS] [JSONL] [MODEL-NAME]
-// RUNS: comma-separated PLACEMENT@BATCH, e.g. gpu@1,host@8,auto/20GiB@1 (default below).
+// RUNS: comma-separated PLACEMENT@BATCH, e.g. gpu@1,host@8,auto/20GiB@1 (default below); a
+// suffix *N splits the model across GPUs 0..N-1 (gpu-compressed@8*2).
 // JSONL: appends one JSON object per run (bench/plot_placements.py draws them).
 // CODECLLM_BENCH_SERIAL_LAUNCH=1 turns off overlapped (programmatic dependent) kernel launches,
 // to measure what they gain; CODECLLM_BENCH_NO_SCRATCH=1 makes gpu-compressed at batch 1
@@ -80,6 +81,7 @@ double copy_gbps(cudaMemcpyKind kind) {
 struct Run {
   std::string placement, budget;
   int batch = 1;
+  int gpus = 1;  // "gpu@8*2": split across GPUs 0 and 1
 };
 
 std::vector<Run> parse_runs(const std::string& spec) {
@@ -87,6 +89,11 @@ std::vector<Run> parse_runs(const std::string& spec) {
   std::stringstream ss(spec);
   for (std::string item; std::getline(ss, item, ',');) {
     Run r;
+    const size_t star = item.find('*');
+    if (star != std::string::npos) {
+      r.gpus = std::stoi(item.substr(star + 1));
+      item = item.substr(0, star);
+    }
     const size_t at = item.find('@');
     if (at != std::string::npos) r.batch = std::stoi(item.substr(at + 1));
     r.placement = item.substr(0, at);
@@ -135,6 +142,7 @@ int main(int argc, char** argv) {
       o.batch = run.batch;
       o.max_seq_len = tokens + 8;
       if (!run.budget.empty()) o.vram_budget = parse_byte_size(run.budget);
+      for (int d = 0; run.gpus > 1 && d < run.gpus; ++d) o.devices.push_back(d);
       o.print_plan = true;
       o.overlap_launches = !env_is_one("CODECLLM_BENCH_SERIAL_LAUNCH");
       o.products_from_compressed = env_is_one("CODECLLM_BENCH_NO_SCRATCH");
@@ -161,7 +169,8 @@ int main(int argc, char** argv) {
       const double bw = double(m.matmul_weight_bytes_per_step) * steps_per_s / 1e9;
       const double streamed = double(m.streamed_bytes_per_step);
       const double pcie_bound_ms = streamed / (h2d * 1e9) * 1e3, ms = 1e3 / steps_per_s;
-      std::string label = run.placement + (run.budget.empty() ? "" : "/" + run.budget);
+      std::string label = run.placement + (run.budget.empty() ? "" : "/" + run.budget) +
+                          (run.gpus > 1 ? " x" + std::to_string(run.gpus) + " GPUs" : "");
       std::printf("%-22s %5d %9.1f %9.2f %10.0f %7.1f%% %11.2f %7.1f%% %10s %10s", label.c_str(), run.batch, tps, ms,
                   bw, 100 * bw / d2d, streamed / 1e9, streamed > 0 ? 100 * pcie_bound_ms / ms : 0.0,
                   human_bytes(double(m.peak_device_bytes)).c_str(), human_bytes(double(m.host_pinned_bytes)).c_str());
@@ -182,6 +191,7 @@ int main(int argc, char** argv) {
                               {"placement", run.placement},
                               {"budget", run.budget},
                               {"batch", run.batch},
+                              {"gpus", run.gpus},
                               {"tokens_per_s", tps},
                               {"ms_per_step", ms},
                               {"weight_gbps", bw},

@@ -483,6 +483,55 @@ void expect_every_placement_equals(const format::ContainerReader& reference_file
   }
 }
 
+// A model split across devices gives the logits of one engine, bit for bit, and picks the same
+// tokens on the GPU, in the gpu, gpu-compressed and host placements at batch 1 and 3: shares
+// without the embedding or the head, ranges of layers, the activations copied from share to
+// share. With one GPU the shares all run on it, one after the other (the split's code path);
+// with two or more, the first two devices take them in turns.
+TEST(CudaEngineSplit, SameLogitsAsOneEngine) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  int count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  test::TempDir dir;
+  test::TinyModel m;
+  m.dtype = DType::BF16;
+  const std::string two = R"("num_hidden_layers": 2)";
+  m.config.replace(m.config.find(two), two.size(), R"("num_hidden_layers": 5)");
+  format::ContainerReader file(test::write_tiny_model(dir, m));
+  const std::vector<int> devices = count > 1 ? std::vector<int>{0, 1, 0} : std::vector<int>{0, 0, 0};
+  for (auto p : {Placement::Gpu, Placement::GpuCompressed, Placement::Host}) {
+    for (int batch : {1, 3}) {
+      engine::CudaEngineOptions o;
+      o.max_seq_len = 32;
+      o.batch = batch;
+      o.placement = p;
+      auto one = engine::make_cuda_engine(file, o);
+      o.devices = devices;
+      auto split = engine::make_cuda_engine(file, o);
+      const int vocab = one->config().vocab;
+      std::vector<engine::Sampler> greedy(size_t(batch), engine::Sampler(vocab, engine::SamplerOptions{}));
+      const std::vector<uint8_t> all(size_t(batch), 1);
+      for (int pos = 0; pos < 8; ++pos) {
+        std::vector<int> tokens(static_cast<size_t>(batch));
+        for (int b = 0; b < batch; ++b) tokens[size_t(b)] = (pos * 5 + 3 + 7 * b) % vocab;
+        const float* r = one->forward_batch(tokens.data(), pos);
+        std::vector<float> want(r, r + size_t(vocab) * size_t(batch));
+        ASSERT_EQ(0, std::memcmp(want.data(), split->forward_batch(tokens.data(), pos), want.size() * sizeof(float)))
+            << split->describe() << " differs from one engine at " << pos << ", batch " << batch;
+      }
+      // The step that picks tokens on the GPU (another captured graph), from the next position on.
+      const auto n = static_cast<size_t>(batch);
+      std::vector<int> a(n), b(n), tokens(n, 5);
+      for (int pos = 8; pos < 12; ++pos) {
+        one->forward_sample(tokens.data(), pos, greedy.data(), all.data(), a.data());
+        split->forward_sample(tokens.data(), pos, greedy.data(), all.data(), b.data());
+        ASSERT_EQ(a, b) << split->describe() << " picked other tokens at " << pos;
+        tokens = a;
+      }
+    }
+  }
+}
+
 // An exp4 file gives the logits of the same model in a rANS file on the gpu placement, bit for
 // bit, in every placement: gpu-compressed multiplies its layers in place at batch 1
 // (exp4_kernel.cu), the others decode them; and at batch 3, where every placement decodes.

@@ -1,5 +1,8 @@
 #include "engine_factory.hpp"
 
+#include <algorithm>
+#include <vector>
+
 #include "codecllm/byte_size.hpp"
 #include "codecllm/error.hpp"
 #include "codecllm/placement.hpp"
@@ -19,6 +22,23 @@ std::vector<std::string> placement_choices() {
   std::vector<std::string> names;
   for (const auto& entry : kPlacementNames) names.emplace_back(entry.first);
   return names;
+}
+
+// --devices 0,2 or --gpus N as device numbers; empty: one device.
+std::vector<int> device_list(const EngineArgs& a) {
+  if (!a.devices.empty() && a.gpus > 0) throw Error("--gpus and --devices: give one of them");
+  std::vector<int> out;
+  for (int d = 0; d < a.gpus; ++d) out.push_back(d);
+  size_t at = 0;
+  while (at < a.devices.size()) {
+    const size_t comma = std::min(a.devices.find(',', at), a.devices.size());
+    const std::string item = a.devices.substr(at, comma - at);
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos)
+      throw Error("--devices: '" + a.devices + "' is not a list of device numbers such as 0,1");
+    out.push_back(std::stoi(item));
+    at = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace
@@ -41,6 +61,11 @@ void add_engine_options(CLI::App& app, EngineArgs& a) {
                  "cuda, gpu-compressed and auto: decoded-layer scratch slots for gpu-compressed layers (default 3, "
                  "int8 layers 4; each one more lets one more layer decode ahead, for one decoded layer of VRAM)")
       ->check(CLI::Range(1, 8));
+  app.add_option("--gpus", a.gpus,
+                 "cuda: split the layers across GPUs 0..N-1 (contiguous ranges, planned per device; "
+                 "--vram-budget is then each device's)")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--devices", a.devices, "cuda: split the layers across these GPUs, e.g. 0,1 (instead of --gpus)");
   app.add_option("--kv-dtype", a.kv_dtype, "cuda: KV cache element type (f32, bf16, f16)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_option("--threads", a.threads, "cpu: threads (default: all cores)");
@@ -63,6 +88,7 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
     o.decode_slots = a.decode_slots;
     o.print_plan = true;
     if (!a.vram_budget.empty()) o.vram_budget = parse_byte_size(a.vram_budget);
+    o.devices = device_list(a);
     return engine::make_cuda_engine(file, o);
   }
 #else
@@ -71,6 +97,7 @@ std::unique_ptr<engine::Engine> make_engine(const format::ContainerReader& file,
   if (a.batch > 1) throw Error("--batch > 1 needs the CUDA backend (--device cuda)");
   if (a.placement != "gpu") throw Error("--placement " + a.placement + " needs the CUDA backend (--device cuda)");
   if (a.decode_slots != 0) throw Error("--decode-slots needs the CUDA backend (--device cuda)");
+  if (a.gpus > 0 || !a.devices.empty()) throw Error("--gpus and --devices need the CUDA backend (--device cuda)");
   engine::CpuEngineOptions o;
   o.threads = a.threads;
   o.max_seq_len = a.max_seq;

@@ -21,7 +21,9 @@ struct EngineArgs {
   int prefetch = 2;
   bool no_scratch = false;  // gpu-compressed, batch 1: products straight from compressed weights
   int decode_slots = 0;     // gpu-compressed: decoded-layer scratch slots (0: the engine's default)
-  std::string vram_budget;  // auto placement, e.g. "24GiB"
+  std::string vram_budget;  // auto placement, e.g. "24GiB"; with several GPUs, each one's
+  int gpus = 0;             // split the layers across GPUs 0 .. gpus-1
+  std::string devices;      // or across these, e.g. "0,2"
 };
 
 void add_engine_options(CLI::App& app, EngineArgs& a);

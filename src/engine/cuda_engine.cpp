@@ -16,6 +16,7 @@
 #include "engine/cuda_kernels.cuh"
 #include "engine/cuda_products.hpp"
 #include "engine/cuda_sampling.cuh"
+#include "engine/cuda_stage.hpp"
 #include "engine/cuda_weights.hpp"
 
 namespace codecllm::engine {
@@ -50,6 +51,12 @@ KvDtype parse_kv_dtype(const std::string& name) {
   throw Error("unknown KV cache dtype '" + name + "' (known: " + known + ")");
 }
 
+int first_layer(const CudaEngineOptions& o) { return o.first_layer; }
+
+int end_layer(const CudaEngineOptions& o, const LlamaConfig& config) {
+  return o.end_layer < 0 ? config.layers : o.end_layer;
+}
+
 const char* kv_dtype_name(KvDtype t) {
   for (const auto& [n, v] : kKvDtypes)
     if (v == t) return n;
@@ -58,18 +65,26 @@ const char* kv_dtype_name(KvDtype t) {
 
 namespace {
 
-class CudaEngine : public Engine {
+class CudaEngine : public CudaStage {
  public:
   CudaEngine(const format::ContainerReader& file, const CudaEngineOptions& o)
       : opt_(o), path_(file.path()), mem_(file.path()) {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) throw Error("no CUDA device: use --device cpu");
+    if (o.device >= devices) {
+      throw Error("CUDA device " + std::to_string(o.device) + " asked for; this machine has " +
+                  std::to_string(devices));
+    }
+    if (o.device >= 0) CLLM_CUDA_CHECK(cudaSetDevice(o.device));
+    CLLM_CUDA_CHECK(cudaGetDevice(&device_));
     if (o.batch < 1 || o.batch > 1024) throw Error("batch must be in 1..1024");
     if (o.decode_slots != 0 && o.placement != Placement::GpuCompressed && o.placement != Placement::Auto)
       throw Error("decode slots are set for placements gpu-compressed and auto only");
     if (o.decode_slots < 0 || o.decode_slots > 8) throw Error("decode slots must be in 1..8");
     same_token_.resize(size_t(o.batch));
     cfg_ = read_llama_config(file);
+    first_ = first_layer(o);
+    count_ = end_layer(o, cfg_) - first_;
     max_seq_ = o.max_seq_len > 0 ? o.max_seq_len : std::min(cfg_.max_positions, 2048);
     if (size_t(max_seq_) * sizeof(float) > size_t{48} * 1024)
       throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory");
@@ -88,12 +103,21 @@ class CudaEngine : public Engine {
   }
 
   ~CudaEngine() override {
+    cudaSetDevice(device_);
     cudaDeviceSynchronize();
     weights_.reset();
     for (cudaGraphExec_t g : graphs_)
       if (g != nullptr) cudaGraphExecDestroy(g);
     products_.reset();
     if (compute_ != nullptr) cudaStreamDestroy(compute_);
+  }
+
+  int device() const override { return device_; }
+  float* activations() override { return x_; }
+  void send_to(float* next, int next_device) override {
+    if (weights_->has_head()) throw Error("the last share of a split model passes no activations on");
+    next_x_ = next;
+    next_device_ = next_device;
   }
 
   const LlamaConfig& config() const override { return cfg_; }
@@ -158,6 +182,7 @@ class CudaEngine : public Engine {
   static constexpr int kStepEnds = 4;
 
   void run_step(const int* tokens, int pos, StepEnd end) {
+    CLLM_CUDA_CHECK(cudaSetDevice(device_));  // a split model's shares share one host thread
     if (pos < 0 || pos >= max_seq_) throw Error("position " + std::to_string(pos) + " outside the KV cache");
     for (int b = 0; b < opt_.batch; ++b) {
       if (tokens[b] < 0 || tokens[b] >= cfg_.vocab)
@@ -210,8 +235,9 @@ class CudaEngine : public Engine {
     const auto eps = float(cfg_.rms_eps);
     cuda::WeightStreamer& streamer = weights_->streamer();
     streamer.begin_step(compute_);
-    k::embed(act, weights_->embedding(), d_tokens, dim, B, x_, exec_);
-    for (int l = 0; l < cfg_.layers; ++l) {
+    if (weights_->embeds()) k::embed(act, weights_->embedding(), d_tokens, dim, B, x_, exec_);
+    // (a later share of a split model: x_ holds what the share before copied in, before this step)
+    for (int l = 0; l < count_; ++l) {  // local layer l is the model's first_ + l
       const LayerWeights& W = weights_->layer(l);
       streamer.acquire(l, compute_);
       // Attention block: x += o_proj(attention(rope(q), rope(k), v)) (+ o_proj bias).
@@ -228,6 +254,14 @@ class CudaEngine : public Engine {
       k::silu_mul(act, gate_up_, hid, B, hb_, exec_);
       matmul(W.down, hb_, x_, true);
       streamer.release(l, compute_);
+    }
+    if (!weights_->has_head()) {  // the activations go on to the next share, GPU to GPU
+      if (next_x_ != nullptr) {
+        CLLM_CUDA_CHECK(
+            cudaMemcpyPeerAsync(next_x_, next_device_, x_, device_, sizeof(float) * size_t(dim) * B, compute_));
+      }
+      streamer.end_step(compute_);
+      return;
     }
     k::rmsnorm(act, x_, weights_->final_norm(), eps, dim, B, xb_, exec_);
     if (weights_->lm_head_on_host()) {
@@ -275,7 +309,7 @@ class CudaEngine : public Engine {
     hb_ = h(B * hid, "activations");
     d_io_ = static_cast<int*>(mem_.device((B + 1) * sizeof(int), "token ids"));
     const size_t kv_bytes = B * size_t(max_seq_) * kv_dim * k::kv_type_size(kernel_kv_type(opt_.kv_dtype));
-    for (int l = 0; l < cfg_.layers; ++l) {
+    for (int l = 0; l < count_; ++l) {  // this engine's layers only
       k_cache_.push_back(mem_.device(kv_bytes, "the KV cache"));
       v_cache_.push_back(mem_.device(kv_bytes, "the KV cache"));
       kv_cache_bytes_ += 2 * kv_bytes;
@@ -303,6 +337,10 @@ class CudaEngine : public Engine {
   cuda::DeviceMemory mem_;
   LlamaConfig cfg_;
   int max_seq_ = 0;
+  int device_ = 0;
+  int first_ = 0, count_ = 0;  // the layers run: [first_, first_ + count_)
+  float* next_x_ = nullptr;    // a split model's next share's activations, on next_device_
+  int next_device_ = -1;
   std::vector<int> same_token_;  // forward()'s batch, sized once: no allocation per token
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, kv_cache_bytes_ = 0, activation_bytes_ = 0;
   cudaStream_t compute_ = nullptr;
@@ -323,8 +361,16 @@ class CudaEngine : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_cuda_engine(const format::ContainerReader& file, const CudaEngineOptions& options) {
+std::unique_ptr<CudaStage> make_cuda_stage(const format::ContainerReader& file, const CudaEngineOptions& options) {
   return std::make_unique<CudaEngine>(file, options);
+}
+
+std::unique_ptr<Engine> make_cuda_engine(const format::ContainerReader& file, const CudaEngineOptions& options) {
+  if (options.devices.size() > 1) return make_cuda_split(file, options);
+  CudaEngineOptions one = options;
+  if (options.devices.size() == 1) one.device = options.devices[0];
+  one.devices.clear();
+  return std::make_unique<CudaEngine>(file, one);
 }
 
 }  // namespace codecllm::engine

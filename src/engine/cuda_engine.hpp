@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "codecllm/placement.hpp"
 #include "engine/engine.hpp"
@@ -54,11 +55,26 @@ struct CudaEngineOptions {
   // default_compressed_slots in placement_plan.hpp). Each slot beyond the first lets one more
   // layer decode at once, for its size in VRAM.
   int decode_slots = 0;
+  // Several GPUs of one host: the layers split into contiguous ranges over these devices
+  // (engine/device_split.hpp plans them, each device within vram_budget, or within its free
+  // memory when that is 0), each range one engine on its device, activations passed on by peer
+  // copies. Empty: one device, the current one.
+  std::vector<int> devices;
+  // One device's share (set by the split for each of its engines): the device (-1: the current
+  // one) and the layers [first_layer, end_layer) (end -1: to the last). The share with layer 0
+  // embeds the tokens; the one with the last layer holds the final norm and lm_head.
+  int device = -1;
+  int first_layer = 0, end_layer = -1;
 };
+
+// The layers an engine with these options runs: [first, end).
+int first_layer(const CudaEngineOptions& o);
+int end_layer(const CudaEngineOptions& o, const LlamaConfig& config);
 
 KvDtype parse_kv_dtype(const std::string& name);  // "f32", "bf16", "f16"
 const char* kv_dtype_name(KvDtype t);
 
+// With options.devices of two or more: a model split across those GPUs (cuda_split.cpp).
 // Throws codecllm::Error when there is no CUDA device, a tensor is neither in the model's
 // 16-bit type nor int8-mode, or memory runs out (naming the sizes). Allocates everything it
 // will use before returning, except the sampler's scratch (batch x vocab floats a few times

@@ -30,6 +30,14 @@ bool is_layer_matrix(TensorRole role) {
 CudaWeights::CudaWeights(const format::ContainerReader& file, const LlamaConfig& config,
                          const CudaEngineOptions& options, cuda::DeviceMemory& mem, cudaStream_t stream)
     : path_(file.path()), cfg_(config), opt_(options), mem_(mem), stream_(stream) {
+  first_ = engine::first_layer(opt_);
+  count_ = engine::end_layer(opt_, cfg_) - first_;
+  if (first_ < 0 || count_ < 1 || first_ + count_ > cfg_.layers) {
+    throw Error(path_ + ": layers " + std::to_string(first_) + ".." + std::to_string(first_ + count_ - 1) +
+                " outside the model's " + std::to_string(cfg_.layers));
+  }
+  embeds_ = first_ == 0;
+  has_head_ = first_ + count_ == cfg_.layers;
   act_ = model_act(file, cfg_);
   load_small_tensors(file);
   load_layers(file);
@@ -158,12 +166,16 @@ void CudaWeights::load_small_tensors(const format::ContainerReader& file) {
   // gpu-compressed keeps an untied embedding table in pinned host memory as well: a step reads
   // one row of it in place over PCIe (microseconds), and VRAM holds the whole table less.
   const TensorSpec embed = model::tensor_spec(cfg_, TensorRole::Embedding);
-  embed_ = opt_.placement == Placement::GpuCompressed && !cfg_.tie_embeddings
-               ? decode_to_host(file, embed, dequantized())
-               : load(embed, dequantized());
+  if (embeds_ || (has_head_ && cfg_.tie_embeddings)) {  // a tied lm_head is the embedding
+    embed_ = opt_.placement == Placement::GpuCompressed && !cfg_.tie_embeddings
+                 ? decode_to_host(file, embed, dequantized())
+                 : load(embed, dequantized());
+  }
   const int H = cfg_.hidden, V = cfg_.vocab;
   const TensorSpec head = model::tensor_spec(cfg_, TensorRole::LmHead);
-  if (cfg_.tie_embeddings) {
+  if (!has_head_) {
+    // an earlier share of a split model: no lm_head, no final norm
+  } else if (cfg_.tie_embeddings) {
     lm_head_ = dense_product(embed_, nullptr, H, V, opt_.batch);
   } else if (const format::TensorRecord& r = need(file, head);
              r.mode == format::TensorMode::Int8 && gemv16_takes(H, opt_.batch)) {
@@ -173,13 +185,14 @@ void CudaWeights::load_small_tensors(const format::ContainerReader& file) {
   } else {
     lm_head_ = dense_product(load(head, dequantized()), nullptr, H, V, opt_.batch);
   }
-  lm_head_on_host_ = on_host;
-  if (on_host) memory_.streamed_bytes_per_step += uint64_t(V) * lm_head_row_bytes();
-  final_norm_ = decode_resident(file, {model::tensor_spec(cfg_, TensorRole::FinalNorm)}, dequantized())[0];
-  layers_.resize(size_t(cfg_.layers));
-  for (int l = 0; l < cfg_.layers; ++l) {
+  lm_head_on_host_ = on_host && has_head_;
+  if (lm_head_on_host_) memory_.streamed_bytes_per_step += uint64_t(V) * lm_head_row_bytes();
+  if (has_head_)
+    final_norm_ = decode_resident(file, {model::tensor_spec(cfg_, TensorRole::FinalNorm)}, dequantized())[0];
+  layers_.resize(size_t(count_));
+  for (int l = 0; l < count_; ++l) {
     std::vector<TensorSpec> small;
-    for (TensorSpec& t : model::layer_tensors(cfg_, l))
+    for (TensorSpec& t : model::layer_tensors(cfg_, first_ + l))
       if (!is_layer_matrix(t.role)) small.push_back(std::move(t));
     const std::vector<void*> at = decode_resident(file, small, dequantized());
     LayerWeights& L = layers_[size_t(l)];
@@ -273,13 +286,13 @@ PlanRequest CudaWeights::plan_request(const format::ContainerReader& file,
 }
 
 void CudaWeights::load_layers(const format::ContainerReader& file) {
-  const auto L = size_t(cfg_.layers);
+  const auto L = size_t(count_);
   std::vector<std::vector<std::string>> names(L);
-  std::vector<const format::TensorRecord*> records;  // [layer * 7 + matrix]
+  std::vector<const format::TensorRecord*> records;  // [local layer * 7 + matrix]
   int8_layers_ = true;
   for (size_t l = 0; l < L; ++l) {
     for (TensorRole role : model::kLayerMatrices) {
-      const TensorSpec spec = model::tensor_spec(cfg_, role, int(l));
+      const TensorSpec spec = model::tensor_spec(cfg_, role, first_ + int(l));
       const format::TensorRecord& r = need(file, spec);
       names[l].push_back(r.name);
       records.push_back(&r);
@@ -343,13 +356,13 @@ void CudaWeights::load_layers(const format::ContainerReader& file) {
   memory_.scratch_bytes += m.scratch + m.tables;
   memory_.host_pinned_bytes += m.host_pinned;
   memory_.device_bytes = m.decoded_weights + m.compressed_weights + m.tables + m.scratch;  // the streamer's own
-  for (int l = 0; l < cfg_.layers; ++l) memory_.streamed_bytes_per_step += streamer_->streamed_bytes(l);
+  for (int l = 0; l < count_; ++l) memory_.streamed_bytes_per_step += streamer_->streamed_bytes(l);
   // Bytes of weights the matmuls read: a split matrix's sign_mantissa plane besides its slot.
   uint64_t layer_read = streamer_->layer_bytes();
   for (int i = 0; exponents_only_ && i < model::kNumLayerMatrices; ++i)
     if (decoders_[0]->exponents_only(size_t(i))) layer_read += records[size_t(i)]->num_elements();
   memory_.matmul_weight_bytes_per_step =
-      layer_read * uint64_t(cfg_.layers) + uint64_t(cfg_.vocab) * lm_head_row_bytes();
+      layer_read * uint64_t(count_) + (has_head_ ? uint64_t(cfg_.vocab) * lm_head_row_bytes() : 0);
 }
 
 // Each layer's four products, from where the streamer put its bytes and how its decoder decodes.
@@ -358,7 +371,7 @@ void CudaWeights::set_products(const std::vector<const format::TensorRecord*>& r
   for (int i = 0; i < model::kNumLayerMatrices; ++i) rows[i] = int(records[size_t(i)]->shape[0]);
   uint64_t layer_scale_rows = 0;
   for (int r : rows) layer_scale_rows += uint64_t(r);
-  for (int l = 0; l < cfg_.layers; ++l) {
+  for (int l = 0; l < count_; ++l) {
     const cuda::GpuDecoder* dec = decoders_[size_t(l)].get();
     const bool in_place = products_in_place_ && streamer_->home(l) == Placement::GpuCompressed;
     auto group = [&](int first, int count, int in) {
@@ -422,7 +435,7 @@ std::string CudaWeights::describe_placement() const {
 std::string CudaWeights::describe() const {
   std::string s;
   bool any_in_place = false;  // only gpu-compressed layers multiply in place
-  for (int l = 0; streamer_ != nullptr && l < cfg_.layers; ++l)
+  for (int l = 0; streamer_ != nullptr && l < count_; ++l)
     any_in_place = any_in_place || (products_in_place_ && streamer_->home(l) == Placement::GpuCompressed);
   if (any_in_place) s += ", products straight from compressed weights";
   if (exponents_only_) s += ", exponents decoded per layer (sign and mantissa read in place)";

@@ -51,6 +51,13 @@ class CudaWeights {
 
   static cuda_kernels::Act model_act(const format::ContainerReader& file, const LlamaConfig& config);
   cuda_kernels::Act act() const { return act_; }
+  // The layers held: [first_layer(), first_layer() + num_layers()); layer(l) is local (0 is the
+  // first held). The share with layer 0 holds the embedding, the one with the last the final norm
+  // and lm_head (null / empty elsewhere).
+  int first_layer() const { return first_; }
+  int num_layers() const { return count_; }
+  bool embeds() const { return embeds_; }
+  bool has_head() const { return has_head_; }
   const void* embedding() const { return embed_; }  // [vocab][hidden], 16-bit, device or pinned host
   const void* final_norm() const { return final_norm_; }
   const LayerWeights& layer(int l) const { return layers_[l]; }
@@ -95,6 +102,8 @@ class CudaWeights {
   CudaEngineOptions opt_;
   cuda::DeviceMemory& mem_;
   cudaStream_t stream_;
+  int first_ = 0, count_ = 0;
+  bool embeds_ = true, has_head_ = true;
   cuda_kernels::Act act_ = cuda_kernels::Act::BF16;
   bool rounded_f32_ = false;
   bool int8_layers_ = false;             // every layer matrix int8 in device memory (W8A16 at batch 1)

@@ -9,8 +9,8 @@
 // that a device with a larger budget keeps more layers; each device's range is then planned as
 // one engine's layers are.
 //
-// The Python frontend's device_map="auto" follows this plan (python/codecllm/_device_map.py,
-// through the plan_devices binding).
+// Followed by the CUDA engine's split (cuda_split.cpp, --gpus / --devices) and the Python
+// frontend's device_map="auto" (python/codecllm/_device_map.py, through the plan_devices binding).
 #pragma once
 
 #include <cstdint>
