@@ -226,8 +226,9 @@ def _plan_auto(file, decoders, fixed, vram_budget, slots, prefetch):
     over the byte counts of the decoders the blocks will use; `fixed` is what the model holds besides its blocks'
     linear weights."""
     layers = [(block_layout(d)[1], d.range_bytes, d.device_bytes) for d in decoders]
+    scratch = max((d.scratch_bytes for d in decoders), default=0)  # per decode stream, as the streamer allocates
     try:
-        return _native.plan_placement(layers, fixed, int(vram_budget), prefetch, slots)
+        return _native.plan_placement(layers, fixed, int(vram_budget), prefetch, slots, scratch)
     except RuntimeError as e:
         raise RuntimeError(f"{file.path}: {e}") from None
 
@@ -398,8 +399,12 @@ def load_model(
             if not block_list:
                 continue
             with split.on(d):
+                # The blocks' decodes share one scratch buffer per side stream (zstd frames, int8 predictor
+                # residuals) instead of each decoder holding its own.
                 decoders = [
-                    _native.GpuDecoder(file._file, [n for n, _, _ in linears], int8_out, f32_as_bf16)
+                    _native.GpuDecoder(
+                        file._file, [n for n, _, _ in linears], int8_out, f32_as_bf16, external_scratch=True
+                    )
                     for _, linears in block_list
                 ]
                 placements = [placement] * len(block_list)

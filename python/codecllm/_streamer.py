@@ -101,19 +101,27 @@ class BlockStreamer:
         self.slots = [torch.empty(self.layout_bytes, dtype=torch.uint8, device=self.device) for _ in range(self.nslots)]
         max_range = max((b.decoder.range_bytes for b in self.hosted), default=0)
         self.stages = [torch.empty(max_range, dtype=torch.uint8, device=self.device) for _ in range(self.nstages)]
-        # With n slots, one holds the block computing and n - 1 may decode at once.
-        self.handoff = _native.BlockHandoff(max(self.nslots, 1), max(self.nslots - 1, 1), max(self.nstages, 1))
+        # With n slots, one holds the block computing and n - 1 may decode at once, each on its side stream with
+        # its own decoder scratch (the decoders are made with external_scratch).
+        nstreams = max(self.nslots - 1, 1)
+        self.handoff = _native.BlockHandoff(max(self.nslots, 1), nstreams, max(self.nstages, 1))
+        scratch_bytes = max((b.decoder.scratch_bytes for b in self.blocks), default=0)
+        self.scratch = [torch.empty(scratch_bytes, dtype=torch.uint8, device=self.device) for _ in range(nstreams)]
+        for i, buffer in enumerate(self.scratch):
+            self.handoff.set_scratch(i, buffer.data_ptr() if scratch_bytes else 0)
         self.memory = {
             "decoded_weights": 0,
             "compressed_weights": 0,
             "decoder_tables": 0,
             "pinned_host": 0,
-            "scratch": self.nslots * self.layout_bytes + self.nstages * max_range,
+            "scratch": self.nslots * self.layout_bytes + self.nstages * max_range + nstreams * scratch_bytes,
         }
         for b in self.blocks:
             if b.placement == "gpu":
                 b.resident = torch.empty(b.layout_bytes, dtype=torch.uint8, device=self.device)
-                b.decoder.decode_from_host(self._pointers(b.resident, b), load.cuda_stream)
+                b.decoder.decode_from_host(
+                    self._pointers(b.resident, b), load.cuda_stream, self.scratch[0].data_ptr() if scratch_bytes else 0
+                )
                 b.decoder.check(load.cuda_stream)
                 for m, v in zip(b.modules, self._views(b.resident, b)):
                     m.weight = v

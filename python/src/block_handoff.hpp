@@ -49,7 +49,7 @@ class DeviceScope {
 class BlockHandoff {
  public:
   BlockHandoff(int slots, int streams, int stages)
-      : ready_(slots), free_(slots), stage_free_(stages), streams_(streams) {
+      : ready_(slots), free_(slots), stage_free_(stages), streams_(streams), scratch_(size_t(streams), nullptr) {
     CLLM_CUDA_CHECK(cudaGetDevice(&device_));
     for (auto* list : {&ready_, &free_, &stage_free_})
       for (cudaEvent_t& e : *list) CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -92,7 +92,7 @@ class BlockHandoff {
       CLLM_CUDA_CHECK(cudaStreamWaitEvent(s, stage_free_[k.stage], 0));
       CLLM_CUDA_CHECK(cudaMemcpyAsync(const_cast<uint8_t*>(k.comp), k.pinned, k.bytes, cudaMemcpyHostToDevice, s));
     }
-    k.decoder->decode(k.comp, k.outputs.data(), s);
+    k.decoder->decode(k.comp, k.outputs.data(), s, scratch_[size_t(k.stream)]);
     CLLM_CUDA_CHECK(cudaEventRecord(ready_[k.slot], s));
     if (k.pinned != nullptr) CLLM_CUDA_CHECK(cudaEventRecord(stage_free_[k.stage], s));
   }
@@ -108,6 +108,10 @@ class BlockHandoff {
     const DeviceScope on(device_);
     CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute, ready_[at(b).slot], 0));
   }
+
+  // The decoder scratch the decodes on side stream `stream` use (decoders made with
+  // external_scratch; at least the largest scratch_bytes() of the blocks on that stream).
+  void set_scratch(int stream, uint8_t* scratch) { scratch_.at(size_t(stream)) = scratch; }
 
   void synchronize() {
     const DeviceScope on(device_);
@@ -134,6 +138,7 @@ class BlockHandoff {
   int device_ = 0;
   std::vector<cudaEvent_t> ready_, free_, stage_free_;
   std::vector<cudaStream_t> streams_;
+  std::vector<uint8_t*> scratch_;  // per side stream
   std::vector<Block> blocks_;
 };
 

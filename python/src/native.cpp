@@ -144,8 +144,9 @@ NB_MODULE(_native, m) {
   m.def(
       "plan_placement",
       [](const std::vector<std::tuple<uint64_t, uint64_t, uint64_t>>& layers, uint64_t fixed, uint64_t budget,
-         int prefetch, int compressed_slots) {
+         int prefetch, int compressed_slots, uint64_t decoder_scratch) {
         engine::PlanRequest r;
+        r.decoder_scratch_bytes = decoder_scratch;
         for (const auto& [decoded, compressed, tables] : layers) r.layers.push_back({decoded, compressed, tables});
         r.fixed_bytes = fixed;
         r.budget_bytes = budget;
@@ -157,7 +158,7 @@ NB_MODULE(_native, m) {
         return std::make_tuple(names, p.total_bytes, p.decode_slots, engine::describe_plan(p, r));
       },
       nb::arg("layers"), nb::arg("fixed_bytes"), nb::arg("budget_bytes"), nb::arg("prefetch") = 2,
-      nb::arg("compressed_slots") = 2);
+      nb::arg("compressed_slots") = 2, nb::arg("decoder_scratch") = 0);
 
   // The engine's multi-device planner (engine/device_split.hpp), for device_map="auto": layers as
   // plan_placement takes them, one budget per device, the bytes the first device (embeddings),
@@ -240,19 +241,24 @@ NB_MODULE(_native, m) {
       .def(
           "__init__",
           [](Decoder* self, const File& f, const std::vector<std::string>& names, const std::string& int8_out,
-             bool f32_as_bf16) {
+             bool f32_as_bf16, bool external_scratch) {
             cuda::DecoderOptions o;
+            o.external_scratch = external_scratch;
             o.int8_output = int8_out == "int8"  ? cuda::Int8Out::Int8
                             : int8_out == "f16" ? cuda::Int8Out::F16
                                                 : cuda::Int8Out::Bf16;
             o.f32_as_bf16 = f32_as_bf16;
             new (self) Decoder{f, std::make_unique<cuda::GpuDecoder>(*f, names, o)};
           },
-          nb::arg("file"), nb::arg("names"), nb::arg("int8_out") = "bf16", nb::arg("f32_as_bf16") = false)
+          nb::arg("file"), nb::arg("names"), nb::arg("int8_out") = "bf16", nb::arg("f32_as_bf16") = false,
+          nb::arg("external_scratch") = false)
       .def_prop_ro("num_tensors", [](const Decoder& d) { return d.dec->num_tensors(); })
       .def("output_bytes", [](const Decoder& d, size_t i) { return d.dec->output_bytes(i); })
       .def_prop_ro("range_bytes", [](const Decoder& d) { return d.dec->range_bytes(); })
       .def_prop_ro("device_bytes", [](const Decoder& d) { return d.dec->device_bytes(); })
+      // With external_scratch: the device bytes each decode needs passed in (zstd frames, int8
+      // predictor residuals); decoders whose decodes never overlap share one buffer.
+      .def_prop_ro("scratch_bytes", [](const Decoder& d) { return d.dec->scratch_bytes(); })
       // The compressed range as it lies in the mapped file, for a copy into pinned memory.
       .def("copy_range_to",
            [](const Decoder& d, uintptr_t host_ptr) {
@@ -262,20 +268,26 @@ NB_MODULE(_native, m) {
       .def("upload_resident", [](Decoder& d, uintptr_t stream) { d.dec->upload_resident(as_stream(stream)); })
       .def_prop_ro("resident", [](const Decoder& d) { return reinterpret_cast<uintptr_t>(d.dec->resident()); })
       // Enqueues the decode of every tensor from a device copy of the range into outputs[i].
-      .def("decode",
-           [](Decoder& d, uintptr_t comp, const std::vector<uintptr_t>& outputs, uintptr_t stream) {
-             if (outputs.size() != d.dec->num_tensors()) throw Error("decode: one output per tensor expected");
-             std::vector<void*> out;
-             for (uintptr_t p : outputs) out.push_back(reinterpret_cast<void*>(p));
-             d.dec->decode(reinterpret_cast<const uint8_t*>(comp), out.data(), as_stream(stream));
-           })
-      .def("decode_from_host",
-           [](Decoder& d, const std::vector<uintptr_t>& outputs, uintptr_t stream) {
-             if (outputs.size() != d.dec->num_tensors()) throw Error("decode: one output per tensor expected");
-             std::vector<void*> out;
-             for (uintptr_t p : outputs) out.push_back(reinterpret_cast<void*>(p));
-             d.dec->decode_from_host(d.dec->host_range().data(), out.data(), as_stream(stream));
-           })
+      .def(
+          "decode",
+          [](Decoder& d, uintptr_t comp, const std::vector<uintptr_t>& outputs, uintptr_t stream, uintptr_t scratch) {
+            if (outputs.size() != d.dec->num_tensors()) throw Error("decode: one output per tensor expected");
+            std::vector<void*> out;
+            for (uintptr_t p : outputs) out.push_back(reinterpret_cast<void*>(p));
+            d.dec->decode(reinterpret_cast<const uint8_t*>(comp), out.data(), as_stream(stream),
+                          reinterpret_cast<uint8_t*>(scratch));
+          },
+          nb::arg("comp"), nb::arg("outputs"), nb::arg("stream"), nb::arg("scratch") = 0)
+      .def(
+          "decode_from_host",
+          [](Decoder& d, const std::vector<uintptr_t>& outputs, uintptr_t stream, uintptr_t scratch) {
+            if (outputs.size() != d.dec->num_tensors()) throw Error("decode: one output per tensor expected");
+            std::vector<void*> out;
+            for (uintptr_t p : outputs) out.push_back(reinterpret_cast<void*>(p));
+            d.dec->decode_from_host(d.dec->host_range().data(), out.data(), as_stream(stream),
+                                    reinterpret_cast<uint8_t*>(scratch));
+          },
+          nb::arg("outputs"), nb::arg("stream"), nb::arg("scratch") = 0)
       .def("check", [](Decoder& d, uintptr_t stream) { d.dec->check(as_stream(stream)); })
       .def("gemv_ready", [](const Decoder& d, size_t i) { return d.dec->gemv_ready(i); })
       // y = W_i x straight from the resident compressed weights (after upload_resident): x one BF16
@@ -308,6 +320,8 @@ NB_MODULE(_native, m) {
              if (enqueue >= 0) h.enqueue(enqueue);
              if (wait >= 0) h.wait_ready(wait, as_stream(s));
            })
+      .def("set_scratch", [](python::BlockHandoff& h, int stream,
+                             uintptr_t p) { h.set_scratch(stream, reinterpret_cast<uint8_t*>(p)); })
       .def("synchronize", &python::BlockHandoff::synchronize)
       .def("stream", [](const python::BlockHandoff& h, int i) { return reinterpret_cast<uintptr_t>(h.stream(i)); });
   // The device's address of pinned host memory (the same number under unified addressing); a clear error for
