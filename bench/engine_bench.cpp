@@ -142,7 +142,10 @@ int main(int argc, char** argv) {
       o.batch = run.batch;
       o.max_seq_len = tokens + 8;
       if (!run.budget.empty()) o.vram_budget = parse_byte_size(run.budget);
-      for (int d = 0; run.gpus > 1 && d < run.gpus; ++d) o.devices.push_back(d);
+      // CODECLLM_BENCH_ONE_GPU=1 puts every share of a split on GPU 0, run in turn: the split's
+      // code path (graphs per share, the activations' copy between shares) timed on one GPU.
+      const bool one_gpu = env_is_one("CODECLLM_BENCH_ONE_GPU");
+      for (int d = 0; run.gpus > 1 && d < run.gpus; ++d) o.devices.push_back(one_gpu ? 0 : d);
       o.print_plan = true;
       o.overlap_launches = !env_is_one("CODECLLM_BENCH_SERIAL_LAUNCH");
       o.products_from_compressed = env_is_one("CODECLLM_BENCH_NO_SCRATCH");
@@ -170,7 +173,7 @@ int main(int argc, char** argv) {
       const double streamed = double(m.streamed_bytes_per_step);
       const double pcie_bound_ms = streamed / (h2d * 1e9) * 1e3, ms = 1e3 / steps_per_s;
       std::string label = run.placement + (run.budget.empty() ? "" : "/" + run.budget) +
-                          (run.gpus > 1 ? " x" + std::to_string(run.gpus) + " GPUs" : "");
+                          (run.gpus > 1 ? " x" + std::to_string(run.gpus) + (one_gpu ? " on GPU0" : " GPUs") : "");
       std::printf("%-22s %5d %9.1f %9.2f %10.0f %7.1f%% %11.2f %7.1f%% %10s %10s", label.c_str(), run.batch, tps, ms,
                   bw, 100 * bw / d2d, streamed / 1e9, streamed > 0 ? 100 * pcie_bound_ms / ms : 0.0,
                   human_bytes(double(m.peak_device_bytes)).c_str(), human_bytes(double(m.host_pinned_bytes)).c_str());
@@ -192,6 +195,7 @@ int main(int argc, char** argv) {
                               {"budget", run.budget},
                               {"batch", run.batch},
                               {"gpus", run.gpus},
+                              {"shares_on_one_gpu", run.gpus > 1 && one_gpu},
                               {"tokens_per_s", tps},
                               {"ms_per_step", ms},
                               {"weight_gbps", bw},
