@@ -285,8 +285,8 @@ def load_model(
             raise RuntimeError("this build of codecllm has no CUDA support (built without nvcc): use device='cpu'")
         if device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
-    if placement == "auto" and not vram_budget:
-        raise ValueError("placement 'auto' needs vram_budget (bytes)")
+    if placement == "auto" and not vram_budget and device_map is None:
+        raise ValueError("placement 'auto' needs vram_budget (bytes), or a device_map with max_memory per device")
     if device_map is not None and device.type != "cuda":
         raise ValueError("device_map places modules on CUDA devices; device='cpu' runs everything on the CPU")
     if device_map is not None and fused_products:
@@ -413,7 +413,8 @@ def load_model(
                     placements, slots = split.placements_of(d, block_list, blocks_modules, placement)
                 elif placement == "auto":
                     fixed = memory["resident_weights"] if len(split.devices) == 1 else split.resident_bytes(d, model)
-                    budget = vram_budget if len(split.devices) == 1 else split.budget(d, max_memory)
+                    one = len(split.devices) == 1 and vram_budget
+                    budget = vram_budget if one else split.budget(d, max_memory)
                     placements, memory["planned_total"], slots, text = _plan_auto(
                         file, decoders, fixed, budget, decode_slots, prefetch
                     )
