@@ -71,11 +71,11 @@ class CudaEngine : public CudaStage {
       : opt_(o), path_(file.path()), mem_(file.path()) {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) throw Error("no CUDA device: use --device cpu");
-    if (o.device >= devices) {
-      throw Error("CUDA device " + std::to_string(o.device) + " asked for; this machine has " +
-                  std::to_string(devices));
-    }
-    if (o.device >= 0) CLLM_CUDA_CHECK(cudaSetDevice(o.device));
+    // One device named in devices (--devices 1) is that device alone, no split.
+    const int want = o.devices.size() == 1 ? o.devices[0] : o.device;
+    if (want >= devices)
+      throw Error("CUDA device " + std::to_string(want) + " asked for; this machine has " + std::to_string(devices));
+    if (want >= 0) CLLM_CUDA_CHECK(cudaSetDevice(want));
     CLLM_CUDA_CHECK(cudaGetDevice(&device_));
     if (o.batch < 1 || o.batch > 1024) throw Error("batch must be in 1..1024");
     if (o.decode_slots != 0 && o.placement != Placement::GpuCompressed && o.placement != Placement::Auto)
@@ -367,10 +367,7 @@ std::unique_ptr<CudaStage> make_cuda_stage(const format::ContainerReader& file, 
 
 std::unique_ptr<Engine> make_cuda_engine(const format::ContainerReader& file, const CudaEngineOptions& options) {
   if (options.devices.size() > 1) return make_cuda_split(file, options);
-  CudaEngineOptions one = options;
-  if (options.devices.size() == 1) one.device = options.devices[0];
-  one.devices.clear();
-  return std::make_unique<CudaEngine>(file, one);
+  return std::make_unique<CudaEngine>(file, options);
 }
 
 }  // namespace codecllm::engine
