@@ -17,7 +17,7 @@ nvidia-smi --query-gpu=index,name,memory.total --format=csv | tee "$OUT/gpus.txt
 nvidia-smi topo -m >>"$OUT/gpus.txt" 2>&1
 TARGETS="test_gpu codecllm engine_bench" OUT=$OUT scripts/device/gpu_suite.sh build || exit 1
 $b/tests/test_gpu --gtest_filter='CudaEngineSplit.*:CudaEngine*' >"$OUT/test-split.log" 2>&1
-grep -E "^\[  (PASSED|FAILED) |tests ran|Failure" "$OUT/test-split.log" | head -20 | tee -a "$OUT/summary.txt"
+grep -E -A3 "^\[  (PASSED|FAILED) |tests ran|Failure" "$OUT/test-split.log" | head -40 | tee -a "$OUT/summary.txt"
 timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 $b/tests/test_gpu --gtest_filter='CudaEngineSplit.*' \
   >"$OUT/split-memcheck.log" 2>&1
 echo "memcheck exit $? $(grep -E 'ERROR SUMMARY' "$OUT/split-memcheck.log" | tail -1)" | tee -a "$OUT/summary.txt"

@@ -114,10 +114,11 @@ class CudaEngine : public CudaStage {
 
   int device() const override { return device_; }
   float* activations() override { return x_; }
-  void send_to(float* next, int next_device) override {
+  // The copy addresses next by unified addressing (a captured graph takes no cudaMemcpyPeer);
+  // the split enabled peer access from this device to next_device beforehand.
+  void send_to(float* next, int /*next_device*/) override {
     if (weights_->has_head()) throw Error("the last share of a split model passes no activations on");
     next_x_ = next;
-    next_device_ = next_device;
   }
 
   const LlamaConfig& config() const override { return cfg_; }
@@ -258,7 +259,7 @@ class CudaEngine : public CudaStage {
     if (!weights_->has_head()) {  // the activations go on to the next share, GPU to GPU
       if (next_x_ != nullptr) {
         CLLM_CUDA_CHECK(
-            cudaMemcpyPeerAsync(next_x_, next_device_, x_, device_, sizeof(float) * size_t(dim) * B, compute_));
+            cudaMemcpyAsync(next_x_, x_, sizeof(float) * size_t(dim) * B, cudaMemcpyDefault, compute_));
       }
       streamer.end_step(compute_);
       return;
@@ -339,8 +340,7 @@ class CudaEngine : public CudaStage {
   int max_seq_ = 0;
   int device_ = 0;
   int first_ = 0, count_ = 0;  // the layers run: [first_, first_ + count_)
-  float* next_x_ = nullptr;    // a split model's next share's activations, on next_device_
-  int next_device_ = -1;
+  float* next_x_ = nullptr;  // a split model's next share's activations (on its device)
   std::vector<int> same_token_;  // forward()'s batch, sized once: no allocation per token
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, kv_cache_bytes_ = 0, activation_bytes_ = 0;
   cudaStream_t compute_ = nullptr;
