@@ -19,6 +19,7 @@ transformers row of the same round: the host CPU that bounds generate() can drif
   transformers          from_pretrained in BF16 (the reference), default dynamic cache
   gpu, gpu-compressed, host, int8-gpu-compressed   codecllm.load_model placements
   gpu-compressed-fused  gpu-compressed with fused_products=True (batch 1 multiplies from the compressed weights)
+  gpu-compressed-samestream  gpu-compressed with priority_stream=False (forwards on the caller's stream)
   accelerate-offload    the BF16 model under accelerate.cpu_offload (weights in host RAM)
   dfloat11              DFloat11 (pip package dfloat11), compressed by its own compress_model
                         (pure Python: only for models under --dfloat11-max-params)
@@ -146,6 +147,8 @@ def load(run, path, hf_dir, a):
             return DFloat11Model.from_pretrained(directory, device="cuda").eval()
     placement, _, slots = run.partition(":")  # "gpu-compressed:3": three decode slots
     kw = {"decode_slots": int(slots)} if slots else {}
+    if placement.endswith("-samestream"):  # forwards on the caller's stream, not a high-priority one
+        placement, kw["priority_stream"] = placement.removesuffix("-samestream"), False
     if placement.endswith("-fused"):  # batch-1 products straight from the compressed weights
         placement, kw["fused_products"] = placement.removesuffix("-fused"), True
     if placement.startswith("int8-"):

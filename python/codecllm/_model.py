@@ -23,6 +23,7 @@ from . import _native
 from ._device_map import Split
 from ._file import CllmFile
 from ._host_weights import PIECE_BYTES, host_embedding, host_linear, plain_embedding, plain_linear, to_pinned
+from ._priority_stream import PriorityStream
 from ._streamer import BlockStreamer, block_layout
 
 PLACEMENTS = ("gpu", "gpu-compressed", "host", "auto")
@@ -247,6 +248,7 @@ def load_model(
     fused_products=False,
     device_map=None,
     max_memory=None,
+    priority_stream=True,
 ):
     """A transformers PreTrainedModel whose weights come from the .cllm at `path`.
 
@@ -271,6 +273,9 @@ def load_model(
     devices. max_memory: {device: bytes or "20GiB"} for each GPU (default with "auto": 90% of what each has free;
     leave room for the KV cache). Each device gets its own decode slots and side streams, its blocks decode on it,
     and activations cross between devices as peer copies; print_plan prints the per-device plan before loading.
+    priority_stream (CUDA, one device, blocks decoded just in time): forwards run on a high-priority stream of the
+    model's own, ordered with the caller's stream both ways, so that the blocks' matmuls go ahead of the decodes on
+    the side streams instead of queueing behind them (codecllm/_priority_stream.py).
     """
     import transformers
 
@@ -460,6 +465,8 @@ def load_model(
         model.generation_config.disable_compile = True
     if len(split.devices) > 1:
         model.hf_device_map = split.hf_device_map()
+    elif streamers and priority_stream:
+        model._codecllm_priority = PriorityStream(model, split.torch_device(split.devices[0]))
     model._codecllm = {
         "file": file,
         "streamer": streamers[0] if streamers else None,

@@ -221,6 +221,27 @@ def test_cuda_host_embedding_refuses_an_id_outside_the_table(saved):
 
 
 @pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
+def test_cuda_forwards_run_on_a_priority_stream_and_hand_the_callers_back(saved):
+    """The blocks run on the model's high-priority stream; the caller's stream is current again after a forward,
+    also after one that raised, and the outputs are those of forwards on the caller's stream."""
+    _, lossless, _ = saved("llama")
+    model = codecllm.load_model(lossless, device="cuda", placement="host")
+    seen = []
+    model.model.layers[0].register_forward_pre_hook(lambda m, a: seen.append(torch.cuda.current_stream()))
+    caller = torch.cuda.Stream()
+    ids = ids_for(3).cuda()
+    with torch.cuda.stream(caller):
+        got = outputs(model, ids)
+        assert torch.cuda.current_stream() == caller
+        with pytest.raises(IndexError):
+            outputs(model, torch.tensor([[1, 2, 96]], device="cuda"))
+        assert torch.cuda.current_stream() == caller
+    assert seen[0] == model._codecllm_priority.stream and seen[0].priority < caller.priority
+    plain = codecllm.load_model(lossless, device="cuda", placement="host", priority_stream=False)
+    assert torch.equal(outputs(plain, ids), got)
+
+
+@pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
 def test_cuda_generate_and_int8(saved, tmp_path):
     src, lossless, int8 = saved("llama")
     ref = reference("llama", src, device="cuda")
