@@ -23,7 +23,7 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 
 # figure (under docs/img) -> (plotter, results files under bench/results, extra arguments)
 FIGURES = {
-    "placements-llama3-8b.png": ("plot_placements.py", ["placements-llama3-8b-h100.jsonl"], []),
+    "placements-llama3-8b.png": ("plot_placements.py", ["placements-llama3-8b-h200.jsonl"], []),
     "placements-llama3-70b.png": ("plot_placements.py", ["placements-llama3-70b-h100.jsonl"], []),
     "exp4-llama3-8b.png": ("plot_placements.py", ["exp4-llama3-8b-h200-9c7b5ca.jsonl"], []),
     "python-llama3-8b.png": ("plot_python.py", ["python-bench-h200.jsonl"], ["--model", "llama3-8b.cllm"]),
@@ -35,6 +35,11 @@ FIGURES = {
     "python-llama3-8b-d80b8da.png": (
         "plot_python.py",
         ["python-bench-h200-d80b8da.jsonl"],
+        ["--model", "llama3-8b.cllm"],
+    ),
+    "python-llama3-8b-6892a12.png": (
+        "plot_python.py",
+        ["python-bench-h200-6892a12.jsonl"],
         ["--model", "llama3-8b.cllm"],
     ),
 }
@@ -69,6 +74,11 @@ def table(path):
             + [f"{r['ms_per_step']:.2f}", gib(r["peak_vram_bytes"])]
             for r in rows
         ]
+        if any(r.get("gpus", 1) > 1 for r in rows):  # a split: over how many GPUs (or shares on GPU 0, in turn)
+            head.insert(4, "GPUs")
+            for row, r in zip(cells, rows):
+                n = r.get("gpus", 1)
+                row.insert(4, f"{n} shares on GPU 0" if r.get("shares_on_one_gpu") else n)
     else:
         head = ["run", "batch", "tok/s", "ms/step", "peak VRAM", "round"]
         cells = [

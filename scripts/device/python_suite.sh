@@ -3,7 +3,9 @@
 # pytest suite on the GPU, and bench/python_bench.py on pycode24M and on a Llama-3-8B-shaped
 # model with random weights. Build dependencies travel as Debian packages in .device-data/debs,
 # DFloat11 and its one missing dependency as wheels in .whl, real models in .device-data/models.
-#   [OUT=dir] [RUNS=...] [RUNS_8B=...] [ROUNDS=n] scripts/device/python_suite.sh [build] [test] [bench] [bench8b]
+# Stage profile (after bench8b, which makes the 8B files): scripts/device/python_profile.py on them, batch
+# $PROFILE_BATCH (default 1), with this script's PYTHONPATH.
+#   [OUT=dir] [RUNS=...] [RUNS_8B=...] [ROUNDS=n] scripts/device/python_suite.sh [build] [test] [bench] [bench8b] [profile]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/codecllm-out}
@@ -52,5 +54,11 @@ if has bench8b; then
   python3 bench/python_bench.py /tmp/l8b/llama3-8b.cllm --synthesize llama3-8b --slow-tokens 4 ${RUNS_8B:+--runs $RUNS_8B} ${ROUNDS:+--rounds $ROUNDS} \
     --jsonl "$OUT/python_bench.jsonl" 2>"$OUT/bench-8b.err" | tee -a "$OUT/summary.txt"
   tail -n 5 "$OUT/bench-8b.err"
+fi
+if has profile; then
+  log "python_profile: Llama-3-8B shape, batch ${PROFILE_BATCH:-1}"
+  python3 scripts/device/python_profile.py /tmp/l8b/llama3-8b.cllm /tmp/l8b/llama3-8b-hf --batch ${PROFILE_BATCH:-1} \
+    >"$OUT/profile.txt" 2>&1
+  grep -E "ms a step|hooks|GPU busy|Error" "$OUT/profile.txt" | tee -a "$OUT/summary.txt"
 fi
 log "done"
