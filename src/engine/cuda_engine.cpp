@@ -258,8 +258,7 @@ class CudaEngine : public CudaStage {
     }
     if (!weights_->has_head()) {  // the activations go on to the next share, GPU to GPU
       if (next_x_ != nullptr) {
-        CLLM_CUDA_CHECK(
-            cudaMemcpyAsync(next_x_, x_, sizeof(float) * size_t(dim) * B, cudaMemcpyDefault, compute_));
+        CLLM_CUDA_CHECK(cudaMemcpyAsync(next_x_, x_, sizeof(float) * size_t(dim) * B, cudaMemcpyDefault, compute_));
       }
       streamer.end_step(compute_);
       return;
@@ -339,8 +338,8 @@ class CudaEngine : public CudaStage {
   LlamaConfig cfg_;
   int max_seq_ = 0;
   int device_ = 0;
-  int first_ = 0, count_ = 0;  // the layers run: [first_, first_ + count_)
-  float* next_x_ = nullptr;  // a split model's next share's activations (on its device)
+  int first_ = 0, count_ = 0;    // the layers run: [first_, first_ + count_)
+  float* next_x_ = nullptr;      // a split model's next share's activations (on its device)
   std::vector<int> same_token_;  // forward()'s batch, sized once: no allocation per token
   uint64_t steps_ = 0, baseline_used_ = 0, peak_used_ = 0, kv_cache_bytes_ = 0, activation_bytes_ = 0;
   cudaStream_t compute_ = nullptr;
