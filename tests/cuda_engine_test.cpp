@@ -435,10 +435,12 @@ TEST(CudaEngineBias, AttentionBiasTracksCpu) {
     const int token = (pos * 7 + 1) % vocab;
     const float* lg = gpu->forward(token, pos);
     std::vector<float> g(lg, lg + vocab);
-    for (auto& e : others)
+    for (auto& e : others) {
       ASSERT_EQ(0, std::memcmp(g.data(), e->forward(token, pos), sizeof(float) * vocab))
           << e->describe() << " at " << pos;
-    std::vector<float> c(cpu->forward(token, pos), cpu->forward(token, pos) + vocab);
+    }
+    const float* lc = cpu->forward(token, pos);
+    std::vector<float> c(lc, lc + vocab);
     const LogitGap gap = logit_gap(g.data(), c.data(), vocab);
     const LogitGap bias_effect = logit_gap(cpu_without->forward(token, pos), c.data(), vocab);
     EXPECT_LT(gap.max_diff, 0.25 * bias_effect.max_diff)
@@ -477,9 +479,10 @@ void expect_every_placement_equals(const format::ContainerReader& reference_file
     for (int b = 0; b < batch; ++b) tokens[size_t(b)] = (pos * 5 + 3 + 7 * b) % vocab;
     const float* r = reference->forward_batch(tokens.data(), pos);
     std::vector<float> want(r, r + size_t(vocab) * size_t(batch));
-    for (auto& e : others)
+    for (auto& e : others) {
       ASSERT_EQ(0, std::memcmp(want.data(), e->forward_batch(tokens.data(), pos), want.size() * sizeof(float)))
           << e->describe() << " (" << coding << ") differs from gpu (rans) at " << pos << ", batch " << batch;
+    }
   }
 }
 

@@ -73,8 +73,9 @@ class CudaEngine : public CudaStage {
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) throw Error("no CUDA device: use --device cpu");
     // One device named in devices (--devices 1) is that device alone, no split.
     const int want = o.devices.size() == 1 ? o.devices[0] : o.device;
-    if (want >= devices)
+    if (want >= devices) {
       throw Error("CUDA device " + std::to_string(want) + " asked for; this machine has " + std::to_string(devices));
+    }
     if (want >= 0) CLLM_CUDA_CHECK(cudaSetDevice(want));
     CLLM_CUDA_CHECK(cudaGetDevice(&device_));
     if (o.batch < 1 || o.batch > 1024) throw Error("batch must be in 1..1024");

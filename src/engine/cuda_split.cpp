@@ -90,9 +90,10 @@ class SplitEngine : public Engine {
     // A device named more than once holds several shares, run one after the other on it: the
     // split's code path on one GPU (its tests).
     for (int d : devices_) {
-      if (d < 0 || d >= count)
+      if (d < 0 || d >= count) {
         throw Error("--devices: device " + std::to_string(d) + " is not one of this machine's " +
                     std::to_string(count));
+      }
     }
     cfg_ = read_llama_config(file);
     const DeviceSplitRequest request = split_request(file, cfg_, o);
