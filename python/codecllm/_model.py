@@ -465,12 +465,14 @@ def load_model(
         model.generation_config.disable_compile = True
     if len(split.devices) > 1:
         model.hf_device_map = split.hf_device_map()
-    elif streamers and priority_stream:
-        model._codecllm_priority = PriorityStream(model, split.torch_device(split.devices[0]))
     model._codecllm = {
         "file": file,
         "streamer": streamers[0] if streamers else None,
         "streamers": streamers or [],
+        # forwards on a high-priority stream of the model's own (one device, blocks decoded just in time)
+        "priority_stream": PriorityStream(model, split.torch_device(split.devices[0]))
+        if streamers and priority_stream and len(split.devices) == 1
+        else None,
         "placement": placement,
         "device": device if len(split.devices) == 1 else split.torch_device(split.devices[0]),
         "devices": [split.torch_device(d) for d in split.devices] if device.type == "cuda" else [device],

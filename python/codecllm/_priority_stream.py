@@ -27,6 +27,8 @@ class PriorityStream:
         self.device = device
         # Priorities beyond the device's range are clamped to it: this is the highest there is.
         self.stream = torch.cuda.Stream(device, priority=-100)
+        # Made once and recorded again each forward (Stream.wait_stream would create an event a call).
+        self.entered, self.left = torch.cuda.Event(), torch.cuda.Event()
         self.callers: list[torch.cuda.Stream] = []
         model.register_forward_pre_hook(self._enter)
         # always_call: a forward that raises still hands the caller back its stream.
@@ -36,11 +38,13 @@ class PriorityStream:
         caller = torch.cuda.current_stream(self.device)
         self.callers.append(caller)
         if caller != self.stream:
-            self.stream.wait_stream(caller)
+            self.entered.record(caller)
+            self.stream.wait_event(self.entered)
             torch.cuda.set_stream(self.stream)
 
     def _exit(self, module, args, output):
         caller = self.callers.pop()
         if caller != self.stream:
-            caller.wait_stream(self.stream)
+            self.left.record(self.stream)
+            caller.wait_event(self.left)
             torch.cuda.set_stream(caller)

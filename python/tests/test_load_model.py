@@ -236,7 +236,7 @@ def test_cuda_forwards_run_on_a_priority_stream_and_hand_the_callers_back(saved)
         with pytest.raises(IndexError):
             outputs(model, torch.tensor([[1, 2, 96]], device="cuda"))
         assert torch.cuda.current_stream() == caller
-    assert seen[0] == model._codecllm_priority.stream and seen[0].priority < caller.priority
+    assert seen[0] == model._codecllm["priority_stream"].stream and seen[0].priority < caller.priority
     plain = codecllm.load_model(lossless, device="cuda", placement="host", priority_stream=False)
     assert torch.equal(outputs(plain, ids), got)
 
