@@ -14,6 +14,7 @@
 // to measure what they gain; CODECLLM_BENCH_NO_SCRATCH=1 makes gpu-compressed at batch 1
 // multiply straight from the compressed weights instead of decoding each layer into scratch;
 // CODECLLM_BENCH_DECODE_SLOTS=N gives gpu-compressed N decoded-layer scratch slots;
+// CODECLLM_BENCH_DECODE_BLOCKS_PER_SM=N lets at most N decode blocks reside on an SM;
 // CODECLLM_BENCH_WHOLE_BF16=1 makes it decode whole BF16 values into them instead of exponents
 // alone (CudaEngineOptions::bf16_exponents_only).
 #include <cuda_runtime.h>
@@ -152,6 +153,7 @@ int main(int argc, char** argv) {
       const char* slots = std::getenv("CODECLLM_BENCH_DECODE_SLOTS");
       if (slots != nullptr && o.placement == Placement::GpuCompressed) o.decode_slots = std::atoi(slots);
       o.bf16_exponents_only = !env_is_one("CODECLLM_BENCH_WHOLE_BF16");
+      if (const char* b = std::getenv("CODECLLM_BENCH_DECODE_BLOCKS_PER_SM")) o.decode_blocks_per_sm = std::atoi(b);
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;
       // Greedy, picked where the engine picks (on the GPU): what `codecllm run` does.

@@ -49,7 +49,9 @@ std::vector<uint8_t> expected_output(const format::ContainerReader& r, const for
 // Decodes every tensor of a file on the GPU (in groups, as a layer would be) and compares.
 // output_offset: outputs start that many bytes past an allocation (16-byte aligned when 0,
 // which takes the kernels' vector stores; 4 takes their element-by-element stores).
-void expect_gpu_matches_cpu(const std::string& path, cuda::Int8Out int8_out, bool from_host, size_t output_offset = 0) {
+// blocks_per_sm: GpuDecoder::set_blocks_per_sm (0: one block a job).
+void expect_gpu_matches_cpu(const std::string& path, cuda::Int8Out int8_out, bool from_host, size_t output_offset = 0,
+                            int blocks_per_sm = 0) {
   format::ContainerReader r(path);
   std::vector<std::string> names;
   for (const auto& t : r.index().tensors) names.push_back(t.name);
@@ -59,6 +61,7 @@ void expect_gpu_matches_cpu(const std::string& path, cuda::Int8Out int8_out, boo
     cuda::DecoderOptions o;
     o.int8_output = int8_out;
     cuda::GpuDecoder dec(r, group, o);
+    dec.set_blocks_per_sm(blocks_per_sm);
     std::vector<std::unique_ptr<DeviceBuffer>> bufs;
     std::vector<void*> outs;
     for (size_t i = 0; i < group.size(); ++i) {
@@ -154,6 +157,8 @@ TEST(GpuDecode, EdgeCases) {
         expect_gpu_matches_cpu(path, out, false);
         expect_gpu_matches_cpu(path, out, true);
         expect_gpu_matches_cpu(path, out, false, /*output_offset=*/4);
+        // A capped grid: each block takes jobs of different tensors (and tables) in turn.
+        expect_gpu_matches_cpu(path, out, false, 0, /*blocks_per_sm=*/1);
       }
     }
   }
@@ -334,6 +339,7 @@ TEST(GpuDecode, LargeTensorsAndSmallChunks) {
   const std::string path =
       test::write_synthetic(dir.path(), o, {{"big", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 1)}});
   expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false);
+  for (int blocks : {1, 3}) expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false, 0, blocks);
 }
 
 TEST(GpuDecode, CorruptChunkIsReported) {
@@ -355,6 +361,31 @@ TEST(GpuDecode, CorruptChunkIsReported) {
   EXPECT_GE(detected, trials * 9 / 10) << "corrupt chunks must be reported";
   dec.decode_from_host(dec.host_range().data(), outs, nullptr);
   EXPECT_NO_THROW(dec.check(nullptr)) << "status must reset after a reported failure";
+  EXPECT_THROW(dec.set_blocks_per_sm(-1), Error);
+}
+
+// A capped grid (one block an SM, each block taking several jobs in turn: 1563 chunks of 1024
+// symbols are 196 jobs) reports corrupt chunks of every job it takes.
+TEST(GpuDecode, CappedGridReportsCorruptChunks) {
+  REQUIRE_GPU();
+  test::TempDir dir;
+  const size_t n = 1600000;
+  codec::EncodeOptions o;
+  o.rans.chunk_symbols = 1024;
+  const std::string path =
+      test::write_synthetic(dir.path(), o, {{"w", DType::BF16, {n}, test::gaussian_bf16(n, 0.02, 4)}});
+  format::ContainerReader r(path);
+  const format::PlaneRecord& exp = r.index().tensors[0].planes[0];
+  cuda::GpuDecoder dec(r, {"w"});
+  dec.set_blocks_per_sm(1);
+  DeviceBuffer out(dec.output_bytes(0));
+  void* outs[] = {out.p};
+  const int trials = 40;
+  const int detected = test::corruptions_reported(dec, exp, trials, 12, "'w'", [&](const std::vector<uint8_t>& bad) {
+    dec.decode_from_host(bad.data(), outs, nullptr);
+  });
+  EXPECT_GE(detected, trials * 9 / 10) << "corrupt chunks must be reported with a capped grid";
+  expect_gpu_matches_cpu(path, cuda::Int8Out::Bf16, false, 0, 1);
 }
 
 // bf16_exponents_only: an eligible matrix decodes to its exponent plane, byte for byte, and its

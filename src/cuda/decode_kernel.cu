@@ -214,45 +214,59 @@ constexpr int decode_blocks_per_sm() {
   return kCoded != kCodedFromDescriptor && four ? 4 : 3;
 }
 
-// One block: up to decode_warps chunks of one tensor. One kernel instance per element
-// layout keeps each instance's register use to what its layout needs.
-template <Assemble A, int NP, int kCoded, bool kPacked, bool kSharedTables>
+// One block: up to decode_warps chunks of one tensor a job, one job per block; or, with
+// kSeveral (a grid capped by launch_decode_chunks' max_blocks), the jobs blockIdx.x,
+// blockIdx.x + gridDim.x, ... in turn. A capped grid leaves room on every SM for the kernels
+// of other streams: a decode at full occupancy holds every register of an SM (four blocks of
+// 256 threads at 64 registers), so a product launched beside it waits for decode blocks to
+// retire. The one-job instances stay apart because the loop costs the int8 instances (56
+// registers) a spill. One kernel instance per element layout keeps each instance's register
+// use to what its layout needs.
+template <Assemble A, int NP, int kCoded, bool kPacked, bool kSharedTables, bool kSeveral>
 __global__ void __launch_bounds__(decode_warps(A, kCoded) * 32, decode_blocks_per_sm<A, NP, kCoded>())
-    decode_chunks_kernel(const TensorDesc* __restrict__ tensors, const BlockJob* __restrict__ jobs,
+    decode_chunks_kernel(const TensorDesc* __restrict__ tensors, const BlockJob* __restrict__ jobs, uint32_t num_jobs,
                          const uint32_t* __restrict__ table_pool, const uint8_t* __restrict__ comp,
                          const LaunchPointers ptrs, uint32_t* __restrict__ status, uint32_t table_bytes) {
-  const BlockJob job = jobs[blockIdx.x];
-  const TensorDesc& t = tensors[job.tensor];
-
-  // Stage every coded plane's table (built once on the host) in shared memory, unless the
-  // tensor's tables are too large for it (up to 8 coded planes): those are read from global
-  // memory through L1.
-  if (kSharedTables) stage_tables(t, table_pool, kPacked);
-  __syncthreads();
-
-  const uint32_t warp = threadIdx.x / 32;
-  if (warp >= job.num_chunks) return;
-  const uint32_t chunk = job.first_chunk + warp;
-  const WarpBuffers buffers = warp_buffers(table_bytes, warp, coded_slots<NP, kCoded>(), decode_warps(A, kCoded));
-  uint8_t* const out = static_cast<uint8_t*>(ptrs.outputs[t.output]);
-  const bool vector_out = reinterpret_cast<uintptr_t>(out) % 16 == 0;  // whole runs stored 16 bytes at a time
-  bool bad = false;
-  decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(t, chunk, table_pool, comp, out, buffers.rings, buffers.symbols,
-                                                      vector_out, bad);
-  if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
+  const auto run_job = [&](uint32_t j) {
+    const BlockJob job = jobs[j];
+    const TensorDesc& t = tensors[job.tensor];
+    // Stage every coded plane's table (built once on the host) in shared memory, unless the
+    // tensor's tables are too large for it (up to 8 coded planes): those are read from global
+    // memory through L1. A later job first waits until every warp is done with the last one's.
+    if (kSeveral && j != blockIdx.x) __syncthreads();
+    if (kSharedTables) stage_tables(t, table_pool, kPacked);
+    __syncthreads();
+    const uint32_t warp = threadIdx.x / 32;
+    if (warp >= job.num_chunks) return;
+    const uint32_t chunk = job.first_chunk + warp;
+    const WarpBuffers buffers = warp_buffers(table_bytes, warp, coded_slots<NP, kCoded>(), decode_warps(A, kCoded));
+    uint8_t* const out = static_cast<uint8_t*>(ptrs.outputs[t.output]);
+    const bool vector_out = reinterpret_cast<uintptr_t>(out) % 16 == 0;  // whole runs stored 16 bytes at a time
+    bool bad = false;
+    decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(t, chunk, table_pool, comp, out, buffers.rings,
+                                                        buffers.symbols, vector_out, bad);
+    if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
+  };
+  if constexpr (kSeveral) {
+    for (uint32_t j = blockIdx.x; j < num_jobs; j += gridDim.x) run_job(j);
+  } else {
+    run_job(blockIdx.x);
+  }
 }
 
 template <Assemble A, int NP, int kCoded, bool kPacked, bool kSharedTables>
 void launch_variant(const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs, const uint32_t* table_pool,
                     const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status, size_t table_bytes,
-                    cudaStream_t stream) {
+                    uint32_t max_blocks, cudaStream_t stream) {
   table_bytes = kSharedTables ? table_bytes_in_block(table_bytes) : 0;
   constexpr int kWarps = decode_warps(A, kCoded);
   const size_t shared_bytes = block_shared_bytes(table_bytes, coded_slots<NP, kCoded>(), kWarps);
-  auto* kernel = decode_chunks_kernel<A, NP, kCoded, kPacked, kSharedTables>;
+  const bool capped = max_blocks > 0 && max_blocks < num_jobs;
+  auto* kernel = capped ? decode_chunks_kernel<A, NP, kCoded, kPacked, kSharedTables, true>
+                        : decode_chunks_kernel<A, NP, kCoded, kPacked, kSharedTables, false>;
   allow_shared_bytes(kernel, shared_bytes);
-  kernel<<<num_jobs, kWarps * 32, shared_bytes, stream>>>(tensors, jobs, table_pool, comp, ptrs, status,
-                                                          static_cast<uint32_t>(table_bytes));
+  kernel<<<capped ? max_blocks : num_jobs, kWarps * 32, shared_bytes, stream>>>(
+      tensors, jobs, num_jobs, table_pool, comp, ptrs, status, static_cast<uint32_t>(table_bytes));
 }
 
 // LEFT predictor: residuals -> values by a prefix sum mod 256 along each row (one warp per
@@ -330,7 +344,7 @@ constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 static_assert(2 * kNumVariants == kNumLayouts, "kNumLayouts counts every variant twice (tables shared or global)");
 
 using Launcher = void (*)(const TensorDesc*, const BlockJob*, uint32_t, const uint32_t*, const uint8_t*,
-                          const LaunchPointers&, uint32_t*, size_t, cudaStream_t);
+                          const LaunchPointers&, uint32_t*, size_t, uint32_t, cudaStream_t);
 
 // One launcher per variant, in kVariants order: the instances exist at compile time, and a
 // tensor's layout index picks one at run time.
@@ -366,13 +380,14 @@ int layout_warps(int layout) {
 
 void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
                           const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
-                          size_t shared_bytes, cudaStream_t stream) {
+                          size_t shared_bytes, uint32_t max_blocks, cudaStream_t stream) {
   if (num_jobs == 0) return;
   if (layout < 0 || layout >= kNumLayouts) throw Error("GPU decoder: unsupported element layout");
   if (layout < kNumVariants) {
-    kSharedLaunchers[layout](tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, stream);
+    kSharedLaunchers[layout](tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, max_blocks, stream);
   } else {
-    kGlobalLaunchers[layout - kNumVariants](tensors, jobs, num_jobs, table_pool, comp, ptrs, status, 0, stream);
+    kGlobalLaunchers[layout - kNumVariants](tensors, jobs, num_jobs, table_pool, comp, ptrs, status, 0, max_blocks,
+                                             stream);
   }
 }
 

@@ -25,10 +25,11 @@ int layout_warps(int layout);
 
 // Decodes every chunk named by jobs (all of one layout); tensors, jobs and table_pool are
 // device arrays, comp the device copy of the compressed range. A failed chunk writes (chunk
-// index + 1) to status[tensor] if that entry is still 0.
+// index + 1) to status[tensor] if that entry is still 0. max_blocks > 0: at most that many
+// blocks, each taking several jobs in turn (0: one block a job).
 void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob* jobs, uint32_t num_jobs,
                           const uint32_t* table_pool, const uint8_t* comp, const LaunchPointers& ptrs, uint32_t* status,
-                          size_t shared_bytes, cudaStream_t stream);
+                          size_t shared_bytes, uint32_t max_blocks, cudaStream_t stream);
 
 // Instances of the fused decode-GEMV kernel (decode_gemv_kernel.cu): lossless BF16 weights
 // (exponents coded, sign and mantissa raw) against BF16 x, and int8 weights (no predictor)

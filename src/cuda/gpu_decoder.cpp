@@ -519,6 +519,14 @@ void GpuDecoder::upload_resident(cudaStream_t stream) {
     CLLM_CUDA_CHECK(cudaMemcpyAsync(resident_, host_range_.data(), range_bytes_, cudaMemcpyHostToDevice, stream));
 }
 
+void GpuDecoder::set_blocks_per_sm(int blocks) {
+  if (blocks < 0) throw Error(path_ + ": decode blocks per SM must be 0 (as many as fit) or more");
+  int device = 0, sms = 0;
+  CLLM_CUDA_CHECK(cudaGetDevice(&device));
+  CLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  max_blocks_ = static_cast<uint32_t>(blocks) * static_cast<uint32_t>(sms);
+}
+
 void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream, uint8_t* scratch) {
   if (reinterpret_cast<uintptr_t>(comp_device) % kStreamAlignment != 0)
     throw Error(path_ + ": GPU decode needs the compressed bytes at a 16-byte aligned address");
@@ -529,7 +537,7 @@ void GpuDecoder::decode(const uint8_t* comp_device, void* const* outputs, cudaSt
     ptrs.outputs[i] = scratch_offset_[i] == kNoScratch ? outputs[i] : scratch + scratch_offset_[i];
   for (const Launch& l : launches_) {
     launch_decode_chunks(l.layout, d_tensors_, d_jobs_ + l.first_job, l.num_jobs, d_tables_, comp_device, ptrs,
-                         d_status_, shared_bytes_, stream);
+                         d_status_, shared_bytes_, max_blocks_, stream);
     CLLM_CUDA_CHECK(cudaGetLastError());
   }
   for (const ClassTensorDesc& c : class_tensors_) {

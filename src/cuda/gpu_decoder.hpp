@@ -72,6 +72,11 @@ class GpuDecoder {
   // Enqueues the decode of every tensor from a device copy of the range into outputs[i].
   // `scratch` is used with DecoderOptions::external_scratch (scratch_bytes() of device memory).
   void decode(const uint8_t* comp_device, void* const* outputs, cudaStream_t stream, uint8_t* scratch = nullptr);
+  // At most `blocks` resident decode blocks on each SM from now on (0: as many as fit), so that
+  // kernels on other streams (a model's products beside a decode ahead of them) find room on
+  // every SM instead of waiting for decode blocks to retire. The rANS chunk kernels only.
+  void set_blocks_per_sm(int blocks);
+
   // Enqueues an async copy of the range from host memory (pinned for overlap) into a
   // staging buffer allocated once, then the decode.
   void decode_from_host(const uint8_t* comp_host, void* const* outputs, cudaStream_t stream,
@@ -125,6 +130,7 @@ class GpuDecoder {
   std::vector<Gemv> gemv_;
   BlockJob* d_gemv_jobs_ = nullptr;
   size_t shared_bytes_ = 0;
+  uint32_t max_blocks_ = 0;  // rANS chunk launches: at most this many blocks (0: one a job)
   std::vector<void*> allocations_;
   TensorDesc* d_tensors_ = nullptr;
   BlockJob* d_jobs_ = nullptr;

@@ -55,6 +55,10 @@ struct CudaEngineOptions {
   // default_compressed_slots in placement_plan.hpp). Each slot beyond the first lets one more
   // layer decode at once, for its size in VRAM.
   int decode_slots = 0;
+  // Layers decoded just in time: at most this many decode thread blocks resident on each SM (0:
+  // as many as fit), so that a step's own kernels beside a decode find room on every SM
+  // (cuda::GpuDecoder::set_blocks_per_sm).
+  int decode_blocks_per_sm = 0;
   // Several GPUs of one host: the layers split into contiguous ranges over these devices
   // (engine/device_split.hpp plans them, each device within vram_budget, or within its free
   // memory when that is 0), each range one engine on its device, activations passed on by peer

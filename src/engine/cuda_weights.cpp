@@ -257,7 +257,10 @@ void CudaWeights::make_decoders(const format::ContainerReader& file, const std::
   cuda::DecoderOptions d = decoder_options(int8_layers_ ? cuda::Int8Out::Int8 : dequantized());
   d.external_scratch = true;
   d.bf16_exponents_only = exponents_only;
-  for (const auto& layer : names) decoders_.push_back(std::make_unique<cuda::GpuDecoder>(file, layer, d));
+  for (const auto& layer : names) {
+    decoders_.push_back(std::make_unique<cuda::GpuDecoder>(file, layer, d));
+    decoders_.back()->set_blocks_per_sm(opt_.decode_blocks_per_sm);
+  }
 }
 
 // The byte counts a plan adds up, from the decoders that will run (whole values) and the slot
