@@ -7,7 +7,9 @@
 // recommended size. Each nvCOMP codec compresses them on the GPU, then decodes them `repeats`
 // times (best kept); codecllm's rANS (or zstd) decodes the file's own coding of the same
 // tensors in one GpuDecoder launch per group of 64 tensors; a device-to-device copy of the
-// decoded bytes is the reference. Decoded output is checked against the source for every row.
+// decoded bytes is the reference. Then the same with one launch per decoder layer (one
+// GpuDecoder, or one batched nvCOMP call, a layer), the layers one after another: the unit the
+// engine decodes. Decoded output is checked against the source for every row.
 #include <cuda_runtime.h>
 #include <nvcomp/ans.h>
 #include <nvcomp/bitcomp.h>
@@ -27,6 +29,7 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/gpu_decoder.hpp"
 #include "format/container.hpp"
+#include "model/compress.hpp"
 
 namespace cllm = codecllm;
 
@@ -141,15 +144,34 @@ void row(const char* name, double bits, double seconds, uint64_t out_bytes, doub
               100.0 * 2 * double(out_bytes) / seconds / 1e9 / copy_gbps, exact ? "exact" : "MISMATCH");
 }
 
+void header(const char* title) {
+  std::printf("-- %s\n%-32s %8s %10s %10s %9s\n", title, "coding", "bits/w", "decode us", "GB/s out", "of copy");
+}
+
+// Tensors decoded in one launch: the whole file, or one decoder layer (the engine's unit).
+struct Group {
+  std::vector<std::string> names;
+  uint64_t offset = 0, bytes = 0;  // where their decoded bytes lie, end to end
+  size_t first_chunk = 0, chunks = 0;  // their 64 KiB pieces for nvCOMP
+};
+
 int run(const std::string& path, int repeats) {
   cllm::format::ContainerReader file(path);
   std::vector<uint8_t> source;  // every tensor's decoded bytes, end to end
   uint64_t elements = 0, stored = 0;
   std::vector<std::string> names;
+  std::vector<Group> layers;  // consecutive tensors of one decoder layer
   for (const auto& t : file.index().tensors) {
     if (t.mode != cllm::format::TensorMode::Lossless) throw cllm::Error(path + ": compare lossless files");
     const auto d = cllm::codec::decode_tensor(
         t, [&](const auto& p) { return file.payload(p); }, path);
+    const std::string layer = cllm::model::layer_of(t.name);
+    if (!layer.empty()) {
+      if (layers.empty() || cllm::model::layer_of(layers.back().names.back()) != layer)
+        layers.push_back({{}, source.size(), 0, 0, 0});
+      layers.back().names.push_back(t.name);
+      layers.back().bytes += d.bytes.size();
+    }
     source.insert(source.end(), d.bytes.begin(), d.bytes.end());
     elements += t.num_elements();
     for (const auto& p : t.planes) stored += p.size;
@@ -162,53 +184,105 @@ int run(const std::string& path, int repeats) {
   const double copy_s =
       best_seconds(repeats, [&] { CLLM_CUDA_CHECK(cudaMemcpyAsync(dst.p, src->p, total, cudaMemcpyDeviceToDevice)); });
   const double copy_gbps = 2.0 * double(total) / copy_s / 1e9;
-  std::printf("%s: %zu tensors, %.2f GiB decoded; device-to-device copy %.0f GB/s (read + write)\n", path.c_str(),
-              names.size(), double(total) / (1u << 30), copy_gbps);
-  std::printf("%-32s %8s %10s %10s %9s\n", "coding", "bits/w", "decode us", "GB/s out", "of copy");
+  std::printf("%s: %zu tensors, %.2f GiB decoded, %zu decoder layers; device-to-device copy %.0f GB/s (read + write)\n",
+              path.c_str(), names.size(), double(total) / (1u << 30), layers.size(), copy_gbps);
   auto exact = [&] {
     std::vector<uint8_t> back(total);
     CLLM_CUDA_CHECK(cudaMemcpy(back.data(), dst.p, total, cudaMemcpyDeviceToHost));
     CLLM_CUDA_CHECK(cudaMemset(dst.p, 0, total));
     return back == source;
   };
+  // Only the layers' bytes are written by the per-layer launches: compare those.
+  auto layers_exact = [&] {
+    std::vector<uint8_t> back(total);
+    CLLM_CUDA_CHECK(cudaMemcpy(back.data(), dst.p, total, cudaMemcpyDeviceToHost));
+    CLLM_CUDA_CHECK(cudaMemset(dst.p, 0, total));
+    for (const Group& g : layers)
+      if (!std::equal(back.begin() + long(g.offset), back.begin() + long(g.offset + g.bytes),
+                      source.begin() + long(g.offset)))
+        return false;
+    return true;
+  };
+  uint64_t layer_bytes = 0, layer_elements = 0, layer_stored = 0;
+  for (const Group& g : layers) layer_bytes += g.bytes;
 
-  // codecllm: the file's own coding, one GpuDecoder per group of tensors, all resident.
-  std::vector<std::unique_ptr<cllm::cuda::GpuDecoder>> decoders;
-  std::vector<std::vector<void*>> outs;
+  // codecllm: the file's own coding, all resident; the whole file in launches of up to
+  // kMaxTensorsPerLaunch tensors, then one launch per layer.
+  struct Launch {
+    std::unique_ptr<cllm::cuda::GpuDecoder> decoder;
+    std::vector<void*> outs;
+    std::unique_ptr<Device> scratch;
+  };
+  auto plan = [&](const std::vector<std::string>& group, uint64_t at) {
+    Launch l{std::make_unique<cllm::cuda::GpuDecoder>(file, group), {}, nullptr};
+    l.decoder->upload_resident(nullptr);
+    for (size_t i = 0; i < group.size(); ++i) {
+      l.outs.push_back(dst.as<uint8_t>() + at);
+      at += l.decoder->output_bytes(i);
+    }
+    l.scratch = std::make_unique<Device>(l.decoder->scratch_bytes());
+    return l;
+  };
+  auto time_launches = [&](std::vector<Launch>& launches) {
+    const double s = best_seconds(repeats, [&] {
+      for (Launch& l : launches) l.decoder->decode(l.decoder->resident(), l.outs.data(), nullptr, l.scratch->as<uint8_t>());
+    });
+    for (Launch& l : launches) l.decoder->check(nullptr);
+    return s;
+  };
+  std::vector<Launch> whole, per_layer;
   uint64_t at = 0;
   for (size_t first = 0; first < names.size(); first += cllm::cuda::kMaxTensorsPerLaunch) {
     std::vector<std::string> group(
         names.begin() + long(first),
         names.begin() + long(std::min(names.size(), first + cllm::cuda::kMaxTensorsPerLaunch)));
-    decoders.push_back(std::make_unique<cllm::cuda::GpuDecoder>(file, group));
-    decoders.back()->upload_resident(nullptr);
-    outs.emplace_back();
-    for (size_t i = 0; i < group.size(); ++i) {
-      outs.back().push_back(dst.as<uint8_t>() + at);
-      at += decoders.back()->output_bytes(i);
-    }
+    whole.push_back(plan(group, at));
+    for (size_t i = 0; i < group.size(); ++i) at += whole.back().decoder->output_bytes(i);
   }
-  std::vector<std::unique_ptr<Device>> scratch;
-  for (const auto& d : decoders) scratch.push_back(std::make_unique<Device>(d->scratch_bytes()));
-  const double ours = best_seconds(repeats, [&] {
-    for (size_t k = 0; k < decoders.size(); ++k)
-      decoders[k]->decode(decoders[k]->resident(), outs[k].data(), nullptr, scratch[k]->as<uint8_t>());
-  });
-  for (const auto& d : decoders) d->check(nullptr);
+  for (const Group& g : layers) {
+    per_layer.push_back(plan(g.names, g.offset));
+    layer_stored += per_layer.back().decoder->range_bytes();
+    for (const std::string& n : g.names) layer_elements += file.index().find_tensor(n)->num_elements();
+  }
+  header("the whole file, launches of up to 64 tensors");
+  const double ours = time_launches(whole);
   row("codecllm (the file's coding)", 8.0 * double(stored) / double(elements), ours, total, copy_gbps, exact());
+  double ours_layers = 0;
+  if (!layers.empty()) ours_layers = time_launches(per_layer);
+  const bool ours_layers_exact = layers.empty() || layers_exact();
+  whole.clear();
+  per_layer.clear();
 
-  // nvCOMP: the same bytes in 64 KiB chunks.
-  const size_t n = (total + kChunk - 1) / kChunk;
-  std::vector<const void*> in_ptrs(n);
-  std::vector<void*> out_ptrs(n);
-  std::vector<size_t> in_bytes(n);
-  for (size_t i = 0; i < n; ++i) {
-    in_ptrs[i] = src->as<uint8_t>() + i * kChunk;
-    out_ptrs[i] = dst.as<uint8_t>() + i * kChunk;
-    in_bytes[i] = std::min(kChunk, total - i * kChunk);
+  // nvCOMP: the same bytes in 64 KiB chunks, each layer's cut on its own (so that a layer is a
+  // run of whole chunks), the rest of the file after them.
+  std::vector<const void*> in_ptrs;
+  std::vector<void*> out_ptrs;
+  std::vector<size_t> in_bytes;
+  auto cut = [&](uint64_t offset, uint64_t bytes) {
+    for (uint64_t o = 0; o < bytes; o += kChunk) {
+      in_ptrs.push_back(src->as<uint8_t>() + offset + o);
+      out_ptrs.push_back(dst.as<uint8_t>() + offset + o);
+      in_bytes.push_back(std::min<uint64_t>(kChunk, bytes - o));
+    }
+  };
+  uint64_t covered = 0;
+  for (Group& g : layers) {
+    if (g.offset > covered) cut(covered, g.offset - covered);
+    g.first_chunk = in_ptrs.size();
+    cut(g.offset, g.bytes);
+    g.chunks = in_ptrs.size() - g.first_chunk;
+    covered = g.offset + g.bytes;
   }
+  if (total > covered) cut(covered, total - covered);
+  const size_t n = in_ptrs.size();
   auto d_in_ptrs = upload(in_ptrs), d_out_ptrs = upload(out_ptrs), d_in_bytes = upload(in_bytes);
   Device d_status(n * sizeof(nvcompStatus_t)), d_comp_bytes(n * sizeof(size_t)), d_actual(n * sizeof(size_t));
+  struct Measured {
+    std::string name;
+    double bits_all, bits_layers, whole_s, layers_s;
+    bool whole_exact, layers_exact;
+  };
+  std::vector<Measured> measured;
   for (const Codec& c : codecs()) {
     size_t max_out = 0, temp = 0, dtemp = 0;
     c.max_output(kChunk, &max_out);
@@ -221,15 +295,40 @@ int run(const std::string& path, int repeats) {
                d_comp_ptrs->as<void* const>(), d_comp_bytes.as<size_t>(), d_status.as<nvcompStatus_t>());
     std::vector<size_t> sizes(n);
     CLLM_CUDA_CHECK(cudaMemcpy(sizes.data(), d_comp_bytes.p, n * sizeof(size_t), cudaMemcpyDeviceToHost));
-    uint64_t compressed = 0;
+    uint64_t compressed = 0, compressed_layers = 0;
     for (size_t s : sizes) compressed += s;
+    for (const Group& g : layers)
+      for (size_t i = g.first_chunk; i < g.first_chunk + g.chunks; ++i) compressed_layers += sizes[i];
     c.decompress_temp(n, kChunk, &dtemp, total);
     Device dt(dtemp);
-    const double s = best_seconds(repeats, [&] {
-      c.decompress(d_comp_ptrs->as<const void* const>(), d_comp_bytes.as<size_t>(), d_in_bytes->as<size_t>(),
-                   d_actual.as<size_t>(), n, dt.p, dtemp, d_out_ptrs->as<void* const>(), d_status.as<nvcompStatus_t>());
-    });
-    row(c.name.c_str(), 8.0 * double(compressed) / double(elements), s, total, copy_gbps, exact());
+    // Chunks [first, first + count) in one batched call.
+    auto decode = [&](size_t first, size_t count) {
+      c.decompress(d_comp_ptrs->as<const void* const>() + first, d_comp_bytes.as<size_t>() + first,
+                   d_in_bytes->as<size_t>() + first, d_actual.as<size_t>() + first, count, dt.p, dtemp,
+                   d_out_ptrs->as<void* const>() + first, d_status.as<nvcompStatus_t>() + first);
+    };
+    Measured m{c.name, 8.0 * double(compressed) / double(elements), 0, 0, 0, false, true};
+    m.whole_s = best_seconds(repeats, [&] { decode(0, n); });
+    m.whole_exact = exact();
+    row(c.name.c_str(), m.bits_all, m.whole_s, total, copy_gbps, m.whole_exact);
+    if (!layers.empty()) {
+      m.bits_layers = 8.0 * double(compressed_layers) / double(layer_elements);
+      m.layers_s = best_seconds(repeats, [&] {
+        for (const Group& g : layers) decode(g.first_chunk, g.chunks);
+      });
+      m.layers_exact = layers_exact();
+    }
+    measured.push_back(m);
+  }
+  if (!layers.empty()) {
+    header("one launch per decoder layer, the layers one after another (what the engine decodes at a time)");
+    row("codecllm (the file's coding)", 8.0 * double(layer_stored) / double(layer_elements), ours_layers, layer_bytes,
+        copy_gbps, ours_layers_exact);
+    for (const Measured& m : measured) row(m.name.c_str(), m.bits_layers, m.layers_s, layer_bytes, copy_gbps, m.layers_exact);
+    for (const Measured& m : measured)
+      if (m.name == "nvCOMP ANS <f2")
+        std::printf("codecllm per layer: %.2fx nvCOMP ANS <f2's decode rate, at %.1f%% of its size\n",
+                    m.layers_s / ours_layers, 100.0 * double(layer_stored) / (m.bits_layers * double(layer_elements) / 8));
   }
   return 0;
 }

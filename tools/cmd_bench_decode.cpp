@@ -161,8 +161,7 @@ Command add_bench_decode(CLI::App& app) {
       std::vector<std::string> all;
       for (const auto& t : file.index().tensors) {
         classes[model::tensor_group(t.name)].push_back(t.name);
-        const auto p = t.name.find(".layers.");
-        if (p != std::string::npos) layers[t.name.substr(0, t.name.find('.', p + 8))].push_back(t.name);
+        if (const std::string layer = model::layer_of(t.name); !layer.empty()) layers[layer].push_back(t.name);
         all.push_back(t.name);
       }
       for (const auto& [name, names] : classes)

@@ -70,6 +70,11 @@ std::string tensor_group(const std::string& name) {
   return std::regex_replace(name, layer_number, ".*.");
 }
 
+std::string layer_of(const std::string& name) {
+  const size_t p = name.find(".layers.");
+  return p == std::string::npos ? std::string() : name.substr(0, name.find('.', p + 8));
+}
+
 CompressResult compress_checkpoint(const std::string& src, const std::string& dst, const CompressOptions& options,
                                    const ProgressFn& progress) {
   return compress_checkpoint(*open_checkpoint(src), dst, options, progress);

@@ -64,4 +64,8 @@ void decompress_container(const std::string& file, const std::string& out_dir);
 // "model.layers.3.mlp.up_proj.weight" -> "model.layers.*.mlp.up_proj.weight"
 std::string tensor_group(const std::string& name);
 
+// "model.layers.3.mlp.up_proj.weight" -> "model.layers.3": the decoder layer a tensor belongs to
+// (the engine's unit of decode), or "" for a tensor of no layer (embeddings, final norm, head).
+std::string layer_of(const std::string& name);
+
 }  // namespace codecllm::model
