@@ -20,6 +20,7 @@ transformers row of the same round: the host CPU that bounds generate() can drif
   gpu, gpu-compressed, host, int8-gpu-compressed   codecllm.load_model placements
   gpu-compressed-fused  gpu-compressed with fused_products=True (batch 1 multiplies from the compressed weights)
   gpu-compressed-samestream  gpu-compressed with priority_stream=False (forwards on the caller's stream)
+  RUN+KEY=VALUE[+...]   any run with load_model keywords, e.g. gpu-compressed+decode_blocks_per_sm=3
   accelerate-offload    the BF16 model under accelerate.cpu_offload (weights in host RAM)
   dfloat11              DFloat11 (pip package dfloat11), compressed by its own compress_model
                         (pure Python: only for models under --dfloat11-max-params)
@@ -145,8 +146,14 @@ def load(run, path, hf_dir, a):
         torch.cuda.reset_peak_memory_stats()  # its compression ran on the GPU too: count from its load
         with contextlib.redirect_stdout(sys.stderr):
             return DFloat11Model.from_pretrained(directory, device="cuda").eval()
+    run, *options = run.split("+")  # "gpu-compressed+decode_blocks_per_sm=3": load_model keywords
+    kw = {
+        k: int(v) if v.isdigit() else v == "True" if v in ("True", "False") else v
+        for k, _, v in (o.partition("=") for o in options)
+    }
     placement, _, slots = run.partition(":")  # "gpu-compressed:3": three decode slots
-    kw = {"decode_slots": int(slots)} if slots else {}
+    if slots:
+        kw["decode_slots"] = int(slots)
     if placement.endswith("-samestream"):  # forwards on the caller's stream, not a high-priority one
         placement, kw["priority_stream"] = placement.removesuffix("-samestream"), False
     if placement.endswith("-fused"):  # batch-1 products straight from the compressed weights

@@ -249,6 +249,8 @@ def load_model(
     device_map=None,
     max_memory=None,
     priority_stream=True,
+    decode_blocks_per_sm=0,
+    refill_after_forward=False,
 ):
     """A transformers PreTrainedModel whose weights come from the .cllm at `path`.
 
@@ -275,7 +277,11 @@ def load_model(
     and activations cross between devices as peer copies; print_plan prints the per-device plan before loading.
     priority_stream (CUDA, one device, blocks decoded just in time): forwards run on a high-priority stream of the
     model's own, ordered with the caller's stream both ways, so that the blocks' matmuls go ahead of the decodes on
-    the side streams instead of queueing behind them (codecllm/_priority_stream.py).
+    the side streams instead of queueing behind them (codecllm/_priority_stream.py). decode_blocks_per_sm (CUDA): at
+    most that many decode thread blocks resident on each SM (0: as many as fit); a decode at full occupancy holds
+    every register of the SMs, so the forward's kernels beside it wait for its blocks to retire.
+    refill_after_forward: the next forward's first blocks start decoding once the whole forward (its head
+    included) is enqueued, not after the last block, so that the head's product has the GPU to itself.
     """
     import transformers
 
@@ -438,8 +444,12 @@ def load_model(
                         slots=slots,
                         prefetch=prefetch,
                         fused=fused_products,
+                        blocks_per_sm=decode_blocks_per_sm,
+                        refill_after_forward=refill_after_forward,
                     )
                 )
+                if refill_after_forward:
+                    model.register_forward_hook(lambda mod, args, out, st=streamers[-1]: st.end_forward())
             decoders = None  # the streamer holds them; gpu blocks' go once decoded
         for key in ("decoded_weights", "compressed_weights", "decoder_tables", "pinned_host", "scratch"):
             if any(key in st.memory for st in streamers):

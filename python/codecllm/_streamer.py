@@ -76,10 +76,25 @@ def _tokens(args, kwargs) -> int:
 
 
 class BlockStreamer:
-    def __init__(self, blocks, decoders, placements, dtype, device, slots=3, prefetch=2, fused=False):
+    def __init__(
+        self,
+        blocks,
+        decoders,
+        placements,
+        dtype,
+        device,
+        slots=3,
+        prefetch=2,
+        fused=False,
+        blocks_per_sm=0,
+        refill_after_forward=False,
+    ):
         """blocks: [(block module, [(tensor name, module owning .weight, shape)])]; decoders: a GpuDecoder over each
         block's tensor names, in that order; placements: per block. fused: forwards of one token multiply straight
-        from the compressed weights (raises ValueError naming what cannot)."""
+        from the compressed weights (raises ValueError naming what cannot). blocks_per_sm: at most that many decode
+        thread blocks resident on each SM (0: as many as fit), leaving room for the forward's own kernels.
+        refill_after_forward: the next forward's first decodes are enqueued by end_forward() (a hook on the whole
+        model, after its head) instead of after the last block."""
         self.device = torch.device(device)
         self.dtype = dtype
         self.blocks: list[Block] = []
@@ -138,6 +153,7 @@ class BlockStreamer:
                 self.memory["pinned_host"] += b.decoder.range_bytes
                 self.memory["decoder_tables"] += b.decoder.device_bytes
             if b.placement != "gpu":
+                b.decoder.set_blocks_per_sm(blocks_per_sm)
                 slot = self.slots[b.rank % self.nslots]
                 b.views = self._views(slot, b)
                 b.pointers = self._pointers(slot, b)
@@ -158,6 +174,8 @@ class BlockStreamer:
         torch.cuda.synchronize(self.device)
         self.forwards = 0
         self.last_ran = None
+        self.refill_after_forward = refill_after_forward
+        self.refill_due = False  # the last block ran and the next forward's first decodes are not yet enqueued
         self.fused = fused
         self.fusing = False  # this forward's products run straight from the compressed weights
         self._current_stream()  # self.stream: the forward's compute stream, looked up again at its first block
@@ -231,6 +249,8 @@ class BlockStreamer:
                         self.check()
         if self.fusing:
             return
+        if b.rank == 0 and self.refill_due:  # end_forward did not run (a forward of the blocks alone)
+            self._refill()
         stream = self.stream
         release = enqueue = -1
         last = self.last_ran
@@ -269,12 +289,23 @@ class BlockStreamer:
             return
         self.handoff.before(b.handle, self._hand_on(b), -1, self.stream)
         if b.rank == len(self.streamed) - 1:  # the next forward's first blocks, behind this one's last
-            self.forwards += 1
-            if self.forwards % CHECK_EVERY == 1:
-                self.check()
-            for r in range(self.nslots):
-                if not self.streamed[r].pending:
-                    self._enqueue(self.streamed[r])
+            self.refill_due = True
+            if not self.refill_after_forward:
+                self._refill()
+
+    def end_forward(self):
+        """The whole forward is enqueued: the next forward's first decodes go in now (refill_after_forward)."""
+        if self.refill_due:
+            self._refill()
+
+    def _refill(self):
+        self.refill_due = False
+        self.forwards += 1
+        if self.forwards % CHECK_EVERY == 1:
+            self.check()
+        for r in range(self.nslots):
+            if not self.streamed[r].pending:
+                self._enqueue(self.streamed[r])
 
     def check(self):
         """Waits for the decodes (and fused products) and raises naming the file, tensor and chunk of the first

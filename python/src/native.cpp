@@ -289,6 +289,8 @@ NB_MODULE(_native, m) {
           },
           nb::arg("outputs"), nb::arg("stream"), nb::arg("scratch") = 0)
       .def("check", [](Decoder& d, uintptr_t stream) { d.dec->check(as_stream(stream)); })
+      // At most `blocks` resident decode blocks an SM (0: as many as fit), on the current device.
+      .def("set_blocks_per_sm", [](Decoder& d, int blocks) { d.dec->set_blocks_per_sm(blocks); })
       .def("gemv_ready", [](const Decoder& d, size_t i) { return d.dec->gemv_ready(i); })
       // y = W_i x straight from the resident compressed weights (after upload_resident): x one BF16
       // row, 16-byte aligned; y its BF16 rows. Launched as a programmatic dependent of the stream's

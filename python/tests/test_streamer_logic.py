@@ -53,7 +53,7 @@ def streamer(monkeypatch):
     made = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: made[-1].handoff.synchronize())
 
-    def make(blocks=6, slots=2, fused=False):
+    def make(blocks=6, slots=2, fused=False, refill_after_forward=False):
         s = object.__new__(BlockStreamer)
         made.append(s)
         s.device = torch.device("cpu")
@@ -65,6 +65,8 @@ def streamer(monkeypatch):
         s.last_ran = None
         s.fused = fused
         s.fusing = False
+        s.refill_after_forward = refill_after_forward
+        s.refill_due = False
         s.check = lambda: None
         s._current_stream()
         for r in range(slots):
@@ -74,13 +76,16 @@ def streamer(monkeypatch):
     return make
 
 
-def forward(s, tokens, stop=None):
-    """The hooks of one forward over the blocks (up to `stop`, as a forward that raised midway)."""
+def forward(s, tokens, stop=None, end=True):
+    """The hooks of one forward over the blocks (up to `stop`, as a forward that raised midway); end: the model's
+    own forward hook runs after the head (a forward of the blocks alone has none)."""
     hidden = torch.zeros(1, tokens, 8)
     for b in s.blocks[:stop]:
         s._before(b, (hidden,), {})
     if stop is None:
         s._release(s.blocks[-1])
+        if end:
+            s.end_forward()
 
 
 @pytest.mark.parametrize("slots", [1, 2, 3])
@@ -116,3 +121,17 @@ def test_a_forward_that_stops_midway_is_recovered(streamer):
 def test_tokens_are_counted_from_the_first_tensor_argument():
     assert _streamer._tokens((torch.zeros(2, 3, 8),), {}) == 6
     assert _streamer._tokens((), {"hidden_states": torch.zeros(1, 1, 8)}) == 1
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_refill_after_forward_waits_for_the_end_of_the_forward(streamer, slots):
+    s = streamer(slots=slots, refill_after_forward=True)
+    forward(s, tokens=5, end=False)
+    assert not any(b.pending for b in s.blocks[:slots]), "the next forward's decodes wait for end_forward"
+    s.end_forward()
+    assert all(b.pending for b in s.blocks[:slots])
+    for _ in range(3):
+        forward(s, tokens=5)
+    forward(s, tokens=5, end=False)  # the blocks alone, without the model's hook: the first block refills
+    forward(s, tokens=5)
+    assert s.handoff.ran == list(range(6)) * 6
