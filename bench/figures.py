@@ -42,6 +42,11 @@ FIGURES = {
         ["python-bench-h200-6892a12.jsonl"],
         ["--model", "llama3-8b.cllm"],
     ),
+    "python-llama3-8b-40183ae.png": (
+        "plot_python.py",
+        ["python-bench-h200-40183ae-run3.jsonl"],
+        ["--model", "llama3-8b.cllm"],
+    ),
 }
 
 
