@@ -151,7 +151,7 @@ void header(const char* title) {
 // Tensors decoded in one launch: the whole file, or one decoder layer (the engine's unit).
 struct Group {
   std::vector<std::string> names;
-  uint64_t offset = 0, bytes = 0;  // where their decoded bytes lie, end to end
+  uint64_t offset = 0, bytes = 0;      // where their decoded bytes lie, end to end
   size_t first_chunk = 0, chunks = 0;  // their 64 KiB pieces for nvCOMP
 };
 
@@ -225,7 +225,8 @@ int run(const std::string& path, int repeats) {
   };
   auto time_launches = [&](std::vector<Launch>& launches) {
     const double s = best_seconds(repeats, [&] {
-      for (Launch& l : launches) l.decoder->decode(l.decoder->resident(), l.outs.data(), nullptr, l.scratch->as<uint8_t>());
+      for (Launch& l : launches)
+        l.decoder->decode(l.decoder->resident(), l.outs.data(), nullptr, l.scratch->as<uint8_t>());
     });
     for (Launch& l : launches) l.decoder->check(nullptr);
     return s;
@@ -324,11 +325,13 @@ int run(const std::string& path, int repeats) {
     header("one launch per decoder layer, the layers one after another (what the engine decodes at a time)");
     row("codecllm (the file's coding)", 8.0 * double(layer_stored) / double(layer_elements), ours_layers, layer_bytes,
         copy_gbps, ours_layers_exact);
-    for (const Measured& m : measured) row(m.name.c_str(), m.bits_layers, m.layers_s, layer_bytes, copy_gbps, m.layers_exact);
+    for (const Measured& m : measured)
+      row(m.name.c_str(), m.bits_layers, m.layers_s, layer_bytes, copy_gbps, m.layers_exact);
     for (const Measured& m : measured)
       if (m.name == "nvCOMP ANS <f2")
         std::printf("codecllm per layer: %.2fx nvCOMP ANS <f2's decode rate, at %.1f%% of its size\n",
-                    m.layers_s / ours_layers, 100.0 * double(layer_stored) / (m.bits_layers * double(layer_elements) / 8));
+                    m.layers_s / ours_layers,
+                    100.0 * double(layer_stored) / (m.bits_layers * double(layer_elements) / 8));
   }
   return 0;
 }

@@ -243,8 +243,8 @@ __global__ void __launch_bounds__(decode_warps(A, kCoded) * 32, decode_blocks_pe
     uint8_t* const out = static_cast<uint8_t*>(ptrs.outputs[t.output]);
     const bool vector_out = reinterpret_cast<uintptr_t>(out) % 16 == 0;  // whole runs stored 16 bytes at a time
     bool bad = false;
-    decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(t, chunk, table_pool, comp, out, buffers.rings,
-                                                        buffers.symbols, vector_out, bad);
+    decode_chunk<A, NP, kCoded, kPacked, kSharedTables>(t, chunk, table_pool, comp, out, buffers.rings, buffers.symbols,
+                                                        vector_out, bad);
     if (__any_sync(kFullMask, bad) && threadIdx.x % 32 == 0) atomicCAS(status + job.tensor, 0u, chunk + 1);
   };
   if constexpr (kSeveral) {
@@ -387,7 +387,7 @@ void launch_decode_chunks(int layout, const TensorDesc* tensors, const BlockJob*
     kSharedLaunchers[layout](tensors, jobs, num_jobs, table_pool, comp, ptrs, status, shared_bytes, max_blocks, stream);
   } else {
     kGlobalLaunchers[layout - kNumVariants](tensors, jobs, num_jobs, table_pool, comp, ptrs, status, 0, max_blocks,
-                                             stream);
+                                            stream);
   }
 }
 
