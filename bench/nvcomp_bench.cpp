@@ -197,10 +197,12 @@ int run(const std::string& path, int repeats) {
     std::vector<uint8_t> back(total);
     CLLM_CUDA_CHECK(cudaMemcpy(back.data(), dst.p, total, cudaMemcpyDeviceToHost));
     CLLM_CUDA_CHECK(cudaMemset(dst.p, 0, total));
-    for (const Group& g : layers)
+    for (const Group& g : layers) {
       if (!std::equal(back.begin() + long(g.offset), back.begin() + long(g.offset + g.bytes),
-                      source.begin() + long(g.offset)))
+                      source.begin() + long(g.offset))) {
         return false;
+      }
+    }
     return true;
   };
   uint64_t layer_bytes = 0, layer_elements = 0, layer_stored = 0;
@@ -327,11 +329,13 @@ int run(const std::string& path, int repeats) {
         copy_gbps, ours_layers_exact);
     for (const Measured& m : measured)
       row(m.name.c_str(), m.bits_layers, m.layers_s, layer_bytes, copy_gbps, m.layers_exact);
-    for (const Measured& m : measured)
-      if (m.name == "nvCOMP ANS <f2")
+    for (const Measured& m : measured) {
+      if (m.name == "nvCOMP ANS <f2") {
         std::printf("codecllm per layer: %.2fx nvCOMP ANS <f2's decode rate, at %.1f%% of its size\n",
                     m.layers_s / ours_layers,
                     100.0 * double(layer_stored) / (m.bits_layers * double(layer_elements) / 8));
+      }
+    }
   }
   return 0;
 }
