@@ -150,6 +150,7 @@ void header(const char* title) {
 
 // Tensors decoded in one launch: the whole file, or one decoder layer (the engine's unit).
 struct Group {
+  std::string layer;  // model::layer_of its tensors
   std::vector<std::string> names;
   uint64_t offset = 0, bytes = 0;      // where their decoded bytes lie, end to end
   size_t first_chunk = 0, chunks = 0;  // their 64 KiB pieces for nvCOMP
@@ -167,8 +168,7 @@ int run(const std::string& path, int repeats) {
         t, [&](const auto& p) { return file.payload(p); }, path);
     const std::string layer = cllm::model::layer_of(t.name);
     if (!layer.empty()) {
-      if (layers.empty() || cllm::model::layer_of(layers.back().names.back()) != layer)
-        layers.push_back({{}, source.size(), 0, 0, 0});
+      if (layers.empty() || layers.back().layer != layer) layers.push_back({layer, {}, source.size(), 0, 0, 0});
       layers.back().names.push_back(t.name);
       layers.back().bytes += d.bytes.size();
     }
@@ -186,17 +186,17 @@ int run(const std::string& path, int repeats) {
   const double copy_gbps = 2.0 * double(total) / copy_s / 1e9;
   std::printf("%s: %zu tensors, %.2f GiB decoded, %zu decoder layers; device-to-device copy %.0f GB/s (read + write)\n",
               path.c_str(), names.size(), double(total) / (1u << 30), layers.size(), copy_gbps);
-  auto exact = [&] {
+  // The decoded bytes, read back; dst is cleared for the next codec.
+  auto read_back = [&] {
     std::vector<uint8_t> back(total);
     CLLM_CUDA_CHECK(cudaMemcpy(back.data(), dst.p, total, cudaMemcpyDeviceToHost));
     CLLM_CUDA_CHECK(cudaMemset(dst.p, 0, total));
-    return back == source;
+    return back;
   };
+  auto exact = [&] { return read_back() == source; };
   // Only the layers' bytes are written by the per-layer launches: compare those.
   auto layers_exact = [&] {
-    std::vector<uint8_t> back(total);
-    CLLM_CUDA_CHECK(cudaMemcpy(back.data(), dst.p, total, cudaMemcpyDeviceToHost));
-    CLLM_CUDA_CHECK(cudaMemset(dst.p, 0, total));
+    const std::vector<uint8_t> back = read_back();
     for (const Group& g : layers) {
       if (!std::equal(back.begin() + long(g.offset), back.begin() + long(g.offset + g.bytes),
                       source.begin() + long(g.offset))) {
