@@ -35,7 +35,7 @@ namespace cllm = codecllm;
 
 namespace {
 
-constexpr size_t kChunk = 64 * 1024;
+constexpr size_t kChunk = size_t{64} * 1024;
 
 void nv_check(nvcompStatus_t s, const char* call) {
   if (s != nvcompSuccess) throw cllm::Error(std::string(call) + " failed: nvCOMP status " + std::to_string(int(s)));
