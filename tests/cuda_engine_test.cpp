@@ -449,6 +449,43 @@ TEST(CudaEngineBias, AttentionBiasTracksCpu) {
   }
 }
 
+// A context longer than many rounds of the attention kernel (32 positions a round across its
+// warps): the logits of the tiny model track the CPU engine at every position up to 299 (the
+// kernel itself is checked against a double-precision product in cuda_attention_test.cpp). A
+// KV cache longer than the GPU's shared memory allows is refused at load, with the numbers.
+TEST(CudaEngineAttention, LongContextTracksCpu) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  test::TempDir dir;
+  test::TinyModel m;
+  m.dtype = DType::BF16;
+  const std::string from = R"("max_position_embeddings": 64)";
+  m.config.replace(m.config.find(from), from.size(), R"("max_position_embeddings": 512)");
+  format::ContainerReader file(test::write_tiny_model(dir, m));
+  engine::CudaEngineOptions o;
+  o.max_seq_len = 320;
+  auto gpu = engine::make_cuda_engine(file, o);
+  auto cpu = engine::make_cpu_engine(file, {});
+  const int vocab = gpu->config().vocab, positions = 300;
+  int agree = 0;
+  for (int pos = 0; pos < positions; ++pos) {
+    const int token = (pos * 37 + 5) % vocab;
+    const float* lg = gpu->forward(token, pos);
+    const std::vector<float> g(lg, lg + vocab);
+    const float* lc = cpu->forward(token, pos);
+    const LogitGap gap = logit_gap(g.data(), lc, vocab);
+    ASSERT_LT(gap.max_diff, 0.05 * gap.scale) << "position " << pos;
+    agree += engine::argmax(g.data(), vocab) == engine::argmax(lc, vocab);
+  }
+  EXPECT_GE(agree, positions * 9 / 10);
+  o.max_seq_len = 1 << 20;
+  try {
+    engine::make_cuda_engine(file, o);
+    ADD_FAILURE() << "a KV cache of 2^20 positions was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shared memory"), std::string::npos) << e.what();
+  }
+}
+
 // Planes of `file` stored with `codec`.
 size_t planes_coded(const format::ContainerReader& file, format::PlaneCodec codec) {
   size_t n = 0;

@@ -87,8 +87,13 @@ class CudaEngine : public CudaStage {
     first_ = first_layer(o);
     count_ = end_layer(o, cfg_) - first_;
     max_seq_ = o.max_seq_len > 0 ? o.max_seq_len : std::min(cfg_.max_positions, 2048);
-    if (size_t(max_seq_) * sizeof(float) > size_t{48} * 1024)
-      throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory");
+    int shared_limit = 0;
+    CLLM_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_));
+    if (k::attention_shared_bytes(attention_shape()) > size_t(shared_limit)) {
+      throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory (" +
+                  std::to_string(k::attention_shared_bytes(attention_shape())) + " bytes; this GPU allows " +
+                  std::to_string(shared_limit) + ")");
+    }
     CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
     size_t free0 = 0, total = 0;
     CLLM_CUDA_CHECK(cudaMemGetInfo(&free0, &total));
@@ -205,6 +210,10 @@ class CudaEngine : public CudaStage {
     }
   }
 
+  k::AttentionShape attention_shape() const {
+    return {cfg_.heads, cfg_.kv_heads, cfg_.head_dim, max_seq_, opt_.batch, kernel_kv_type(opt_.kv_dtype)};
+  }
+
   cudaGraphExec_t capture(StepEnd end) {
     cudaGraph_t g = nullptr;
     cudaGraphExec_t exec = nullptr;
@@ -232,7 +241,7 @@ class CudaEngine : public CudaStage {
     const int* d_tokens = d_io_;
     const int* d_pos = d_io_ + B;
     const int dim = cfg_.hidden, hid = cfg_.intermediate, vocab = cfg_.vocab;
-    const k::AttentionShape shape{cfg_.heads, cfg_.kv_heads, cfg_.head_dim, max_seq_, B, kernel_kv_type(opt_.kv_dtype)};
+    const k::AttentionShape shape = attention_shape();
     const k::Act act = weights_->act();
     const auto eps = float(cfg_.rms_eps);
     cuda::WeightStreamer& streamer = weights_->streamer();

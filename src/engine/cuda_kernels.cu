@@ -26,18 +26,29 @@ __device__ __forceinline__ __half from_float<__half>(float v) {
   return __float2half_rn(v);
 }
 
-__device__ float block_sum(float v) {
+// The reduction of every thread's v with op, in every thread: within each warp by shuffles,
+// then across the warps' results in the first warp (lanes past the last warp hold
+// `identity`). The order is fixed, so every run gives the same bits. Calls may follow each
+// other: each ends with a barrier after its last read of shared memory.
+template <typename Op>
+__device__ float block_reduce(float v, float identity, Op op) {
   __shared__ float part[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
   __syncthreads();
-  v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0f;
+  v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : identity;
   if (threadIdx.x < 32)
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   __shared__ float total;
   if (threadIdx.x == 0) total = v;
   __syncthreads();
   return total;
+}
+__device__ float block_sum(float v) {
+  return block_reduce(v, 0.0f, [](float a, float b) { return a + b; });
+}
+__device__ float block_max(float v) {
+  return block_reduce(v, -FLT_MAX, [](float a, float b) { return fmaxf(a, b); });
 }
 
 // The small kernels below let their successor (usually a GEMV, which starts on its weights)
@@ -52,17 +63,42 @@ __global__ void embed_kernel(const T* table, const int* tokens, int dim, float* 
     x[static_cast<size_t>(b) * dim + i] = to_float(row[i]);
 }
 
-// One block per sequence.
+// One block of kNormThreads per sequence. The norm's weights do not depend on earlier kernels,
+// so they are read into registers before the wait: only the reads of x (just written, in L2)
+// and the reduction stay on the step's critical path. Thread t takes elements t, t +
+// blockDim.x, ... in that order (beyond kNormPer of them, from global memory again).
+constexpr int kNormThreads = 1024;
+constexpr int kNormPer = 8;
 template <typename T>
-__global__ void rmsnorm_kernel(const float* x, const T* w, float eps, int n, T* out) {
+__global__ void __launch_bounds__(kNormThreads) rmsnorm_kernel(const float* x, const T* w, float eps, int n, T* out) {
   let_successor_launch();
+  float wv[kNormPer], xv[kNormPer];
+#pragma unroll
+  for (int j = 0; j < kNormPer; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    wv[j] = i < n ? to_float(w[i]) : 0.0f;
+  }
   wait_for_predecessor();
   const float* xb = x + static_cast<size_t>(blockIdx.x) * n;
   T* ob = out + static_cast<size_t>(blockIdx.x) * n;
+#pragma unroll
+  for (int j = 0; j < kNormPer; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    xv[j] = i < n ? xb[i] : 0.0f;
+  }
   float ss = 0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xb[i] * xb[i];
+#pragma unroll
+  for (int j = 0; j < kNormPer; ++j)
+    if (threadIdx.x + j * blockDim.x < n) ss += xv[j] * xv[j];
+  for (int i = threadIdx.x + kNormPer * blockDim.x; i < n; i += blockDim.x) ss += xb[i] * xb[i];
   const float scale = rsqrtf(block_sum(ss) / n + eps);
-  for (int i = threadIdx.x; i < n; i += blockDim.x) ob[i] = from_float<T>(xb[i] * scale * to_float(w[i]));
+#pragma unroll
+  for (int j = 0; j < kNormPer; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < n) ob[i] = from_float<T>(xv[j] * scale * wv[j]);
+  }
+  for (int i = threadIdx.x + kNormPer * blockDim.x; i < n; i += blockDim.x)
+    ob[i] = from_float<T>(xb[i] * scale * to_float(w[i]));
 }
 
 __device__ __forceinline__ void store_kv(void* cache, size_t i, float v, KvType t) {
@@ -133,45 +169,74 @@ __device__ __forceinline__ float load_kv(const void* c, size_t i, KvType t) {
   return static_cast<const float*>(c)[i];
 }
 
-// One block per (query head, sequence); scores live in dynamic shared memory (max_seq floats).
+// One block of kThreads per (query head, sequence). Dynamic shared memory (attention_shared_bytes):
+// the scores of positions 0..max_seq - 1, the head's query, one value partial per thread.
+// Every step is spread over the block's warps, so that it is a few rounds of loads in flight
+// rather than a chain of them: scores a warp per position, its lanes across the head (a
+// cache row read whole by a warp), kScorePositions positions a round; the weighted values a
+// thread per element of the head, the positions split among groups of head_dim threads.
+constexpr int kScorePositions = 4;
 template <typename T>
-__global__ void attention_kernel(const float* qkv, const void* kc, const void* vc, const int* pos_ptr, AttentionShape a,
-                                 T* out) {
-  extern __shared__ float scores[];
+__global__ void __launch_bounds__(kThreads)
+    attention_kernel(const float* qkv, const void* kc, const void* vc, const int* pos_ptr, AttentionShape a, T* out) {
+  extern __shared__ float shared[];
   let_successor_launch();
   wait_for_predecessor();
   const int h = blockIdx.x, b = blockIdx.y, hd = a.head_dim;
+  float* scores = shared;
+  float* q = scores + a.max_seq;
+  float* partial = q + hd;
   const int kvh = h / (a.heads / a.kv_heads);
   const int q_dim = a.heads * hd, kv_dim = a.kv_heads * hd;
   const int n = *pos_ptr + 1;
   const float* qh = qkv + static_cast<size_t>(b) * (q_dim + 2 * kv_dim) + h * hd;
   const size_t base = static_cast<size_t>(b) * a.max_seq * kv_dim + kvh * hd;
   const float scale = rsqrtf(static_cast<float>(hd));
-  for (int t = threadIdx.x; t < n; t += blockDim.x) {
-    float d = 0;
-    const size_t at = base + static_cast<size_t>(t) * kv_dim;
-    for (int i = 0; i < hd; ++i) d += qh[i] * load_kv(kc, at + i, a.kv);
-    scores[t] = d * scale;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) q[i] = qh[i];
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  for (int t0 = warp * kScorePositions; t0 < n; t0 += warps * kScorePositions) {
+    float d[kScorePositions] = {};
+    for (int i = lane; i < hd; i += 32) {
+      const float qi = q[i];
+#pragma unroll
+      for (int u = 0; u < kScorePositions; ++u)
+        if (t0 + u < n) d[u] += qi * load_kv(kc, base + static_cast<size_t>(t0 + u) * kv_dim + i, a.kv);
+    }
+#pragma unroll
+    for (int u = 0; u < kScorePositions; ++u) {
+      const float dot = cuda::warp_sum(d[u]);  // every lane takes part, so outside the bound test
+      if (lane == 0 && t0 + u < n) scores[t0 + u] = dot * scale;
+    }
   }
   __syncthreads();
-  __shared__ float stat;
-  if (threadIdx.x == 0) {
-    float m = -FLT_MAX;
-    for (int t = 0; t < n; ++t) m = fmaxf(m, scores[t]);
-    stat = m;
-  }
-  __syncthreads();
-  const float m = stat;
+  float m = -FLT_MAX;
+  for (int t = threadIdx.x; t < n; t += blockDim.x) m = fmaxf(m, scores[t]);
+  m = block_max(m);
   float local = 0;
   for (int t = threadIdx.x; t < n; t += blockDim.x) {
     scores[t] = __expf(scores[t] - m);
     local += scores[t];
   }
-  const float inv = 1.0f / block_sum(local);
-  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+  const float inv = 1.0f / block_sum(local);  // its barriers also publish the exponentials
+  T* o = out + static_cast<size_t>(b) * q_dim + h * hd;
+  const int groups = max(1, int(blockDim.x) / hd);
+  for (int i0 = 0; i0 < hd; i0 += int(blockDim.x)) {  // once, unless head_dim > blockDim.x
+    const int g = int(threadIdx.x) / hd, i = i0 + int(threadIdx.x) % hd;
     float acc = 0;
-    for (int t = 0; t < n; ++t) acc += scores[t] * load_kv(vc, base + static_cast<size_t>(t) * kv_dim + i, a.kv);
-    out[static_cast<size_t>(b) * q_dim + h * hd + i] = from_float<T>(acc * inv);
+    if (g < groups && i < hd) {
+#pragma unroll 4
+      for (int t = g; t < n; t += groups)
+        acc += scores[t] * load_kv(vc, base + static_cast<size_t>(t) * kv_dim + i, a.kv);
+    }
+    partial[threadIdx.x] = acc;
+    __syncthreads();
+    if (int(threadIdx.x) < hd && i0 + int(threadIdx.x) < hd) {
+      float sum = 0;
+      for (int j = 0; j < groups; ++j) sum += partial[j * hd + threadIdx.x];
+      o[i0 + threadIdx.x] = from_float<T>(sum * inv);
+    }
+    __syncthreads();
   }
 }
 
@@ -201,6 +266,10 @@ int blocks(int n) { return (n + kThreads - 1) / kThreads; }
 
 int kv_type_size(KvType t) { return t == KvType::F32 ? 4 : 2; }
 
+size_t attention_shared_bytes(const AttentionShape& a) {
+  return (size_t(a.max_seq) + size_t(a.head_dim) + kThreads) * sizeof(float);
+}
+
 void embed(Act t, const void* table, const int* tokens, int dim, int batch, float* x, const Stream& s) {
   with_type(t, [&](auto tag) {
     using T = decltype(tag);
@@ -211,7 +280,7 @@ void embed(Act t, const void* table, const int* tokens, int dim, int batch, floa
 void rmsnorm(Act t, const float* x, const void* w, float eps, int dim, int batch, void* out, const Stream& s) {
   with_type(t, [&](auto tag) {
     using T = decltype(tag);
-    launch(rmsnorm_kernel<T>, dim3(batch), dim3(1024), 0, s, x, static_cast<const T*>(w), eps, dim,
+    launch(rmsnorm_kernel<T>, dim3(batch), dim3(kNormThreads), 0, s, x, static_cast<const T*>(w), eps, dim,
            static_cast<T*>(out));
   });
 }
@@ -230,7 +299,7 @@ void attention(Act t, const float* qkv, const void* k_cache, const void* v_cache
                const AttentionShape& a, void* out, const Stream& s) {
   with_type(t, [&](auto tag) {
     using T = decltype(tag);
-    launch(attention_kernel<T>, dim3(a.heads, a.batch), dim3(kThreads), a.max_seq * sizeof(float), s, qkv, k_cache,
+    launch(attention_kernel<T>, dim3(a.heads, a.batch), dim3(kThreads), attention_shared_bytes(a), s, qkv, k_cache,
            v_cache, pos, a, static_cast<T*>(out));
   });
 }

@@ -52,6 +52,9 @@ void qkv_rope_store(Act t, float* qkv, const void* q_bias, const void* k_bias, c
                     const Stream& s);
 // Causal attention of each sequence's query (in qkv) over positions 0..*pos of its cache,
 // grouped-query heads; writes the input of the output projection, [batch][q_dim].
+// attention_shared_bytes: the shared memory a block of it takes (the scores of max_seq positions
+// among them), which the device must allow.
+size_t attention_shared_bytes(const AttentionShape& a);
 void attention(Act t, const float* qkv, const void* k_cache, const void* v_cache, const int* pos,
                const AttentionShape& a, void* out, const Stream& s);
 

@@ -1,4 +1,5 @@
 #include <climits>
+#include <cstdint>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
@@ -27,11 +28,41 @@ struct BetterOf {
   }
 };
 
+__device__ __forceinline__ void keep_better(Best& best, float v, int i) {
+  if (v > best.value) best = {v, i};  // i grows within a thread: the first maximum of its share
+}
+
+// The first maximum of v[0..n) for a block of kBlock threads. Each thread visits its share in
+// increasing index order, 16-byte loads kUnroll at a time (the row's elements before its first
+// 16-byte boundary one by one: a row of an odd vocabulary starts anywhere), so that a
+// vocabulary of 128k is a few rounds of loads in flight rather than hundreds in a chain.
+template <int kBlock>
 __device__ Best block_best(const float* v, int n) {
+  constexpr int kUnroll = 4;
   Best best{v[0], 0};
-  for (int i = threadIdx.x; i < n; i += blockDim.x)
-    if (v[i] > best.value) best = {v[i], i};  // i grows: the first maximum of this thread's share
-  using Reduce = cub::BlockReduce<Best, kThreads>;
+  const int lead = min(n, int((16 - (reinterpret_cast<uintptr_t>(v) & 15)) & 15) / 4);
+  if (int(threadIdx.x) < lead) keep_better(best, v[threadIdx.x], int(threadIdx.x));
+  const auto* v4 = reinterpret_cast<const float4*>(v + lead);
+  const int quads = (n - lead) / 4;
+  auto keep_quad = [&](float4 f, int q) {
+    const int i = lead + 4 * q;
+    keep_better(best, f.x, i);
+    keep_better(best, f.y, i + 1);
+    keep_better(best, f.z, i + 2);
+    keep_better(best, f.w, i + 3);
+  };
+  int q = int(threadIdx.x);
+  for (; q + (kUnroll - 1) * kBlock < quads; q += kUnroll * kBlock) {
+    float4 f[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) f[u] = v4[q + u * kBlock];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) keep_quad(f[u], q + u * kBlock);
+  }
+  for (; q < quads; q += kBlock) keep_quad(v4[q], q);
+  const int tail = lead + 4 * quads + int(threadIdx.x);
+  if (tail < n) keep_better(best, v[tail], tail);
+  using Reduce = cub::BlockReduce<Best, kBlock>;
   __shared__ typename Reduce::TempStorage tmp;
   __shared__ Best result;
   const Best b = Reduce(tmp).Reduce(best, BetterOf());
@@ -40,9 +71,11 @@ __device__ Best block_best(const float* v, int n) {
   return result;
 }
 
-__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, int vocab, int* tokens) {
+// Greedy steps wait on this kernel alone: a larger block than the sampler's.
+constexpr int kArgmaxThreads = 1024;
+__global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* logits, int vocab, int* tokens) {
   wait_for_predecessor();
-  const Best b = block_best(logits + size_t(blockIdx.x) * vocab, vocab);
+  const Best b = block_best<kArgmaxThreads>(logits + size_t(blockIdx.x) * vocab, vocab);
   if (threadIdx.x == 0) tokens[blockIdx.x] = b.index;
 }
 
@@ -52,7 +85,7 @@ __global__ void __launch_bounds__(kThreads)
     softmax_numerators_kernel(const float* logits, int vocab, const float* params, float* probs, double* totals) {
   wait_for_predecessor();
   const size_t row = size_t(blockIdx.x) * vocab;
-  const float max_logit = block_best(logits + row, vocab).value, temperature = params[0];
+  const float max_logit = block_best<kThreads>(logits + row, vocab).value, temperature = params[0];
   double sum = 0;
   for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
     const float p = expf((logits[row + i] - max_logit) / temperature);
@@ -135,7 +168,7 @@ SampleScratch allocate_sample_scratch(cuda::DeviceMemory& mem, int vocab, int ba
 }
 
 void argmax_tokens(const float* logits, int vocab, int batch, int* tokens, const Stream& s) {
-  launch(argmax_kernel, dim3(batch), dim3(kThreads), 0, s, logits, vocab, tokens);
+  launch(argmax_kernel, dim3(batch), dim3(kArgmaxThreads), 0, s, logits, vocab, tokens);
 }
 
 void sample_tokens(const float* logits, int vocab, int batch, const float* params, bool nucleus,
