@@ -59,7 +59,8 @@ int compare_with_host(int vocab, int trials) {
         }
         CLLM_CUDA_CHECK(cudaMemcpy(logits.p, lg.data(), n * sizeof(float), cudaMemcpyHostToDevice));
         CLLM_CUDA_CHECK(cudaMemcpy(params.p, p.data(), p.size() * sizeof(float), cudaMemcpyHostToDevice));
-        const k::Stream stream{nullptr, trial % 2 == 1};
+        // Programmatic launch on and off; the greedy pick's two block sizes (alone: nothing beside it).
+        const k::Stream stream{nullptr, trial % 2 == 1, trial % 4 < 2};
         if (st.temperature == 0) {
           k::argmax_tokens(static_cast<float*>(logits.p), vocab, batch, static_cast<int*>(tokens.p), stream);
         } else {
