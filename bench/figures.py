@@ -7,7 +7,7 @@ the markdown table docs/BENCHMARKS.md shows, so that no figure or table outlives
     python3 bench/figures.py --list     # which figure comes from which results (checks they exist), no drawing
 
 Each figure is drawn by the plotter of its kind (bench/plot_placements.py for engine_bench results,
-bench/plot_python.py for python_bench results) from the files FIGURES names; a results file that is missing or
+bench/plot_python.py for python_bench results, bench/plot_step_kernels.py for Nsight Compute CSVs of engine steps) from the files FIGURES names; a results file that is missing or
 malformed stops the script with its name (exit 1). Without matplotlib the figures are skipped (exit 77, as the
 plotters do), the tables still print.
 """
@@ -46,6 +46,15 @@ FIGURES = {
         "plot_python.py",
         ["python-bench-h200-40183ae-run3.jsonl"],
         ["--model", "llama3-8b.cllm"],
+    ),
+    "step-kernels-llama3-8b.png": (
+        "plot_step_kernels.py",
+        [
+            "step-kernels-8b4-h200-6533b83.csv.gz",
+            "step-kernels-8b4-h200-d5482a2.csv.gz",
+            "step-kernels-8b4-h200-fused-attention.csv.gz",
+        ],
+        ["--labels", "6533b83,d5482a2,RoPE in attention (not kept)"],
     ),
 }
 

@@ -6,12 +6,13 @@ next token (argmax); kernels before the first step's end that are not part of a 
 decodes) and the warm-up steps are left out. Prints, for the average measured step, each
 kernel's launches, time and DRAM read rate, largest first.
 
-    python3 bench/step_kernels.py ncu-step.csv [--warmup 3]
+    python3 bench/step_kernels.py ncu-step.csv[.gz] [--warmup 3]
 """
 
 import argparse
 import collections
 import csv
+import gzip
 import re
 import sys
 
@@ -19,7 +20,8 @@ import sys
 def kernels(path):
     """[(name, {metric: value})] in launch order."""
     rows = collections.OrderedDict()
-    with open(path, newline="") as f:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", newline="") as f:
         lines = [line for line in f if line.startswith('"')]  # ncu's own messages are not CSV
     for r in csv.DictReader(lines):
         k = rows.setdefault(r["ID"], (r["Kernel Name"], {}))
@@ -37,31 +39,37 @@ def short(name):
     return name.split("::")[-1].strip()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("csv")
-    ap.add_argument("--warmup", type=int, default=3, help="steps left out at the start")
-    a = ap.parse_args()
-    ks = kernels(a.csv)
+def step_profile(path, warmup=3):
+    """(kernels profiled, steps, {kernel: [launches, ns, DRAM bytes read]} summed over the measured steps, steps
+    measured). Exits naming the file when it holds no step after the warm-up."""
+    ks = kernels(path)
     steps, cur = [], []
     for name, m in ks:
         cur.append((short(name), m))
         if "argmax" in name:
             steps.append(cur)
             cur = []
-    if len(steps) <= a.warmup:
-        sys.exit(f"{a.csv}: {len(steps)} steps, none after the {a.warmup} warm-up steps")
-    measured = steps[a.warmup :]
-    per = collections.defaultdict(lambda: [0, 0.0, 0.0])  # name -> launches, ns, bytes read
+    if len(steps) <= warmup:
+        sys.exit(f"{path}: {len(steps)} steps, none after the {warmup} warm-up steps")
+    measured = steps[warmup:]
+    per = collections.defaultdict(lambda: [0, 0.0, 0.0])
     for step in measured:
         for name, m in step:
             p = per[name]
             p[0] += 1
             p[1] += m.get("gpu__time_duration.sum", 0.0)
             p[2] += m.get("dram__bytes_read.sum", 0.0)
-    n = len(measured)
+    return len(ks), len(steps), per, len(measured)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csv")
+    ap.add_argument("--warmup", type=int, default=3, help="steps left out at the start")
+    a = ap.parse_args()
+    profiled, steps, per, n = step_profile(a.csv, a.warmup)
     total_ns = sum(p[1] for p in per.values()) / n
-    print(f"{len(ks)} kernels profiled, {len(steps)} steps, {n} measured; one step's kernels, run one by one:")
+    print(f"{profiled} kernels profiled, {steps} steps, {n} measured; one step's kernels, run one by one:")
     print(f"{'kernel':34} {'launches':>8} {'us':>9} {'share':>6} {'MB read':>9} {'GB/s':>7}")
     for name, (c, ns, rd) in sorted(per.items(), key=lambda kv: -kv[1][1]):
         ns, rd = ns / n, rd / n
