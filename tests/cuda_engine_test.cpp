@@ -458,8 +458,7 @@ TEST(CudaEngineAttention, LongContextTracksCpu) {
   test::TempDir dir;
   test::TinyModel m;
   m.dtype = DType::BF16;
-  const std::string from = R"("max_position_embeddings": 64)";
-  m.config.replace(m.config.find(from), from.size(), R"("max_position_embeddings": 512)");
+  m.replace_config(R"("max_position_embeddings": 64)", R"("max_position_embeddings": 512)");
   format::ContainerReader file(test::write_tiny_model(dir, m));
   engine::CudaEngineOptions o;
   o.max_seq_len = 320;
@@ -535,8 +534,7 @@ TEST(CudaEngineSplit, SameLogitsAsOneEngine) {
   test::TempDir dir;
   test::TinyModel m;
   m.dtype = DType::BF16;
-  const std::string two = R"("num_hidden_layers": 2)";
-  m.config.replace(m.config.find(two), two.size(), R"("num_hidden_layers": 5)");
+  m.replace_config(R"("num_hidden_layers": 2)", R"("num_hidden_layers": 5)");
   format::ContainerReader file(test::write_tiny_model(dir, m));
   const std::vector<int> devices = count > 1 ? std::vector<int>{0, 1, 0} : std::vector<int>{0, 0, 0};
   for (auto p : {Placement::Gpu, Placement::GpuCompressed, Placement::Host}) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,13 @@ struct TinyModel {
   DType dtype = DType::F32;  // F32 or BF16
   std::string file = "tiny.cllm";
   model::CompressOptions options{};  // how it is compressed (mode, coder)
+
+  // Replaces `from` in the config (e.g. R"("num_hidden_layers": 2)") with `to`.
+  void replace_config(const std::string& from, const std::string& to) {
+    const size_t at = config.find(from);
+    if (at == std::string::npos) throw std::invalid_argument("tiny model config has no " + from);
+    config.replace(at, from.size(), to);
+  }
 };
 
 // Every tensor the config calls for, random (the same for the same shapes); returns the path.
