@@ -24,6 +24,15 @@ configure_and_build() {  # SOURCE BUILD-DIR LOG
 if has build; then
   mkdir -p $deps
   for f in .device-data/debs/*.deb; do dpkg -x "$f" $deps; done
+  # A machine keeps build-old between calls, and a tree unpacked by git archive carries its commit's
+  # file times, older than those objects: ninja would keep the last tree's build. So a different
+  # tree (by content) starts from an empty build directory.
+  stamp=$(cd "$OLD" && find . -type f -print0 | sort -z | xargs -0 md5sum | md5sum | cut -d' ' -f1)
+  if [ "$(cat build-old/.tree-stamp 2>/dev/null)" != "$stamp" ]; then
+    rm -rf build-old
+    mkdir -p build-old
+    echo "$stamp" >build-old/.tree-stamp
+  fi
   configure_and_build "$OLD" build-old "$OUT/build-old.log" || { tail -30 "$OUT/build-old.log"; exit 1; }
   echo "== old tree built"
 fi
