@@ -1,7 +1,7 @@
 """Sums an Nsight Compute CSV of the engine's steps per kernel: what one step spends where.
 
 Input: `ncu --csv --print-units base --metrics gpu__time_duration.sum,dram__bytes_read.sum,...`
-over engine_bench (scripts/device/step_profile.sh). A step ends with the kernel that picks the
+over engine_bench (scripts/device/step_suite.sh). A step ends with the kernel that picks the
 next token (argmax); kernels before the first step's end that are not part of a step (the load's
 decodes) and the warm-up steps are left out. Prints, for the average measured step, each
 kernel's launches, time and DRAM read rate, largest first.

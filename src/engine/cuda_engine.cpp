@@ -89,10 +89,9 @@ class CudaEngine : public CudaStage {
     max_seq_ = o.max_seq_len > 0 ? o.max_seq_len : std::min(cfg_.max_positions, 2048);
     int shared_limit = 0;
     CLLM_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_));
-    if (k::attention_shared_bytes(attention_shape()) > size_t(shared_limit)) {
+    if (const size_t need = k::attention_shared_bytes(attention_shape()); need > size_t(shared_limit)) {
       throw Error("--max-seq " + std::to_string(max_seq_) + " exceeds the attention kernel's shared memory (" +
-                  std::to_string(k::attention_shared_bytes(attention_shape())) + " bytes; this GPU allows " +
-                  std::to_string(shared_limit) + ")");
+                  std::to_string(need) + " bytes; this GPU allows " + std::to_string(shared_limit) + ")");
     }
     CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
     size_t free0 = 0, total = 0;
