@@ -66,7 +66,7 @@ __global__ void embed_kernel(const T* table, const int* tokens, int dim, float* 
 // One block of kNormThreads per sequence; thread t sums x[t], x[t + kNormThreads], ... in that
 // order whatever kPer is, so both instances give the same bits. Alone on the GPU (kPer 8) the
 // block reads its first kPer weights and values a thread into registers, the weights before the
-// wait (224.5 against 219.4 tok/s on the 8B shape, H200). Beside the decode kernels of
+// wait (224.7-225.1 against 218.5-219.3 tok/s on the 8B shape, H200). Beside the decode kernels of
 // gpu-compressed layers (kPer 0) it keeps a small footprint (16 registers a thread): those hold
 // most of each SM, and the 58-register instance cost int8 gpu-compressed 13% there.
 constexpr int kNormThreads = 1024;
