@@ -26,6 +26,7 @@ FIGURES = {
     "placements-llama3-8b.png": ("plot_placements.py", ["placements-llama3-8b-h200.jsonl"], []),
     "placements-llama3-70b.png": ("plot_placements.py", ["placements-llama3-70b-h100.jsonl"], []),
     "exp4-llama3-8b.png": ("plot_placements.py", ["exp4-llama3-8b-h200-9c7b5ca.jsonl"], []),
+    "engine-llama3-8b-2f87080.png": ("plot_placements.py", ["engine-llama3-8b-h200-2f87080.jsonl"], []),
     "python-llama3-8b.png": ("plot_python.py", ["python-bench-h200.jsonl"], ["--model", "llama3-8b.cllm"]),
     "python-llama3-8b-575deeb.png": (
         "plot_python.py",

@@ -6,7 +6,8 @@ Reads JSON-lines files written by the engine benchmark, one object per line:
     {"model": "llama3-8b-shape", "placement": "host", "mode": "lossless", "batch": 1,
      "tokens_per_s": 5.2, "peak_vram_bytes": 123456789, "device": "NVIDIA H100 80GB HBM3"}
 
-Marker shape = placement, color = mode ("raw" for uncompressed baselines), label = batch size.
+Marker shape = placement, color = mode ("raw" for uncompressed baselines), label = batch size
+(and the model, when the files hold more than one: files of different codings side by side).
 The y axis is logarithmic: host placements run orders of magnitude slower than gpu.
 
 Exits 1 naming the file and line on missing or malformed input, 77 (CTest's skip) when
@@ -17,6 +18,8 @@ matplotlib is not installed.
 
 import argparse
 import json
+import math
+import os
 import sys
 
 MARKERS = {"gpu": "o", "gpu-compressed": "s", "host": "^", "host-raw": "v", "auto": "*"}
@@ -102,10 +105,23 @@ def plot(records, output):
     from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    several = len({r["model"] for r in records}) > 1
+    # Points that fall on one spot (the same weights decoded from files of two codings) share a label.
+    spots = {}
     for r in records:
         x, y = r["peak_vram_bytes"] / 2**30, r["tokens_per_s"]
         ax.scatter(x, y, marker=MARKERS[r["placement"]], color=COLORS[r["mode"]], s=60, zorder=3)
-        ax.annotate(f"b{r['batch']}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        spot = spots.setdefault((round(x, 1), round(math.log10(y), 2), r["batch"]), {"at": (x, y), "models": []})
+        spot["models"].append(r["model"])
+    # Labels name models without the words all of them start with (the shape; the title has it).
+    words = [m.split(" ") for m in dict.fromkeys(r["model"] for r in records)]
+    common = min(len(os.path.commonprefix(words)), min(map(len, words)) - 1) if several else 0
+    for (_, _, batch), spot in spots.items():
+        names = dict.fromkeys(" ".join(m.split(" ")[common:]) for m in spot["models"])
+        label = f"{' / '.join(names)} b{batch}" if several else f"b{batch}"
+        ax.annotate(label, spot["at"], textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if several:
+        ax.margins(x=0.2, y=0.1)  # room for the longer labels
     ax.set_yscale("log")
     ax.set_xlabel("peak VRAM (GiB)")
     ax.set_ylabel("decode tokens/s (log)")
