@@ -1,5 +1,6 @@
 #include "engine/cuda_products.hpp"
 
+#include <cstdlib>
 #include <string>
 
 #include "codecllm/error.hpp"
@@ -23,8 +24,11 @@ bool gemv16_takes(int in, int batch) { return gemv_takes(in, batch) && in % 16 =
 
 Product dense_product(const void* w, const float* scales, int in, int out, int batch) {
   Product p;
+  // CODECLLM_EXP_BLAS=1: cuBLAS where the tensor-core kernel would run (an A/B experiment).
+  const bool gemm = k::gemm_takes(in, batch) && std::getenv("CODECLLM_EXP_BLAS") == nullptr;
   p.kind = scales != nullptr       ? Product::Kind::Int8Gemv
            : gemv_takes(in, batch) ? Product::Kind::Gemv
+           : gemm                  ? Product::Kind::Gemm
                                    : Product::Kind::Blas;
   p.w = w;
   p.scales = scales;
@@ -48,6 +52,8 @@ void Products::run(const Product& p, const void* x, float* y, bool accumulate, c
   switch (p.kind) {
     case Product::Kind::Gemv:
       return k::gemv(act_, p.w, x, p.in, p.out, y, accumulate, s);
+    case Product::Kind::Gemm:
+      return k::gemm(act_, p.w, x, batch_, p.in, p.out, y, ldy > 0 ? ldy : p.out, accumulate, s);
     case Product::Kind::Int8Gemv:
       return k::gemv_int8(act_, static_cast<const int8_t*>(p.w), p.scales, x, p.in, p.out, y, accumulate, s);
     case Product::Kind::SplitGemv:
