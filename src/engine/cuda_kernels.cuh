@@ -73,7 +73,7 @@ void silu_mul(Act t, const float* gate_up, int n, int batch, void* out, const St
 constexpr int kGemvMaxIn = 16384;
 void gemv(Act t, const void* w, const void* x, int in, int out, float* y, bool accumulate, const Stream& s);
 
-// y[b] = W x[b] (+ y[b]) for 2 .. 32 sequences of 16-bit x ([batch][in], contiguous) at once, on
+// y[b] = W x[b] (+ y[b]) for 2 .. 8 sequences of 16-bit x ([batch][in], contiguous) at once, on
 // the tensor cores (cuda/skinny_gemm.cuh), y[b] at y + b * ldy: each weight read once for all of
 // them. A sequence's bits do not depend on the others in the batch (they differ from gemv's).
 // gemm_takes: the batch and a row length the kernel takes (a multiple of 64); else cuBLAS.

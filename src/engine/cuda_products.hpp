@@ -37,9 +37,9 @@ struct Product {
   int first = 0, count = 0;
 };
 
-// The product over decoded weights at w: int8 when `scales` is given, else 16-bit (GEMV or
-// cuBLAS by gemv_takes).
-Product dense_product(const void* w, const float* scales, int in, int out, int batch);
+// The product over decoded weights at w: int8 when `scales` is given, else 16-bit (GEMV, the
+// tensor-core kernel when `own_batches` and gemm_takes, else cuBLAS).
+Product dense_product(const void* w, const float* scales, int in, int out, int batch, bool own_batches);
 
 class Products {
  public:
