@@ -286,11 +286,11 @@ TEST(Exp4Gemm, SameBitsAsGemmOnDecodedWeights) {
     for (uint64_t r = 0; r < kTileRows[0]; ++r)
       for (uint64_t c = 40; c < 56; ++c) escape(r * cols + c);
     for (uint64_t c = 0; c < cols; c += 2) escape(5 * cols + c);  // row 5: 2048 escapes at 4096 columns
-    const std::string path = test::write_synthetic(
-        dir.path(), o,
-        {{kNames[0], DType::BF16, {kTileRows[0], cols}, w0},
-         {kNames[1], DType::BF16, {kTileRows[1], cols}, matrix(kTileRows[1], cols, 2, false)},
-         {"odd", DType::BF16, {kRows[0], cols}, matrix(kRows[0], cols, 3, false)}});
+    const std::string path =
+        test::write_synthetic(dir.path(), o,
+                              {{kNames[0], DType::BF16, {kTileRows[0], cols}, w0},
+                               {kNames[1], DType::BF16, {kTileRows[1], cols}, matrix(kTileRows[1], cols, 2, false)},
+                               {"odd", DType::BF16, {kRows[0], cols}, matrix(kRows[0], cols, 3, false)}});
     format::ContainerReader r(path);
     cuda::GpuDecoder dec(r, {kNames[0], kNames[1], "odd"});
     ASSERT_TRUE(dec.gemm_ready(0) && dec.gemm_ready(1)) << cols;
@@ -317,8 +317,7 @@ TEST(Exp4Gemm, SameBitsAsGemmOnDecodedWeights) {
         CLLM_CUDA_CHECK(cudaMemcpy(y_ref.p, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
         auto* yr = static_cast<float*>(y_ref.p);
         k::gemm(k::Act::BF16, d0.p, d_x.p, batch, int(cols), int(kTileRows[0]), yr, ldy, accumulate, ks);
-        k::gemm(k::Act::BF16, d1.p, d_x.p, batch, int(cols), int(kTileRows[1]), yr + kTileRows[0], ldy, accumulate,
-                ks);
+        k::gemm(k::Act::BF16, d1.p, d_x.p, batch, int(cols), int(kTileRows[1]), yr + kTileRows[0], ldy, accumulate, ks);
         CLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
         const std::vector<float> want = read_back<float>(y_ref.p, y0.size());
         for (bool overlap : {false, true}) {
@@ -332,9 +331,9 @@ TEST(Exp4Gemm, SameBitsAsGemmOnDecodedWeights) {
         }
       }
     }
-    EXPECT_THROW(dec.decode_gemm(dec.resident(), 2, 1, d_x.p, 2, static_cast<float*>(y_fused.p), ldy, false, stream,
-                                 false),
-                 Error);
+    EXPECT_THROW(
+        dec.decode_gemm(dec.resident(), 2, 1, d_x.p, 2, static_cast<float*>(y_fused.p), ldy, false, stream, false),
+        Error);
     // A code 15 without its escape, in the device copy only (the host validated the file).
     const format::PlaneRecord& e = dec.record(0).planes[0];
     const codec::Exp4Layout l = codec::exp4_parse(r.payload(e), "test");

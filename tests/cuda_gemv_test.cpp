@@ -172,7 +172,6 @@ INSTANTIATE_TEST_SUITE_P(Shapes, GemvKernels,
                            return "in" + std::to_string(c.param.in) + "_out" + std::to_string(c.param.out);
                          });
 
-
 // The tensor-core product of 2 .. 8 sequences (gemm): each sequence against the double-precision
 // product; each sequence's bits the same whatever the batch around it; rows past out, sequences
 // past the batch and y's padding (ldy > out) untouched; accumulate adds the old y in float.
@@ -253,8 +252,7 @@ TEST_P(GemmKernels, MatchTheCpuProductWithBitsIndependentOfTheBatch) {
 // in: one chunk; chunks fewer than, a multiple of, and not a multiple of the block's warps times
 // their unroll; 14336 (an 8B model's down projection). out: partial 16-row tiles.
 INSTANTIATE_TEST_SUITE_P(Shapes, GemmKernels,
-                         ::testing::Values(Case{64, 3}, Case{320, 37}, Case{1024, 64}, Case{2112, 33},
-                                           Case{14336, 19}),
+                         ::testing::Values(Case{64, 3}, Case{320, 37}, Case{1024, 64}, Case{2112, 33}, Case{14336, 19}),
                          [](const ::testing::TestParamInfo<Case>& c) {
                            return "in" + std::to_string(c.param.in) + "_out" + std::to_string(c.param.out);
                          });

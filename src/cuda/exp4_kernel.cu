@@ -11,7 +11,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
 
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
@@ -388,9 +387,10 @@ struct Exp4Rows {
 };
 
 // One block a 16-row tile of the launch's rows (all in one tensor: their counts are multiples of
-// 16), the tile's escapes staged first.
-template <int kMinBlocks>
-__global__ void __launch_bounds__(kSkinnyWarps * 32, kMinBlocks)
+// 16), the tile's escapes staged first. Two blocks an SM: at that occupancy ptxas keeps 64
+// registers and spills a few (the escape path's call), which measured 980 tok/s at batch 8 on
+// the 8B shape against 890 with 100 registers and one block an SM (H200, docs/BENCHMARKS.md).
+__global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
     exp4_gemm_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
                      uint32_t* __restrict__ status) {
   extern __shared__ float partial[];
@@ -411,9 +411,8 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, kMinBlocks)
   rows.staged = stage_escapes(*t, comp, e0, e0 + uint64_t{kSkinnyRows} * a.cols - 1, staged, kGemmStaged, threadIdx.x,
                               blockDim.x);
   __syncthreads();
-  skinny_gemm_block<__nv_bfloat16>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch), int(a.cols),
-                                   int(total), int(row0), static_cast<float*>(a.y), int(a.ldy), a.out == GemvOut::F32Add,
-                                   partial);
+  skinny_gemm_block<__nv_bfloat16>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch), int(a.cols), int(total),
+                                   int(row0), static_cast<float*>(a.y), int(a.ldy), a.out == GemvOut::F32Add, partial);
 }
 
 }  // namespace
@@ -454,9 +453,7 @@ void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
       throw Error("exp4 product: tensors of rows a multiple of 16 and 64 long expected");
   }
   const uint32_t rows = args.row_end[args.count - 1];
-  // EXPERIMENT: CODECLLM_EXP_EXP4_BLOCKS=2 caps registers at 64 (two blocks an SM, with spills).
-  static const bool two = std::getenv("CODECLLM_EXP_EXP4_BLOCKS") != nullptr;
-  launch_kernel(two ? exp4_gemm_kernel<2> : exp4_gemm_kernel<1>, dim3(rows / kSkinnyRows), dim3(kSkinnyWarps * 32), kSkinnySharedBytes, stream,
+  launch_kernel(exp4_gemm_kernel, dim3(rows / kSkinnyRows), dim3(kSkinnyWarps * 32), kSkinnySharedBytes, stream,
                 overlap, tensors, args, comp, status);
 }
 

@@ -637,8 +637,8 @@ size_t GpuDecoder::exp4_launch(size_t i, size_t end, Exp4GemvArgs& e) const {
   return j;
 }
 
-void GpuDecoder::decode_gemm(const uint8_t* comp_device, size_t first, size_t count, const void* x, int batch,
-                             float* y, int ldy, bool accumulate, cudaStream_t stream, bool overlap) {
+void GpuDecoder::decode_gemm(const uint8_t* comp_device, size_t first, size_t count, const void* x, int batch, float* y,
+                             int ldy, bool accumulate, cudaStream_t stream, bool overlap) {
   if (first + count > gemv_.size()) throw Error(path_ + ": decode_gemm names tensors the decoder does not have");
   for (size_t i = first; i < first + count; ++i) {
     if (!gemv_[i].gemm) {

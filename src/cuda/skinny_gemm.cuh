@@ -52,7 +52,9 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 }
 
 // Word i (0..3) of a vector, i a compile-time constant after unrolling.
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
 
 // The block's work: rows row0 .. row0 + 15 of y for every sequence. Weights: `Rows` gives, for
 // a row and element k (a multiple of 16), `Raw fetch(row, k)` (issues the loads) and
@@ -61,8 +63,8 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 
 // `partial`: kSkinnySharedBytes of shared memory. Waits for the predecessor kernel before its
 // first load (the weights may be a decode's output on the same stream).
 template <typename T, class Rows>
-__device__ __forceinline__ void skinny_gemm_block(const Rows& rows, const T* __restrict__ x, int batch, int in,
-                                                  int out, int row0, float* __restrict__ y, int ldy, bool accumulate,
+__device__ __forceinline__ void skinny_gemm_block(const Rows& rows, const T* __restrict__ x, int batch, int in, int out,
+                                                  int row0, float* __restrict__ y, int ldy, bool accumulate,
                                                   float* partial) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
   const int lo = min(row0 + g, out - 1), hi = min(row0 + g + 8, out - 1);  // rows past out: computed, not written

@@ -1,9 +1,10 @@
-// Kernels of the CUDA backend other than the large matmuls (cuBLAS, or the GEMV kernels at
-// batch 1). Activations are float32 [batch][n] row-major; matmul inputs are copies of them in
-// the model's 16-bit type (Act), which is also the type of its norms, biases and embeddings. Each kernel does as much
-// of a layer as one pass over its data allows: at batch 1 on an 8B model a token takes ~290 launches, and every launch
-// saved is a few microseconds of a ~7 ms step. Token ids and the position are read from device memory so that one
-// captured graph serves every step.
+// Kernels of the CUDA backend: the products (GEMV kernels at batch 1, a tensor-core kernel at
+// batches of 2-8; cuBLAS beyond) and everything else of a step. Activations are float32
+// [batch][n] row-major; matmul inputs are copies of them in the model's 16-bit type (Act), which
+// is also the type of its norms, biases and embeddings. Each kernel does as much of a layer as
+// one pass over its data allows: at batch 1 on an 8B model a token takes ~290 launches, and
+// every launch saved is a few microseconds of a ~7 ms step. Token ids and the position are read
+// from device memory so that one captured graph serves every step.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -311,10 +311,9 @@ void CudaWeights::load_layers(const format::ContainerReader& file) {
     return e != nullptr && e->codec == format::PlaneCodec::Exp4;
   });
   // At batches of 2 .. 8 exp4 layers are too, by the tensor-core kernel's exp4 twin.
-  const bool batched_in_place = exp4_layers && opt_.own_batch_products && opt_.batch > 1 &&
-                                opt_.batch <= cuda::kSkinnyMaxBatch;
-  const bool in_place_wanted =
-      ((opt_.products_from_compressed || exp4_layers) && opt_.batch == 1) || batched_in_place;
+  const bool batched_in_place =
+      exp4_layers && opt_.own_batch_products && opt_.batch > 1 && opt_.batch <= cuda::kSkinnyMaxBatch;
+  const bool in_place_wanted = ((opt_.products_from_compressed || exp4_layers) && opt_.batch == 1) || batched_in_place;
   const bool split_possible = opt_.bf16_exponents_only && !in_place_wanted && exponents_only_eligible(file, names);
   // Products straight from the compressed copy when every tensor's decoder takes them.
   auto products_in_place = [&](const std::vector<Placement>& homes) {
@@ -418,7 +417,8 @@ void CudaWeights::set_products(const std::vector<const format::TensorRecord*>& r
       }
       uint64_t scale_row = uint64_t(l) * layer_scale_rows;
       for (int i = 0; i < first; ++i) scale_row += uint64_t(rows[i]);
-      return dense_product(p.w, int8_layers_ ? layer_scales_ + scale_row : nullptr, in, p.out, opt_.batch, opt_.own_batch_products);
+      return dense_product(p.w, int8_layers_ ? layer_scales_ + scale_row : nullptr, in, p.out, opt_.batch,
+                           opt_.own_batch_products);
     };
     LayerWeights& L = layers_[size_t(l)];
     L.qkv = group(kQkv, 3, cfg_.hidden);
