@@ -16,7 +16,9 @@
 // CODECLLM_BENCH_DECODE_SLOTS=N gives gpu-compressed N decoded-layer scratch slots;
 // CODECLLM_BENCH_DECODE_BLOCKS_PER_SM=N lets at most N decode blocks reside on an SM;
 // CODECLLM_BENCH_WHOLE_BF16=1 makes it decode whole BF16 values into them instead of exponents
-// alone (CudaEngineOptions::bf16_exponents_only).
+// alone (CudaEngineOptions::bf16_exponents_only); CODECLLM_BENCH_BLAS=1 runs batches of 2-8 on
+// cuBLAS (exp4 layers decoded into scratch) instead of the tensor-core kernels
+// (CudaEngineOptions::own_batch_products).
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -153,6 +155,7 @@ int main(int argc, char** argv) {
       const char* slots = std::getenv("CODECLLM_BENCH_DECODE_SLOTS");
       if (slots != nullptr && o.placement == Placement::GpuCompressed) o.decode_slots = std::atoi(slots);
       o.bf16_exponents_only = !env_is_one("CODECLLM_BENCH_WHOLE_BF16");
+      o.own_batch_products = !env_is_one("CODECLLM_BENCH_BLAS");
       if (const char* b = std::getenv("CODECLLM_BENCH_DECODE_BLOCKS_PER_SM")) o.decode_blocks_per_sm = std::atoi(b);
       auto eng = engine::make_cuda_engine(file, o);
       const int vocab = eng->config().vocab;

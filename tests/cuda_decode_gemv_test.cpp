@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -190,6 +191,40 @@ INSTANTIATE_TEST_SUITE_P(
                       FusedCase{"int8_chunks_of_whole_rows", format::TensorMode::Int8, 4096, 512, false}),
     [](const ::testing::TestParamInfo<FusedCase>& i) { return std::string(i.param.name); });
 
+// A BF16 matrix whose exponents escape the exp4 window (zeros, huge values): every 997th
+// weight, columns 40-55 of every row (several lanes and several weights of a vector in one
+// round), and every other weight of row 5 (more escapes than a warp or a block stages).
+std::vector<uint8_t> escaping_matrix(uint64_t rows, uint64_t cols) {
+  std::vector<uint8_t> w = matrix(rows, cols, 1, false);
+  auto escape = [&](uint64_t i) { w[2 * i + 1] = i % 2 ? 0x00 : 0x7e; };
+  for (uint64_t i = 3; i < w.size() / 2; i += 997) escape(i);
+  for (uint64_t r = 0; r < rows; ++r)
+    for (uint64_t c = 40; c < 56; ++c) escape(r * cols + c);
+  for (uint64_t c = 0; c < cols; c += 2) escape(5 * cols + c);
+  return w;
+}
+
+// A code 15 without its escape in tensor 0's device copy only (the host validated the file):
+// `multiply` runs a product over that copy, and the decoder's check must name the block.
+void expect_missing_escape_reported(const format::ContainerReader& r, cuda::GpuDecoder& dec, cudaStream_t stream,
+                                    const std::function<void(const uint8_t*)>& multiply) {
+  const format::PlaneRecord& e = dec.record(0).planes[0];
+  const codec::Exp4Layout l = codec::exp4_parse(r.payload(e), "test");
+  std::vector<uint8_t> bad(dec.host_range().begin(), dec.host_range().end());
+  uint8_t& code = bad[e.offset - dec.range_offset() + l.codes + 1];
+  ASSERT_NE(code & 0xF, 0xF);
+  code |= 0xF;
+  DeviceBuffer comp(bad.size());
+  CLLM_CUDA_CHECK(cudaMemcpy(comp.p, bad.data(), bad.size(), cudaMemcpyHostToDevice));
+  multiply(static_cast<const uint8_t*>(comp.p));
+  try {
+    dec.check(stream);
+    ADD_FAILURE() << "a code 15 without an escape went unreported";
+  } catch (const FormatError& err) {
+    EXPECT_NE(std::string(err.what()).find("escape block 0"), std::string::npos) << err.what();
+  }
+}
+
 // Exp4 products (exp4_kernel.cu) against the engine's GEMV over the decoded weights: the same
 // bits, with escapes in the rows (zeros, huge values): scattered, a burst of two whole vectors in
 // every row (several lanes and several weights of a vector escaping in one round), and one row
@@ -204,12 +239,7 @@ TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
     test::TempDir dir;
     codec::EncodeOptions o;
     o.coder = codec::PlaneCoder::Exp4;
-    std::vector<uint8_t> w0 = matrix(kRows[0], cols, 1, false);
-    auto escape = [&](uint64_t i) { w0[2 * i + 1] = i % 2 ? 0x00 : 0x7e; };
-    for (uint64_t i = 3; i < w0.size() / 2; i += 997) escape(i);
-    for (uint64_t r = 0; r < kRows[0]; ++r)
-      for (uint64_t c = 40; c < 56; ++c) escape(r * cols + c);
-    for (uint64_t c = 0; c < cols; c += 2) escape(5 * cols + c);  // row 5: cols / 2 > 64 escapes
+    const std::vector<uint8_t> w0 = escaping_matrix(kRows[0], cols);
     const std::string path =
         test::write_synthetic(dir.path(), o,
                               {{kNames[0], DType::BF16, {kRows[0], cols}, w0},
@@ -247,22 +277,79 @@ TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
         expect_rows(y_fused.p, want, out, std::to_string(cols) + " columns" + describe(out, overlap));
       }
     }
-    // A code 15 without its escape, in the device copy only (the host validated the file).
-    const format::PlaneRecord& e = dec.record(0).planes[0];
-    const codec::Exp4Layout l = codec::exp4_parse(r.payload(e), "test");
-    std::vector<uint8_t> bad(dec.host_range().begin(), dec.host_range().end());
-    uint8_t& code = bad[e.offset - dec.range_offset() + l.codes + 1];
-    ASSERT_NE(code & 0xF, 0xF);
-    code |= 0xF;
-    DeviceBuffer comp(bad.size()), y(rows * 4);
-    CLLM_CUDA_CHECK(cudaMemcpy(comp.p, bad.data(), bad.size(), cudaMemcpyHostToDevice));
-    dec.decode_gemv(static_cast<const uint8_t*>(comp.p), 0, 2, d_x.p, false, y.p, cuda::GemvOut::F32, stream, false);
-    try {
-      dec.check(stream);
-      ADD_FAILURE() << "a code 15 without an escape went unreported";
-    } catch (const FormatError& err) {
-      EXPECT_NE(std::string(err.what()).find("escape block 0"), std::string::npos) << err.what();
+    DeviceBuffer y(rows * 4);
+    expect_missing_escape_reported(r, dec, stream, [&](const uint8_t* comp) {
+      dec.decode_gemv(comp, 0, 2, d_x.p, false, y.p, cuda::GemvOut::F32, stream, false);
+    });
+    CLLM_CUDA_CHECK(cudaStreamDestroy(stream));
+  }
+}
+
+// Exp4 products of 2 .. 8 sequences (the tensor-core kernel's exp4 twin) against the engine's
+// tensor-core product over the decoded weights: the same bits, with the escapes of the GEMV test
+// above (scattered, bursts across lanes and within a vector, and a 16-row tile with more escapes
+// than a block stages, looked up in global memory), two tensors in one launch, y rows farther
+// apart than the launch's rows, accumulate and overlap on and off. A tensor of rows not a
+// multiple of 16 is not taken; a code 15 without its escape is reported.
+TEST(Exp4Gemm, SameBitsAsGemmOnDecodedWeights) {
+  if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
+  constexpr uint64_t kTileRows[] = {48, 32};
+  for (uint64_t cols : {uint64_t{768}, uint64_t{4096}}) {
+    test::TempDir dir;
+    codec::EncodeOptions o;
+    o.coder = codec::PlaneCoder::Exp4;
+    const std::vector<uint8_t> w0 = escaping_matrix(kTileRows[0], cols);  // row 5: 2048 escapes at 4096 columns
+    const std::string path =
+        test::write_synthetic(dir.path(), o,
+                              {{kNames[0], DType::BF16, {kTileRows[0], cols}, w0},
+                               {kNames[1], DType::BF16, {kTileRows[1], cols}, matrix(kTileRows[1], cols, 2, false)},
+                               {"odd", DType::BF16, {kRows[0], cols}, matrix(kRows[0], cols, 3, false)}});
+    format::ContainerReader r(path);
+    cuda::GpuDecoder dec(r, {kNames[0], kNames[1], "odd"});
+    ASSERT_TRUE(dec.gemm_ready(0) && dec.gemm_ready(1)) << cols;
+    EXPECT_FALSE(dec.gemm_ready(2)) << "40 rows are not whole 16-row tiles";
+    dec.upload_resident(nullptr);
+    const uint64_t rows = kTileRows[0] + kTileRows[1];
+    const int ldy = int(rows) + 3;
+    DeviceBuffer d0(dec.output_bytes(0)), d1(dec.output_bytes(1)), d2(dec.output_bytes(2));
+    void* outs[] = {d0.p, d1.p, d2.p};
+    dec.decode(dec.resident(), outs, nullptr);
+    ASSERT_NO_THROW(dec.check(nullptr));
+    const int kMax = 8;
+    const std::vector<uint8_t> x = random_x(kMax * cols, false, cols);
+    DeviceBuffer d_x(x.size());
+    CLLM_CUDA_CHECK(cudaMemcpy(d_x.p, x.data(), x.size(), cudaMemcpyHostToDevice));
+    std::vector<float> y0(size_t(kMax) * ldy);
+    for (size_t i = 0; i < y0.size(); ++i) y0[i] = 0.5f * float(i % 5) - 1.0f;
+    cudaStream_t stream = nullptr;
+    CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    const k::Stream ks{stream, false, false};
+    DeviceBuffer y_ref(y0.size() * 4), y_fused(y0.size() * 4);
+    for (int batch : {2, 5, 8}) {
+      for (bool accumulate : {false, true}) {
+        CLLM_CUDA_CHECK(cudaMemcpy(y_ref.p, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
+        auto* yr = static_cast<float*>(y_ref.p);
+        k::gemm(k::Act::BF16, d0.p, d_x.p, batch, int(cols), int(kTileRows[0]), yr, ldy, accumulate, ks);
+        k::gemm(k::Act::BF16, d1.p, d_x.p, batch, int(cols), int(kTileRows[1]), yr + kTileRows[0], ldy, accumulate, ks);
+        CLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+        const std::vector<float> want = read_back<float>(y_ref.p, y0.size());
+        for (bool overlap : {false, true}) {
+          CLLM_CUDA_CHECK(cudaMemcpy(y_fused.p, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
+          dec.decode_gemm(dec.resident(), 0, 2, d_x.p, batch, static_cast<float*>(y_fused.p), ldy, accumulate, stream,
+                          overlap);
+          ASSERT_NO_THROW(dec.check(stream));
+          const std::vector<float> got = read_back<float>(y_fused.p, y0.size());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * 4))
+              << cols << " columns, batch " << batch << " accumulate " << accumulate << " overlap " << overlap;
+        }
+      }
     }
+    EXPECT_THROW(
+        dec.decode_gemm(dec.resident(), 2, 1, d_x.p, 2, static_cast<float*>(y_fused.p), ldy, false, stream, false),
+        Error);
+    expect_missing_escape_reported(r, dec, stream, [&](const uint8_t* comp) {
+      dec.decode_gemm(comp, 0, 2, d_x.p, 3, static_cast<float*>(y_fused.p), ldy, false, stream, false);
+    });
     CLLM_CUDA_CHECK(cudaStreamDestroy(stream));
   }
 }

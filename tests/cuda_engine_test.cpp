@@ -496,10 +496,11 @@ size_t planes_coded(const format::ContainerReader& file, format::PlaneCodec code
 // The logits of `file` in every placement (gpu, gpu-compressed, host, host-raw, auto) at the
 // given batch equal those of `reference` on gpu, bit for bit, over 12 positions.
 void expect_every_placement_equals(const format::ContainerReader& reference_file, const format::ContainerReader& file,
-                                   int batch, const char* coding) {
+                                   int batch, const char* coding, bool own_batch_products = true) {
   engine::CudaEngineOptions o;
   o.max_seq_len = 32;
   o.batch = batch;
+  o.own_batch_products = own_batch_products;
   auto reference = engine::make_cuda_engine(reference_file, o);
   std::vector<std::unique_ptr<engine::Engine>> others;
   for (auto p : {Placement::Gpu, Placement::GpuCompressed, Placement::Host, Placement::HostRaw}) {
@@ -585,6 +586,32 @@ TEST(CudaEngineExp4, EveryPlacementEqualsGpu) {
   format::ContainerReader exp4(test::write_tiny_model(dir, m));
   ASSERT_GT(planes_coded(exp4, format::PlaneCodec::Exp4), 0u);
   for (int batch : {1, 3}) expect_every_placement_equals(rans, exp4, batch, "exp4");
+}
+
+// Rows of whole 16-row tiles, 64 and 128 long: at batches of 2 .. 8 gpu runs the tensor-core
+// product and gpu-compressed multiplies the exp4 layers straight from their compressed form by
+// its exp4 twin, with the same logits, bit for bit; with own_batch_products off, cuBLAS and
+// layers decoded into scratch agree with each other too.
+TEST(CudaEngineExp4, BatchedProductsInPlaceEqualGpu) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  test::TempDir dir;
+  test::TinyModel m;
+  m.dtype = DType::BF16;
+  m.replace_config(R"("hidden_size": 32, "intermediate_size": 48)", R"("hidden_size": 64, "intermediate_size": 128)");
+  m.file = "rans.cllm";
+  format::ContainerReader rans(test::write_tiny_model(dir, m));
+  m.options.encode.coder = codec::PlaneCoder::Exp4;
+  m.file = "exp4.cllm";
+  format::ContainerReader exp4(test::write_tiny_model(dir, m));
+  for (int batch : {2, 3, 8}) {
+    engine::CudaEngineOptions o;
+    o.batch = batch;
+    o.placement = Placement::GpuCompressed;
+    const std::string in_place = engine::make_cuda_engine(exp4, o)->describe();
+    EXPECT_NE(in_place.find("straight from compressed"), std::string::npos) << in_place;
+    expect_every_placement_equals(rans, exp4, batch, "exp4, batched in place");
+  }
+  expect_every_placement_equals(rans, exp4, 3, "exp4, cuBLAS", false);
 }
 
 // A zstd file (nvCOMP decodes its planes on the GPU) gives the logits of the same model in a

@@ -172,5 +172,90 @@ INSTANTIATE_TEST_SUITE_P(Shapes, GemvKernels,
                            return "in" + std::to_string(c.param.in) + "_out" + std::to_string(c.param.out);
                          });
 
+// The tensor-core product of 2 .. 8 sequences (gemm): each sequence against the double-precision
+// product; each sequence's bits the same whatever the batch around it; rows past out, sequences
+// past the batch and y's padding (ldy > out) untouched; accumulate adds the old y in float.
+class GemmKernels : public ::testing::TestWithParam<Case> {};
+
+template <typename T>
+void check_gemm(int in, int out, k::Act act) {
+  std::mt19937 rng(in * 7 + out);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  constexpr int B = 8;
+  const int ldy = out + 3;
+  std::vector<T> x(size_t(B) * in), w(size_t(in) * out);
+  std::vector<float> y0(size_t(B) * ldy);
+  for (auto& v : x) v = from_float<T>(gauss(rng));
+  for (auto& v : w) v = from_float<T>(0.02f * gauss(rng));
+  for (auto& v : y0) v = gauss(rng);
+  std::vector<double> ref(size_t(B) * out), mag(size_t(B) * out);
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < out; ++r) {
+      for (int i = 0; i < in; ++i) {
+        const double p = double(to_float(w[size_t(r) * in + i])) * to_float(x[size_t(b) * in + i]);
+        ref[size_t(b) * out + r] += p;
+        mag[size_t(b) * out + r] += std::fabs(p);
+      }
+    }
+  }
+  T *dx = to_device(x), *dw = to_device(w);
+  float* dy = to_device(y0);
+  std::vector<float> y(y0.size()), full;
+  auto run = [&](int batch, bool accumulate, const k::Stream& s) {
+    CLLM_CUDA_CHECK(cudaMemcpy(dy, y0.data(), y0.size() * sizeof(float), cudaMemcpyHostToDevice));
+    k::gemm(act, dw, dx, batch, in, out, dy, ldy, accumulate, s);
+    CLLM_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  };
+  const char* type = act == k::Act::F16 ? "f16" : "bf16";
+  for (int config = 0; config < 4; ++config) {
+    const k::Stream s{nullptr, (config & 1) != 0, (config & 2) != 0};
+    for (const int batch : {8, 2, 5, 7}) {  // 8 first: the bits the others must give
+      ASSERT_TRUE(k::gemm_takes(in, batch));
+      run(batch, false, s);
+      for (int b = 0; b < B; ++b) {
+        for (int r = 0; r < ldy; ++r) {
+          const size_t at = size_t(b) * ldy + r;
+          if (b >= batch || r >= out) {
+            ASSERT_EQ(y[at], y0[at]) << type << " batch " << batch << ": wrote sequence " << b << " row " << r;
+          } else {
+            ASSERT_NEAR(y[at], ref[size_t(b) * out + r], 1e-5 * mag[size_t(b) * out + r] + 1e-6)
+                << type << " batch " << batch << " sequence " << b << " row " << r << " config " << config;
+            if (!full.empty()) {
+              ASSERT_EQ(y[at], full[at]) << type << " batch " << batch << " sequence " << b;
+            }
+          }
+        }
+      }
+      if (full.empty()) full = y;
+    }
+    run(7, true, s);
+    for (int b = 0; b < 7; ++b) {
+      for (int r = 0; r < out; ++r) {
+        const size_t at = size_t(b) * ldy + r;
+        ASSERT_EQ(y[at], y0[at] + full[at]) << type << " accumulate, sequence " << b << " row " << r;
+      }
+    }
+  }
+  EXPECT_FALSE(k::gemm_takes(in, 1));
+  EXPECT_FALSE(k::gemm_takes(in, B + 1));
+  EXPECT_FALSE(k::gemm_takes(in + 8, 2));
+  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dw), static_cast<void*>(dy)}) cudaFree(p);
+}
+
+TEST_P(GemmKernels, MatchTheCpuProductWithBitsIndependentOfTheBatch) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  const auto [in, out] = GetParam();
+  check_gemm<__nv_bfloat16>(in, out, k::Act::BF16);
+  check_gemm<__half>(in, out, k::Act::F16);
+}
+
+// in: one chunk; chunks fewer than, a multiple of, and not a multiple of the block's warps times
+// their unroll; 14336 (an 8B model's down projection). out: partial 16-row tiles.
+INSTANTIATE_TEST_SUITE_P(Shapes, GemmKernels,
+                         ::testing::Values(Case{64, 3}, Case{320, 37}, Case{1024, 64}, Case{2112, 33}, Case{14336, 19}),
+                         [](const ::testing::TestParamInfo<Case>& c) {
+                           return "in" + std::to_string(c.param.in) + "_out" + std::to_string(c.param.out);
+                         });
+
 }  // namespace
 }  // namespace codecllm

@@ -92,6 +92,9 @@ struct Exp4GemvArgs {
   uint32_t count;                     // tensors in the launch
   uint32_t cols;                      // their common row length
   uint32_t row_end[kMaxExp4PerGemv];  // one past each tensor's last row, counted from the first tensor's
+  // Products of several sequences (launch_exp4_gemm): x is [batch][cols], sequence b's y at y + b
+  // ldy elements (F32 or F32Add only).
+  uint32_t batch = 1, ldy = 0;
 };
 
 struct LaunchPointers {

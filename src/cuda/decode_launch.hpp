@@ -50,6 +50,12 @@ void launch_exp4_decode(const Exp4Desc& t, const uint8_t* comp, void* out, uint3
 // cuda/gemv_dot.cuh: the same bits as the engine's GEMV over the decoded weights.
 void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const uint8_t* comp, uint32_t* status,
                       bool overlap, cudaStream_t stream);
+// The same for args.batch sequences (2 .. kSkinnyMaxBatch) on the tensor cores
+// (cuda/skinny_gemm.cuh): the bits of the engine's gemm over the decoded weights. Every tensor's
+// rows a multiple of 16, their length of 64 (exp4_gemm_takes).
+bool exp4_gemm_takes(uint64_t rows, uint64_t cols);
+void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const uint8_t* comp, uint32_t* status,
+                      bool overlap, cudaStream_t stream);
 
 // Undoes the LEFT predictor row by row and writes int8 values or dequantized BF16/F16.
 void launch_int8_rows(const uint8_t* residuals, const float* scales, uint64_t rows, uint64_t cols, Int8Out out_type,

@@ -18,6 +18,7 @@
 #include "cuda/decode_launch.hpp"
 #include "cuda/gemv_dot.cuh"
 #include "cuda/pdl.cuh"
+#include "cuda/skinny_gemm.cuh"
 #include "cuda/stream_loads.cuh"
 
 namespace codecllm::cuda {
@@ -30,6 +31,7 @@ constexpr int kGemvUnroll = 4;            // 8-weight vectors per lane in flight
 constexpr uint32_t kGemvStaged = 64;      // escapes a product row keeps in shared memory (~3 on a 4096-long row)
 constexpr uint32_t kDecodeSpan = 32768;   // elements a decode block takes: 16 vectors a thread
 constexpr uint32_t kDecodeStaged = 1024;  // escapes a decode block keeps in shared memory
+constexpr uint32_t kGemmStaged = 1024;    // escapes of a product block's 16 rows kept in shared memory
 
 // Bit 4i set where code i of the word is 15: the exact list the slow path walks.
 __device__ __forceinline__ uint32_t escapes_in(uint32_t codes) {
@@ -349,6 +351,70 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
   let_successor_launch();
 }
 
+// The weights of one tensor's rows for the tensor-core product: 16 codes (8 bytes) and 16
+// sign_mantissa bytes a fetch, rebuilt as the decode rebuilds them, escapes from the block's
+// staged list.
+struct Exp4Rows {
+  struct Raw {
+    uint2 codes, sm_lo, sm_hi;
+  };
+  const uint8_t* codes;  // the tensor's codes, element e in nibble e of the plane
+  const uint8_t* sm;     // its sign_mantissa bytes
+  uint32_t base_pair;
+  uint32_t first_row;  // the tensor's first row among the launch's
+  uint32_t cols;
+  const Exp4Desc* t;  // for escapes: the tensor, its staged list, where a missing one is recorded
+  const uint8_t* comp;
+  StagedEscapes staged;
+  uint32_t* status;
+  __device__ __forceinline__ uint64_t element(int row, int k) const {
+    return uint64_t(uint32_t(row) - first_row) * cols + uint32_t(k);
+  }
+  __device__ __forceinline__ Raw fetch(int row, int k) const {
+    const uint64_t e = element(row, k);
+    const auto* m = reinterpret_cast<const uint2*>(sm + e);
+    return {load_stream8(reinterpret_cast<const uint2*>(codes + e / 2)), load_stream8(m), load_stream8(m + 1)};
+  }
+  __device__ __forceinline__ void rebuild(const Raw& r, int row, int k, uint4 (&w)[2]) const {
+    w[0] = assemble(r.codes.x, r.sm_lo, base_pair);
+    w[1] = assemble(r.codes.y, r.sm_hi, base_pair);
+    if (has_escape(r.codes.x) || has_escape(r.codes.y)) {  // one lane in ~40 on the 8B shape: out of line
+      const uint64_t e = element(row, k);
+      if (has_escape(r.codes.x)) w[0] = patch_escapes(*t, comp, staged, e, r.codes.x, r.sm_lo, w[0], status);
+      if (has_escape(r.codes.y)) w[1] = patch_escapes(*t, comp, staged, e + 8, r.codes.y, r.sm_hi, w[1], status);
+    }
+  }
+};
+
+// One block a 16-row tile of the launch's rows (all in one tensor: their counts are multiples of
+// 16), the tile's escapes staged first. Two blocks an SM: at that occupancy ptxas keeps 64
+// registers and spills a few (the escape path's call), which measured 980 tok/s at batch 8 on
+// the 8B shape against 890 with 100 registers and one block an SM (H200, docs/BENCHMARKS.md).
+__global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
+    exp4_gemm_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
+                     uint32_t* __restrict__ status) {
+  extern __shared__ float partial[];
+  __shared__ uint32_t staged[kGemmStaged];
+  const uint32_t row0 = blockIdx.x * kSkinnyRows;
+  uint32_t ti = 0, first_row = 0, total = a.row_end[0];
+#pragma unroll
+  for (uint32_t i = 1; i < kMaxExp4PerGemv; ++i) {
+    if (i < a.count) total = a.row_end[i];
+    if (i < a.count && row0 >= a.row_end[i - 1]) {
+      ti = i;
+      first_row = a.row_end[i - 1];
+    }
+  }
+  const Exp4Desc* t = tensors + ti;
+  const uint64_t e0 = uint64_t{row0 - first_row} * a.cols;
+  Exp4Rows rows{comp + t->codes, comp + t->sign_mantissa, t->base_pair, first_row, a.cols, t, comp, {}, status};
+  rows.staged = stage_escapes(*t, comp, e0, e0 + uint64_t{kSkinnyRows} * a.cols - 1, staged, kGemmStaged, threadIdx.x,
+                              blockDim.x);
+  __syncthreads();
+  skinny_gemm_block<__nv_bfloat16>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch), int(a.cols), int(total),
+                                   int(row0), static_cast<float*>(a.y), int(a.ldy), a.out == GemvOut::F32Add, partial);
+}
+
 }  // namespace
 
 void launch_exp4_decode(const Exp4Desc& t, const uint8_t* comp, void* out, uint32_t* status, cudaStream_t stream) {
@@ -371,6 +437,24 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   const uint32_t blocks = std::min<uint32_t>((rows + kGemvWarps - 1) / kGemvWarps, uint32_t(sms) * kGemvBlocksPerSm);
   launch_kernel(exp4_gemv_kernel, dim3(blocks), dim3(kGemvWarps * 32), size_t{args.cols} * 2, stream, overlap, tensors,
                 args, comp, status);
+}
+
+bool exp4_gemm_takes(uint64_t rows, uint64_t cols) {
+  return rows > 0 && rows % kSkinnyRows == 0 && cols > 0 && cols % kSkinnyChunk == 0;
+}
+
+void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const uint8_t* comp, uint32_t* status,
+                      bool overlap, cudaStream_t stream) {
+  if (args.count == 0 || args.count > kMaxExp4PerGemv) throw Error("exp4 product: 1 to 8 tensors per launch");
+  if (args.batch < 2 || args.batch > uint32_t(kSkinnyMaxBatch) || args.out == GemvOut::Bf16 || args.ldy == 0)
+    throw Error("exp4 product: 2 to 8 sequences into float rows");
+  for (uint32_t i = 0; i < args.count; ++i) {
+    if (!exp4_gemm_takes(args.row_end[i] - (i == 0 ? 0 : args.row_end[i - 1]), args.cols))
+      throw Error("exp4 product: tensors of rows a multiple of 16 and 64 long expected");
+  }
+  const uint32_t rows = args.row_end[args.count - 1];
+  launch_kernel(exp4_gemm_kernel, dim3(rows / kSkinnyRows), dim3(kSkinnyWarps * 32), kSkinnySharedBytes, stream,
+                overlap, tensors, args, comp, status);
 }
 
 }  // namespace codecllm::cuda

@@ -261,6 +261,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       Gemv gv;
       gv.exp4 = static_cast<int>(exp4_tensors_.size());
       gv.ready = d.cols > 0 && d.cols % 8 == 0 && d.cols <= kMaxExp4Cols && d.elements / d.cols < (uint64_t{1} << 31);
+      gv.gemm = gv.ready && exp4_gemm_takes(d.elements / d.cols, d.cols);
       t.assemble = Assemble::SplitBf16;
       t.cols = d.cols;
       exp4_tensors_.push_back(d);
@@ -598,15 +599,7 @@ void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t co
       e.x = x;
       e.y = static_cast<uint8_t*>(y) + args.y_row[i] * y_bytes;
       e.out = out;
-      e.cols = static_cast<uint32_t>(host_tensors_[i].cols);
-      uint64_t rows = 0;
-      size_t j = i;
-      for (; j < first + count && gemv_[j].exp4 >= 0 && host_tensors_[j].cols == e.cols && e.count < kMaxExp4PerGemv;
-           ++j) {
-        rows += host_tensors_[j].elements / e.cols;
-        if (rows >= (uint64_t{1} << 31)) break;
-        e.row_end[e.count++] = static_cast<uint32_t>(rows);
-      }
+      const size_t j = exp4_launch(i, first + count, e);
       launch_exp4_gemv(d_exp4_ + gemv_[i].exp4, e, comp_device, d_status_, overlap, stream);
       CLLM_CUDA_CHECK(cudaGetLastError());
       i = j;
@@ -627,6 +620,44 @@ void GpuDecoder::decode_gemv(const uint8_t* comp_device, size_t first, size_t co
     launch_decode_gemv(kind, d_tensors_, d_gemv_jobs_ + gemv_[i].first_job, jobs, d_tables_, comp_device, d_status_,
                        table_bytes, args, overlap, stream);
     CLLM_CUDA_CHECK(cudaGetLastError());
+    i = j;
+  }
+}
+
+size_t GpuDecoder::exp4_launch(size_t i, size_t end, Exp4GemvArgs& e) const {
+  e.cols = static_cast<uint32_t>(host_tensors_[i].cols);
+  e.count = 0;
+  uint64_t rows = 0;
+  size_t j = i;
+  for (; j < end && gemv_[j].exp4 >= 0 && host_tensors_[j].cols == e.cols && e.count < kMaxExp4PerGemv; ++j) {
+    rows += host_tensors_[j].elements / e.cols;
+    if (rows >= (uint64_t{1} << 31)) break;
+    e.row_end[e.count++] = static_cast<uint32_t>(rows);
+  }
+  return j;
+}
+
+void GpuDecoder::decode_gemm(const uint8_t* comp_device, size_t first, size_t count, const void* x, int batch, float* y,
+                             int ldy, bool accumulate, cudaStream_t stream, bool overlap) {
+  if (first + count > gemv_.size()) throw Error(path_ + ": decode_gemm names tensors the decoder does not have");
+  for (size_t i = first; i < first + count; ++i) {
+    if (!gemv_[i].gemm) {
+      throw Error(path_ + ": tensor '" + records_[i]->name +
+                  "' cannot be multiplied straight from its compressed form at batch " + std::to_string(batch));
+    }
+  }
+  uint64_t row = 0;
+  for (size_t i = first; i < first + count;) {
+    Exp4GemvArgs e{};
+    e.x = x;
+    e.y = y + row;
+    e.out = accumulate ? GemvOut::F32Add : GemvOut::F32;
+    e.batch = static_cast<uint32_t>(batch);
+    e.ldy = static_cast<uint32_t>(ldy);
+    const size_t j = exp4_launch(i, first + count, e);
+    launch_exp4_gemm(d_exp4_ + gemv_[i].exp4, e, comp_device, d_status_, overlap, stream);
+    CLLM_CUDA_CHECK(cudaGetLastError());
+    row += e.row_end[e.count - 1];
     i = j;
   }
 }

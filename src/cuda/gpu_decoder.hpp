@@ -98,6 +98,15 @@ class GpuDecoder {
   // previous kernel.
   void decode_gemv(const uint8_t* comp_device, size_t first, size_t count, const void* x, bool x_f16, void* y,
                    GemvOut out, cudaStream_t stream, bool overlap);
+  // Products of 2 .. kSkinnyMaxBatch sequences straight from the compressed weights: whether
+  // tensor i takes them (an Exp4 matrix of rows a multiple of 16, each a multiple of 64 long).
+  bool gemm_ready(size_t i) const { return gemv_[i].gemm; }
+  // Enqueues y[b] = W x[b] (+ y[b] when accumulate) for tensors first .. first + count - 1 (all
+  // gemm_ready) and `batch` BF16 sequences x ([batch][cols]), their rows one after another in
+  // each sequence's y (float, sequence b at y + b * ldy): the same bits as the engine's gemm
+  // over the decoded weights.
+  void decode_gemm(const uint8_t* comp_device, size_t first, size_t count, const void* x, int batch, float* y, int ldy,
+                   bool accumulate, cudaStream_t stream, bool overlap);
 
   // Waits for the stream and reports the first corrupt chunk as a FormatError naming the file,
   // the tensor and the chunk. Clears the status for the next decode.
@@ -107,6 +116,9 @@ class GpuDecoder {
   static constexpr uint64_t kNoPlane = ~uint64_t{0};
   static constexpr uint64_t kMaxExp4Cols = 16384;  // x staged in 32 KiB of shared memory
   void* device_alloc(uint64_t bytes);
+  // The Exp4 tensors from i on (before end) that one product launch takes: rows of one length, up
+  // to kMaxExp4PerGemv tensors, into e's shape fields; returns the first tensor after them.
+  size_t exp4_launch(size_t i, size_t end, Exp4GemvArgs& e) const;
 
   std::string path_;
   std::vector<const format::TensorRecord*> records_;
@@ -124,6 +136,7 @@ class GpuDecoder {
   struct Gemv {  // per tensor, for decode_gemv (its shape and tables: host_tensors_)
     bool ready = false;
     int exp4 = -1;                         // Exp4 tensors: index in exp4_tensors_
+    bool gemm = false;                     // Exp4 tensors: decode_gemm takes it
     bool packed = false;                   // which kernel instance reads its tables
     uint32_t first_job = 0, num_jobs = 0;  // in d_gemv_jobs_
   };

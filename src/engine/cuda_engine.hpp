@@ -45,6 +45,10 @@ struct CudaEngineOptions {
   // scratch on the shapes measured (docs/BENCHMARKS.md). Files coded with --codec exp4 always
   // do, at batch 1: that coding exists to be multiplied in place.
   bool products_from_compressed = false;
+  // Batches of 2 .. 8: 16-bit products on the project's tensor-core kernel (cuda_gemm.cu), and
+  // exp4 layers multiplied straight from their compressed form by its exp4 twin, with the same
+  // bits. Off: cuBLAS, exp4 layers decoded into scratch first; only to measure what it gains.
+  bool own_batch_products = true;
   // gpu-compressed at batch 1 on BF16 layers: decode only each layer's exponent bytes into the
   // scratch slots, and let the GEMV read the sign and mantissa bytes (stored raw) straight
   // from the compressed copy (cuda::DecoderOptions::bf16_exponents_only): slots of half the

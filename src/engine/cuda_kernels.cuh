@@ -1,9 +1,10 @@
-// Kernels of the CUDA backend other than the large matmuls (cuBLAS, or the GEMV kernels at
-// batch 1). Activations are float32 [batch][n] row-major; matmul inputs are copies of them in
-// the model's 16-bit type (Act), which is also the type of its norms, biases and embeddings. Each kernel does as much
-// of a layer as one pass over its data allows: at batch 1 on an 8B model a token takes ~290 launches, and every launch
-// saved is a few microseconds of a ~7 ms step. Token ids and the position are read from device memory so that one
-// captured graph serves every step.
+// Kernels of the CUDA backend: the products (GEMV kernels at batch 1, a tensor-core kernel at
+// batches of 2-8; cuBLAS beyond) and everything else of a step. Activations are float32
+// [batch][n] row-major; matmul inputs are copies of them in the model's 16-bit type (Act), which
+// is also the type of its norms, biases and embeddings. Each kernel does as much of a layer as
+// one pass over its data allows: at batch 1 on an 8B model a token takes ~290 launches, and
+// every launch saved is a few microseconds of a ~7 ms step. Token ids and the position are read
+// from device memory so that one captured graph serves every step.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -72,6 +73,14 @@ void silu_mul(Act t, const float* gate_up, int n, int batch, void* out, const St
 // block pays the reduction before its first multiply. docs/BENCHMARKS.md.)
 constexpr int kGemvMaxIn = 16384;
 void gemv(Act t, const void* w, const void* x, int in, int out, float* y, bool accumulate, const Stream& s);
+
+// y[b] = W x[b] (+ y[b]) for 2 .. 8 sequences of 16-bit x ([batch][in], contiguous) at once, on
+// the tensor cores (cuda/skinny_gemm.cuh), y[b] at y + b * ldy: each weight read once for all of
+// them. A sequence's bits do not depend on the others in the batch (they differ from gemv's).
+// gemm_takes: the batch and a row length the kernel takes (a multiple of 64); else cuBLAS.
+bool gemm_takes(int in, int batch);
+void gemm(Act t, const void* w, const void* x, int batch, int in, int out, float* y, int ldy, bool accumulate,
+          const Stream& s);
 
 // The same product for int8 W (the int8 mode's quantized values) with one float scale per row:
 // y[r] = scale[r] * sum_i W[r][i] x[i] (+ y[r]). Dequantizing in the product reads one byte

@@ -21,10 +21,12 @@ void check_cublas(cublasStatus_t s, const char* what) {
 bool gemv_takes(int in, int batch) { return batch == 1 && in % 8 == 0 && in <= k::kGemvMaxIn; }
 bool gemv16_takes(int in, int batch) { return gemv_takes(in, batch) && in % 16 == 0; }
 
-Product dense_product(const void* w, const float* scales, int in, int out, int batch) {
+Product dense_product(const void* w, const float* scales, int in, int out, int batch, bool own_batches) {
   Product p;
+  const bool gemm = own_batches && k::gemm_takes(in, batch);
   p.kind = scales != nullptr       ? Product::Kind::Int8Gemv
            : gemv_takes(in, batch) ? Product::Kind::Gemv
+           : gemm                  ? Product::Kind::Gemm
                                    : Product::Kind::Blas;
   p.w = w;
   p.scales = scales;
@@ -48,11 +50,17 @@ void Products::run(const Product& p, const void* x, float* y, bool accumulate, c
   switch (p.kind) {
     case Product::Kind::Gemv:
       return k::gemv(act_, p.w, x, p.in, p.out, y, accumulate, s);
+    case Product::Kind::Gemm:
+      return k::gemm(act_, p.w, x, batch_, p.in, p.out, y, ldy > 0 ? ldy : p.out, accumulate, s);
     case Product::Kind::Int8Gemv:
       return k::gemv_int8(act_, static_cast<const int8_t*>(p.w), p.scales, x, p.in, p.out, y, accumulate, s);
     case Product::Kind::SplitGemv:
       return k::gemv_split(static_cast<const uint8_t*>(p.w), p.split, x, p.in, p.out, y, accumulate, s);
     case Product::Kind::FromCompressed:
+      if (batch_ > 1) {
+        return p.decoder->decode_gemm(p.decoder->resident(), size_t(p.first), size_t(p.count), x, batch_, y,
+                                      ldy > 0 ? ldy : p.out, accumulate, s.id, s.overlap);
+      }
       return p.decoder->decode_gemv(p.decoder->resident(), size_t(p.first), size_t(p.count), x, act_ == k::Act::F16, y,
                                     accumulate ? cuda::GemvOut::F32Add : cuda::GemvOut::F32, s.id, s.overlap);
     case Product::Kind::Blas:

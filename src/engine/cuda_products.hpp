@@ -13,7 +13,8 @@
 namespace codecllm::engine {
 
 // Batch 1 runs the project's bandwidth-bound GEMV kernels (faster than cuBLAS there,
-// measured) where they take the row length; batches go to cuBLAS.
+// measured) where they take the row length; batches of up to 32 the tensor-core kernel of
+// cuda_gemm.cu, larger ones cuBLAS.
 bool gemv_takes(int in, int batch);
 // The int8 (W8A16) and split-plane GEMVs read 16 weights at a time: rows a multiple of 16.
 bool gemv16_takes(int in, int batch);
@@ -21,6 +22,7 @@ bool gemv16_takes(int in, int batch);
 struct Product {
   enum class Kind {
     Gemv,            // 16-bit W, batch-1 kernel
+    Gemm,            // 16-bit W, 2 .. 32 sequences on the tensor cores
     Blas,            // 16-bit W, cuBLAS
     Int8Gemv,        // int8 W with one float scale per row (W8A16)
     SplitGemv,       // BF16 W as exponent bytes (w) and raw sign_mantissa planes (split)
@@ -35,9 +37,9 @@ struct Product {
   int first = 0, count = 0;
 };
 
-// The product over decoded weights at w: int8 when `scales` is given, else 16-bit (GEMV or
-// cuBLAS by gemv_takes).
-Product dense_product(const void* w, const float* scales, int in, int out, int batch);
+// The product over decoded weights at w: int8 when `scales` is given, else 16-bit (GEMV, the
+// tensor-core kernel when `own_batches` and gemm_takes, else cuBLAS).
+Product dense_product(const void* w, const float* scales, int in, int out, int batch, bool own_batches);
 
 class Products {
  public:

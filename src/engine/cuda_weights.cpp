@@ -7,6 +7,7 @@
 
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/skinny_gemm.hpp"
 #include "model/llama_tensors.hpp"
 
 namespace codecllm::engine {
@@ -155,7 +156,7 @@ uint64_t CudaWeights::lm_head_row_bytes() const { return uint64_t(cfg_.hidden) *
 
 Product CudaWeights::lm_head_piece(const uint8_t* rows, uint64_t first_row, uint64_t count) const {
   const float* scales = lm_head_.scales != nullptr ? lm_head_.scales + first_row : nullptr;
-  return dense_product(rows, scales, cfg_.hidden, int(count), opt_.batch);
+  return dense_product(rows, scales, cfg_.hidden, int(count), opt_.batch, opt_.own_batch_products);
 }
 
 void CudaWeights::load_small_tensors(const format::ContainerReader& file) {
@@ -176,14 +177,14 @@ void CudaWeights::load_small_tensors(const format::ContainerReader& file) {
   if (!has_head_) {
     // an earlier share of a split model: no lm_head, no final norm
   } else if (cfg_.tie_embeddings) {
-    lm_head_ = dense_product(embed_, nullptr, H, V, opt_.batch);
+    lm_head_ = dense_product(embed_, nullptr, H, V, opt_.batch, opt_.own_batch_products);
   } else if (const format::TensorRecord& r = need(file, head);
              r.mode == format::TensorMode::Int8 && gemv16_takes(H, opt_.batch)) {
     // Every placement keeps an int8 lm_head int8, so that all of them compute the same logits.
     const void* w = load(head, cuda::Int8Out::Int8);
-    lm_head_ = dense_product(w, upload_scales(file, {&r}), H, V, opt_.batch);
+    lm_head_ = dense_product(w, upload_scales(file, {&r}), H, V, opt_.batch, opt_.own_batch_products);
   } else {
-    lm_head_ = dense_product(load(head, dequantized()), nullptr, H, V, opt_.batch);
+    lm_head_ = dense_product(load(head, dequantized()), nullptr, H, V, opt_.batch, opt_.own_batch_products);
   }
   lm_head_on_host_ = on_host && has_head_;
   if (lm_head_on_host_) memory_.streamed_bytes_per_step += uint64_t(V) * lm_head_row_bytes();
@@ -309,14 +310,17 @@ void CudaWeights::load_layers(const format::ContainerReader& file) {
     const format::PlaneRecord* e = r->plane("exponent");
     return e != nullptr && e->codec == format::PlaneCodec::Exp4;
   });
-  const bool in_place_wanted = (opt_.products_from_compressed || exp4_layers) && opt_.batch == 1;
+  // At batches of 2 .. 8 exp4 layers are too, by the tensor-core kernel's exp4 twin.
+  const bool batched_in_place =
+      exp4_layers && opt_.own_batch_products && opt_.batch > 1 && opt_.batch <= cuda::kSkinnyMaxBatch;
+  const bool in_place_wanted = ((opt_.products_from_compressed || exp4_layers) && opt_.batch == 1) || batched_in_place;
   const bool split_possible = opt_.bf16_exponents_only && !in_place_wanted && exponents_only_eligible(file, names);
   // Products straight from the compressed copy when every tensor's decoder takes them.
   auto products_in_place = [&](const std::vector<Placement>& homes) {
     if (!in_place_wanted) return false;
     for (size_t l = 0; l < L; ++l) {
       for (size_t i = 0; homes[l] == Placement::GpuCompressed && i < decoders_[l]->num_tensors(); ++i)
-        if (!decoders_[l]->gemv_ready(i)) return false;
+        if (!(batched_in_place ? decoders_[l]->gemm_ready(i) : decoders_[l]->gemv_ready(i))) return false;
     }
     return true;
   };
@@ -413,7 +417,8 @@ void CudaWeights::set_products(const std::vector<const format::TensorRecord*>& r
       }
       uint64_t scale_row = uint64_t(l) * layer_scale_rows;
       for (int i = 0; i < first; ++i) scale_row += uint64_t(rows[i]);
-      return dense_product(p.w, int8_layers_ ? layer_scales_ + scale_row : nullptr, in, p.out, opt_.batch);
+      return dense_product(p.w, int8_layers_ ? layer_scales_ + scale_row : nullptr, in, p.out, opt_.batch,
+                           opt_.own_batch_products);
     };
     LayerWeights& L = layers_[size_t(l)];
     L.qkv = group(kQkv, 3, cfg_.hidden);
