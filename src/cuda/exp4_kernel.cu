@@ -390,6 +390,8 @@ struct Exp4Rows {
 // 16), the tile's escapes staged first. Two blocks an SM: at that occupancy ptxas keeps 64
 // registers and spills a few (the escape path's call), which measured 980 tok/s at batch 8 on
 // the 8B shape against 890 with 100 registers and one block an SM (H200, docs/BENCHMARKS.md).
+// Not pipelined: the next chunk's loads in flight cost registers it lacks (861 tok/s at one
+// block an SM, 786 at two).
 __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
     exp4_gemm_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
                      uint32_t* __restrict__ status) {
@@ -411,8 +413,9 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
   rows.staged = stage_escapes(*t, comp, e0, e0 + uint64_t{kSkinnyRows} * a.cols - 1, staged, kGemmStaged, threadIdx.x,
                               blockDim.x);
   __syncthreads();
-  skinny_gemm_block<__nv_bfloat16>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch), int(a.cols), int(total),
-                                   int(row0), static_cast<float*>(a.y), int(a.ldy), a.out == GemvOut::F32Add, partial);
+  skinny_gemm_block<__nv_bfloat16, Exp4Rows, false>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch),
+                                                    int(a.cols), int(total), int(row0), static_cast<float*>(a.y),
+                                                    int(a.ldy), a.out == GemvOut::F32Add, partial);
 }
 
 }  // namespace

@@ -15,10 +15,10 @@
 // added in warp order through shared memory: the bits depend neither on timing nor on the other
 // sequences of the batch.
 //
-// Measured on the H200, Llama-3-8B shape (docs/BENCHMARKS.md): this form (16 warps, one chunk a
-// warp in flight, one 16-row tile a block) ran batch 2 and 8 ahead of cuBLAS; more chunks in
-// flight, 32 or 64 rows a block, or 8 warps were slower, and batches of 16 and 32 (more x read
-// per weight) behind cuBLAS, which serves them.
+// Measured on the H200, Llama-3-8B shape (docs/BENCHMARKS.md): this form (16 warps, one 16-row
+// tile a block, a warp's next chunk loaded while it multiplies the current one) ran batches 2-8
+// ahead of cuBLAS; two chunks loaded at once, 32 or 64 rows a block, or 8 warps were slower, and
+// batches of 16 and 32 (more x read per weight) behind cuBLAS, which serves them.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -61,8 +61,10 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
 // `void rebuild(const Raw&, row, k, uint4 (&w)[2])` (the 16 weights as 16-bit values, element
 // 2i in the low half of word i). x: [batch][in]; y: float, sequence b's row r at y[b * ldy + r].
 // `partial`: kSkinnySharedBytes of shared memory. Waits for the predecessor kernel before its
-// first load (the weights may be a decode's output on the same stream).
-template <typename T, class Rows>
+// first load (the weights may be a decode's output on the same stream). kPipelined: each warp
+// issues its next chunk's loads before rebuilding and multiplying this one (more registers; the
+// same sums in the same order, so the same bits).
+template <typename T, class Rows, bool kPipelined = false>
 __device__ __forceinline__ void skinny_gemm_block(const Rows& rows, const T* __restrict__ x, int batch, int in, int out,
                                                   int row0, float* __restrict__ y, int ldy, bool accumulate,
                                                   float* partial) {
@@ -70,11 +72,28 @@ __device__ __forceinline__ void skinny_gemm_block(const Rows& rows, const T* __r
   const int lo = min(row0 + g, out - 1), hi = min(row0 + g + 8, out - 1);  // rows past out: computed, not written
   const bool has_x = g < batch;  // the lane's sequence; the others multiply zeros
   const auto* xg = reinterpret_cast<const uint4*>(x + static_cast<size_t>(has_x ? g : 0) * in);
+  const int chunks = in / kSkinnyChunk;
   float acc[4] = {};
   wait_for_predecessor();
-  for (int c = warp; c < in / kSkinnyChunk; c += kSkinnyWarps) {
+  typename Rows::Raw next_lo{}, next_hi{};
+  if (kPipelined && warp < chunks) {
+    next_lo = rows.fetch(lo, warp * kSkinnyChunk + 16 * t);
+    next_hi = rows.fetch(hi, warp * kSkinnyChunk + 16 * t);
+  }
+  for (int c = warp; c < chunks; c += kSkinnyWarps) {
     const int k = c * kSkinnyChunk + 16 * t;
-    const typename Rows::Raw raw_lo = rows.fetch(lo, k), raw_hi = rows.fetch(hi, k);
+    typename Rows::Raw raw_lo, raw_hi;
+    if constexpr (kPipelined) {  // the next chunk's loads in flight while this one is rebuilt
+      raw_lo = next_lo;
+      raw_hi = next_hi;
+      if (c + kSkinnyWarps < chunks) {
+        next_lo = rows.fetch(lo, k + kSkinnyWarps * kSkinnyChunk);
+        next_hi = rows.fetch(hi, k + kSkinnyWarps * kSkinnyChunk);
+      }
+    } else {
+      raw_lo = rows.fetch(lo, k);
+      raw_hi = rows.fetch(hi, k);
+    }
     const uint4 zero = make_uint4(0, 0, 0, 0);
     const uint4 xv[2] = {has_x ? __ldg(xg + k / 8) : zero, has_x ? __ldg(xg + k / 8 + 1) : zero};
     uint4 wl[2], wh[2];

@@ -27,7 +27,8 @@ __global__ void __launch_bounds__(cuda::kSkinnyWarps * 32)
   if (threadIdx.x < cuda::kSkinnyRows && row0 + int(threadIdx.x) < out)
     cuda::prefetch_l2(w + static_cast<size_t>(row0 + threadIdx.x) * in, min(uint32_t(in) * 2, kPrefetchBytes));
   const cuda::DenseRows rows{reinterpret_cast<const uint4*>(w), in / 8};
-  cuda::skinny_gemm_block<T>(rows, x, batch, in, out, row0, y, ldy, accumulate, partial);
+  // Pipelined: 452 against 433 tok/s at batch 2 on the 8B shape, 1710 against 1700 at 8 (H200).
+  cuda::skinny_gemm_block<T, cuda::DenseRows, true>(rows, x, batch, in, out, row0, y, ldy, accumulate, partial);
 }
 
 }  // namespace
