@@ -7,6 +7,7 @@ the markdown table docs/BENCHMARKS.md shows, so that no figure or table outlives
     python3 bench/figures.py --list     # which figure comes from which results (checks they exist), no drawing
 
 Each figure is drawn by the plotter of its kind (bench/plot_placements.py for engine_bench results,
+bench/plot_batches.py for engine_bench results against the batch size,
 bench/plot_python.py for python_bench results, bench/plot_step_kernels.py for Nsight Compute CSVs of engine steps) from the files FIGURES names; a results file that is missing or
 malformed stops the script with its name (exit 1). Without matplotlib the figures are skipped (exit 77, as the
 plotters do), the tables still print.
@@ -27,6 +28,12 @@ FIGURES = {
     "placements-llama3-70b.png": ("plot_placements.py", ["placements-llama3-70b-h100.jsonl"], []),
     "exp4-llama3-8b.png": ("plot_placements.py", ["exp4-llama3-8b-h200-9c7b5ca.jsonl"], []),
     "engine-llama3-8b-2f87080.png": ("plot_placements.py", ["engine-llama3-8b-h200-2f87080.jsonl"], []),
+    "batched-products-llama3-8b.png": (
+        "plot_batches.py",
+        ["batched-products-llama3-8b-h200.jsonl"],
+        ["--call", "lease 5", "--call", "lease 6", "--skip", "pipelined 1", "--skip", "pipelined 2"]
+        + ["--skip", "tensor cores, pipelined"],
+    ),
     "python-llama3-8b.png": ("plot_python.py", ["python-bench-h200.jsonl"], ["--model", "llama3-8b.cllm"]),
     "python-llama3-8b-575deeb.png": (
         "plot_python.py",
