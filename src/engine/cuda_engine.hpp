@@ -1,5 +1,5 @@
 // The CUDA backend: bfloat16 weights, float32 activations, own kernels for everything but the
-// batched matmuls (cuBLAS). At batch 1, int8-mode matrices stay int8 in device memory and the
+// matmuls of more than 8 sequences (cuBLAS). At batch 1, int8-mode matrices stay int8 in device memory and the
 // GEMV dequantizes them with their row scales (W8A16): half the bytes of bf16 to hold, decode
 // and read. Where each transformer layer's weights live is the placement:
 //   gpu             decoded once at load (the uncompressed baseline)

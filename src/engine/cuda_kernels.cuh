@@ -67,7 +67,7 @@ void silu_mul(Act t, const float* gate_up, int n, int batch, void* out, const St
 
 // y = W x (+ y when accumulate) for row-major W[out][in] and one x, both of type t: the
 // bandwidth-bound batch-1 product. Requires in % 8 == 0, in <= kGemvMaxIn and 16-byte aligned
-// W and x; other cases go to cuBLAS. (Making x in this kernel instead, each block normalizing
+// W and x; other cases go to gemm or cuBLAS. (Making x in this kernel instead, each block normalizing
 // the residual or forming silu(gate) * up itself, measured slower on the 8B shape: 11% on an
 // H100; on the H200 211 against 220 tok/s, 217 with one block an SM taking rows in turns: every
 // block pays the reduction before its first multiply. docs/BENCHMARKS.md.)
