@@ -13,27 +13,20 @@ installed.
 """
 
 import argparse
-import json
 import re
 import sys
+
+from figures import read as read_jsonl  # the bench scripts' one JSON-lines reader
 
 FIELDS = {"model": str, "placement": str, "batch": int, "tokens_per_s": (int, float), "device": str}
 
 
 def read(path):
-    rows = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                sys.exit(f"{path}:{n}: not JSON: {e}")
-            for key, kind in FIELDS.items():
-                if not isinstance(row.get(key), kind):
-                    sys.exit(f"{path}:{n}: field '{key}' missing or not {getattr(kind, '__name__', 'a number')}")
-            rows.append(row)
+    rows = read_jsonl(path)  # exits naming the file and line on a line that is not JSON
+    for n, row in enumerate(rows, 1):
+        for key, kind in FIELDS.items():
+            if not isinstance(row.get(key), kind):
+                sys.exit(f"{path}: row {n}: field '{key}' missing or not {getattr(kind, '__name__', 'a number')}")
     return rows
 
 
