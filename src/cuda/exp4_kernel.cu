@@ -443,7 +443,7 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
 }
 
 bool exp4_gemm_takes(uint64_t rows, uint64_t cols) {
-  return rows > 0 && rows % kSkinnyRows == 0 && cols > 0 && cols % kSkinnyChunk == 0;
+  return rows > 0 && rows % kSkinnyRows == 0 && skinny_takes_rows_of(cols);
 }
 
 void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const uint8_t* comp, uint32_t* status,

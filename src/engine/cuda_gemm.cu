@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(cuda::kSkinnyWarps * 32)
 }  // namespace
 
 bool gemm_takes(int in, int batch) {
-  return batch >= 2 && batch <= cuda::kSkinnyMaxBatch && in > 0 && in % cuda::kSkinnyChunk == 0;
+  return batch >= 2 && batch <= cuda::kSkinnyMaxBatch && in > 0 && cuda::skinny_takes_rows_of(uint64_t(in));
 }
 
 void gemm(Act t, const void* w, const void* x, int batch, int in, int out, float* y, int ldy, bool accumulate,

@@ -47,19 +47,20 @@ Products::~Products() {
 }
 
 void Products::run(const Product& p, const void* x, float* y, bool accumulate, const k::Stream& s, int ldy) const {
+  if (ldy <= 0) ldy = p.out;
   switch (p.kind) {
     case Product::Kind::Gemv:
       return k::gemv(act_, p.w, x, p.in, p.out, y, accumulate, s);
     case Product::Kind::Gemm:
-      return k::gemm(act_, p.w, x, batch_, p.in, p.out, y, ldy > 0 ? ldy : p.out, accumulate, s);
+      return k::gemm(act_, p.w, x, batch_, p.in, p.out, y, ldy, accumulate, s);
     case Product::Kind::Int8Gemv:
       return k::gemv_int8(act_, static_cast<const int8_t*>(p.w), p.scales, x, p.in, p.out, y, accumulate, s);
     case Product::Kind::SplitGemv:
       return k::gemv_split(static_cast<const uint8_t*>(p.w), p.split, x, p.in, p.out, y, accumulate, s);
     case Product::Kind::FromCompressed:
       if (batch_ > 1) {
-        return p.decoder->decode_gemm(p.decoder->resident(), size_t(p.first), size_t(p.count), x, batch_, y,
-                                      ldy > 0 ? ldy : p.out, accumulate, s.id, s.overlap);
+        return p.decoder->decode_gemm(p.decoder->resident(), size_t(p.first), size_t(p.count), x, batch_, y, ldy,
+                                      accumulate, s.id, s.overlap);
       }
       return p.decoder->decode_gemv(p.decoder->resident(), size_t(p.first), size_t(p.count), x, act_ == k::Act::F16, y,
                                     accumulate ? cuda::GemvOut::F32Add : cuda::GemvOut::F32, s.id, s.overlap);
@@ -70,7 +71,7 @@ void Products::run(const Product& p, const void* x, float* y, bool accumulate, c
   const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   const cudaDataType t = act_ == k::Act::F16 ? CUDA_R_16F : CUDA_R_16BF;
   check_cublas(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, p.out, batch_, p.in, &one, p.w, t, p.in, x, t, p.in, &beta,
-                            y, CUDA_R_32F, ldy > 0 ? ldy : p.out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                            y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "cublasGemmEx");
 }
 

@@ -13,7 +13,7 @@
 namespace codecllm::engine {
 
 // Batch 1 runs the project's bandwidth-bound GEMV kernels (faster than cuBLAS there,
-// measured) where they take the row length; batches of up to 32 the tensor-core kernel of
+// measured) where they take the row length; batches of 2-8 the tensor-core kernel of
 // cuda_gemm.cu, larger ones cuBLAS.
 bool gemv_takes(int in, int batch);
 // The int8 (W8A16) and split-plane GEMVs read 16 weights at a time: rows a multiple of 16.
@@ -22,7 +22,7 @@ bool gemv16_takes(int in, int batch);
 struct Product {
   enum class Kind {
     Gemv,            // 16-bit W, batch-1 kernel
-    Gemm,            // 16-bit W, 2 .. 32 sequences on the tensor cores
+    Gemm,            // 16-bit W, 2 .. 8 sequences on the tensor cores
     Blas,            // 16-bit W, cuBLAS
     Int8Gemv,        // int8 W with one float scale per row (W8A16)
     SplitGemv,       // BF16 W as exponent bytes (w) and raw sign_mantissa planes (split)

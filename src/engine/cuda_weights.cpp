@@ -156,7 +156,7 @@ uint64_t CudaWeights::lm_head_row_bytes() const { return uint64_t(cfg_.hidden) *
 
 Product CudaWeights::lm_head_piece(const uint8_t* rows, uint64_t first_row, uint64_t count) const {
   const float* scales = lm_head_.scales != nullptr ? lm_head_.scales + first_row : nullptr;
-  return dense_product(rows, scales, cfg_.hidden, int(count), opt_.batch, opt_.own_batch_products);
+  return dense(rows, scales, cfg_.hidden, int(count));
 }
 
 void CudaWeights::load_small_tensors(const format::ContainerReader& file) {
@@ -177,14 +177,14 @@ void CudaWeights::load_small_tensors(const format::ContainerReader& file) {
   if (!has_head_) {
     // an earlier share of a split model: no lm_head, no final norm
   } else if (cfg_.tie_embeddings) {
-    lm_head_ = dense_product(embed_, nullptr, H, V, opt_.batch, opt_.own_batch_products);
+    lm_head_ = dense(embed_, nullptr, H, V);
   } else if (const format::TensorRecord& r = need(file, head);
              r.mode == format::TensorMode::Int8 && gemv16_takes(H, opt_.batch)) {
     // Every placement keeps an int8 lm_head int8, so that all of them compute the same logits.
     const void* w = load(head, cuda::Int8Out::Int8);
-    lm_head_ = dense_product(w, upload_scales(file, {&r}), H, V, opt_.batch, opt_.own_batch_products);
+    lm_head_ = dense(w, upload_scales(file, {&r}), H, V);
   } else {
-    lm_head_ = dense_product(load(head, dequantized()), nullptr, H, V, opt_.batch, opt_.own_batch_products);
+    lm_head_ = dense(load(head, dequantized()), nullptr, H, V);
   }
   lm_head_on_host_ = on_host && has_head_;
   if (lm_head_on_host_) memory_.streamed_bytes_per_step += uint64_t(V) * lm_head_row_bytes();
@@ -417,8 +417,7 @@ void CudaWeights::set_products(const std::vector<const format::TensorRecord*>& r
       }
       uint64_t scale_row = uint64_t(l) * layer_scale_rows;
       for (int i = 0; i < first; ++i) scale_row += uint64_t(rows[i]);
-      return dense_product(p.w, int8_layers_ ? layer_scales_ + scale_row : nullptr, in, p.out, opt_.batch,
-                           opt_.own_batch_products);
+      return dense(p.w, int8_layers_ ? layer_scales_ + scale_row : nullptr, in, p.out);
     };
     LayerWeights& L = layers_[size_t(l)];
     L.qkv = group(kQkv, 3, cfg_.hidden);

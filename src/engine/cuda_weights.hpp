@@ -68,6 +68,10 @@ class CudaWeights {
   bool lm_head_on_host() const { return lm_head_on_host_; }
   uint64_t lm_head_row_bytes() const;
   Product lm_head_piece(const uint8_t* rows, uint64_t first_row, uint64_t count) const;
+  // dense_product at the engine's batch and choice of batched kernels.
+  Product dense(const void* w, const float* scales, int in, int out) const {
+    return dense_product(w, scales, in, out, opt_.batch, opt_.own_batch_products);
+  }
   // Whether every layer lives decoded in VRAM (no decode runs beside the products).
   bool all_gpu() const;
 
