@@ -52,8 +52,9 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
                       bool overlap, cudaStream_t stream);
 // The same for args.batch sequences (2 .. kSkinnyMaxBatch) on the tensor cores
 // (cuda/skinny_gemm.cuh): the bits of the engine's gemm over the decoded weights. Every tensor's
-// rows a multiple of 16, their length of 64 (exp4_gemm_takes).
-bool exp4_gemm_takes(uint64_t rows, uint64_t cols);
+// rows a multiple of 16, their length of 64, its sign_mantissa 16-byte and codes 8-byte aligned
+// within a range that starts 16-byte aligned (exp4_gemm_takes).
+bool exp4_gemm_takes(const Exp4Desc& t);
 void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const uint8_t* comp, uint32_t* status,
                       bool overlap, cudaStream_t stream);
 

@@ -356,7 +356,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
 // staged list.
 struct Exp4Rows {
   struct Raw {
-    uint2 codes, sm_lo, sm_hi;
+    uint2 codes;
+    uint4 sm;  // 16 bytes: one load (exp4_gemm_takes asks the plane to be 16-byte aligned)
   };
   const uint8_t* codes;  // the tensor's codes, element e in nibble e of the plane
   const uint8_t* sm;     // its sign_mantissa bytes
@@ -372,16 +373,17 @@ struct Exp4Rows {
   }
   __device__ __forceinline__ Raw fetch(int row, int k) const {
     const uint64_t e = element(row, k);
-    const auto* m = reinterpret_cast<const uint2*>(sm + e);
-    return {load_stream8(reinterpret_cast<const uint2*>(codes + e / 2)), load_stream8(m), load_stream8(m + 1)};
+    return {load_stream8(reinterpret_cast<const uint2*>(codes + e / 2)),
+            load_stream(reinterpret_cast<const uint4*>(sm + e))};
   }
   __device__ __forceinline__ void rebuild(const Raw& r, int row, int k, uint4 (&w)[2]) const {
-    w[0] = assemble(r.codes.x, r.sm_lo, base_pair);
-    w[1] = assemble(r.codes.y, r.sm_hi, base_pair);
+    const uint2 sm_lo = make_uint2(r.sm.x, r.sm.y), sm_hi = make_uint2(r.sm.z, r.sm.w);
+    w[0] = assemble(r.codes.x, sm_lo, base_pair);
+    w[1] = assemble(r.codes.y, sm_hi, base_pair);
     if (has_escape(r.codes.x) || has_escape(r.codes.y)) {  // one lane in ~40 on the 8B shape: out of line
       const uint64_t e = element(row, k);
-      if (has_escape(r.codes.x)) w[0] = patch_escapes(*t, comp, staged, e, r.codes.x, r.sm_lo, w[0], status);
-      if (has_escape(r.codes.y)) w[1] = patch_escapes(*t, comp, staged, e + 8, r.codes.y, r.sm_hi, w[1], status);
+      if (has_escape(r.codes.x)) w[0] = patch_escapes(*t, comp, staged, e, r.codes.x, sm_lo, w[0], status);
+      if (has_escape(r.codes.y)) w[1] = patch_escapes(*t, comp, staged, e + 8, r.codes.y, sm_hi, w[1], status);
     }
   }
 };
@@ -442,8 +444,16 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
                 args, comp, status);
 }
 
-bool exp4_gemm_takes(uint64_t rows, uint64_t cols) {
+namespace {
+bool exp4_gemm_shape(uint64_t rows, uint64_t cols) {
   return rows > 0 && rows % kSkinnyRows == 0 && skinny_takes_rows_of(cols);
+}
+}  // namespace
+
+bool exp4_gemm_takes(const Exp4Desc& t) {
+  // Offsets within a range whose start launch_exp4_gemm checks is 16-byte aligned: the kernel
+  // reads 16 sign_mantissa bytes and 8 bytes of codes at a time.
+  return t.cols > 0 && exp4_gemm_shape(t.elements / t.cols, t.cols) && t.sign_mantissa % 16 == 0 && t.codes % 8 == 0;
 }
 
 void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const uint8_t* comp, uint32_t* status,
@@ -452,9 +462,10 @@ void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   if (args.batch < 2 || args.batch > uint32_t(kSkinnyMaxBatch) || args.out == GemvOut::Bf16 || args.ldy == 0)
     throw Error("exp4 product: 2 to 8 sequences into float rows");
   for (uint32_t i = 0; i < args.count; ++i) {
-    if (!exp4_gemm_takes(args.row_end[i] - (i == 0 ? 0 : args.row_end[i - 1]), args.cols))
+    if (!exp4_gemm_shape(args.row_end[i] - (i == 0 ? 0 : args.row_end[i - 1]), args.cols))
       throw Error("exp4 product: tensors of rows a multiple of 16 and 64 long expected");
   }
+  if (reinterpret_cast<uintptr_t>(comp) % 16 != 0) throw Error("exp4 product: compressed range not 16-byte aligned");
   const uint32_t rows = args.row_end[args.count - 1];
   launch_kernel(exp4_gemm_kernel, dim3(rows / kSkinnyRows), dim3(kSkinnyWarps * 32), kSkinnySharedBytes, stream,
                 overlap, tensors, args, comp, status);
