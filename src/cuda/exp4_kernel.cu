@@ -393,7 +393,10 @@ struct Exp4Rows {
 // registers and spills a few (the escape path's call), which measured 980 tok/s at batch 8 on
 // the 8B shape against 890 with 100 registers and one block an SM (H200, docs/BENCHMARKS.md).
 // Not pipelined: the next chunk's loads in flight cost registers it lacks (861 tok/s at one
-// block an SM, 786 at two).
+// block an SM, 786 at two); nor was fetching each warp's first chunk before the escapes are
+// staged (949 against 1029). Sign_mantissa read 16 bytes a load: 1029 against 988 with two
+// 8-byte loads. Chunks in flight as asynchronous copies into shared memory ran 704-743 (branch
+// gemm-async-stages: its per-lane copies throttle the memory instruction queue).
 __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
     exp4_gemm_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
                      uint32_t* __restrict__ status) {
