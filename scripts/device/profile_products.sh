@@ -2,8 +2,8 @@
 # Runs on a GPU machine: Nsight Compute on single launches of the engine's kernels inside
 # engine_bench on the Llama-3-8B shape (random weights), to show what bounds each: its time,
 # DRAM and issue figures, occupancy, and the reasons its warps stall, largest first. Each item is
-# KERNEL_REGEX@CODEC@PLACEMENT@BATCH; CODEC exp4 or rans (rANS with 16384-symbol chunks, the
-# batched-serving choice). Full reports in $OUT/ncu-*.txt.
+# KERNEL_REGEX@CODEC@PLACEMENT@BATCH; CODEC exp4, rans (rANS with 16384-symbol chunks, the
+# batched-serving choice) or int8 (int8 mode, rANS). Full reports in $OUT/ncu-*.txt.
 #   [OUT=dir] [SKIP=100] [TOKENS=16] scripts/device/profile_products.sh [build] ITEM ...
 # e.g. exp4_gemm_kernel@exp4@gpu-compressed@8 decode_chunks@rans@gpu-compressed@32
 set -uo pipefail
@@ -21,6 +21,7 @@ for item in "$@"; do
   if [ ! -f $file ]; then
     args="--codec $codec"
     [ "$codec" = rans ] && args="$args --chunk-symbols 16384"
+    [ "$codec" = int8 ] && args="--mode int8"
     $b/tools/codecllm synth --shape llama3-8b $args -o $file -q || exit 1
   fi
   name="$kernel-$codec-$placement-$batch"
