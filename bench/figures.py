@@ -31,7 +31,18 @@ FIGURES = {
     "batched-products-llama3-8b.png": (
         "plot_batches.py",
         ["batched-products-llama3-8b-h200.jsonl"],
-        ["--call", "lease 5", "--call", "lease 6", "--skip", "pipelined 1", "--skip", "pipelined 2"]
+        [
+            "--call",
+            "lease 5",
+            "--call",
+            "lease 6",
+            "--call",
+            "session 10",
+            "--skip",
+            "pipelined 1",
+            "--skip",
+            "pipelined 2",
+        ]
         + ["--skip", "tensor cores, pipelined"],
     ),
     "python-llama3-8b.png": ("plot_python.py", ["python-bench-h200.jsonl"], ["--model", "llama3-8b.cllm"]),
