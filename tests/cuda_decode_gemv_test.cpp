@@ -18,6 +18,7 @@
 #include "codec/exp4_plane.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
+#include "cuda/decode_launch.hpp"
 #include "cuda/gpu_decoder.hpp"
 #include "engine/cuda_kernels.cuh"
 #include "format/container.hpp"
@@ -372,6 +373,32 @@ TEST(DecodeGemvLimits, UnsupportedShapesAreNotReady) {
   for (size_t i = 0; i < 3; ++i) EXPECT_FALSE(dec.gemv_ready(i)) << dec.record(i).name;
   DeviceBuffer y(64);
   EXPECT_THROW(dec.decode_gemv(nullptr, 0, 1, nullptr, false, y.p, cuda::GemvOut::F32, nullptr, false), Error);
+}
+
+// The batched exp4 product reads 16 sign_mantissa bytes and 8 bytes of codes at a time: a tensor
+// whose planes are not aligned for that (only a hand-made container could place them so) is
+// left to decode-then-multiply, as is one that is not whole 16-row tiles of 64-long chunks.
+// Host code: runs without a GPU.
+TEST(DecodeGemvLimits, BatchedExp4TakesAlignedWholeTilesOnly) {
+  cuda::Exp4Desc d{};
+  d.cols = 128;
+  d.elements = 32 * 128;
+  d.codes = 4096 + 32;
+  d.sign_mantissa = 8192;
+  EXPECT_TRUE(cuda::exp4_gemm_takes(d));
+  cuda::Exp4Desc unaligned = d;
+  unaligned.sign_mantissa += 8;
+  EXPECT_FALSE(cuda::exp4_gemm_takes(unaligned));
+  unaligned = d;
+  unaligned.codes += 4;
+  EXPECT_FALSE(cuda::exp4_gemm_takes(unaligned));
+  cuda::Exp4Desc short_tile = d;
+  short_tile.elements = 24 * 128;  // 24 rows: one and a half tiles
+  EXPECT_FALSE(cuda::exp4_gemm_takes(short_tile));
+  cuda::Exp4Desc short_rows = d;
+  short_rows.cols = 96;  // not whole 64-element chunks
+  short_rows.elements = 32 * 96;
+  EXPECT_FALSE(cuda::exp4_gemm_takes(short_rows));
 }
 
 TEST(DecodeGemvLimits, CorruptChunkIsReported) {
