@@ -382,7 +382,7 @@ TEST(DecodeGemvLimits, UnsupportedShapesAreNotReady) {
 TEST(DecodeGemvLimits, BatchedExp4TakesAlignedWholeTilesOnly) {
   cuda::Exp4Desc d{};
   d.cols = 128;
-  d.elements = 32 * 128;
+  d.elements = uint64_t{32} * 128;
   d.codes = 4096 + 32;
   d.sign_mantissa = 8192;
   EXPECT_TRUE(cuda::exp4_gemm_takes(d));
@@ -393,11 +393,11 @@ TEST(DecodeGemvLimits, BatchedExp4TakesAlignedWholeTilesOnly) {
   unaligned.codes += 4;
   EXPECT_FALSE(cuda::exp4_gemm_takes(unaligned));
   cuda::Exp4Desc short_tile = d;
-  short_tile.elements = 24 * 128;  // 24 rows: one and a half tiles
+  short_tile.elements = uint64_t{24} * 128;  // 24 rows: one and a half tiles
   EXPECT_FALSE(cuda::exp4_gemm_takes(short_tile));
   cuda::Exp4Desc short_rows = d;
   short_rows.cols = 96;  // not whole 64-element chunks
-  short_rows.elements = 32 * 96;
+  short_rows.elements = uint64_t{32} * 96;
   EXPECT_FALSE(cuda::exp4_gemm_takes(short_rows));
 }
 
