@@ -423,6 +423,11 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
                                                     int(a.ldy), a.out == GemvOut::F32Add, partial);
 }
 
+// Rows the batched product takes: whole 16-row tiles of whole 64-element chunks.
+bool exp4_gemm_shape(uint64_t rows, uint64_t cols) {
+  return rows > 0 && rows % kSkinnyRows == 0 && skinny_takes_rows_of(cols);
+}
+
 }  // namespace
 
 void launch_exp4_decode(const Exp4Desc& t, const uint8_t* comp, void* out, uint32_t* status, cudaStream_t stream) {
@@ -446,12 +451,6 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   launch_kernel(exp4_gemv_kernel, dim3(blocks), dim3(kGemvWarps * 32), size_t{args.cols} * 2, stream, overlap, tensors,
                 args, comp, status);
 }
-
-namespace {
-bool exp4_gemm_shape(uint64_t rows, uint64_t cols) {
-  return rows > 0 && rows % kSkinnyRows == 0 && skinny_takes_rows_of(cols);
-}
-}  // namespace
 
 bool exp4_gemm_takes(const Exp4Desc& t) {
   // Offsets within a range whose start launch_exp4_gemm checks is 16-byte aligned: the kernel
