@@ -6,11 +6,13 @@ same one of a few scratch slots allocated once, so its modules' weights are view
 Before a block runs (a forward pre-hook), the block before it has been enqueued: its slot is
 handed to the block `slots` places later, whose decode is enqueued on a side stream behind an
 event, and the compute stream waits for this block's decode. After the last block (its one
-forward hook) the first ones are decoded again for the next forward. One hook per block, not
-two, because a Python hook costs tens of microseconds a call and a forward runs one per block;
-the hand-over itself (event records and waits, the PCIe copy, the decode) is one native call
-(BlockHandoff: python/src/block_handoff.hpp). Slots, staging buffers, streams and events are
-made once: a step allocates nothing.
+forward hook) the first ones are decoded again for the next forward. When which hand-over
+happens is the native BlockPipeline's (python/src/block_pipeline.hpp), each step's CUDA calls the
+native BlockHandoff's (block_handoff.hpp), and every block's hook but the first is the native
+call itself: a generate() is bound by the CPU's Python, where a Python hook with its
+bookkeeping cost tens of microseconds a block. The first block's hook, once a forward, looks up
+the forward's stream in Python. Slots, staging buffers, streams and events are made once: a
+step allocates nothing.
 
 With fused products (every streamed block gpu-compressed, every weight one the decode-GEMV
 kernels take), a forward of one token decodes nothing: each linear layer multiplies straight
@@ -21,6 +23,7 @@ block, from the number of tokens the block receives.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -51,10 +54,8 @@ class Block:
     stage: torch.Tensor | None = None  # host: its staging buffer on the device
     resident: torch.Tensor | None = None  # gpu: the decoded weights
     views: list = field(default_factory=list)  # streamed: weight views into its slot
-    pending: bool = False  # its decode is enqueued and not yet consumed
-    released: bool = True  # its slot was handed on since it last ran
     pointers: list = field(default_factory=list)  # streamed: where its tensors go in its slot
-    handle: int = -1  # streamed: its number in the BlockHandoff
+    handle: int = -1  # streamed: its number in the BlockHandoff (its rank)
 
 
 def block_layout(decoder) -> tuple:
@@ -94,7 +95,7 @@ class BlockStreamer:
         from the compressed weights (raises ValueError naming what cannot). blocks_per_sm: at most that many decode
         thread blocks resident on each SM (0: as many as fit), leaving room for the forward's own kernels.
         refill_after_forward: the next forward's first decodes are enqueued by end_forward() (a hook on the whole
-        model, after its head) instead of after the last block."""
+        model, after its head) and start after the head on the GPU, instead of beside it after the last block."""
         self.device = torch.device(device)
         self.dtype = dtype
         self.blocks: list[Block] = []
@@ -173,16 +174,13 @@ class BlockStreamer:
                 self._hook(blocks[b.index][0], b)
         torch.cuda.synchronize(self.device)
         self.forwards = 0
-        self.last_ran = None
-        self.refill_after_forward = refill_after_forward
-        self.refill_due = False  # the last block ran and the next forward's first decodes are not yet enqueued
         self.fused = fused
         self.fusing = False  # this forward's products run straight from the compressed weights
-        self._current_stream()  # self.stream: the forward's compute stream, looked up again at its first block
+        self.stream = load.cuda_stream  # the forward's compute stream, looked up again at its first block
         if fused:
             self._fuse(blocks)
-        for r in range(self.nslots):
-            self._enqueue(self.streamed[r])
+        if self.streamed:
+            self.handoff.start(refill_after_forward)
 
     def _views(self, buffer, b):
         return [
@@ -225,87 +223,28 @@ class BlockStreamer:
         return forward
 
     def _hook(self, module, b):
-        module.register_forward_pre_hook(lambda mod, args, kwargs: self._before(b, args, kwargs), with_kwargs=True)
+        """Block b's hooks: the first block's in Python (once a forward), every other block's the native call."""
+        if b.rank == 0:
+            module.register_forward_pre_hook(self._begin_forward, with_kwargs=True)
+        else:
+            module.register_forward_pre_hook(functools.partial(self.handoff.before, b.handle))
         if b.rank == len(self.streamed) - 1:
-            module.register_forward_hook(lambda mod, args, out: self._release(b))
+            module.register_forward_hook(self.handoff.after_last)
 
-    def _enqueue(self, b):
-        """Enqueues block b's decode into its slot on its side stream, after the slot's last user."""
-        self.handoff.enqueue(b.handle)
-        b.pending = True
-
-    def _current_stream(self):
+    def _begin_forward(self, module, args, kwargs):
+        """A forward begins: its compute stream (microseconds a lookup, once a forward), an integrity check every
+        CHECK_EVERY forwards, and whether its products run fused (one token each, fused products on)."""
         self.stream = torch.cuda.current_stream(self.device).cuda_stream
-        return self.stream
-
-    def _before(self, b, args=(), kwargs=None):
-        if b.rank == 0:  # a forward begins: its compute stream, looked up once a forward (microseconds a lookup)
-            self._current_stream()
-            if self.fused:
-                self.fusing = _tokens(args, kwargs or {}) == 1
-                if self.fusing:
-                    self.forwards += 1
-                    if self.forwards % CHECK_EVERY == 1:
-                        self.check()
-        if self.fusing:
-            return
-        if b.rank == 0 and self.refill_due:  # end_forward did not run (a forward of the blocks alone)
-            self._refill()
-        stream = self.stream
-        release = enqueue = -1
-        last = self.last_ran
-        if last is not None and not last.released:  # the block before is enqueued: hand its slot on
-            if last.rank == len(self.streamed) - 1:
-                self._release(last)
-            else:
-                release, enqueue = last.handle, self._hand_on(last)
-        if not b.pending:  # blocks ran out of order (a forward that stopped midway): restart the pipeline here
-            stream = self._current_stream()
-            self.handoff.before(release, enqueue, -1, stream)
-            release = enqueue = -1
-            torch.cuda.synchronize(self.device)
-            for other in self.streamed:
-                other.pending = False
-            self._enqueue(b)
-        b.pending = False
-        b.released = False
-        self.last_ran = b
-        self.handoff.before(release, enqueue, b.handle, stream)
-
-    def _hand_on(self, b):
-        """Marks block b released; returns the handle of the block `slots` places later, whose decode goes into b's
-        slot next (now pending), or -1 when there is none in this forward."""
-        b.released = True
-        following = b.rank + self.nslots
-        if following >= len(self.streamed):
-            return -1
-        self.streamed[following].pending = True
-        return self.streamed[following].handle
-
-    def _release(self, b):
-        """Block b's kernels are all enqueued: its slot goes to the block `slots` places later, and after the last
-        block, the slots go to the next forward's first blocks."""
-        if self.fusing:
-            return
-        self.handoff.before(b.handle, self._hand_on(b), -1, self.stream)
-        if b.rank == len(self.streamed) - 1:  # the next forward's first blocks, behind this one's last
-            self.refill_due = True
-            if not self.refill_after_forward:
-                self._refill()
-
-    def end_forward(self):
-        """The whole forward is enqueued: the next forward's first decodes go in now (refill_after_forward)."""
-        if self.refill_due:
-            self._refill()
-
-    def _refill(self):
-        self.refill_due = False
         self.forwards += 1
         if self.forwards % CHECK_EVERY == 1:
             self.check()
-        for r in range(self.nslots):
-            if not self.streamed[r].pending:
-                self._enqueue(self.streamed[r])
+        self.fusing = self.fused and _tokens(args, kwargs) == 1
+        self.handoff.begin_forward(self.stream, self.fusing)
+
+    def end_forward(self):
+        """The whole forward is enqueued (a hook on the model, after its head, with refill_after_forward): the next
+        forward's first decodes go in now, behind the head on the GPU."""
+        self.handoff.end_forward()
 
     def check(self):
         """Waits for the decodes (and fused products) and raises naming the file, tensor and chunk of the first

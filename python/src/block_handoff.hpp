@@ -1,8 +1,9 @@
-// The CUDA side of the Python block streamer (codecllm/_streamer.py), one native call a block.
-// Measured on the H200 (scripts/device/python_profile.py, Llama-3-8B shape, batch 1): the
-// streamer's hooks took ~85 us of CPU a block when each event record, stream wait, copy and
-// decode was its own torch or binding call, in a generate() that is bound by the CPU (~0.7 ms a
-// block for transformers' own Python); here they are plain CUDA runtime calls.
+// The CUDA side of the Python block streamer (codecllm/_streamer.py): the actions of its
+// BlockPipeline (block_pipeline.hpp), which decides when each happens. Measured on the H200
+// (scripts/device/python_profile.py, Llama-3-8B shape, batch 1): the streamer's hooks took ~85 us
+// of CPU a block when each event record, stream wait, copy and decode was its own torch or
+// binding call, in a generate() that is bound by the CPU (~0.7 ms a block for transformers' own
+// Python); here they are plain CUDA runtime calls.
 //
 // Blocks take turns in `slots` scratch slots. For each slot, `ready` is recorded on a side stream
 // when a block's decode into it is done (the compute waits for it) and `free` on the compute
@@ -18,9 +19,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "block_pipeline.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/gpu_decoder.hpp"
@@ -82,7 +85,26 @@ class BlockHandoff {
     return int(blocks_.size()) - 1;
   }
 
-  // Block b's decode, on its side stream, behind the last user of its slot (and staging buffer).
+  // The blocks are all added (their handles 0 .. n-1 in the order they run, block b in slot
+  // b % slots): the first decodes are enqueued, and the hooks' calls below may begin.
+  void start(bool refill_after_forward) {
+    for (size_t b = 0; b < blocks_.size(); ++b)
+      if (blocks_[b].slot != int(b % ready_.size()))
+        throw Error("block streamer: block " + std::to_string(b) + " out of its slot");
+    pipeline_.emplace(*this, int(blocks_.size()), int(ready_.size()), refill_after_forward);
+    pipeline_->start();
+  }
+  // The pipeline's steps (block_pipeline.hpp), on the forward's compute stream.
+  void begin_forward(cudaStream_t compute, bool paused) {
+    compute_ = compute;
+    pipeline().begin_forward(paused);
+  }
+  void before(int b) { pipeline().before(b); }
+  void after_last() { pipeline().after_last(); }
+  void end_forward() { pipeline().end_forward(); }
+
+  // The pipeline's actions. Block b's decode, on its side stream, behind the last user of its
+  // slot (and staging buffer).
   void enqueue(int b) {
     const DeviceScope on(device_);
     const Block& k = at(b);
@@ -96,23 +118,32 @@ class BlockHandoff {
     CLLM_CUDA_CHECK(cudaEventRecord(ready_[k.slot], s));
     if (k.pinned != nullptr) CLLM_CUDA_CHECK(cudaEventRecord(stage_free_[k.stage], s));
   }
-
-  // Block b's kernels are all enqueued on `compute`: its slot may be decoded into again after them.
-  void release(int b, cudaStream_t compute) {
+  // Block b's kernels are all enqueued on the compute stream: its slot may be decoded into again
+  // after them.
+  void release(int b) {
     const DeviceScope on(device_);
-    CLLM_CUDA_CHECK(cudaEventRecord(free_[at(b).slot], compute));
+    CLLM_CUDA_CHECK(cudaEventRecord(free_[at(b).slot], compute_));
   }
-
-  // The work `compute` takes next waits for block b's decode.
-  void wait_ready(int b, cudaStream_t compute) {
+  // Every slot may be decoded into after what the compute stream holds now.
+  void release_all() {
     const DeviceScope on(device_);
-    CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute, ready_[at(b).slot], 0));
+    for (cudaEvent_t e : free_) CLLM_CUDA_CHECK(cudaEventRecord(e, compute_));
+  }
+  // The work the compute stream takes next waits for block b's decode.
+  void wait(int b) {
+    const DeviceScope on(device_);
+    CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute_, ready_[at(b).slot], 0));
+  }
+  void synchronize_device() {
+    const DeviceScope on(device_);
+    CLLM_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
   // The decoder scratch the decodes on side stream `stream` use (decoders made with
   // external_scratch; at least the largest scratch_bytes() of the blocks on that stream).
   void set_scratch(int stream, uint8_t* scratch) { scratch_.at(size_t(stream)) = scratch; }
 
+  // Every decode enqueued so far has finished.
   void synchronize() {
     const DeviceScope on(device_);
     for (cudaStream_t s : streams_) CLLM_CUDA_CHECK(cudaStreamSynchronize(s));
@@ -134,12 +165,18 @@ class BlockHandoff {
     if (b < 0 || b >= int(blocks_.size())) throw Error("block streamer: no block " + std::to_string(b));
     return blocks_[size_t(b)];
   }
+  BlockPipeline<BlockHandoff>& pipeline() {
+    if (!pipeline_) throw Error("block streamer: not started");
+    return *pipeline_;
+  }
 
   int device_ = 0;
   std::vector<cudaEvent_t> ready_, free_, stage_free_;
   std::vector<cudaStream_t> streams_;
   std::vector<uint8_t*> scratch_;  // per side stream
   std::vector<Block> blocks_;
+  cudaStream_t compute_ = nullptr;  // the forward's, from begin_forward
+  std::optional<BlockPipeline<BlockHandoff>> pipeline_;
 };
 
 }  // namespace codecllm::python

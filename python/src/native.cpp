@@ -13,9 +13,13 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
+#include "block_pipeline.hpp"
 #include "codec/tensor_codec.hpp"
 #include "codecllm/error.hpp"
 #include "engine/device_split.hpp"
@@ -100,6 +104,26 @@ nb::dict compress(const std::string& src, const std::string& dst, const std::str
   out["seconds"] = r.seconds;
   return out;
 }
+
+// The block streamer's pipeline with its actions written down instead of carried out: what the
+// tests of the streamer's logic drive (python/tests/test_streamer_logic.py), on any machine.
+struct PipelineTrace {
+  using BlockPipeline = python::BlockPipeline<PipelineTrace>;
+  PipelineTrace(int blocks, int slots) : blocks(blocks), slots(slots) {}
+  void enqueue(int b) { log.emplace_back("enqueue", b, 0); }
+  void release(int b) { log.emplace_back("release", b, stream); }
+  void release_all() { log.emplace_back("release_all", -1, stream); }
+  void wait(int b) { log.emplace_back("wait", b, stream); }
+  void synchronize_device() { log.emplace_back("synchronize", -1, 0); }
+  BlockPipeline& started() {
+    if (!pipeline) throw Error("block pipeline: not started");
+    return *pipeline;
+  }
+  int blocks, slots;
+  uintptr_t stream = 0;
+  std::vector<std::tuple<std::string, int, uintptr_t>> log;  // (action, block or -1, compute stream or 0)
+  std::optional<BlockPipeline> pipeline;
+};
 
 #ifdef CODECLLM_HAVE_CUDA
 // A GpuDecoder over the tensors of one block, keeping its file open.
@@ -193,6 +217,25 @@ NB_MODULE(_native, m) {
       nb::arg("every_device_bytes") = 0, nb::arg("placement") = "auto", nb::arg("prefetch") = 2,
       nb::arg("compressed_slots") = 2);
 
+  nb::class_<PipelineTrace>(m, "BlockPipelineTrace")
+      .def(nb::init<int, int>(), nb::arg("blocks"), nb::arg("slots"))
+      .def("start",
+           [](PipelineTrace& t, bool refill_after_forward) {
+             t.pipeline.emplace(t, t.blocks, t.slots, refill_after_forward);
+             t.pipeline->start();
+           })
+      .def("begin_forward",
+           [](PipelineTrace& t, uintptr_t s, bool paused) {
+             t.stream = s;
+             t.started().begin_forward(paused);
+           })
+      .def("before", [](PipelineTrace& t, int b, const nb::args&) { t.started().before(b); })
+      .def("after_last", [](PipelineTrace& t, const nb::args&) { t.started().after_last(); })
+      .def("end_forward", [](PipelineTrace& t) { t.started().end_forward(); })
+      .def("pending", [](PipelineTrace& t, int b) { return t.started().pending(b); })
+      // The actions since the last call, oldest first.
+      .def("take", [](PipelineTrace& t) { return std::exchange(t.log, {}); });
+
   m.def(
       "decompress",
       [](const std::string& file, const std::string& out_dir) {
@@ -201,7 +244,7 @@ NB_MODULE(_native, m) {
       },
       nb::arg("file"), nb::arg("out_dir"));
 
-  nb::class_<format::ContainerReader>(m, "File");
+  nb::class_<format::ContainerReader>(m, "File");  // NOLINT(bugprone-unused-raii): registers the type
   m.def("open_file", [](const std::string& path) { return std::make_shared<format::ContainerReader>(path); });
   m.def("file_path", [](const File& f) { return f->path(); });
   m.def("file_size", [](const File& f) { return f->file_size(); });
@@ -313,15 +356,14 @@ NB_MODULE(_native, m) {
           },
           nb::arg("decoder"), nb::arg("outputs"), nb::arg("slot"), nb::arg("stream"), nb::arg("comp"),
           nb::arg("pinned") = 0, nb::arg("bytes") = 0, nb::arg("stage") = -1)
-      .def("enqueue", &python::BlockHandoff::enqueue)
-      // A block's hand-over in one call (-1: none): release the block before, enqueue the decode of
-      // the block `slots` places on, make the compute stream wait for this block's decode.
-      .def("before",
-           [](python::BlockHandoff& h, int release, int enqueue, int wait, uintptr_t s) {
-             if (release >= 0) h.release(release, as_stream(s));
-             if (enqueue >= 0) h.enqueue(enqueue);
-             if (wait >= 0) h.wait_ready(wait, as_stream(s));
-           })
+      // The hooks' calls (block_pipeline.hpp). before and after_last are registered as the
+      // blocks' hooks themselves and take, unread, what torch passes a hook.
+      .def("start", &python::BlockHandoff::start, nb::arg("refill_after_forward"))
+      .def("begin_forward",
+           [](python::BlockHandoff& h, uintptr_t s, bool paused) { h.begin_forward(as_stream(s), paused); })
+      .def("before", [](python::BlockHandoff& h, int b, const nb::args&) { h.before(b); })
+      .def("after_last", [](python::BlockHandoff& h, const nb::args&) { h.after_last(); })
+      .def("end_forward", &python::BlockHandoff::end_forward)
       .def("set_scratch", [](python::BlockHandoff& h, int stream,
                              uintptr_t p) { h.set_scratch(stream, reinterpret_cast<uint8_t*>(p)); })
       .def("synchronize", &python::BlockHandoff::synchronize)

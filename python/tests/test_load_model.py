@@ -242,6 +242,34 @@ def test_cuda_forwards_run_on_a_priority_stream_and_hand_the_callers_back(saved)
 
 
 @pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
+@pytest.mark.parametrize("refill_after_forward", [False, True])
+def test_cuda_streamed_blocks_survive_a_forward_that_stops_midway(saved, refill_after_forward):
+    """The block hand-over on the GPU, either refill: a forward that raises inside block 1 leaves the pipeline
+    mid-forward; the next forwards restart it and give transformers' bits again, as does generate()."""
+    src, lossless, _ = saved("llama")
+    ref = reference("llama", src, device="cuda")
+    ids = ids_for(3).cuda()
+    expected = outputs(ref, ids)
+    model = codecllm.load_model(
+        lossless, device="cuda", placement="gpu-compressed", decode_slots=2, refill_after_forward=refill_after_forward
+    )
+    assert torch.equal(outputs(model, ids), expected)
+
+    def fail(module, args):
+        raise RuntimeError("stopped in block 1")
+
+    hook = model.model.layers[1].register_forward_pre_hook(fail)
+    with pytest.raises(RuntimeError, match="stopped in block 1"):
+        outputs(model, ids)
+    hook.remove()
+    for _ in range(3):
+        assert torch.equal(outputs(model, ids), expected)
+    assert torch.equal(
+        model.generate(ids, max_new_tokens=6, do_sample=False), ref.generate(ids, max_new_tokens=6, do_sample=False)
+    )
+
+
+@pytest.mark.skipif(not cuda_ready(), reason="needs a CUDA device and a CUDA build of codecllm")
 def test_cuda_generate_and_int8(saved, tmp_path):
     src, lossless, int8 = saved("llama")
     ref = reference("llama", src, device="cuda")

@@ -5,6 +5,7 @@
 # DFloat11 and its one missing dependency as wheels in .whl, real models in .device-data/models.
 # Stage profile (after bench8b, which makes the 8B files): scripts/device/python_profile.py on them, batch
 # $PROFILE_BATCH (default 1), with this script's PYTHONPATH.
+# SITE: where the package is installed (default /tmp/site; another for a second tree in the same lease).
 #   [OUT=dir] [RUNS=...] [RUNS_8B=...] [ROUNDS=n] scripts/device/python_suite.sh [build] [test] [bench] [bench8b] [profile]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,7 +13,7 @@ OUT=${OUT:-/tmp/codecllm-out}
 mkdir -p "$OUT"
 stages=${*:-build test bench bench8b}
 deps=/tmp/deps
-site=/tmp/site
+site=${SITE:-/tmp/site}
 models=$PWD/.device-data/models
 has() { [[ " $stages " == *" $1 "* ]]; }
 log() { echo "== $* ($(date +%T))" | tee -a "$OUT/summary.txt"; }
