@@ -228,8 +228,9 @@ def one_by_one(a, hf_dir, record):
 
 def interleaved(a, hf_dir, record):
     """Every run's model loaded at once, then --rounds rounds each timing one generate of every run and batch in
-    turn, so that rows next to each other in time compare even when the machine's speed drifts. A model's peak VRAM
-    is what torch allocated over its load and warm-up beyond what the models before it hold, plus its native bytes."""
+    turn (odd rounds in reverse order), so that rows next to each other in time compare even when the machine's speed
+    drifts. A model's peak VRAM is what torch allocated over its load and warm-up beyond what the models before it
+    hold, plus its native bytes."""
     models = {}
     for run in a.runs.split(","):
         base = run.removesuffix("-static")
@@ -246,7 +247,9 @@ def interleaved(a, hf_dir, record):
         native = model.codecllm_memory()["native_device"] if hasattr(model, "codecllm_memory") else 0
         models[base] = (model, before, torch.cuda.max_memory_allocated() - before + native)
     for rnd in range(a.rounds):
-        for run in a.runs.split(","):
+        # Odd rounds in reverse order: a drift of the machine's speed within a round then favours no run over rounds.
+        order = a.runs.split(",")
+        for run in order if rnd % 2 == 0 else order[::-1]:
             base = run.removesuffix("-static")
             if base not in models:
                 continue

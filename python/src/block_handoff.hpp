@@ -5,6 +5,10 @@
 // binding call, in a generate() that is bound by the CPU (~0.7 ms a block for transformers' own
 // Python); here they are plain CUDA runtime calls.
 //
+// The decodes (a side stream's wait, the decode's launches, its event records) are made by a
+// LaunchThread (launch_thread.hpp), off the thread that runs the model; that thread makes only
+// the compute stream's event record and wait, after the decode they wait for was enqueued.
+//
 // Blocks take turns in `slots` scratch slots. For each slot, `ready` is recorded on a side stream
 // when a block's decode into it is done (the compute waits for it) and `free` on the compute
 // stream when the block using it has all its kernels enqueued (the next decode into it waits
@@ -19,6 +23,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +32,7 @@
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/gpu_decoder.hpp"
+#include "launch_thread.hpp"
 
 namespace codecllm::python {
 
@@ -57,8 +63,11 @@ class BlockHandoff {
     for (auto* list : {&ready_, &free_, &stage_free_})
       for (cudaEvent_t& e : *list) CLLM_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     for (cudaStream_t& s : streams_) CLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    launches_ = std::make_unique<LaunchThread>([d = device_] { CLLM_CUDA_CHECK(cudaSetDevice(d)); },
+                                               [this](int b) { issue(b); });
   }
   ~BlockHandoff() {
+    launches_.reset();  // its last decodes enqueued, its thread ended
     int previous = 0;
     cudaGetDevice(&previous);
     cudaSetDevice(device_);
@@ -82,6 +91,7 @@ class BlockHandoff {
     if (outputs.size() != decoder->num_tensors()) throw Error("block streamer: one output per tensor expected");
     blocks_.push_back(
         {decoder, std::move(outputs), slot, stream, static_cast<const uint8_t*>(comp), pinned, bytes, stage});
+    posted_.push_back(0);
     return int(blocks_.size()) - 1;
   }
 
@@ -104,8 +114,48 @@ class BlockHandoff {
   void end_forward() { pipeline().end_forward(); }
 
   // The pipeline's actions. Block b's decode, on its side stream, behind the last user of its
-  // slot (and staging buffer).
-  void enqueue(int b) {
+  // slot (and staging buffer): made by the launch thread.
+  void enqueue(int b) { posted_.at(size_t(b)) = launches_->post(b); }
+  // Block b's kernels are all enqueued on the compute stream: its slot may be decoded into again
+  // after them.
+  void release(int b) {
+    const DeviceScope on(device_);
+    CLLM_CUDA_CHECK(cudaEventRecord(free_[at(b).slot], compute_));
+  }
+  // Every slot may be decoded into after what the compute stream holds now.
+  void release_all() {
+    const DeviceScope on(device_);
+    for (cudaEvent_t e : free_) CLLM_CUDA_CHECK(cudaEventRecord(e, compute_));
+  }
+  // The work the compute stream takes next waits for block b's decode (whose ready event the
+  // launch thread has recorded by then).
+  void wait(int b) {
+    launches_->wait_for(posted_.at(size_t(b)));
+    const DeviceScope on(device_);
+    CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute_, ready_[at(b).slot], 0));
+  }
+  void synchronize_device() {
+    launches_->drain();
+    const DeviceScope on(device_);
+    CLLM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  // The decoder scratch the decodes on side stream `stream` use (decoders made with
+  // external_scratch; at least the largest scratch_bytes() of the blocks on that stream).
+  void set_scratch(int stream, uint8_t* scratch) { scratch_.at(size_t(stream)) = scratch; }
+
+  // Every decode enqueued so far has finished.
+  void synchronize() {
+    launches_->drain();
+    const DeviceScope on(device_);
+    for (cudaStream_t s : streams_) CLLM_CUDA_CHECK(cudaStreamSynchronize(s));
+  }
+  int device() const { return device_; }
+  cudaStream_t stream(int i) const { return streams_.at(size_t(i)); }
+
+ private:
+  // Block b's decode, on the launch thread (enqueue's job).
+  void issue(int b) {
     const DeviceScope on(device_);
     const Block& k = at(b);
     cudaStream_t s = streams_[k.stream];
@@ -118,40 +168,7 @@ class BlockHandoff {
     CLLM_CUDA_CHECK(cudaEventRecord(ready_[k.slot], s));
     if (k.pinned != nullptr) CLLM_CUDA_CHECK(cudaEventRecord(stage_free_[k.stage], s));
   }
-  // Block b's kernels are all enqueued on the compute stream: its slot may be decoded into again
-  // after them.
-  void release(int b) {
-    const DeviceScope on(device_);
-    CLLM_CUDA_CHECK(cudaEventRecord(free_[at(b).slot], compute_));
-  }
-  // Every slot may be decoded into after what the compute stream holds now.
-  void release_all() {
-    const DeviceScope on(device_);
-    for (cudaEvent_t e : free_) CLLM_CUDA_CHECK(cudaEventRecord(e, compute_));
-  }
-  // The work the compute stream takes next waits for block b's decode.
-  void wait(int b) {
-    const DeviceScope on(device_);
-    CLLM_CUDA_CHECK(cudaStreamWaitEvent(compute_, ready_[at(b).slot], 0));
-  }
-  void synchronize_device() {
-    const DeviceScope on(device_);
-    CLLM_CUDA_CHECK(cudaDeviceSynchronize());
-  }
 
-  // The decoder scratch the decodes on side stream `stream` use (decoders made with
-  // external_scratch; at least the largest scratch_bytes() of the blocks on that stream).
-  void set_scratch(int stream, uint8_t* scratch) { scratch_.at(size_t(stream)) = scratch; }
-
-  // Every decode enqueued so far has finished.
-  void synchronize() {
-    const DeviceScope on(device_);
-    for (cudaStream_t s : streams_) CLLM_CUDA_CHECK(cudaStreamSynchronize(s));
-  }
-  int device() const { return device_; }
-  cudaStream_t stream(int i) const { return streams_.at(size_t(i)); }
-
- private:
   struct Block {
     cuda::GpuDecoder* decoder;
     std::vector<void*> outputs;
@@ -175,8 +192,10 @@ class BlockHandoff {
   std::vector<cudaStream_t> streams_;
   std::vector<uint8_t*> scratch_;  // per side stream
   std::vector<Block> blocks_;
+  std::vector<uint64_t> posted_;    // per block: the launch thread's number of its last decode
   cudaStream_t compute_ = nullptr;  // the forward's, from begin_forward
   std::optional<BlockPipeline<BlockHandoff>> pipeline_;
+  std::unique_ptr<LaunchThread> launches_;  // made last: its thread calls issue()
 };
 
 }  // namespace codecllm::python

@@ -355,7 +355,8 @@ NB_MODULE(_native, m) {
                                reinterpret_cast<const void*>(pinned), bytes, stage);
           },
           nb::arg("decoder"), nb::arg("outputs"), nb::arg("slot"), nb::arg("stream"), nb::arg("comp"),
-          nb::arg("pinned") = 0, nb::arg("bytes") = 0, nb::arg("stage") = -1)
+          nb::arg("pinned") = 0, nb::arg("bytes") = 0, nb::arg("stage") = -1,
+          nb::keep_alive<1, 2>())  // the handoff's launch thread uses the decoder as long as it lives
       // The hooks' calls (block_pipeline.hpp). before and after_last are registered as the
       // blocks' hooks themselves and take, unread, what torch passes a hook.
       .def("start", &python::BlockHandoff::start, nb::arg("refill_after_forward"))
