@@ -250,7 +250,7 @@ def load_model(
     max_memory=None,
     priority_stream=True,
     decode_blocks_per_sm=0,
-    refill_after_forward=False,
+    refill_after_forward=True,
 ):
     """A transformers PreTrainedModel whose weights come from the .cllm at `path`.
 
@@ -280,8 +280,11 @@ def load_model(
     the side streams instead of queueing behind them (codecllm/_priority_stream.py). decode_blocks_per_sm (CUDA): at
     most that many decode thread blocks resident on each SM (0: as many as fit); a decode at full occupancy holds
     every register of the SMs, so the forward's kernels beside it wait for its blocks to retire.
-    refill_after_forward: the next forward's first blocks start decoding once the whole forward (its head
-    included) is enqueued, not after the last block, so that the head's product has the GPU to itself.
+    refill_after_forward (default on): the next forward's first blocks start decoding on the GPU after the whole
+    forward (its head included), not beside the head after the last block, so that the head's product has the GPU
+    to itself (without it, the lm_head product took 649 us a call beside the decodes against 268 alone on the 8B
+    shape; docs/BENCHMARKS.md). A forward of the blocks alone, without the model's own forward, refills at its first
+    block.
     """
     import transformers
 

@@ -88,7 +88,7 @@ class BlockStreamer:
         prefetch=2,
         fused=False,
         blocks_per_sm=0,
-        refill_after_forward=False,
+        refill_after_forward=True,
     ):
         """blocks: [(block module, [(tensor name, module owning .weight, shape)])]; decoders: a GpuDecoder over each
         block's tensor names, in that order; placements: per block. fused: forwards of one token multiply straight
