@@ -8,7 +8,8 @@ the markdown table docs/BENCHMARKS.md shows, so that no figure or table outlives
 
 Each figure is drawn by the plotter of its kind (bench/plot_placements.py for engine_bench results,
 bench/plot_batches.py for engine_bench results against the batch size,
-bench/plot_python.py for python_bench results, bench/plot_step_kernels.py for Nsight Compute CSVs of engine steps) from the files FIGURES names; a results file that is missing or
+bench/plot_python.py for python_bench results, bench/plot_rounds.py for python_bench --rounds results against the
+round's transformers row, bench/plot_step_kernels.py for Nsight Compute CSVs of engine steps) from the files FIGURES names; a results file that is missing or
 malformed stops the script with its name (exit 1). Without matplotlib the figures are skipped (exit 77, as the
 plotters do), the tables still print.
 """
@@ -65,6 +66,29 @@ FIGURES = {
         "plot_python.py",
         ["python-bench-h200-40183ae-run3.jsonl"],
         ["--model", "llama3-8b.cllm"],
+    ),
+    "python-rounds-llama3-8b.png": (
+        "plot_rounds.py",
+        ["python-bench-h200-40183ae-run1.jsonl", "python-bench-h200-40183ae-run2.jsonl"]
+        + ["python-bench-h200-40183ae-run3.jsonl", "python-bench-h200-bc1f455.jsonl"]
+        + ["python-bench-h200-f270332-run1.jsonl", "python-bench-h200-f270332-run2.jsonl"]
+        + ["python-bench-h200-80d91af.jsonl", "python-bench-h200-7ab3a12.jsonl"],
+        [
+            "--group",
+            "bookkeeping in Python (40183ae)=gpu-compressed@40183ae",
+            "--group",
+            "bookkeeping in Python (bc1f455)=gpu-compressed@bc1f455",
+            "--group",
+            (
+                "native pipeline, refill after the last block=gpu-compressed@f270332,gpu-compressed@80d91af,"
+                "gpu-compressed+refill_after_forward=False@7ab3a12"
+            ),
+            "--group",
+            (
+                "native pipeline, refill after the forward (default)=gpu-compressed+refill_after_forward=True@f270332,"
+                "gpu-compressed+refill_after_forward=True@80d91af,gpu-compressed@7ab3a12"
+            ),
+        ],
     ),
     "step-kernels-llama3-8b.png": (
         "plot_step_kernels.py",
