@@ -17,6 +17,7 @@ import re
 import sys
 
 from figures import read as read_jsonl  # the bench scripts' one JSON-lines reader
+from plot_common import SKIPPED, pyplot, save
 
 FIELDS = {"model": str, "placement": str, "batch": int, "tokens_per_s": (int, float), "device": str}
 
@@ -46,14 +47,9 @@ def main():
     ]
     if not rows:
         sys.exit("no rows left to plot: check --call and --skip")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: plot skipped", file=sys.stderr)
-        sys.exit(77)
+    plt = pyplot("plot_batches")
+    if plt is None:
+        sys.exit(SKIPPED)
 
     lines = {}
     for r in rows:
@@ -77,9 +73,7 @@ def main():
     ax.set_title(f"{rows[0]['device']}: products of several sequences")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=110)
-    print(f"wrote {args.output} ({len(rows)} runs)")
+    save(fig, args.output, note=f" ({len(rows)} runs)")
 
 
 if __name__ == "__main__":

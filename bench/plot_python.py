@@ -12,8 +12,9 @@ Exits 1 naming the file and line on malformed input, 77 (CTest's skip) without m
 """
 
 import argparse
-import json
 import sys
+
+from plot_common import SKIPPED, pyplot, rows_of, save
 
 FIELDS = {"run": str, "model": str, "batch": int, "tokens_per_s": (int, float), "peak_vram": (int, float)}
 
@@ -21,22 +22,12 @@ FIELDS = {"run": str, "model": str, "batch": int, "tokens_per_s": (int, float), 
 def load(paths, model):
     rows = {}
     for path in paths:
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                    bad = [k for k, t in FIELDS.items() if not isinstance(r.get(k), t)]
-                except json.JSONDecodeError as e:
-                    sys.exit(f"{path}:{n}: not JSON: {e}")
-                if bad:
-                    sys.exit(f"{path}:{n}: missing or mistyped {', '.join(bad)}")
-                if r["model"] != model:
-                    continue
-                key = (r["run"], r["batch"])
-                if key not in rows or r["tokens_per_s"] > rows[key]["tokens_per_s"]:
-                    rows[key] = r
+        for r in rows_of(path, FIELDS):
+            if r["model"] != model:
+                continue
+            key = (r["run"], r["batch"])
+            if key not in rows or r["tokens_per_s"] > rows[key]["tokens_per_s"]:
+                rows[key] = r
     if not rows:
         sys.exit(f"no rows for model {model} in {', '.join(paths)}")
     return rows
@@ -49,14 +40,9 @@ def main():
     p.add_argument("-o", "--output", required=True)
     a = p.parse_args()
     rows = load(a.results, a.model)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("skipped: matplotlib not installed")
-        return 77
+    plt = pyplot("plot_python")
+    if plt is None:
+        return SKIPPED
     runs = list(dict.fromkeys(run for run, _ in rows))
     batches = sorted({b for _, b in rows})
     fig, (speed, vram) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
@@ -74,9 +60,7 @@ def main():
     vram.set_xticks(range(len(runs)), runs, rotation=35, ha="right")
     device = next(iter(rows.values())).get("device", "")
     fig.suptitle(f"{a.model} through transformers' generate(), {device}")
-    fig.tight_layout()
-    fig.savefig(a.output, dpi=110)
-    print(f"wrote {a.output}")
+    save(fig, a.output)
     return 0
 
 

@@ -12,9 +12,10 @@ malformed input or a group that matches no row, 77 (CTest's skip) without matplo
 """
 
 import argparse
-import json
 import statistics
 import sys
+
+from plot_common import SKIPPED, pyplot, rows_of, save
 
 FIELDS = {"run": str, "commit": str, "batch": int, "round": int, "tokens_per_s": (int, float)}
 BATCHES = (1, 8)
@@ -24,22 +25,12 @@ def load(paths):
     """{(commit, round, batch): transformers tok/s} and [(commit, run, round, batch, tok/s)] of the other runs."""
     reference, rows = {}, []
     for path in paths:
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError as e:
-                    sys.exit(f"{path}:{n}: not JSON: {e}")
-                bad = [k for k, t in FIELDS.items() if not isinstance(r.get(k), t)]
-                if bad:
-                    sys.exit(f"{path}:{n}: missing or mistyped {', '.join(bad)} (rows of --rounds runs expected)")
-                key = (path, r["round"], r["batch"])
-                if r["run"] == "transformers":
-                    reference[key] = r["tokens_per_s"]
-                else:
-                    rows.append((r["commit"], r["run"], key, r["tokens_per_s"]))
+        for r in rows_of(path, FIELDS):  # a row without "round": not a --rounds run
+            key = (path, r["round"], r["batch"])
+            if r["run"] == "transformers":
+                reference[key] = r["tokens_per_s"]
+            else:
+                rows.append((r["commit"], r["run"], key, r["tokens_per_s"]))
     return reference, rows
 
 
@@ -70,14 +61,9 @@ def main():
         if not any(r.values()):
             sys.exit(f"--group {label!r}: no round of {members} in {', '.join(a.results)}")
         groups.append((label, r))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed; no plot drawn")
-        return 77
+    plt = pyplot("plot_rounds")
+    if plt is None:
+        return SKIPPED
 
     fig, axes = plt.subplots(1, len(BATCHES), figsize=(5.5 * len(BATCHES), 4.8), sharey=True)
     for ax, batch in zip(axes, BATCHES):
@@ -99,9 +85,7 @@ def main():
     axes[0].set_ylabel("tok/s against transformers, same round (bar: median)")
     axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle("codecllm gpu-compressed on the 8B shape: every round's ratio to plain transformers", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(a.output, dpi=110)
-    print(f"wrote {a.output}")
+    save(fig, a.output)
     return 0
 
 

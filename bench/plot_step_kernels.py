@@ -13,6 +13,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot_common import SKIPPED, pyplot, save
 from step_kernels import step_profile
 
 COLORS = {
@@ -39,14 +40,9 @@ def main():
     for f in a.csv:
         _, _, per, n = step_profile(f)
         steps.append({k: v[1] / n / 1e3 for k, v in per.items()})  # us a step
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("plot_step_kernels: matplotlib not installed", file=sys.stderr)
-        return 77
+    plt = pyplot("plot_step_kernels")
+    if plt is None:
+        return SKIPPED
     kernels = sorted({k for s in steps for k in s}, key=lambda k: -max(s.get(k, 0) for s in steps))
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.7 * len(steps)))
     for y, s in enumerate(steps):
@@ -61,8 +57,7 @@ def main():
     ax.set_xlabel("microseconds of kernels a step, run one by one (Nsight Compute)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS.get(k)) for k in kernels]
     ax.legend(handles, kernels, fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout()
-    fig.savefig(a.output, dpi=120)
+    save(fig, a.output, dpi=120)
     return 0
 
 
