@@ -8,9 +8,10 @@ handed to the block `slots` places later, whose decode is enqueued on a side str
 event, and the compute stream waits for this block's decode. After the last block (its one
 forward hook) the first ones are decoded again for the next forward. When which hand-over
 happens is the native BlockPipeline's (python/src/block_pipeline.hpp), each step's CUDA calls the
-native BlockHandoff's (block_handoff.hpp), and every block's hook but the first is the native
-call itself: a generate() is bound by the CPU's Python, where a Python hook with its
-bookkeeping cost tens of microseconds a block. The first block's hook, once a forward, looks up
+native BlockHandoff's (block_handoff.hpp; the decodes' made by a thread of its own,
+launch_thread.hpp), and every block's hook but the first is the native call itself: a
+generate() is bound by the CPU's Python, where a Python hook with its bookkeeping cost tens of
+microseconds a block. The first block's hook, once a forward, looks up
 the forward's stream in Python. Slots, staging buffers, streams and events are made once: a
 step allocates nothing.
 
