@@ -1,7 +1,7 @@
 """Where a generate() step of a codecllm model spends its time, on the GPU machine (Nsight Systems
 is not usable there; torch.profiler is): wall time per step, the CPU time of the block streamer's
 hooks, and the busiest CPU operations and GPU kernels (with the GPU's busy time per step), for
-one placement against plain transformers on the same checkpoint.
+one placement against plain transformers on the same checkpoint; and each model's output head timed alone.
 
     python3 scripts/device/python_profile.py MODEL.cllm HF_DIR [--placement gpu-compressed] [--fused] [--batch 1]
                                              [--skip-reference]
@@ -70,6 +70,27 @@ def gemv_clock(streamer, repeats=50):
         )
 
 
+def head_clock(model, batch, label, repeats=20):
+    """The output head alone on a step's input (batch rows of one token), CUDA events around `repeats` calls: its
+    GPU time a call and the bandwidth its weight implies, with the weight's layout (what cuBLAS picks a kernel by)."""
+    head = model.get_output_embeddings()
+    w = head.weight
+    x = torch.randn(batch, 1, w.shape[1], dtype=w.dtype, device="cuda")
+    head(x)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        head(x)
+    end.record()
+    torch.cuda.synchronize()
+    us = start.elapsed_time(end) / repeats * 1e3
+    print(
+        f"{label} output head alone: {us:.1f} us a call ({w.numel() * w.element_size() / us / 1e3:.0f} GB/s); "
+        f"weight {tuple(w.shape)} {w.dtype} on {w.device}, strides {w.stride()}, address % 256 = {w.data_ptr() % 256}"
+    )
+
+
 def profile_steps(model, ids, kw, tokens, label):
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         model.generate(ids, **{**kw, "max_new_tokens": tokens, "min_new_tokens": tokens})
@@ -77,7 +98,7 @@ def profile_steps(model, ids, kw, tokens, label):
     events = prof.key_averages()
     gpu_us = sum(e.self_device_time_total for e in events)
     print(f"-- {label}: GPU busy {gpu_us / tokens / 1e3:.2f} ms a step (kernels summed over all streams)")
-    print(events.table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=60))
+    print(events.table(sort_by="self_device_time_total", row_limit=20, max_name_column_width=60))
     print(events.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))
 
 
@@ -96,6 +117,7 @@ def main():
         ref = transformers.AutoModelForCausalLM.from_pretrained(a.hf_dir, dtype=torch.bfloat16, device_map="cuda")
         step, ids, kw = timed_generate(ref, a.batch, a.tokens)
         print(f"transformers: {step * 1e3:.2f} ms a step, batch {a.batch}")
+        head_clock(ref, a.batch, "transformers")
         profile_steps(ref, ids, kw, 4, "transformers")
         del ref
         torch.cuda.empty_cache()
@@ -104,6 +126,7 @@ def main():
     streamer = model._codecllm["streamer"]
     step, ids, kw = timed_generate(model, a.batch, a.tokens)
     print(f"codecllm {a.placement}: {step * 1e3:.2f} ms a step, batch {a.batch}")
+    head_clock(model, a.batch, f"codecllm {a.placement}")
     if streamer is not None:
         spent = hook_clock(model)
         t0 = time.perf_counter()

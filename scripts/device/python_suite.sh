@@ -60,6 +60,6 @@ if has profile; then
   log "python_profile: Llama-3-8B shape, batch ${PROFILE_BATCH:-1}"
   python3 scripts/device/python_profile.py /tmp/l8b/llama3-8b.cllm /tmp/l8b/llama3-8b-hf --batch ${PROFILE_BATCH:-1} \
     >"$OUT/profile.txt" 2>&1
-  grep -E "ms a step|hooks|GPU busy|Error" "$OUT/profile.txt" | tee -a "$OUT/summary.txt"
+  grep -E "ms a step|hooks|GPU busy|head alone|Error" "$OUT/profile.txt" | tee -a "$OUT/summary.txt"
 fi
 log "done"
