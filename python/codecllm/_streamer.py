@@ -56,7 +56,6 @@ class Block:
     resident: torch.Tensor | None = None  # gpu: the decoded weights
     views: list = field(default_factory=list)  # streamed: weight views into its slot
     pointers: list = field(default_factory=list)  # streamed: where its tensors go in its slot
-    handle: int = -1  # streamed: its number in the BlockHandoff (its rank)
 
 
 def block_layout(decoder) -> tuple:
@@ -162,7 +161,7 @@ class BlockStreamer:
                 for m, v in zip(b.modules, b.views):
                     m.weight = v  # valid while the block runs: its decode lands there before each run
                 host = b.placement == "host"
-                b.handle = self.handoff.add_block(
+                self.handoff.add_block(  # its number there: its rank
                     b.decoder,
                     b.pointers,
                     b.rank % self.nslots,
@@ -228,7 +227,7 @@ class BlockStreamer:
         if b.rank == 0:
             module.register_forward_pre_hook(self._begin_forward, with_kwargs=True)
         else:
-            module.register_forward_pre_hook(functools.partial(self.handoff.before, b.handle))
+            module.register_forward_pre_hook(functools.partial(self.handoff.before, b.rank))
         if b.rank == len(self.streamed) - 1:
             module.register_forward_hook(self.handoff.after_last)
 

@@ -104,9 +104,9 @@ class BlockHandoff {
     pipeline_.emplace(*this, int(blocks_.size()), int(ready_.size()), refill_after_forward);
     pipeline_->start();
   }
-  // The pipeline's steps (block_pipeline.hpp), on the forward's compute stream.
-  void begin_forward(cudaStream_t compute, bool paused) {
-    compute_ = compute;
+  // The pipeline's steps (block_pipeline.hpp), on the forward's compute stream (torch's handle).
+  void begin_forward(uintptr_t compute, bool paused) {
+    compute_ = reinterpret_cast<cudaStream_t>(compute);
     pipeline().begin_forward(paused);
   }
   void before(int b) { pipeline().before(b); }

@@ -41,8 +41,6 @@ class BlockPipeline {
       throw Error("block pipeline: " + std::to_string(blocks) + " blocks in " + std::to_string(slots) + " slots");
   }
 
-  int blocks() const { return n_; }
-  int slots() const { return slots_; }
   bool pending(int b) const { return pending_.at(size_t(b)); }
 
   // The first forward's first decodes.

@@ -115,6 +115,18 @@ struct PipelineTrace {
   void release_all() { log.emplace_back("release_all", -1, stream); }
   void wait(int b) { log.emplace_back("wait", b, stream); }
   void synchronize_device() { log.emplace_back("synchronize", -1, 0); }
+  // The calls BlockHandoff takes (bind_pipeline_calls).
+  void start(bool refill_after_forward) {
+    pipeline.emplace(*this, blocks, slots, refill_after_forward);
+    pipeline->start();
+  }
+  void begin_forward(uintptr_t s, bool paused) {
+    stream = s;
+    started().begin_forward(paused);
+  }
+  void before(int b) { started().before(b); }
+  void after_last() { started().after_last(); }
+  void end_forward() { started().end_forward(); }
   BlockPipeline& started() {
     if (!pipeline) throw Error("block pipeline: not started");
     return *pipeline;
@@ -124,6 +136,18 @@ struct PipelineTrace {
   std::vector<std::tuple<std::string, int, uintptr_t>> log;  // (action, block or -1, compute stream or 0)
   std::optional<BlockPipeline> pipeline;
 };
+
+// The calls of a block streamer's hooks, for the CUDA hand-over and the recording one alike. before
+// and after_last are registered as the blocks' hooks themselves and take, unread, what torch
+// passes a hook.
+template <class Handoff>
+void bind_pipeline_calls(nb::class_<Handoff>& c) {
+  c.def("start", &Handoff::start, nb::arg("refill_after_forward"))
+      .def("begin_forward", &Handoff::begin_forward, nb::arg("stream"), nb::arg("paused"))
+      .def("before", [](Handoff& h, int b, const nb::args&) { h.before(b); })
+      .def("after_last", [](Handoff& h, const nb::args&) { h.after_last(); })
+      .def("end_forward", &Handoff::end_forward);
+}
 
 #ifdef CODECLLM_HAVE_CUDA
 // A GpuDecoder over the tensors of one block, keeping its file open.
@@ -217,24 +241,12 @@ NB_MODULE(_native, m) {
       nb::arg("every_device_bytes") = 0, nb::arg("placement") = "auto", nb::arg("prefetch") = 2,
       nb::arg("compressed_slots") = 2);
 
-  nb::class_<PipelineTrace>(m, "BlockPipelineTrace")
-      .def(nb::init<int, int>(), nb::arg("blocks"), nb::arg("slots"))
-      .def("start",
-           [](PipelineTrace& t, bool refill_after_forward) {
-             t.pipeline.emplace(t, t.blocks, t.slots, refill_after_forward);
-             t.pipeline->start();
-           })
-      .def("begin_forward",
-           [](PipelineTrace& t, uintptr_t s, bool paused) {
-             t.stream = s;
-             t.started().begin_forward(paused);
-           })
-      .def("before", [](PipelineTrace& t, int b, const nb::args&) { t.started().before(b); })
-      .def("after_last", [](PipelineTrace& t, const nb::args&) { t.started().after_last(); })
-      .def("end_forward", [](PipelineTrace& t) { t.started().end_forward(); })
+  nb::class_<PipelineTrace> trace(m, "BlockPipelineTrace");
+  trace.def(nb::init<int, int>(), nb::arg("blocks"), nb::arg("slots"))
       .def("pending", [](PipelineTrace& t, int b) { return t.started().pending(b); })
       // The actions since the last call, oldest first.
       .def("take", [](PipelineTrace& t) { return std::exchange(t.log, {}); });
+  bind_pipeline_calls(trace);
 
   m.def(
       "decompress",
@@ -343,8 +355,8 @@ NB_MODULE(_native, m) {
         d.dec->decode_gemv(d.dec->resident(), i, 1, reinterpret_cast<const void*>(x), false, reinterpret_cast<void*>(y),
                            cuda::GemvOut::Bf16, as_stream(stream), true);
       });
-  nb::class_<python::BlockHandoff>(m, "BlockHandoff")
-      .def(nb::init<int, int, int>(), nb::arg("slots"), nb::arg("streams"), nb::arg("stages"))
+  nb::class_<python::BlockHandoff> handoff(m, "BlockHandoff");
+  handoff.def(nb::init<int, int, int>(), nb::arg("slots"), nb::arg("streams"), nb::arg("stages"))
       .def(
           "add_block",
           [](python::BlockHandoff& h, Decoder& d, const std::vector<uintptr_t>& outputs, int slot, int stream,
@@ -357,18 +369,11 @@ NB_MODULE(_native, m) {
           nb::arg("decoder"), nb::arg("outputs"), nb::arg("slot"), nb::arg("stream"), nb::arg("comp"),
           nb::arg("pinned") = 0, nb::arg("bytes") = 0, nb::arg("stage") = -1,
           nb::keep_alive<1, 2>())  // the handoff's launch thread uses the decoder as long as it lives
-      // The hooks' calls (block_pipeline.hpp). before and after_last are registered as the
-      // blocks' hooks themselves and take, unread, what torch passes a hook.
-      .def("start", &python::BlockHandoff::start, nb::arg("refill_after_forward"))
-      .def("begin_forward",
-           [](python::BlockHandoff& h, uintptr_t s, bool paused) { h.begin_forward(as_stream(s), paused); })
-      .def("before", [](python::BlockHandoff& h, int b, const nb::args&) { h.before(b); })
-      .def("after_last", [](python::BlockHandoff& h, const nb::args&) { h.after_last(); })
-      .def("end_forward", &python::BlockHandoff::end_forward)
       .def("set_scratch", [](python::BlockHandoff& h, int stream,
                              uintptr_t p) { h.set_scratch(stream, reinterpret_cast<uint8_t*>(p)); })
       .def("synchronize", &python::BlockHandoff::synchronize)
       .def("stream", [](const python::BlockHandoff& h, int i) { return reinterpret_cast<uintptr_t>(h.stream(i)); });
+  bind_pipeline_calls(handoff);
   // The device's address of pinned host memory (the same number under unified addressing); a clear error for
   // memory that is not pinned, before any kernel reads it.
   m.def("host_device_pointer", [](uintptr_t host) {

@@ -59,9 +59,6 @@ class CheckedHandoff:
             self.running[s], self.in_flight[s] = True, False
             self.ran.append(b)
 
-    def synchronize(self):
-        self.in_flight = dict.fromkeys(self.in_flight, False)
-
 
 @pytest.fixture
 def streamer(monkeypatch):
@@ -70,7 +67,7 @@ def streamer(monkeypatch):
     def make(blocks=6, slots=2, fused=False, refill_after_forward=False):
         s = object.__new__(BlockStreamer)
         s.device = torch.device("cpu")
-        s.blocks = [Block(i, "gpu-compressed", None, [], [], [], 0, rank=i, handle=i) for i in range(blocks)]
+        s.blocks = [Block(i, "gpu-compressed", None, [], [], [], 0, rank=i) for i in range(blocks)]
         s.streamed = s.blocks
         s.nslots = slots
         s.handoff = CheckedHandoff(blocks, slots)
