@@ -11,9 +11,8 @@ happens is the native BlockPipeline's (python/src/block_pipeline.hpp), each step
 native BlockHandoff's (block_handoff.hpp; the decodes' made by a thread of its own,
 launch_thread.hpp), and every block's hook but the first is the native call itself: a
 generate() is bound by the CPU's Python, where a Python hook with its bookkeeping cost tens of
-microseconds a block. The first block's hook, once a forward, looks up
-the forward's stream in Python. Slots, staging buffers, streams and events are made once: a
-step allocates nothing.
+microseconds a block. The first block's hook, once a forward, looks up the forward's stream in
+Python. Slots, staging buffers, streams and events are made once: a step allocates nothing.
 
 With fused products (every streamed block gpu-compressed, every weight one the decode-GEMV
 kernels take), a forward of one token decodes nothing: each linear layer multiplies straight
