@@ -6,9 +6,10 @@
 # Llama-3-8B shape (synthesized once, exp4 coding), batch 1 and 8 against `gpu` in the same run;
 # the patch is taken back before the next. Results: $OUT/exp4-variants.jsonl, labelled by variant.
 # SANITIZE=1 runs compute-sanitizer's memcheck and racecheck over the tests, on the tree only.
-# PROFILE=1 adds Nsight Compute on one fused product of each: its time, DRAM and issue figures,
-# and the reasons its warps stall, largest first.
-#   [OUT=dir] [RUNS=...] [TOKENS=n] [SANITIZE=1] [PROFILE=1] scripts/device/exp4_variants.sh [NAME.patch ...]
+# PROFILE="KERNEL@PLACEMENT@BATCH ..." adds Nsight Compute on one launch of each named kernel in
+# each variant: its time, DRAM and issue figures, and the reasons its warps stall, largest first.
+#   [OUT=dir] [RUNS=...] [TOKENS=n] [SANITIZE=1] [PROFILE="exp4_gemv_kernel@gpu-compressed@1 ..."] \
+#     scripts/device/exp4_variants.sh [NAME.patch ...]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/codecllm-out}
@@ -32,15 +33,18 @@ run_variant() {  # name
   fi
   $b/bench/engine_bench /tmp/8b-exp4.cllm "${RUNS:-gpu@1,gpu-compressed@1,gpu-compressed@8}" "${TOKENS:-32}" \
     "$OUT/exp4-variants.jsonl" "llama3-8b-exp4-$1" 2>&1 | grep -E "^(gpu|gpu-compressed) "
-  if [ "${PROFILE:-0}" = 1 ]; then
-    timeout 180 ncu --kernel-name regex:exp4_gemv_kernel --launch-skip 200 --launch-count 1 --section SpeedOfLight \
-      --section WarpStateStats --section InstructionStats \
+  for item in ${PROFILE:-}; do
+    IFS=@ read -r kernel placement batch <<<"$item"
+    timeout 180 ncu --kernel-name regex:"$kernel" --launch-skip 200 --launch-count 1 --section SpeedOfLight \
+      --section WarpStateStats --section InstructionStats --section LaunchStats --section Occupancy \
       --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
-      $b/bench/engine_bench /tmp/8b-exp4.cllm gpu-compressed@1 4 >"$OUT/ncu-$1.txt" 2>&1
-    grep -E "Duration|DRAM Throughput|Warp Cycles Per Issued|Active Threads|Executed Instructions " "$OUT/ncu-$1.txt"
-    grep -E "issue_stalled_.*per_issue_active" "$OUT/ncu-$1.txt" | awk '{print $NF, $1}' | sort -rn | head -5 |
+      $b/bench/engine_bench /tmp/8b-exp4.cllm "$placement@$batch" 4 >"$OUT/ncu-$1-$kernel-$batch.txt" 2>&1
+    echo "  ncu $kernel $placement@$batch"
+    grep -E "Duration|DRAM Throughput|Warp Cycles Per Issued|Issue Slots Busy|Registers Per|Achieved Occupancy|Executed Instructions " \
+      "$OUT/ncu-$1-$kernel-$batch.txt"
+    grep -E "issue_stalled_.*per_issue_active" "$OUT/ncu-$1-$kernel-$batch.txt" | awk '{print $NF, $1}' | sort -rn | head -5 |
       sed -E 's/smsp__average_warps_issue_stalled_(.*)_per_issue_active.ratio/\1/; s/^/    stall /'
-  fi
+  done
 }
 
 run_variant tree

@@ -5,8 +5,9 @@
 // A thread rebuilds 8 weights from one 32-bit word of codes and 8 sign_mantissa bytes with
 // byte permutes, masks and one multiply-add per pair of weights: no table, no serial state, so
 // the product runs at the rate its bytes arrive. A code 15 (an escape: one weight in 4200 of a
-// trained model, one in 1250 of the random 8B shape) is rewritten from its block's list: by
-// rank in the product (patch_in_order), by a search in the decode.
+// trained model, one in 1250 of the random 8B shape) is rewritten from its block's list, staged
+// in shared memory and searched there by the lane that meets it, alone (patch_tile): the other
+// lanes go on, and the products' loops keep their registers (nothing spilled at 64 a thread).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -114,17 +115,6 @@ __device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const 
   return s;
 }
 
-// How many of a warp's staged entries lie before position `at` (the row's first element): where
-// the row's running escape count starts when its first block began before the row.
-__device__ __forceinline__ uint32_t escapes_before(StagedEscapes s, uint32_t at, uint32_t lane) {
-  uint32_t n = 0;
-  for (uint32_t k0 = 0; k0 < s.count; k0 += 32) {
-    const bool before = k0 + lane < s.count && (s.entries[k0 + lane] >> 8) < at;
-    n += __popc(__ballot_sync(0xffffffffu, before));
-  }
-  return n;
-}
-
 // The exponent of escaped element e. Missing (a code 15 with no escape): the tensor's status
 // records the block, and the exponent reads as 0. The staged search is all 32-bit: an escape
 // costs a few dozen instructions, paid by its whole warp (one in five product rounds meets one
@@ -190,35 +180,73 @@ __device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* co
   return w;
 }
 
-// A product's vector at element e with its escaped weights rewritten, called by the whole warp
-// when some lane met an escape. A row's escapes are staged in element order and the warp visits
-// the row's vectors in element order (lane l before lane l + 1, round after round), so the k-th
-// escape the warp meets in the row is staged entry `seen + k`: a prefix sum over the lanes
-// instead of a search. An entry whose position is not the element's (a row whose escapes were
-// not staged, or a list that does not match its codes) is searched for as the decode does, and
-// a missing one recorded. `seen` (the same in every lane) advances past the vector's escapes.
-__device__ __forceinline__ uint4 patch_in_order(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s, uint32_t& seen,
-                                                uint32_t lane, uint64_t e, uint32_t codes, uint2 sm, uint4 w,
-                                                uint32_t* status) {
-  const uint32_t mask = escapes_in(codes);
-  const uint32_t n = __popc(mask);
-  uint32_t through = n;  // escapes of lanes 0 .. lane
-#pragma unroll
-  for (uint32_t d = 1; d < 32; d *= 2) {
-    const uint32_t below = __shfl_up_sync(0xffffffffu, through, d);
-    if (lane >= d) through += below;
+// What a product's lanes need for an escaped weight (a rare path), in shared memory (one a warp's
+// row in the GEMV, one a block's tile in the batched product), so that a lane's registers hold
+// only its rows' addresses; all 32-bit, so that the path needs
+// few registers and no 64-bit division (the loop around it would spill).
+struct Exp4Tile {
+  const uint32_t* staged;  // the tile's escapes (stage_escapes' entries), or null: not staged
+  uint32_t count;          // staged entries
+  uint32_t first_block;    // the escape block of key 0 (the staged list's origin)
+  uint32_t block_symbols;
+  const uint32_t* ends;    // the tensor's escape lists, for a tile whose escapes were not staged
+  const uint16_t* where;
+  const uint8_t* exponents;
+  uint32_t* status;  // the tensor's status word
+};
+
+// The exponent of the escaped element `key` elements past the tile's origin: searched in the
+// staged list, or in the tensor's lists when the tile's were too many to stage. A code 15 with no
+// escape records its escape block in the status word (+1) and reads as 0.
+__device__ __forceinline__ uint32_t tile_exponent(const Exp4Tile& tile, uint32_t key) {
+  const uint32_t block = key / tile.block_symbols;  // counted from first_block
+  uint32_t lo, hi, end, want;
+  if (tile.staged != nullptr) {
+    lo = 0;
+    hi = end = tile.count;
+    want = key;
+  } else {
+    const uint32_t b = tile.first_block + block;
+    lo = b == 0 ? 0 : tile.ends[b - 1];
+    hi = end = tile.ends[b];
+    want = key - block * tile.block_symbols;
   }
-  uint32_t rank = seen + through - n;
-  seen += __shfl_sync(0xffffffffu, through, 31);
-  for (uint32_t m = mask; m != 0; m &= m - 1, ++rank) {
-    const uint32_t i = (__ffs(m) - 1) / 4;
-    const uint64_t element = e + i;
-    const uint32_t entry = s.entries != nullptr && rank < s.count ? s.entries[rank] : 0xFFFFFFFFu;
-    const uint32_t exponent = (entry >> 8) == static_cast<uint32_t>(element - s.origin)
-                                  ? entry & 0xFF
-                                  : escaped_exponent(t, comp, s, element, status);
+  while (lo < hi) {
+    const uint32_t mid = (lo + hi) / 2;
+    const uint32_t at = tile.staged != nullptr ? tile.staged[mid] >> 8 : tile.where[mid];
+    if (at < want) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo < end) {
+    const uint32_t at = tile.staged != nullptr ? tile.staged[lo] >> 8 : tile.where[lo];
+    if (at == want) return tile.staged != nullptr ? tile.staged[lo] & 0xFF : tile.exponents[lo];
+  }
+  atomicCAS(tile.status, 0u, tile.first_block + block + 1);
+  return 0;
+}
+
+// The context of staged escapes `s` of tensor t.
+__device__ __forceinline__ Exp4Tile tile_of(const StagedEscapes& s, const Exp4Desc& t, const uint8_t* comp,
+                                            uint32_t* status) {
+  return {s.entries,
+          s.count,
+          static_cast<uint32_t>(s.origin / t.block_symbols),
+          t.block_symbols,
+          reinterpret_cast<const uint32_t*>(comp + t.escape_end),
+          reinterpret_cast<const uint16_t*>(comp + t.escape_at),
+          comp + t.escape_exp,
+          status + t.tensor};
+}
+
+// The vector whose first element is `key` with each escaped weight rewritten whole.
+__device__ __forceinline__ uint4 patch_tile(const Exp4Tile& tile, uint32_t key, uint32_t codes, uint2 sm, uint4 w) {
+  for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1) {
+    const uint32_t i = (__ffs(mask) - 1) / 4;
     const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
-    w = with_weight(w, i, bf16_bits(byte, exponent));
+    w = with_weight(w, i, bf16_bits(byte, tile_exponent(tile, key + i)));
   }
   return w;
 }
@@ -278,6 +306,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
                      uint32_t* __restrict__ status) {
   extern __shared__ uint4 xs[];
   __shared__ uint32_t staged[kGemvWarps][kGemvStaged];
+  __shared__ Exp4Tile tiles[kGemvWarps];
   const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const uint32_t vecs = a.cols / 8;
   uint32_t total = a.row_end[0];
@@ -300,8 +329,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
     const uint64_t e0 = uint64_t{row - first_row} * a.cols;
     const auto* codes = reinterpret_cast<const uint32_t*>(comp + t.codes) + e0 / 8;
     const auto* sm = reinterpret_cast<const uint2*>(comp + t.sign_mantissa + e0);
-    // Rounds are whole for every lane or for none (decided by lane 31), so that the warp stays
-    // converged for the escapes' prefix sums; the tail takes the rest with idle lanes masked.
+    // Rounds are whole for every lane or for none (decided by lane 31), so that the loop's loads
+    // need no bounds; the tail takes the rest with idle lanes masked.
     uint32_t c = lane;
     uint32_t cw[kGemvUnroll];
     uint2 sw[kGemvUnroll];
@@ -314,15 +343,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
       }
     }
     const StagedEscapes s = stage_escapes(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
+    if (lane == 0) tiles[warp] = tile_of(s, t, comp, status);
     __syncwarp();
-    uint32_t seen = s.entries == nullptr ? 0 : escapes_before(s, static_cast<uint32_t>(e0 - s.origin), lane);
+    const auto key = static_cast<uint32_t>(e0 - s.origin);  // the row's first element in the staged list
     float acc = 0;
     while (full) {
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         uint4 w = assemble(cw[u], sw[u], t.base_pair);
-        if (__any_sync(0xffffffffu, has_escape(cw[u])))
-          w = patch_in_order(t, comp, s, seen, lane, e0 + 8 * (c + 32 * u), cw[u], sw[u], w, status);
+        if (has_escape(cw[u])) w = patch_tile(tiles[warp], key + 8 * (c + 32 * u), cw[u], sw[u], w);
         acc += dot16<__nv_bfloat16>(w, xs[c + 32 * u]);
       }
       c += 32 * kGemvUnroll;
@@ -340,8 +369,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
       const uint32_t code_word = here ? load_stream4(codes + c) : 0;  // code 0: no escape
       const uint2 sm_word = here ? load_stream8(sm + c) : make_uint2(0, 0);
       uint4 w = assemble(code_word, sm_word, t.base_pair);
-      if (__any_sync(0xffffffffu, has_escape(code_word)))
-        w = patch_in_order(t, comp, s, seen, lane, e0 + 8 * c, code_word, sm_word, w, status);
+      if (has_escape(code_word)) w = patch_tile(tiles[warp], key + 8 * c, code_word, sm_word, w);
       if (here) acc += dot16<__nv_bfloat16>(w, xs[c]);
     }
     acc = warp_sum(acc);
@@ -352,48 +380,49 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
 }
 
 // The weights of one tensor's rows for the tensor-core product: 16 codes (8 bytes) and 16
-// sign_mantissa bytes a fetch, rebuilt as the decode rebuilds them, escapes from the block's
-// staged list.
+// sign_mantissa bytes a fetch, rebuilt as the decode rebuilds them, escapes from the tile's
+// staged list. A lane's view of a row holds the row's addresses, computed once a block.
 struct Exp4Rows {
   struct Raw {
     uint2 codes;
     uint4 sm;  // 16 bytes: one load (exp4_gemm_takes asks the plane to be 16-byte aligned)
+  };
+  struct Lane {
+    const uint8_t* codes;  // the row's codes: element k in nibble k
+    const uint8_t* sm;     // the row's sign_mantissa bytes
+    uint32_t key;          // the row's first element, counted from the staged escapes' origin
+    uint32_t base_pair;
+    const Exp4Tile* tile;
+    __device__ __forceinline__ Raw fetch(int k) const {
+      return {load_stream8(reinterpret_cast<const uint2*>(codes + k / 2)),
+              load_stream(reinterpret_cast<const uint4*>(sm + k))};
+    }
+    __device__ __forceinline__ void rebuild(const Raw& r, int k, uint4 (&w)[2]) const {
+      const uint2 sm_lo = make_uint2(r.sm.x, r.sm.y), sm_hi = make_uint2(r.sm.z, r.sm.w);
+      w[0] = assemble(r.codes.x, sm_lo, base_pair);
+      w[1] = assemble(r.codes.y, sm_hi, base_pair);
+      if (has_escape(r.codes.x)) w[0] = patch_tile(*tile, key + uint32_t(k), r.codes.x, sm_lo, w[0]);
+      if (has_escape(r.codes.y)) w[1] = patch_tile(*tile, key + uint32_t(k) + 8, r.codes.y, sm_hi, w[1]);
+    }
   };
   const uint8_t* codes;  // the tensor's codes, element e in nibble e of the plane
   const uint8_t* sm;     // its sign_mantissa bytes
   uint32_t base_pair;
   uint32_t first_row;  // the tensor's first row among the launch's
   uint32_t cols;
-  const Exp4Desc* t;  // for escapes: the tensor, its staged list, where a missing one is recorded
-  const uint8_t* comp;
-  StagedEscapes staged;
-  uint32_t* status;
-  __device__ __forceinline__ uint64_t element(int row, int k) const {
-    return uint64_t(uint32_t(row) - first_row) * cols + uint32_t(k);
-  }
-  __device__ __forceinline__ Raw fetch(int row, int k) const {
-    const uint64_t e = element(row, k);
-    return {load_stream8(reinterpret_cast<const uint2*>(codes + e / 2)),
-            load_stream(reinterpret_cast<const uint4*>(sm + e))};
-  }
-  __device__ __forceinline__ void rebuild(const Raw& r, int row, int k, uint4 (&w)[2]) const {
-    const uint2 sm_lo = make_uint2(r.sm.x, r.sm.y), sm_hi = make_uint2(r.sm.z, r.sm.w);
-    w[0] = assemble(r.codes.x, sm_lo, base_pair);
-    w[1] = assemble(r.codes.y, sm_hi, base_pair);
-    if (has_escape(r.codes.x) || has_escape(r.codes.y)) {  // one lane in ~40 on the 8B shape: out of line
-      const uint64_t e = element(row, k);
-      if (has_escape(r.codes.x)) w[0] = patch_escapes(*t, comp, staged, e, r.codes.x, sm_lo, w[0], status);
-      if (has_escape(r.codes.y)) w[1] = patch_escapes(*t, comp, staged, e + 8, r.codes.y, sm_hi, w[1], status);
-    }
+  uint64_t origin;  // the staged escapes' origin
+  const Exp4Tile* tile;
+  __device__ __forceinline__ Lane lane(int row) const {
+    const uint64_t e = uint64_t(uint32_t(row) - first_row) * cols;
+    return {codes + e / 2, sm + e, static_cast<uint32_t>(e - origin), base_pair, tile};
   }
 };
 
 // One block a 16-row tile of the launch's rows (all in one tensor: their counts are multiples of
-// 16), the tile's escapes staged first. Two blocks an SM: at that occupancy ptxas keeps 64
-// registers and spills a few (the escape path's call), which measured 980 tok/s at batch 8 on
-// the 8B shape against 890 with 100 registers and one block an SM (H200, docs/BENCHMARKS.md).
+// 16), the tile's escapes staged first. Two blocks an SM, 64 registers: each lane's rows are
+// addressed once a block and an escape is patched out of line, so that the loop spills nothing.
 // Not pipelined: the next chunk's loads in flight cost registers it lacks (861 tok/s at one
-// block an SM, 786 at two); nor was fetching each warp's first chunk before the escapes are
+// block an SM, 786 at two, session 9); nor was fetching each warp's first chunk before the escapes are
 // staged (949 against 1029). Sign_mantissa read 16 bytes a load: 1029 against 988 with two
 // 8-byte loads. Chunks in flight as asynchronous copies into shared memory ran 704-743 (branch
 // gemm-async-stages: its per-lane copies throttle the memory instruction queue).
@@ -402,6 +431,7 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
                      uint32_t* __restrict__ status) {
   extern __shared__ float partial[];
   __shared__ uint32_t staged[kGemmStaged];
+  __shared__ Exp4Tile tile;
   const uint32_t row0 = blockIdx.x * kSkinnyRows;
   uint32_t ti = 0, first_row = 0, total = a.row_end[0];
 #pragma unroll
@@ -414,13 +444,17 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
   }
   const Exp4Desc* t = tensors + ti;
   const uint64_t e0 = uint64_t{row0 - first_row} * a.cols;
-  Exp4Rows rows{comp + t->codes, comp + t->sign_mantissa, t->base_pair, first_row, a.cols, t, comp, {}, status};
-  rows.staged = stage_escapes(*t, comp, e0, e0 + uint64_t{kSkinnyRows} * a.cols - 1, staged, kGemmStaged, threadIdx.x,
-                              blockDim.x);
-  __syncthreads();
+  const uint64_t origin = e0 / t->block_symbols * t->block_symbols;  // where stage_escapes counts from
+  const Exp4Rows rows{comp + t->codes, comp + t->sign_mantissa, t->base_pair, first_row, a.cols, origin, &tile};
+  const auto stage = [&] {
+    const StagedEscapes s = stage_escapes(*t, comp, e0, e0 + uint64_t{kSkinnyRows} * a.cols - 1, staged, kGemmStaged,
+                                          threadIdx.x, blockDim.x);
+    if (threadIdx.x == 0) tile = tile_of(s, *t, comp, status);
+    __syncthreads();
+  };
   skinny_gemm_block<__nv_bfloat16, Exp4Rows, false>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch),
                                                     int(a.cols), int(total), int(row0), static_cast<float*>(a.y),
-                                                    int(a.ldy), a.out == GemvOut::F32Add, partial);
+                                                    int(a.ldy), a.out == GemvOut::F32Add, partial, stage);
 }
 
 // Rows the batched product takes: whole 16-row tiles of whole 64-element chunks.

@@ -56,49 +56,56 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-// The block's work: rows row0 .. row0 + 15 of y for every sequence. Weights: `Rows` gives, for
-// a row and element k (a multiple of 16), `Raw fetch(row, k)` (issues the loads) and
-// `void rebuild(const Raw&, row, k, uint4 (&w)[2])` (the 16 weights as 16-bit values, element
-// 2i in the low half of word i). x: [batch][in]; y: float, sequence b's row r at y[b * ldy + r].
+// The block's work: rows row0 .. row0 + 15 of y for every sequence. Weights: `rows.lane(row)`
+// gives a lane's view of one row (made once a block, so that a row's addresses are computed
+// once), whose `Raw fetch(k)` issues the loads of the 16 weights from element k (a multiple of
+// 16) and `void rebuild(const Raw&, k, uint4 (&w)[2])` makes them 16-bit values, element 2i in
+// the low half of word i. x: [batch][in]; y: float, sequence b's row r at y[b * ldy + r].
 // `partial`: kSkinnySharedBytes of shared memory. Waits for the predecessor kernel before its
 // first load (the weights may be a decode's output on the same stream). kPipelined: each warp
 // issues its next chunk's loads before rebuilding and multiplying this one (more registers; the
-// same sums in the same order, so the same bits).
-template <typename T, class Rows, bool kPipelined = false>
+// same sums in the same order, so the same bits). `before_loop()` runs once every warp's first
+// chunk is loading (an exp4 tile stages its escapes there, while the weights are on their way).
+struct NoSetup {
+  __device__ void operator()() const {}
+};
+template <typename T, class Rows, bool kPipelined = false, class Setup = NoSetup>
 __device__ __forceinline__ void skinny_gemm_block(const Rows& rows, const T* __restrict__ x, int batch, int in, int out,
                                                   int row0, float* __restrict__ y, int ldy, bool accumulate,
-                                                  float* partial) {
+                                                  float* partial, const Setup& before_loop = {}) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
   const int lo = min(row0 + g, out - 1), hi = min(row0 + g + 8, out - 1);  // rows past out: computed, not written
   const bool has_x = g < batch;  // the lane's sequence; the others multiply zeros
   const auto* xg = reinterpret_cast<const uint4*>(x + static_cast<size_t>(has_x ? g : 0) * in);
+  const auto row_lo = rows.lane(lo), row_hi = rows.lane(hi);
   const int chunks = in / kSkinnyChunk;
   float acc[4] = {};
   wait_for_predecessor();
   typename Rows::Raw next_lo{}, next_hi{};
-  if (kPipelined && warp < chunks) {
-    next_lo = rows.fetch(lo, warp * kSkinnyChunk + 16 * t);
-    next_hi = rows.fetch(hi, warp * kSkinnyChunk + 16 * t);
+  if (warp < chunks) {
+    next_lo = row_lo.fetch(warp * kSkinnyChunk + 16 * t);
+    next_hi = row_hi.fetch(warp * kSkinnyChunk + 16 * t);
   }
+  before_loop();
   for (int c = warp; c < chunks; c += kSkinnyWarps) {
     const int k = c * kSkinnyChunk + 16 * t;
     typename Rows::Raw raw_lo, raw_hi;
-    if constexpr (kPipelined) {  // the next chunk's loads in flight while this one is rebuilt
+    if (kPipelined || c == warp) {  // loaded ahead: the first chunk, or every chunk when pipelined
       raw_lo = next_lo;
       raw_hi = next_hi;
-      if (c + kSkinnyWarps < chunks) {
-        next_lo = rows.fetch(lo, k + kSkinnyWarps * kSkinnyChunk);
-        next_hi = rows.fetch(hi, k + kSkinnyWarps * kSkinnyChunk);
+      if (kPipelined && c + kSkinnyWarps < chunks) {  // the next chunk's loads in flight while this one is rebuilt
+        next_lo = row_lo.fetch(k + kSkinnyWarps * kSkinnyChunk);
+        next_hi = row_hi.fetch(k + kSkinnyWarps * kSkinnyChunk);
       }
     } else {
-      raw_lo = rows.fetch(lo, k);
-      raw_hi = rows.fetch(hi, k);
+      raw_lo = row_lo.fetch(k);
+      raw_hi = row_hi.fetch(k);
     }
     const uint4 zero = make_uint4(0, 0, 0, 0);
     const uint4 xv[2] = {has_x ? __ldg(xg + k / 8) : zero, has_x ? __ldg(xg + k / 8 + 1) : zero};
     uint4 wl[2], wh[2];
-    rows.rebuild(raw_lo, lo, k, wl);
-    rows.rebuild(raw_hi, hi, k, wh);
+    row_lo.rebuild(raw_lo, k, wl);
+    row_hi.rebuild(raw_hi, k, wh);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       // Step j: elements 4j, 4j+1 (slots 2t, 2t+1) and 4j+2, 4j+3 (slots 2t+8, 2t+9).
@@ -129,16 +136,17 @@ struct DenseRows {
   struct Raw {
     uint4 v[2];
   };
+  struct Lane {
+    const uint4* row;  // the row's 16-byte vectors
+    __device__ __forceinline__ Raw fetch(int k) const { return {{load_stream(row + k / 8), load_stream(row + k / 8 + 1)}}; }
+    __device__ __forceinline__ void rebuild(const Raw& r, int, uint4 (&out)[2]) const {
+      out[0] = r.v[0];
+      out[1] = r.v[1];
+    }
+  };
   const uint4* w;  // 16-byte vectors
   int vecs;        // per row
-  __device__ __forceinline__ Raw fetch(int row, int k) const {
-    const uint4* p = w + static_cast<size_t>(row) * vecs + k / 8;
-    return {{load_stream(p), load_stream(p + 1)}};
-  }
-  __device__ __forceinline__ void rebuild(const Raw& r, int, int, uint4 (&out)[2]) const {
-    out[0] = r.v[0];
-    out[1] = r.v[1];
-  }
+  __device__ __forceinline__ Lane lane(int row) const { return {w + static_cast<size_t>(row) * vecs}; }
 };
 
 }  // namespace codecllm::cuda
