@@ -10,6 +10,8 @@
 # each variant: its time, DRAM and issue figures, and the reasons its warps stall, largest first.
 #   [OUT=dir] [RUNS=...] [TOKENS=n] [SANITIZE=1] [PROFILE="exp4_gemv_kernel@gpu-compressed@1 ..."] \
 #     scripts/device/exp4_variants.sh [NAME.patch ...]
+# SOURCE=1 adds, for each profiled kernel of the tree, every SASS instruction's executed count
+# ($OUT/sass-KERNEL-BATCH.csv.gz: where the kernel's instructions go).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/codecllm-out}
@@ -44,6 +46,13 @@ run_variant() {  # name
       "$OUT/ncu-$1-$kernel-$batch.txt"
     grep -E "issue_stalled_.*per_issue_active" "$OUT/ncu-$1-$kernel-$batch.txt" | awk '{print $NF, $1}' | sort -rn | head -5 |
       sed -E 's/smsp__average_warps_issue_stalled_(.*)_per_issue_active.ratio/\1/; s/^/    stall /'
+    if [ "${SOURCE:-0}" = 1 ] && [ "$1" = tree ]; then
+      timeout 180 ncu --kernel-name regex:"$kernel" --launch-skip 200 --launch-count 1 --section SourceCounters \
+        -f -o "/tmp/src-$kernel-$batch" $b/bench/engine_bench /tmp/8b-exp4.cllm "$placement@$batch" 4 >/dev/null 2>&1
+      ncu -i "/tmp/src-$kernel-$batch.ncu-rep" --page source --print-source sass --csv 2>&1 |
+        gzip >"$OUT/sass-$kernel-$batch.csv.gz"
+      echo "    sass counts: $(zcat "$OUT/sass-$kernel-$batch.csv.gz" | wc -l) lines"
+    fi
   done
 }
 

@@ -81,6 +81,15 @@ __device__ __forceinline__ uint4 assemble(uint32_t codes, uint2 sm, uint32_t bas
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// The escape block of element e. The products take tensors of fewer than 2^32 elements
+// (GpuDecoder), whose rows and tiles they place with a 32-bit division (kProduct: a dozen
+// instructions) instead of a 64-bit one (a call of ~70 a row, and registers saved around it).
+template <bool kProduct>
+__device__ __forceinline__ uint64_t escape_block(uint64_t e, uint32_t block_symbols) {
+  if constexpr (kProduct) return static_cast<uint32_t>(e) / block_symbols;
+  return e / block_symbols;
+}
+
 // The escapes of the escape blocks that hold elements [first, last], copied to shared memory
 // by the threads that will look them up (a warp for a product's row, a block for a decode)
 // before any lookup: an escape then costs a short search in shared memory instead of a chain
@@ -96,13 +105,14 @@ struct StagedEscapes {
 
 // Entries [lo, hi) of the escape list of blocks first_block.. (the tables were validated on the
 // host: ends non-decreasing and within the list, so every read stays inside the payload).
+template <bool kProduct>
 __device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const uint8_t* comp, uint64_t first,
                                                        uint64_t last, uint32_t* smem, uint32_t capacity,
                                                        uint32_t thread, uint32_t threads) {
   const auto* ends = reinterpret_cast<const uint32_t*>(comp + t.escape_end);
   const auto* where = reinterpret_cast<const uint16_t*>(comp + t.escape_at);
   const uint8_t* exponents = comp + t.escape_exp;
-  const uint64_t b0 = first / t.block_symbols, b1 = last / t.block_symbols;
+  const uint64_t b0 = escape_block<kProduct>(first, t.block_symbols), b1 = escape_block<kProduct>(last, t.block_symbols);
   const uint32_t lo = b0 == 0 ? 0 : ends[b0 - 1], hi = ends[b1];
   StagedEscapes s{nullptr, hi - lo, b0 * t.block_symbols};
   if (hi - lo > capacity) return s;
@@ -233,7 +243,7 @@ __device__ __forceinline__ Exp4Tile tile_of(const StagedEscapes& s, const Exp4De
                                             uint32_t* status) {
   return {s.entries,
           s.count,
-          static_cast<uint32_t>(s.origin / t.block_symbols),
+          static_cast<uint32_t>(escape_block<true>(s.origin, t.block_symbols)),
           t.block_symbols,
           reinterpret_cast<const uint32_t*>(comp + t.escape_end),
           reinterpret_cast<const uint16_t*>(comp + t.escape_at),
@@ -266,7 +276,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
   __shared__ uint32_t staged[kDecodeStaged];
   const uint64_t first = uint64_t{blockIdx.x} * kDecodeSpan;
   const uint64_t end = min(first + kDecodeSpan, t.elements);
-  const StagedEscapes s = stage_escapes(t, comp, first, end - 1, staged, kDecodeStaged, threadIdx.x, blockDim.x);
+  const StagedEscapes s = stage_escapes<false>(t, comp, first, end - 1, staged, kDecodeStaged, threadIdx.x, blockDim.x);
   __syncthreads();
   const auto* codes = reinterpret_cast<const uint32_t*>(comp + t.codes);
   const auto* sm = reinterpret_cast<const uint2*>(comp + t.sign_mantissa);
@@ -342,7 +352,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
         sw[u] = load_stream8(sm + c + 32 * u);
       }
     }
-    const StagedEscapes s = stage_escapes(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
+    const StagedEscapes s = stage_escapes<true>(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
     if (lane == 0) tiles[warp] = tile_of(s, t, comp, status);
     __syncwarp();
     const auto key = static_cast<uint32_t>(e0 - s.origin);  // the row's first element in the staged list
@@ -444,17 +454,14 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
   }
   const Exp4Desc* t = tensors + ti;
   const uint64_t e0 = uint64_t{row0 - first_row} * a.cols;
-  const uint64_t origin = e0 / t->block_symbols * t->block_symbols;  // where stage_escapes counts from
-  const Exp4Rows rows{comp + t->codes, comp + t->sign_mantissa, t->base_pair, first_row, a.cols, origin, &tile};
-  const auto stage = [&] {
-    const StagedEscapes s = stage_escapes(*t, comp, e0, e0 + uint64_t{kSkinnyRows} * a.cols - 1, staged, kGemmStaged,
-                                          threadIdx.x, blockDim.x);
-    if (threadIdx.x == 0) tile = tile_of(s, *t, comp, status);
-    __syncthreads();
-  };
+  const StagedEscapes s = stage_escapes<true>(*t, comp, e0, e0 + uint64_t{kSkinnyRows} * a.cols - 1, staged,
+                                              kGemmStaged, threadIdx.x, blockDim.x);
+  if (threadIdx.x == 0) tile = tile_of(s, *t, comp, status);
+  __syncthreads();
+  const Exp4Rows rows{comp + t->codes, comp + t->sign_mantissa, t->base_pair, first_row, a.cols, s.origin, &tile};
   skinny_gemm_block<__nv_bfloat16, Exp4Rows, false>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch),
                                                     int(a.cols), int(total), int(row0), static_cast<float*>(a.y),
-                                                    int(a.ldy), a.out == GemvOut::F32Add, partial, stage);
+                                                    int(a.ldy), a.out == GemvOut::F32Add, partial);
 }
 
 // Rows the batched product takes: whole 16-row tiles of whole 64-element chunks.

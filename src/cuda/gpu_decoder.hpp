@@ -89,7 +89,7 @@ class GpuDecoder {
   // one table, the usual layout) or of int8 values kept int8 (DecoderOptions::int8_output, no
   // predictor), its rows a multiple of 256 (int8: 512) long and no longer than a chunk, its
   // tables in shared memory; or a BF16 matrix with Exp4 exponents (exp4_kernel.cu), its rows
-  // a multiple of 8 and at most kMaxExp4Cols long.
+  // a multiple of 8 and at most kMaxExp4Cols long, fewer than 2^32 weights.
   bool gemv_ready(size_t i) const { return gemv_[i].ready; }
   // Enqueues y = W x for tensors first .. first + count - 1 (all gemv_ready), their rows one
   // after another in y: the same bits as the engine's GEMV kernel over the decoded weights.

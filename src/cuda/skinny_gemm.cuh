@@ -64,15 +64,11 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
 // `partial`: kSkinnySharedBytes of shared memory. Waits for the predecessor kernel before its
 // first load (the weights may be a decode's output on the same stream). kPipelined: each warp
 // issues its next chunk's loads before rebuilding and multiplying this one (more registers; the
-// same sums in the same order, so the same bits). `before_loop()` runs once every warp's first
-// chunk is loading (an exp4 tile stages its escapes there, while the weights are on their way).
-struct NoSetup {
-  __device__ void operator()() const {}
-};
-template <typename T, class Rows, bool kPipelined = false, class Setup = NoSetup>
+// same sums in the same order, so the same bits).
+template <typename T, class Rows, bool kPipelined = false>
 __device__ __forceinline__ void skinny_gemm_block(const Rows& rows, const T* __restrict__ x, int batch, int in, int out,
                                                   int row0, float* __restrict__ y, int ldy, bool accumulate,
-                                                  float* partial, const Setup& before_loop = {}) {
+                                                  float* partial) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
   const int lo = min(row0 + g, out - 1), hi = min(row0 + g + 8, out - 1);  // rows past out: computed, not written
   const bool has_x = g < batch;  // the lane's sequence; the others multiply zeros
@@ -82,18 +78,17 @@ __device__ __forceinline__ void skinny_gemm_block(const Rows& rows, const T* __r
   float acc[4] = {};
   wait_for_predecessor();
   typename Rows::Raw next_lo{}, next_hi{};
-  if (warp < chunks) {
+  if (kPipelined && warp < chunks) {
     next_lo = row_lo.fetch(warp * kSkinnyChunk + 16 * t);
     next_hi = row_hi.fetch(warp * kSkinnyChunk + 16 * t);
   }
-  before_loop();
   for (int c = warp; c < chunks; c += kSkinnyWarps) {
     const int k = c * kSkinnyChunk + 16 * t;
     typename Rows::Raw raw_lo, raw_hi;
-    if (kPipelined || c == warp) {  // loaded ahead: the first chunk, or every chunk when pipelined
+    if constexpr (kPipelined) {  // the next chunk's loads in flight while this one is rebuilt
       raw_lo = next_lo;
       raw_hi = next_hi;
-      if (kPipelined && c + kSkinnyWarps < chunks) {  // the next chunk's loads in flight while this one is rebuilt
+      if (c + kSkinnyWarps < chunks) {
         next_lo = row_lo.fetch(k + kSkinnyWarps * kSkinnyChunk);
         next_hi = row_hi.fetch(k + kSkinnyWarps * kSkinnyChunk);
       }
