@@ -19,7 +19,7 @@ mkdir -p "$OUT"
 b=build-dev
 patches=("$@")
 [ ${#patches[@]} -eq 0 ] && patches=(.device-data/variants/*.patch)
-filter='GpuDecode.Exp4*:Exp4Gemv.*:Exp4Gemm.*:CudaEngineExp4.*:*DecodeGemv*'
+filter=${FILTER:-'GpuDecode.Exp4*:Exp4Gemv.*:Exp4Gemm.*:CudaEngineExp4.*:*DecodeGemv*:*GemmKernels*'}
 TARGETS="test_gpu codecllm engine_bench" OUT=$OUT scripts/device/gpu_suite.sh build || exit 1
 $b/tools/codecllm synth --shape llama3-8b --codec exp4 -o /tmp/8b-exp4.cllm -q || exit 1
 

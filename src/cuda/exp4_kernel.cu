@@ -5,9 +5,10 @@
 // A thread rebuilds 8 weights from one 32-bit word of codes and 8 sign_mantissa bytes with
 // byte permutes, masks and one multiply-add per pair of weights: no table, no serial state, so
 // the product runs at the rate its bytes arrive. A code 15 (an escape: one weight in 4200 of a
-// trained model, one in 1250 of the random 8B shape) is rewritten from its block's list, staged
-// in shared memory and searched there by the lane that meets it, alone (patch_tile): the other
-// lanes go on, and the products' loops keep their registers (nothing spilled at 64 a thread).
+// trained model, one in 1250 of the random 8B shape) is rewritten from its block's list: in the
+// products, staged in shared memory with each vector's first entry indexed, and read there by the
+// lane that meets it (patch), which keeps the loops' registers (nothing spilled at 64 a thread);
+// in the decode, by a search.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -190,73 +191,99 @@ __device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* co
   return w;
 }
 
-// What a product's lanes need for an escaped weight (a rare path), in shared memory (one a warp's
-// row in the GEMV, one a block's tile in the batched product), so that a lane's registers hold
-// only its rows' addresses; all 32-bit, so that the path needs
-// few registers and no 64-bit division (the loop around it would spill).
-struct Exp4Tile {
-  const uint32_t* staged;  // the tile's escapes (stage_escapes' entries), or null: not staged
-  uint32_t count;          // staged entries
-  uint32_t first_block;    // the escape block of key 0 (the staged list's origin)
+// A product's staged escapes with, for every 8-weight vector of its rows that has any, the index
+// of its first entry: a vector's escapes are consecutive entries in element order, so the lane
+// that meets one reads its exponents in turn, no search (a search cost a fifth of the products'
+// instructions on the 8B shape). A vector without escapes has no index: its slot is never read.
+template <typename Slot>
+struct VectorEscapes {
+  const uint32_t* entries;  // stage_escapes' entries (shared memory), null when not staged
+  const Slot* first;        // by vector of the rows (shared memory)
+  uint32_t count;
+  uint32_t key0;  // the rows' first element, counted from the entries' origin
+};
+
+// Writes the first-entry index of every vector of elements [key0, key0 + elements) (counted from
+// the origin) that `s` lists escapes in; entries outside those elements are passed over.
+template <typename Slot>
+__device__ __forceinline__ void index_vectors(const StagedEscapes& s, uint32_t key0, uint32_t elements, Slot* first,
+                                              uint32_t thread, uint32_t threads) {
+  if (s.entries == nullptr) return;
+  for (uint32_t k = thread; k < s.count; k += threads) {
+    const uint32_t at = (s.entries[k] >> 8) - key0;  // wraps for an entry before the rows
+    if (at >= elements) continue;
+    if (k == 0 || (((s.entries[k - 1] >> 8) - key0) >> 3) != (at >> 3)) first[at >> 3] = static_cast<Slot>(k);
+  }
+}
+
+// The vector whose first element is `key` with each escaped weight rewritten from its staged
+// entries. False when they are not staged or one is missing (a code 15 without its escape: the
+// slot of a vector the list does not name holds anything), for the caller's search to settle.
+template <typename Slot>
+__device__ __forceinline__ bool patch_vector(const VectorEscapes<Slot>& v, uint32_t key, uint32_t codes, uint2 sm,
+                                             uint4& w) {
+  if (v.entries == nullptr) return false;
+  uint32_t k = v.first[(key - v.key0) >> 3];
+  for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1, ++k) {
+    const uint32_t i = (__ffs(mask) - 1) / 4;
+    const uint32_t entry = k < v.count ? v.entries[k] : 0xFFFFFFFFu;
+    if ((entry >> 8) != key + i) return false;
+    const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
+    w = with_weight(w, i, bf16_bits(byte, entry & 0xFF));
+  }
+  return true;
+}
+
+// A tensor's escape lists as a product searches them when its rows' escapes were too many to
+// stage, or a code 15 has no staged entry (rare paths), in shared memory and all 32-bit, so that
+// the path needs few registers and no 64-bit division (the loop around it would spill).
+struct Exp4Lists {
+  uint32_t first_block;  // the escape block of key 0 (the staged list's origin)
   uint32_t block_symbols;
-  const uint32_t* ends;    // the tensor's escape lists, for a tile whose escapes were not staged
+  const uint32_t* ends;
   const uint16_t* where;
   const uint8_t* exponents;
   uint32_t* status;  // the tensor's status word
 };
 
-// The exponent of the escaped element `key` elements past the tile's origin: searched in the
-// staged list, or in the tensor's lists when the tile's were too many to stage. A code 15 with no
-// escape records its escape block in the status word (+1) and reads as 0.
-__device__ __forceinline__ uint32_t tile_exponent(const Exp4Tile& tile, uint32_t key) {
-  const uint32_t block = key / tile.block_symbols;  // counted from first_block
-  uint32_t lo, hi, end, want;
-  if (tile.staged != nullptr) {
-    lo = 0;
-    hi = end = tile.count;
-    want = key;
-  } else {
-    const uint32_t b = tile.first_block + block;
-    lo = b == 0 ? 0 : tile.ends[b - 1];
-    hi = end = tile.ends[b];
-    want = key - block * tile.block_symbols;
-  }
+__device__ __forceinline__ Exp4Lists lists_of(const StagedEscapes& s, const Exp4Desc& t, const uint8_t* comp,
+                                              uint32_t* status) {
+  return {static_cast<uint32_t>(escape_block<true>(s.origin, t.block_symbols)), t.block_symbols,
+          reinterpret_cast<const uint32_t*>(comp + t.escape_end), reinterpret_cast<const uint16_t*>(comp + t.escape_at),
+          comp + t.escape_exp, status + t.tensor};
+}
+
+// The exponent of the escaped element `key` elements past the origin, searched in its block's
+// list. A code 15 with no escape records its escape block in the status word (+1), reads as 0.
+__device__ __forceinline__ uint32_t listed_exponent(const Exp4Lists& l, uint32_t key) {
+  const uint32_t block = key / l.block_symbols;  // counted from first_block
+  const uint32_t b = l.first_block + block, want = key - block * l.block_symbols;
+  uint32_t lo = b == 0 ? 0 : l.ends[b - 1];
+  const uint32_t end = l.ends[b];
+  uint32_t hi = end;
   while (lo < hi) {
     const uint32_t mid = (lo + hi) / 2;
-    const uint32_t at = tile.staged != nullptr ? tile.staged[mid] >> 8 : tile.where[mid];
-    if (at < want) {
+    if (l.where[mid] < want) {
       lo = mid + 1;
     } else {
       hi = mid;
     }
   }
-  if (lo < end) {
-    const uint32_t at = tile.staged != nullptr ? tile.staged[lo] >> 8 : tile.where[lo];
-    if (at == want) return tile.staged != nullptr ? tile.staged[lo] & 0xFF : tile.exponents[lo];
-  }
-  atomicCAS(tile.status, 0u, tile.first_block + block + 1);
+  if (lo < end && l.where[lo] == want) return l.exponents[lo];
+  atomicCAS(l.status, 0u, b + 1);
   return 0;
 }
 
-// The context of staged escapes `s` of tensor t.
-__device__ __forceinline__ Exp4Tile tile_of(const StagedEscapes& s, const Exp4Desc& t, const uint8_t* comp,
-                                            uint32_t* status) {
-  return {s.entries,
-          s.count,
-          static_cast<uint32_t>(escape_block<true>(s.origin, t.block_symbols)),
-          t.block_symbols,
-          reinterpret_cast<const uint32_t*>(comp + t.escape_end),
-          reinterpret_cast<const uint16_t*>(comp + t.escape_at),
-          comp + t.escape_exp,
-          status + t.tensor};
-}
-
-// The vector whose first element is `key` with each escaped weight rewritten whole.
-__device__ __forceinline__ uint4 patch_tile(const Exp4Tile& tile, uint32_t key, uint32_t codes, uint2 sm, uint4 w) {
+// The vector whose first element is `key` with each escaped weight rewritten whole: from the
+// staged entries, else from the tensor's lists.
+template <typename Slot>
+__device__ __forceinline__ uint4 patch(const VectorEscapes<Slot>& v, const Exp4Lists& lists, uint32_t key,
+                                       uint32_t codes, uint2 sm, uint4 w) {
+  if (patch_vector(v, key, codes, sm, w)) return w;
   for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1) {
     const uint32_t i = (__ffs(mask) - 1) / 4;
     const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
-    w = with_weight(w, i, bf16_bits(byte, tile_exponent(tile, key + i)));
+    w = with_weight(w, i, bf16_bits(byte, listed_exponent(lists, key + i)));
   }
   return w;
 }
@@ -314,11 +341,12 @@ __global__ void __launch_bounds__(kDecodeThreads)
 __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
     exp4_gemv_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
                      uint32_t* __restrict__ status) {
-  extern __shared__ uint4 xs[];
+  extern __shared__ uint4 xs[];  // x, then each warp's row's first-entry indices (a byte a vector)
   __shared__ uint32_t staged[kGemvWarps][kGemvStaged];
-  __shared__ Exp4Tile tiles[kGemvWarps];
+  __shared__ Exp4Lists lists[kGemvWarps];
   const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const uint32_t vecs = a.cols / 8;
+  uint8_t* first_entry = reinterpret_cast<uint8_t*>(xs + vecs) + warp * vecs;
   uint32_t total = a.row_end[0];
 #pragma unroll
   for (uint32_t i = 1; i < kMaxExp4PerGemv; ++i)
@@ -353,15 +381,18 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
       }
     }
     const StagedEscapes s = stage_escapes<true>(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
-    if (lane == 0) tiles[warp] = tile_of(s, t, comp, status);
-    __syncwarp();
     const auto key = static_cast<uint32_t>(e0 - s.origin);  // the row's first element in the staged list
+    __syncwarp();  // the entries, staged by the warp's lanes, are read by others
+    index_vectors(s, key, a.cols, first_entry, lane, 32);
+    if (lane == 0) lists[warp] = lists_of(s, t, comp, status);
+    __syncwarp();
+    const VectorEscapes<uint8_t> esc{s.entries, first_entry, s.count, key};
     float acc = 0;
     while (full) {
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         uint4 w = assemble(cw[u], sw[u], t.base_pair);
-        if (has_escape(cw[u])) w = patch_tile(tiles[warp], key + 8 * (c + 32 * u), cw[u], sw[u], w);
+        if (has_escape(cw[u])) w = patch(esc, lists[warp], key + 8 * (c + 32 * u), cw[u], sw[u], w);
         acc += dot16<__nv_bfloat16>(w, xs[c + 32 * u]);
       }
       c += 32 * kGemvUnroll;
@@ -379,7 +410,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
       const uint32_t code_word = here ? load_stream4(codes + c) : 0;  // code 0: no escape
       const uint2 sm_word = here ? load_stream8(sm + c) : make_uint2(0, 0);
       uint4 w = assemble(code_word, sm_word, t.base_pair);
-      if (has_escape(code_word)) w = patch_tile(tiles[warp], key + 8 * c, code_word, sm_word, w);
+      if (has_escape(code_word)) w = patch(esc, lists[warp], key + 8 * c, code_word, sm_word, w);
       if (here) acc += dot16<__nv_bfloat16>(w, xs[c]);
     }
     acc = warp_sum(acc);
@@ -402,7 +433,8 @@ struct Exp4Rows {
     const uint8_t* sm;     // the row's sign_mantissa bytes
     uint32_t key;          // the row's first element, counted from the staged escapes' origin
     uint32_t base_pair;
-    const Exp4Tile* tile;
+    VectorEscapes<uint16_t> escapes;
+    const Exp4Lists* lists;
     __device__ __forceinline__ Raw fetch(int k) const {
       return {load_stream8(reinterpret_cast<const uint2*>(codes + k / 2)),
               load_stream(reinterpret_cast<const uint4*>(sm + k))};
@@ -411,8 +443,8 @@ struct Exp4Rows {
       const uint2 sm_lo = make_uint2(r.sm.x, r.sm.y), sm_hi = make_uint2(r.sm.z, r.sm.w);
       w[0] = assemble(r.codes.x, sm_lo, base_pair);
       w[1] = assemble(r.codes.y, sm_hi, base_pair);
-      if (has_escape(r.codes.x)) w[0] = patch_tile(*tile, key + uint32_t(k), r.codes.x, sm_lo, w[0]);
-      if (has_escape(r.codes.y)) w[1] = patch_tile(*tile, key + uint32_t(k) + 8, r.codes.y, sm_hi, w[1]);
+      if (has_escape(r.codes.x)) w[0] = patch(escapes, *lists, key + uint32_t(k), r.codes.x, sm_lo, w[0]);
+      if (has_escape(r.codes.y)) w[1] = patch(escapes, *lists, key + uint32_t(k) + 8, r.codes.y, sm_hi, w[1]);
     }
   };
   const uint8_t* codes;  // the tensor's codes, element e in nibble e of the plane
@@ -421,27 +453,30 @@ struct Exp4Rows {
   uint32_t first_row;  // the tensor's first row among the launch's
   uint32_t cols;
   uint64_t origin;  // the staged escapes' origin
-  const Exp4Tile* tile;
+  VectorEscapes<uint16_t> escapes;
+  const Exp4Lists* lists;
   __device__ __forceinline__ Lane lane(int row) const {
     const uint64_t e = uint64_t(uint32_t(row) - first_row) * cols;
-    return {codes + e / 2, sm + e, static_cast<uint32_t>(e - origin), base_pair, tile};
+    return {codes + e / 2, sm + e, static_cast<uint32_t>(e - origin), base_pair, escapes, lists};
   }
 };
 
 // One block a 16-row tile of the launch's rows (all in one tensor: their counts are multiples of
-// 16), the tile's escapes staged first. Two blocks an SM, 64 registers: each lane's rows are
-// addressed once a block and an escape is patched out of line, so that the loop spills nothing.
-// Not pipelined: the next chunk's loads in flight cost registers it lacks (861 tok/s at one
-// block an SM, 786 at two, session 9); nor was fetching each warp's first chunk before the escapes are
-// staged (949 against 1029). Sign_mantissa read 16 bytes a load: 1029 against 988 with two
-// 8-byte loads. Chunks in flight as asynchronous copies into shared memory ran 704-743 (branch
-// gemm-async-stages: its per-lane copies throttle the memory instruction queue).
+// 16), the tile's escapes staged and indexed by vector first. Two blocks an SM, 64 registers, no
+// spills: a lane's rows are addressed once a block, and an escape costs its lane a shared-memory
+// read or two. Not pipelined: the next chunk's loads in flight take 80 registers, one block an
+// SM (871 tok/s at batch 8 against 1090 at two, H200, docs/BENCHMARKS.md); nor fetching each
+// warp's first chunk before the escapes are staged (1090 against 1120 staged first, which spills
+// nothing). Sign_mantissa read 16 bytes a load: 1029 against 988 with two 8-byte loads. Chunks
+// in flight as asynchronous copies into shared memory ran 704-743 (branch gemm-async-stages: its
+// per-lane copies throttle the memory instruction queue).
 __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
     exp4_gemm_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
                      uint32_t* __restrict__ status) {
-  extern __shared__ float partial[];
+  extern __shared__ float partial[];  // the warps' sums, then the tile's first-entry indices
   __shared__ uint32_t staged[kGemmStaged];
-  __shared__ Exp4Tile tile;
+  __shared__ Exp4Lists lists;
+  auto* first_entry = reinterpret_cast<uint16_t*>(partial + kSkinnySharedBytes / sizeof(float));
   const uint32_t row0 = blockIdx.x * kSkinnyRows;
   uint32_t ti = 0, first_row = 0, total = a.row_end[0];
 #pragma unroll
@@ -454,11 +489,16 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
   }
   const Exp4Desc* t = tensors + ti;
   const uint64_t e0 = uint64_t{row0 - first_row} * a.cols;
-  const StagedEscapes s = stage_escapes<true>(*t, comp, e0, e0 + uint64_t{kSkinnyRows} * a.cols - 1, staged,
-                                              kGemmStaged, threadIdx.x, blockDim.x);
-  if (threadIdx.x == 0) tile = tile_of(s, *t, comp, status);
+  const uint32_t elements = kSkinnyRows * a.cols;
+  const StagedEscapes s = stage_escapes<true>(*t, comp, e0, e0 + elements - 1, staged, kGemmStaged, threadIdx.x,
+                                              blockDim.x);
+  const auto key0 = static_cast<uint32_t>(e0 - s.origin);
+  if (threadIdx.x == 0) lists = lists_of(s, *t, comp, status);
   __syncthreads();
-  const Exp4Rows rows{comp + t->codes, comp + t->sign_mantissa, t->base_pair, first_row, a.cols, s.origin, &tile};
+  index_vectors(s, key0, elements, first_entry, threadIdx.x, blockDim.x);
+  __syncthreads();
+  const Exp4Rows rows{comp + t->codes, comp + t->sign_mantissa, t->base_pair, first_row, a.cols, s.origin,
+                      {s.entries, first_entry, s.count, key0}, &lists};
   skinny_gemm_block<__nv_bfloat16, Exp4Rows, false>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch),
                                                     int(a.cols), int(total), int(row0), static_cast<float*>(a.y),
                                                     int(a.ldy), a.out == GemvOut::F32Add, partial);
@@ -489,7 +529,7 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   CLLM_CUDA_CHECK(cudaGetDevice(&device));
   CLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const uint32_t blocks = std::min<uint32_t>((rows + kGemvWarps - 1) / kGemvWarps, uint32_t(sms) * kGemvBlocksPerSm);
-  launch_kernel(exp4_gemv_kernel, dim3(blocks), dim3(kGemvWarps * 32), size_t{args.cols} * 2, stream, overlap, tensors,
+  launch_kernel(exp4_gemv_kernel, dim3(blocks), dim3(kGemvWarps * 32), size_t{args.cols} * 2 + size_t{args.cols} / 8 * kGemvWarps, stream, overlap, tensors,
                 args, comp, status);
 }
 
@@ -510,7 +550,8 @@ void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   }
   if (reinterpret_cast<uintptr_t>(comp) % 16 != 0) throw Error("exp4 product: compressed range not 16-byte aligned");
   const uint32_t rows = args.row_end[args.count - 1];
-  launch_kernel(exp4_gemm_kernel, dim3(rows / kSkinnyRows), dim3(kSkinnyWarps * 32), kSkinnySharedBytes, stream,
+  launch_kernel(exp4_gemm_kernel, dim3(rows / kSkinnyRows), dim3(kSkinnyWarps * 32),
+                kSkinnySharedBytes + size_t{args.cols} / 8 * kSkinnyRows * sizeof(uint16_t), stream,
                 overlap, tensors, args, comp, status);
 }
 
