@@ -39,6 +39,8 @@ FIGURES = {
             "lease 6",
             "--call",
             "session 10",
+            "--call",
+            "session 12 call 4",
             "--skip",
             "pipelined 1",
             "--skip",

@@ -113,7 +113,8 @@ __device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const 
   const auto* ends = reinterpret_cast<const uint32_t*>(comp + t.escape_end);
   const auto* where = reinterpret_cast<const uint16_t*>(comp + t.escape_at);
   const uint8_t* exponents = comp + t.escape_exp;
-  const uint64_t b0 = escape_block<kProduct>(first, t.block_symbols), b1 = escape_block<kProduct>(last, t.block_symbols);
+  const uint64_t b0 = escape_block<kProduct>(first, t.block_symbols),
+                 b1 = escape_block<kProduct>(last, t.block_symbols);
   const uint32_t lo = b0 == 0 ? 0 : ends[b0 - 1], hi = ends[b1];
   StagedEscapes s{nullptr, hi - lo, b0 * t.block_symbols};
   if (hi - lo > capacity) return s;
@@ -248,9 +249,12 @@ struct Exp4Lists {
 
 __device__ __forceinline__ Exp4Lists lists_of(const StagedEscapes& s, const Exp4Desc& t, const uint8_t* comp,
                                               uint32_t* status) {
-  return {static_cast<uint32_t>(escape_block<true>(s.origin, t.block_symbols)), t.block_symbols,
-          reinterpret_cast<const uint32_t*>(comp + t.escape_end), reinterpret_cast<const uint16_t*>(comp + t.escape_at),
-          comp + t.escape_exp, status + t.tensor};
+  return {static_cast<uint32_t>(escape_block<true>(s.origin, t.block_symbols)),
+          t.block_symbols,
+          reinterpret_cast<const uint32_t*>(comp + t.escape_end),
+          reinterpret_cast<const uint16_t*>(comp + t.escape_at),
+          comp + t.escape_exp,
+          status + t.tensor};
 }
 
 // The exponent of the escaped element `key` elements past the origin, searched in its block's
@@ -464,12 +468,12 @@ struct Exp4Rows {
 // One block a 16-row tile of the launch's rows (all in one tensor: their counts are multiples of
 // 16), the tile's escapes staged and indexed by vector first. Two blocks an SM, 64 registers, no
 // spills: a lane's rows are addressed once a block, and an escape costs its lane a shared-memory
-// read or two. Not pipelined: the next chunk's loads in flight take 80 registers, one block an
-// SM (871 tok/s at batch 8 against 1090 at two, H200, docs/BENCHMARKS.md); nor fetching each
-// warp's first chunk before the escapes are staged (1090 against 1120 staged first, which spills
-// nothing). Sign_mantissa read 16 bytes a load: 1029 against 988 with two 8-byte loads. Chunks
-// in flight as asynchronous copies into shared memory ran 704-743 (branch gemm-async-stages: its
-// per-lane copies throttle the memory instruction queue).
+// read or two. Measured slower at batch 8 on the 8B shape (H200, docs/BENCHMARKS.md): the next
+// chunk's loads in flight (80 registers, one block an SM: 871 tok/s against 1090 at two); each
+// warp's first chunk fetched before the escapes are staged (1090 against 1120, and it spills);
+// L2 asked for each warp's next chunk (1313 against 1553); sign_mantissa in two 8-byte loads
+// (988 against 1029); chunks in flight as asynchronous copies into shared memory (704-743,
+// branch gemm-async-stages: its per-lane copies throttle the memory instruction queue).
 __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
     exp4_gemm_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
                      uint32_t* __restrict__ status) {
@@ -490,15 +494,21 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
   const Exp4Desc* t = tensors + ti;
   const uint64_t e0 = uint64_t{row0 - first_row} * a.cols;
   const uint32_t elements = kSkinnyRows * a.cols;
-  const StagedEscapes s = stage_escapes<true>(*t, comp, e0, e0 + elements - 1, staged, kGemmStaged, threadIdx.x,
-                                              blockDim.x);
+  const StagedEscapes s =
+      stage_escapes<true>(*t, comp, e0, e0 + elements - 1, staged, kGemmStaged, threadIdx.x, blockDim.x);
   const auto key0 = static_cast<uint32_t>(e0 - s.origin);
   if (threadIdx.x == 0) lists = lists_of(s, *t, comp, status);
   __syncthreads();
   index_vectors(s, key0, elements, first_entry, threadIdx.x, blockDim.x);
   __syncthreads();
-  const Exp4Rows rows{comp + t->codes, comp + t->sign_mantissa, t->base_pair, first_row, a.cols, s.origin,
-                      {s.entries, first_entry, s.count, key0}, &lists};
+  const Exp4Rows rows{comp + t->codes,
+                      comp + t->sign_mantissa,
+                      t->base_pair,
+                      first_row,
+                      a.cols,
+                      s.origin,
+                      {s.entries, first_entry, s.count, key0},
+                      &lists};
   skinny_gemm_block<__nv_bfloat16, Exp4Rows, false>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch),
                                                     int(a.cols), int(total), int(row0), static_cast<float*>(a.y),
                                                     int(a.ldy), a.out == GemvOut::F32Add, partial);
@@ -529,8 +539,9 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   CLLM_CUDA_CHECK(cudaGetDevice(&device));
   CLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const uint32_t blocks = std::min<uint32_t>((rows + kGemvWarps - 1) / kGemvWarps, uint32_t(sms) * kGemvBlocksPerSm);
-  launch_kernel(exp4_gemv_kernel, dim3(blocks), dim3(kGemvWarps * 32), size_t{args.cols} * 2 + size_t{args.cols} / 8 * kGemvWarps, stream, overlap, tensors,
-                args, comp, status);
+  launch_kernel(exp4_gemv_kernel, dim3(blocks), dim3(kGemvWarps * 32),
+                size_t{args.cols} * 2 + size_t{args.cols} / 8 * kGemvWarps, stream, overlap, tensors, args, comp,
+                status);
 }
 
 bool exp4_gemm_takes(const Exp4Desc& t) {
@@ -551,8 +562,8 @@ void launch_exp4_gemm(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   if (reinterpret_cast<uintptr_t>(comp) % 16 != 0) throw Error("exp4 product: compressed range not 16-byte aligned");
   const uint32_t rows = args.row_end[args.count - 1];
   launch_kernel(exp4_gemm_kernel, dim3(rows / kSkinnyRows), dim3(kSkinnyWarps * 32),
-                kSkinnySharedBytes + size_t{args.cols} / 8 * kSkinnyRows * sizeof(uint16_t), stream,
-                overlap, tensors, args, comp, status);
+                kSkinnySharedBytes + size_t{args.cols} / 8 * kSkinnyRows * sizeof(uint16_t), stream, overlap, tensors,
+                args, comp, status);
 }
 
 }  // namespace codecllm::cuda

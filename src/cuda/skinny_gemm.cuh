@@ -133,7 +133,9 @@ struct DenseRows {
   };
   struct Lane {
     const uint4* row;  // the row's 16-byte vectors
-    __device__ __forceinline__ Raw fetch(int k) const { return {{load_stream(row + k / 8), load_stream(row + k / 8 + 1)}}; }
+    __device__ __forceinline__ Raw fetch(int k) const {
+      return {{load_stream(row + k / 8), load_stream(row + k / 8 + 1)}};
+    }
     __device__ __forceinline__ void rebuild(const Raw& r, int, uint4 (&out)[2]) const {
       out[0] = r.v[0];
       out[1] = r.v[1];
