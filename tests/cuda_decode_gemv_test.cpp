@@ -231,12 +231,13 @@ void expect_missing_escape_reported(const format::ContainerReader& r, cuda::GpuD
 // every row (several lanes and several weights of a vector escaping in one round), and one row
 // with more escapes than a warp stages (looked up in global memory). Row lengths: rows that
 // start inside an escape block (768, 200, 2312), only a tail of vectors (200, 768), whole rounds
-// and a tail (2312), whole rounds only (4096); a length not a multiple of 32 (no L2 prefetch),
+// and a tail (2312), whole rounds only (4096), x staged as BF16 rather than floats (8256: rows
+// longer than the kernel widens x for); a length not a multiple of 32 (no L2 prefetch),
 // two tensors in one launch, accumulate and overlap on and off. A code 15 that has no escape (a
 // corrupt device copy) is reported naming the tensor.
 TEST(Exp4Gemv, SameBitsAsGemvOnDecodedWeights) {
   if (!test::have_gpu()) GTEST_SKIP() << "no CUDA device";
-  for (uint64_t cols : {uint64_t{768}, uint64_t{200}, uint64_t{2312}, uint64_t{4096}}) {
+  for (uint64_t cols : {uint64_t{768}, uint64_t{200}, uint64_t{2312}, uint64_t{4096}, uint64_t{8256}}) {
     test::TempDir dir;
     codec::EncodeOptions o;
     o.coder = codec::PlaneCoder::Exp4;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "codec/exp4_plane.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/decode_desc.hpp"
@@ -29,11 +30,12 @@ namespace {
 constexpr int kDecodeThreads = 256;
 constexpr int kGemvWarps = 8;  // beside the decode kernels, as the engine's GEMVs pick there
 constexpr int kGemvBlocksPerSm = 4;
-constexpr int kGemvUnroll = 4;            // 8-weight vectors per lane in flight: 48 bytes, at 4 blocks of 8 warps a SM
-constexpr uint32_t kGemvStaged = 64;      // escapes a product row keeps in shared memory (~3 on a 4096-long row)
-constexpr uint32_t kDecodeSpan = 32768;   // elements a decode block takes: 16 vectors a thread
-constexpr uint32_t kDecodeStaged = 1024;  // escapes a decode block keeps in shared memory
-constexpr uint32_t kGemmStaged = 1024;    // escapes of a product block's 16 rows kept in shared memory
+constexpr int kGemvUnroll = 4;             // 8-weight vectors per lane in flight: 48 bytes, at 4 blocks of 8 warps a SM
+constexpr uint32_t kGemvFloatCols = 8192;  // rows the GEMV stages x for as floats: 4 blocks an SM still fit
+constexpr uint32_t kGemvStaged = 64;       // escapes a product row keeps in shared memory (~3 on a 4096-long row)
+constexpr uint32_t kDecodeSpan = 32768;    // elements a decode block takes: 16 vectors a thread
+constexpr uint32_t kDecodeStaged = 1024;   // escapes a decode block keeps in shared memory
+constexpr uint32_t kGemmStaged = 1024;     // escapes of a product block's 16 rows kept in shared memory
 
 // Bit 4i set where code i of the word is 15: the exact list the slow path walks.
 __device__ __forceinline__ uint32_t escapes_in(uint32_t codes) {
@@ -198,11 +200,17 @@ __device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* co
 // instructions on the 8B shape). A vector without escapes has no index: its slot is never read.
 template <typename Slot>
 struct VectorEscapes {
-  const uint32_t* entries;  // stage_escapes' entries (shared memory), null when not staged
+  const uint32_t* entries;  // stage_escapes' entries (shared memory)
   const Slot* first;        // by vector of the rows (shared memory)
-  uint32_t count;
-  uint32_t key0;  // the rows' first element, counted from the entries' origin
+  uint32_t count;           // entries, kNotStaged when there were too many to stage
+  uint32_t key0;            // the rows' first element, counted from the entries' origin
 };
+constexpr uint32_t kNotStaged = 0xFFFFFFFFu;
+
+// The count a VectorEscapes takes for staged escapes s.
+__device__ __forceinline__ uint32_t staged_count(const StagedEscapes& s) {
+  return s.entries == nullptr ? kNotStaged : s.count;
+}
 
 // Writes the first-entry index of every vector of elements [key0, key0 + elements) (counted from
 // the origin) that `s` lists escapes in; entries outside those elements are passed over.
@@ -217,20 +225,27 @@ __device__ __forceinline__ void index_vectors(const StagedEscapes& s, uint32_t k
   }
 }
 
-// The vector whose first element is `key` with each escaped weight rewritten from its staged
-// entries. False when they are not staged or one is missing (a code 15 without its escape: the
-// slot of a vector the list does not name holds anything), for the caller's search to settle.
+// The vector whose first element is `key`, as assemble() made it from `base_pair`, with each
+// escaped weight's exponent set from its staged entry: assemble gave it base + 15 (below 256:
+// GpuDecoder leaves tensors of a higher base to the decode) and its sign and mantissa already, so
+// one XOR of the two exponents, shifted to the weight's half of its word, rewrites it. False when
+// the entries are not staged or one is missing (a code 15 without its escape: the slot of a
+// vector the list does not name holds anything), for the caller's search to settle.
 template <typename Slot>
-__device__ __forceinline__ bool patch_vector(const VectorEscapes<Slot>& v, uint32_t key, uint32_t codes, uint2 sm,
-                                             uint4& w) {
-  if (v.entries == nullptr) return false;
+__device__ __forceinline__ bool patch_vector(const VectorEscapes<Slot>& v, uint32_t key, uint32_t codes,
+                                             uint32_t base_pair, uint4& w) {
+  if (v.count == kNotStaged) return false;
+  const uint32_t assembled = ((base_pair >> 7) & 0xFF) + codec::kExp4Escape;
   uint32_t k = v.first[(key - v.key0) >> 3];
   for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1, ++k) {
-    const uint32_t i = (__ffs(mask) - 1) / 4;
+    const uint32_t bit = __ffs(mask) - 1;  // 4i for weight i: word i / 2, half i % 2
     const uint32_t entry = k < v.count ? v.entries[k] : 0xFFFFFFFFu;
-    if ((entry >> 8) != key + i) return false;
-    const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
-    w = with_weight(w, i, bf16_bits(byte, entry & 0xFF));
+    if ((entry >> 8) != key + bit / 4) return false;
+    const uint32_t flip = ((entry ^ assembled) & 0xFF) << (7 + 4 * (bit & 4)), word = bit / 8;
+    w.x ^= word == 0 ? flip : 0;
+    w.y ^= word == 1 ? flip : 0;
+    w.z ^= word == 2 ? flip : 0;
+    w.w ^= word == 3 ? flip : 0;
   }
   return true;
 }
@@ -282,8 +297,8 @@ __device__ __forceinline__ uint32_t listed_exponent(const Exp4Lists& l, uint32_t
 // staged entries, else from the tensor's lists.
 template <typename Slot>
 __device__ __forceinline__ uint4 patch(const VectorEscapes<Slot>& v, const Exp4Lists& lists, uint32_t key,
-                                       uint32_t codes, uint2 sm, uint4 w) {
-  if (patch_vector(v, key, codes, sm, w)) return w;
+                                       uint32_t codes, uint2 sm, uint32_t base_pair, uint4 w) {
+  if (patch_vector(v, key, codes, base_pair, w)) return w;
   for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1) {
     const uint32_t i = (__ffs(mask) - 1) / 4;
     const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
@@ -341,7 +356,9 @@ __global__ void __launch_bounds__(kDecodeThreads)
 // block rather than once per 8 rows. Lane l takes the 8-weight vectors l, l + 32, ... of a row,
 // in that order (cuda/gemv_dot.cuh), kGemvUnroll of them loaded before the first multiply; a
 // row's first loads are issued before its escapes are staged, so that the memory is busy
-// while they arrive.
+// while they arrive. kFloatX: x staged as floats (rows up to kGemvFloatCols long), which spares
+// each 8 weights 8 conversions of x; the same sums, so the same bits.
+template <bool kFloatX>
 __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
     exp4_gemv_kernel(const Exp4Desc* __restrict__ tensors, const Exp4GemvArgs a, const uint8_t* __restrict__ comp,
                      uint32_t* __restrict__ status) {
@@ -350,12 +367,22 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
   __shared__ Exp4Lists lists[kGemvWarps];
   const uint32_t lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const uint32_t vecs = a.cols / 8;
-  uint8_t* first_entry = reinterpret_cast<uint8_t*>(xs + vecs) + warp * vecs;
+  uint8_t* first_entry = reinterpret_cast<uint8_t*>(xs + (kFloatX ? 2 : 1) * vecs) + warp * vecs;
+  const auto* xf = reinterpret_cast<const float4*>(xs);
   uint32_t total = a.row_end[0];
 #pragma unroll
   for (uint32_t i = 1; i < kMaxExp4PerGemv; ++i)
     if (i < a.count) total = a.row_end[i];
-  stage_input(xs, a.x, static_cast<int>(a.cols));
+  if constexpr (kFloatX) {
+    stage_input_f32(reinterpret_cast<float4*>(xs), a.x, static_cast<int>(a.cols));
+  } else {
+    stage_input(xs, a.x, static_cast<int>(a.cols));
+  }
+  // 8 weights at vector c of the row against x.
+  const auto dot = [&](uint4 w, uint32_t c) {
+    if constexpr (kFloatX) return dot16<__nv_bfloat16>(w, xf[2 * c], xf[2 * c + 1]);
+    return dot16<__nv_bfloat16>(w, xs[c]);
+  };
   for (uint32_t row = blockIdx.x * kGemvWarps + warp; row < total; row += gridDim.x * kGemvWarps) {
     // The row's tensor, picked with constant indices so that the argument array is never
     // indexed at run time.
@@ -390,14 +417,14 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
     index_vectors(s, key, a.cols, first_entry, lane, 32);
     if (lane == 0) lists[warp] = lists_of(s, t, comp, status);
     __syncwarp();
-    const VectorEscapes<uint8_t> esc{s.entries, first_entry, s.count, key};
+    const VectorEscapes<uint8_t> esc{staged[warp], first_entry, staged_count(s), key};
     float acc = 0;
     while (full) {
 #pragma unroll
       for (int u = 0; u < kGemvUnroll; ++u) {
         uint4 w = assemble(cw[u], sw[u], t.base_pair);
-        if (has_escape(cw[u])) w = patch(esc, lists[warp], key + 8 * (c + 32 * u), cw[u], sw[u], w);
-        acc += dot16<__nv_bfloat16>(w, xs[c + 32 * u]);
+        if (has_escape(cw[u])) w = patch(esc, lists[warp], key + 8 * (c + 32 * u), cw[u], sw[u], t.base_pair, w);
+        acc += dot(w, c + 32 * u);
       }
       c += 32 * kGemvUnroll;
       full = c - lane + 31 + 32 * (kGemvUnroll - 1) < vecs;
@@ -414,8 +441,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
       const uint32_t code_word = here ? load_stream4(codes + c) : 0;  // code 0: no escape
       const uint2 sm_word = here ? load_stream8(sm + c) : make_uint2(0, 0);
       uint4 w = assemble(code_word, sm_word, t.base_pair);
-      if (has_escape(code_word)) w = patch(esc, lists[warp], key + 8 * c, code_word, sm_word, w);
-      if (here) acc += dot16<__nv_bfloat16>(w, xs[c]);
+      if (has_escape(code_word)) w = patch(esc, lists[warp], key + 8 * c, code_word, sm_word, t.base_pair, w);
+      if (here) acc += dot(w, c);
     }
     acc = warp_sum(acc);
     if (lane == 0) store_row(a.y, row, acc, nullptr, a.out);
@@ -447,8 +474,9 @@ struct Exp4Rows {
       const uint2 sm_lo = make_uint2(r.sm.x, r.sm.y), sm_hi = make_uint2(r.sm.z, r.sm.w);
       w[0] = assemble(r.codes.x, sm_lo, base_pair);
       w[1] = assemble(r.codes.y, sm_hi, base_pair);
-      if (has_escape(r.codes.x)) w[0] = patch(escapes, *lists, key + uint32_t(k), r.codes.x, sm_lo, w[0]);
-      if (has_escape(r.codes.y)) w[1] = patch(escapes, *lists, key + uint32_t(k) + 8, r.codes.y, sm_hi, w[1]);
+      if (has_escape(r.codes.x)) w[0] = patch(escapes, *lists, key + uint32_t(k), r.codes.x, sm_lo, base_pair, w[0]);
+      if (has_escape(r.codes.y))
+        w[1] = patch(escapes, *lists, key + uint32_t(k) + 8, r.codes.y, sm_hi, base_pair, w[1]);
     }
   };
   const uint8_t* codes;  // the tensor's codes, element e in nibble e of the plane
@@ -539,9 +567,10 @@ void launch_exp4_gemv(const Exp4Desc* tensors, const Exp4GemvArgs& args, const u
   CLLM_CUDA_CHECK(cudaGetDevice(&device));
   CLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const uint32_t blocks = std::min<uint32_t>((rows + kGemvWarps - 1) / kGemvWarps, uint32_t(sms) * kGemvBlocksPerSm);
-  launch_kernel(exp4_gemv_kernel, dim3(blocks), dim3(kGemvWarps * 32),
-                size_t{args.cols} * 2 + size_t{args.cols} / 8 * kGemvWarps, stream, overlap, tensors, args, comp,
-                status);
+  const bool float_x = args.cols <= kGemvFloatCols;
+  const size_t shared = size_t{args.cols} * (float_x ? 4 : 2) + size_t{args.cols} / 8 * kGemvWarps;
+  launch_kernel(float_x ? exp4_gemv_kernel<true> : exp4_gemv_kernel<false>, dim3(blocks), dim3(kGemvWarps * 32), shared,
+                stream, overlap, tensors, args, comp, status);
 }
 
 bool exp4_gemm_takes(const Exp4Desc& t) {
