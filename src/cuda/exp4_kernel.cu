@@ -101,9 +101,11 @@ __device__ __forceinline__ uint64_t escape_block(uint64_t e, uint32_t block_symb
 // start << 8 | exponent, in element order. Ranges with more than `capacity` escapes are left
 // in global memory and searched there.
 struct StagedEscapes {
-  const uint32_t* entries;  // null: not staged
+  const uint32_t* entries;  // the shared memory they were (or would have been) staged in
   uint32_t count;
   uint64_t origin;  // element of position 0: the first block's start
+  bool staged;      // false: more than the capacity, left in global memory (a flag, not a null
+                    // entries: a shared-memory address may be 0)
 };
 
 // Entries [lo, hi) of the escape list of blocks first_block.. (the tables were validated on the
@@ -118,14 +120,14 @@ __device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const 
   const uint64_t b0 = escape_block<kProduct>(first, t.block_symbols),
                  b1 = escape_block<kProduct>(last, t.block_symbols);
   const uint32_t lo = b0 == 0 ? 0 : ends[b0 - 1], hi = ends[b1];
-  StagedEscapes s{nullptr, hi - lo, b0 * t.block_symbols};
+  StagedEscapes s{smem, hi - lo, b0 * t.block_symbols, false};
   if (hi - lo > capacity) return s;
   for (uint32_t k = lo + thread; k < hi; k += threads) {
     uint64_t b = b0;  // the entry's block: few blocks per range
     while (ends[b] <= k) ++b;
     smem[k - lo] = static_cast<uint32_t>((b - b0) * t.block_symbols + where[k]) << 8 | exponents[k];
   }
-  s.entries = smem;
+  s.staged = true;
   return s;
 }
 
@@ -135,7 +137,7 @@ __device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const 
 // on the 8B shape).
 __device__ __forceinline__ uint32_t escaped_exponent(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s,
                                                      uint64_t e, uint32_t* status) {
-  if (s.entries != nullptr) {
+  if (s.staged) {
     const auto key = static_cast<uint32_t>(e - s.origin);
     uint32_t lo = 0, hi = s.count;
     while (lo < hi) {
@@ -149,7 +151,7 @@ __device__ __forceinline__ uint32_t escaped_exponent(const Exp4Desc& t, const ui
     if (lo < s.count && (s.entries[lo] >> 8) == key) return s.entries[lo] & 0xFF;
   }
   const uint64_t block = e / t.block_symbols;
-  if (s.entries == nullptr) {
+  if (!s.staged) {
     const auto* ends = reinterpret_cast<const uint32_t*>(comp + t.escape_end);
     const auto* where = reinterpret_cast<const uint16_t*>(comp + t.escape_at);
     const auto at = static_cast<uint32_t>(e - block * t.block_symbols);
@@ -208,16 +210,14 @@ struct VectorEscapes {
 constexpr uint32_t kNotStaged = 0xFFFFFFFFu;
 
 // The count a VectorEscapes takes for staged escapes s.
-__device__ __forceinline__ uint32_t staged_count(const StagedEscapes& s) {
-  return s.entries == nullptr ? kNotStaged : s.count;
-}
+__device__ __forceinline__ uint32_t staged_count(const StagedEscapes& s) { return s.staged ? s.count : kNotStaged; }
 
 // Writes the first-entry index of every vector of elements [key0, key0 + elements) (counted from
 // the origin) that `s` lists escapes in; entries outside those elements are passed over.
 template <typename Slot>
 __device__ __forceinline__ void index_vectors(const StagedEscapes& s, uint32_t key0, uint32_t elements, Slot* first,
                                               uint32_t thread, uint32_t threads) {
-  if (s.entries == nullptr) return;
+  if (!s.staged) return;
   for (uint32_t k = thread; k < s.count; k += threads) {
     const uint32_t at = (s.entries[k] >> 8) - key0;  // wraps for an entry before the rows
     if (at >= elements) continue;
