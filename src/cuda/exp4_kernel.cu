@@ -535,7 +535,7 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
                       first_row,
                       a.cols,
                       s.origin,
-                      {s.entries, first_entry, s.count, key0},
+                      {staged, first_entry, staged_count(s), key0},
                       &lists};
   skinny_gemm_block<__nv_bfloat16, Exp4Rows, false>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch),
                                                     int(a.cols), int(total), int(row0), static_cast<float*>(a.y),
