@@ -40,7 +40,7 @@ FIGURES = {
             "--call",
             "session 10",
             "--call",
-            "session 12 call 4",
+            "session 12 call 9",
             "--skip",
             "pipelined 1",
             "--skip",
