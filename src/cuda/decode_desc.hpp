@@ -75,6 +75,8 @@ struct Exp4Desc {
   uint32_t base_pair;      // base << 7 | base << 23: the exponent of code 0 in both halves of a word
   uint32_t block_symbols;  // elements per escape block
   uint32_t tensor;         // the tensor's index in its decoder: its output and status word
+  // The exponent of code 0 (kernels call it too: constexpr, built with --expt-relaxed-constexpr).
+  constexpr uint32_t base() const { return (base_pair >> 7) & 0xFF; }
 };
 
 // What a product kernel writes to y: F32 rows, F32 rows added to those y holds, or rows rounded

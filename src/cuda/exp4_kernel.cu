@@ -131,10 +131,27 @@ __device__ __forceinline__ StagedEscapes stage_escapes(const Exp4Desc& t, const 
   return s;
 }
 
-// The exponent of escaped element e. Missing (a code 15 with no escape): the tensor's status
-// records the block, and the exponent reads as 0. The staged search is all 32-bit: an escape
-// costs a few dozen instructions, paid by its whole warp (one in five product rounds meets one
-// on the 8B shape).
+// Where block b's escape list (entries [ends[b - 1], ends[b]) of `where`) holds position `at`, or
+// ~0u when it does not: the one search of the tensor's lists, for the decode and the products'
+// rare paths.
+__device__ __forceinline__ uint32_t listed_at(const uint32_t* ends, const uint16_t* where, uint64_t b, uint32_t at) {
+  uint32_t lo = b == 0 ? 0 : ends[b - 1];
+  const uint32_t end = ends[b];
+  uint32_t hi = end;
+  while (lo < hi) {
+    const uint32_t mid = (lo + hi) / 2;
+    if (where[mid] < at) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo < end && where[lo] == at ? lo : ~0u;
+}
+
+// The exponent of escaped element e, for the decode: searched in the block's staged entries, or
+// in the tensor's lists when they were too many to stage. Missing (a code 15 with no escape): the
+// tensor's status records the block, and the exponent reads as 0.
 __device__ __forceinline__ uint32_t escaped_exponent(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s,
                                                      uint64_t e, uint32_t* status) {
   if (s.staged) {
@@ -152,21 +169,10 @@ __device__ __forceinline__ uint32_t escaped_exponent(const Exp4Desc& t, const ui
   }
   const uint64_t block = e / t.block_symbols;
   if (!s.staged) {
-    const auto* ends = reinterpret_cast<const uint32_t*>(comp + t.escape_end);
-    const auto* where = reinterpret_cast<const uint16_t*>(comp + t.escape_at);
-    const auto at = static_cast<uint32_t>(e - block * t.block_symbols);
-    uint32_t lo = block == 0 ? 0 : ends[block - 1];
-    const uint32_t end = ends[block];
-    uint32_t hi = end;
-    while (lo < hi) {
-      const uint32_t mid = (lo + hi) / 2;
-      if (where[mid] < at) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
-    if (lo < end && where[lo] == at) return comp[t.escape_exp + lo];
+    const uint32_t k = listed_at(reinterpret_cast<const uint32_t*>(comp + t.escape_end),
+                                 reinterpret_cast<const uint16_t*>(comp + t.escape_at), block,
+                                 static_cast<uint32_t>(e - block * t.block_symbols));
+    if (k != ~0u) return comp[t.escape_exp + k];
   }
   atomicCAS(status + t.tensor, 0u, static_cast<uint32_t>(block) + 1);
   return 0;
@@ -184,16 +190,22 @@ __device__ __forceinline__ uint4 with_weight(uint4 w, uint32_t i, uint32_t bits)
   return w;
 }
 
-// The vector at element e with each escaped weight rewritten whole: sign and mantissa from its
-// byte, exponent from the escape list. Visits the escaped weights only.
-__device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s, uint64_t e,
-                                            uint32_t codes, uint2 sm, uint4 w, uint32_t* status) {
+// w with each escaped weight (a code 15 in `codes`) rewritten whole: sign and mantissa from its
+// sign_mantissa byte, exponent exponent_of(i) for weight i. Visits the escaped weights only.
+template <class ExponentOf>
+__device__ __forceinline__ uint4 rewrite_escapes(uint32_t codes, uint2 sm, uint4 w, const ExponentOf& exponent_of) {
   for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1) {
     const uint32_t i = (__ffs(mask) - 1) / 4;
     const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
-    w = with_weight(w, i, bf16_bits(byte, escaped_exponent(t, comp, s, e + i, status)));
+    w = with_weight(w, i, bf16_bits(byte, exponent_of(i)));
   }
   return w;
+}
+
+// The decode's vector at element e with its escapes rewritten from the escape list.
+__device__ __noinline__ uint4 patch_escapes(const Exp4Desc& t, const uint8_t* comp, StagedEscapes s, uint64_t e,
+                                            uint32_t codes, uint2 sm, uint4 w, uint32_t* status) {
+  return rewrite_escapes(codes, sm, w, [&](uint32_t i) { return escaped_exponent(t, comp, s, e + i, status); });
 }
 
 // A product's staged escapes with, for every 8-weight vector of its rows that has any, the index
@@ -276,19 +288,9 @@ __device__ __forceinline__ Exp4Lists lists_of(const StagedEscapes& s, const Exp4
 // list. A code 15 with no escape records its escape block in the status word (+1), reads as 0.
 __device__ __forceinline__ uint32_t listed_exponent(const Exp4Lists& l, uint32_t key) {
   const uint32_t block = key / l.block_symbols;  // counted from first_block
-  const uint32_t b = l.first_block + block, want = key - block * l.block_symbols;
-  uint32_t lo = b == 0 ? 0 : l.ends[b - 1];
-  const uint32_t end = l.ends[b];
-  uint32_t hi = end;
-  while (lo < hi) {
-    const uint32_t mid = (lo + hi) / 2;
-    if (l.where[mid] < want) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  if (lo < end && l.where[lo] == want) return l.exponents[lo];
+  const uint32_t b = l.first_block + block;
+  const uint32_t k = listed_at(l.ends, l.where, b, key - block * l.block_symbols);
+  if (k != ~0u) return l.exponents[k];
   atomicCAS(l.status, 0u, b + 1);
   return 0;
 }
@@ -299,12 +301,7 @@ template <typename Slot>
 __device__ __forceinline__ uint4 patch(const VectorEscapes<Slot>& v, const Exp4Lists& lists, uint32_t key,
                                        uint32_t codes, uint2 sm, uint32_t base_pair, uint4 w) {
   if (patch_vector(v, key, codes, base_pair, w)) return w;
-  for (uint32_t mask = escapes_in(codes); mask != 0; mask &= mask - 1) {
-    const uint32_t i = (__ffs(mask) - 1) / 4;
-    const uint32_t byte = ((i < 4 ? sm.x : sm.y) >> (8 * (i % 4))) & 0xFF;
-    w = with_weight(w, i, bf16_bits(byte, listed_exponent(lists, key + i)));
-  }
-  return w;
+  return rewrite_escapes(codes, sm, w, [&](uint32_t i) { return listed_exponent(lists, key + i); });
 }
 
 // The 8 weights at element e (a multiple of 8) from their loaded codes and bytes.
@@ -346,7 +343,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
     const uint64_t e = t.elements / 8 * 8 + threadIdx.x;
     const uint32_t code = (comp[t.codes + e / 2] >> (4 * (e % 2))) & 0xF;
     const uint32_t byte = comp[t.sign_mantissa + e];
-    const uint32_t exponent = code == 15 ? escaped_exponent(t, comp, s, e, status) : (t.base_pair >> 7 & 0xFF) + code;
+    const uint32_t exponent = code == 15 ? escaped_exponent(t, comp, s, e, status) : t.base() + code;
     reinterpret_cast<uint16_t*>(out)[e] = static_cast<uint16_t>(bf16_bits(byte, exponent));
   }
 }

@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "cuda/decode_desc.hpp"
+#include "cuda/pdl.cuh"
 
 namespace codecllm::cuda {
 
@@ -26,22 +27,8 @@ __device__ __forceinline__ float2 pair(uint32_t w, __half) {
   return __half22float2(*reinterpret_cast<const __half2*>(&w));
 }
 
-// 8 weights of type T (one 16-byte vector) against the matching 8 elements of x.
-template <typename T>
-__device__ __forceinline__ float dot16(uint4 w, uint4 x) {
-  const uint32_t ww[4] = {w.x, w.y, w.z, w.w}, xx[4] = {x.x, x.y, x.z, x.w};
-  float acc = 0;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 fw = pair(ww[i], T{}), fx = pair(xx[i], T{});
-    acc = fmaf(fw.x, fx.x, acc);
-    acc = fmaf(fw.y, fx.y, acc);
-  }
-  return acc;
-}
-
-// The same sum with x already widened to floats (xa: elements 0-3, xb: 4-7): the same bits, eight
-// conversions fewer, for a product that stages x once as floats and reads it for many rows.
+// 8 weights of type T (one 16-byte vector) against the matching 8 elements of x, already widened
+// to floats (xa: elements 0-3, xb: 4-7; a product that reads x for many rows may widen it once).
 template <typename T>
 __device__ __forceinline__ float dot16(uint4 w, float4 xa, float4 xb) {
   const uint32_t ww[4] = {w.x, w.y, w.z, w.w};
@@ -54,6 +41,36 @@ __device__ __forceinline__ float dot16(uint4 w, float4 xa, float4 xb) {
     acc = fmaf(fw.y, xx[2 * i + 1], acc);
   }
   return acc;
+}
+
+// 8 values of type T (one 16-byte vector) as floats: elements 0-3, then 4-7.
+template <typename T>
+__device__ __forceinline__ float4 widen_lo(uint4 v) {
+  const float2 a = pair(v.x, T{}), b = pair(v.y, T{});
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+template <typename T>
+__device__ __forceinline__ float4 widen_hi(uint4 v) {
+  const float2 a = pair(v.z, T{}), b = pair(v.w, T{});
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
+// stage_input (cuda/stream_loads.cuh) with the BF16 values widened to floats, two float4 per 8
+// values: for products that read x for many rows, the widening done once.
+__device__ __forceinline__ void stage_input_f32(float4* xs, const void* x, int in) {
+  wait_for_predecessor();
+  for (int i = threadIdx.x; i < in / 8; i += blockDim.x) {
+    const uint4 v = static_cast<const uint4*>(x)[i];
+    xs[2 * i] = widen_lo<__nv_bfloat16>(v);
+    xs[2 * i + 1] = widen_hi<__nv_bfloat16>(v);
+  }
+  __syncthreads();
+}
+
+// The same sum with x as 16-bit values of type T.
+template <typename T>
+__device__ __forceinline__ float dot16(uint4 w, uint4 x) {
+  return dot16<T>(w, widen_lo<T>(x), widen_hi<T>(x));
 }
 
 // 16 int8 weights against the matching 16 elements of x (two vectors of T). A byte q becomes

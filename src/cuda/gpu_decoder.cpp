@@ -263,7 +263,7 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       // The products rewrite an escaped weight from the exponent they first give it, base + 15,
       // which must fit its byte.
       gv.ready = d.cols > 0 && d.cols % 8 == 0 && d.cols <= kMaxExp4Cols && d.elements <= UINT32_MAX &&
-                 ((d.base_pair >> 7) & 0xFF) + codec::kExp4Escape <= 255;
+                 d.base() + codec::kExp4Escape <= 255;
       gv.gemm = gv.ready && exp4_gemm_takes(d);
       t.assemble = Assemble::SplitBf16;
       t.cols = d.cols;

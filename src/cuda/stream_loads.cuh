@@ -46,18 +46,4 @@ __device__ __forceinline__ void stage_input(uint4* xs, const void* x, int in) {
   __syncthreads();
 }
 
-// The same with the BF16 values widened to floats (two float4 per 8 values): for products that
-// read x many times, the widening done once.
-__device__ __forceinline__ void stage_input_f32(float4* xs, const void* x, int in) {
-  wait_for_predecessor();
-  for (int i = threadIdx.x; i < in / 8; i += blockDim.x) {
-    const uint4 v = static_cast<const uint4*>(x)[i];
-    xs[2 * i] = make_float4(__uint_as_float(v.x << 16), __uint_as_float(v.x & 0xffff0000u), __uint_as_float(v.y << 16),
-                            __uint_as_float(v.y & 0xffff0000u));
-    xs[2 * i + 1] = make_float4(__uint_as_float(v.z << 16), __uint_as_float(v.z & 0xffff0000u),
-                                __uint_as_float(v.w << 16), __uint_as_float(v.w & 0xffff0000u));
-  }
-  __syncthreads();
-}
-
 }  // namespace codecllm::cuda
