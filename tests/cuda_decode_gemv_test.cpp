@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -16,9 +17,11 @@
 #include <vector>
 
 #include "codec/exp4_plane.hpp"
+#include "codec/freq_table.hpp"
 #include "codecllm/error.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/decode_launch.hpp"
+#include "cuda/exp4_row_slots.hpp"
 #include "cuda/gpu_decoder.hpp"
 #include "engine/cuda_kernels.cuh"
 #include "format/container.hpp"
@@ -374,6 +377,55 @@ TEST(DecodeGemvLimits, UnsupportedShapesAreNotReady) {
   for (size_t i = 0; i < 3; ++i) EXPECT_FALSE(dec.gemv_ready(i)) << dec.record(i).name;
   DeviceBuffer y(64);
   EXPECT_THROW(dec.decode_gemv(nullptr, 0, 1, nullptr, false, y.p, cuda::GemvOut::F32, nullptr, false), Error);
+}
+
+// The escapes by row that the exp4 products read (cuda/exp4_row_slots.hpp): each row's escapes in
+// element order, positions from its tile's origin (the start of the escape block holding the
+// tile's first element: rows of 200 put tile 1's origin at element 0, not 3200), then unused
+// slots; a row with more escapes than slots marked as overflowing, its neighbours unharmed.
+// Rows too long for 24-bit positions get no table. Host code: runs without a GPU.
+TEST(Exp4RowSlots, ListEachRowsEscapesInOrder) {
+  constexpr uint64_t kRowsOf = 48, kCols = 200;
+  std::vector<uint8_t> plane(kRowsOf * kCols);
+  for (size_t i = 0; i < plane.size(); ++i) plane[i] = uint8_t(118 + i % 9);
+  std::vector<std::vector<std::pair<uint64_t, uint8_t>>> want(kRowsOf);  // (column, exponent) by row
+  for (uint64_t r = 0; r < kRowsOf; ++r) {
+    const uint64_t n = r == 9 ? 150 : r % 5;  // row 9: more than any row's slots
+    for (uint64_t j = 0; j < n; ++j) {
+      const uint64_t c = (j * 37 + r) % kCols, e = r * kCols + c;
+      if (plane[e] < 118) continue;  // already an escape (a repeated column)
+      plane[e] = uint8_t(j % 2 ? 3 : 250);
+      want[r].push_back({c, plane[e]});
+    }
+    std::sort(want[r].begin(), want[r].end());
+  }
+  const std::vector<uint8_t> payload = codec::exp4_encode(plane, codec::histogram(plane));
+  const codec::Exp4Layout l = codec::exp4_parse(payload, "test");
+  const cuda::Exp4RowSlots t = cuda::exp4_row_slots(payload, l, kRowsOf, kCols);
+  ASSERT_GE(t.per_row, 4u);
+  ASSERT_EQ(t.per_row % 4, 0u);
+  ASSERT_LT(t.per_row, want[9].size());
+  ASSERT_EQ(t.slots.size(), kRowsOf * t.per_row);
+  for (uint64_t r = 0; r < kRowsOf; ++r) {
+    const uint32_t* slots = t.slots.data() + r * t.per_row;
+    if (r == 9) {
+      EXPECT_EQ(slots[0], cuda::kRowOverflow);
+      continue;
+    }
+    const uint64_t origin = cuda::exp4_tile_origin<uint64_t>(r, kCols, l.header.block_symbols);
+    EXPECT_EQ(origin, r < 32 ? 0u : 4096u) << r;
+    for (uint32_t k = 0; k < t.per_row; ++k) {
+      if (k >= want[r].size()) {
+        EXPECT_EQ(slots[k], cuda::kNoEscape) << "row " << r << " slot " << k;
+        continue;
+      }
+      const uint64_t position = r * kCols + want[r][k].first - origin;
+      EXPECT_EQ(slots[k], uint32_t(position << 8 | want[r][k].second)) << "row " << r << " slot " << k;
+    }
+  }
+  const std::vector<uint8_t> wide(uint64_t{2} * (1u << 20));  // rows of 2^20: 16 of them pass 24 bits
+  const std::vector<uint8_t> wide_payload = codec::exp4_encode(wide, codec::histogram(wide));
+  EXPECT_EQ(cuda::exp4_row_slots(wide_payload, codec::exp4_parse(wide_payload, "test"), 2, 1u << 20).per_row, 0u);
 }
 
 // The batched exp4 product reads 16 sign_mantissa bytes and 8 bytes of codes at a time: a tensor

@@ -75,6 +75,10 @@ struct Exp4Desc {
   uint32_t base_pair;      // base << 7 | base << 23: the exponent of code 0 in both halves of a word
   uint32_t block_symbols;  // elements per escape block
   uint32_t tensor;         // the tensor's index in its decoder: its output and status word
+  // The escapes by row (cuda/exp4_row_slots.hpp), in device memory: row r's at
+  // row_slots + r * slots_per_row; null when the tensor has no such table.
+  const uint32_t* row_slots;
+  uint32_t slots_per_row;
   // The exponent of code 0 (kernels call it too: constexpr, built with --expt-relaxed-constexpr).
   constexpr uint32_t base() const { return (base_pair >> 7) & 0xFF; }
 };

@@ -19,6 +19,7 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/decode_desc.hpp"
 #include "cuda/decode_launch.hpp"
+#include "cuda/exp4_row_slots.hpp"
 #include "cuda/gemv_dot.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/skinny_gemm.cuh"
@@ -36,6 +37,9 @@ constexpr uint32_t kGemvStaged = 64;       // escapes a product row keeps in sha
 constexpr uint32_t kDecodeSpan = 32768;    // elements a decode block takes: 16 vectors a thread
 constexpr uint32_t kDecodeStaged = 1024;   // escapes a decode block keeps in shared memory
 constexpr uint32_t kGemmStaged = 1024;     // escapes of a product block's 16 rows kept in shared memory
+static_assert(kMaxSlotsPerRow <= kGemvStaged && kMaxSlotsPerRow <= 255,
+              "a row's slots fit a GEMV warp's, indexed by byte");
+static_assert(kSkinnyRows * kMaxSlotsPerRow <= kGemmStaged, "a tile's slots fit a block's staged escapes");
 
 // Bit 4i set where code i of the word is 15: the exact list the slow path walks.
 __device__ __forceinline__ uint32_t escapes_in(uint32_t codes) {
@@ -237,6 +241,30 @@ __device__ __forceinline__ void index_vectors(const StagedEscapes& s, uint32_t k
   }
 }
 
+// The escapes of `rows` rows of t from `row` (counted in the tensor) read from its row slots
+// (cuda/exp4_row_slots.hpp) into shared memory: the entries (unused slots included: they match no
+// element) and, for every vector of elements [key0, key0 + elements) that has any, the index of
+// its first entry, as index_vectors writes it. One trip to memory: each thread reads its slot and
+// the one before it, so no thread waits for another's. True when a row had more escapes than
+// slots: then nothing written may be used, and the caller stages from the lists.
+template <typename Slot>
+__device__ __forceinline__ bool load_row_slots(const Exp4Desc& t, uint32_t row, uint32_t rows, uint32_t* entries,
+                                               Slot* first, uint32_t key0, uint32_t elements, uint32_t thread,
+                                               uint32_t threads) {
+  const uint32_t per_row = t.slots_per_row, count = rows * per_row;
+  const uint32_t* slots = t.row_slots + row * per_row;
+  bool overflow = false;
+  for (uint32_t k = thread; k < count; k += threads) {
+    const uint32_t entry = __ldg(slots + k), before = k % per_row == 0 ? kNoEscape : __ldg(slots + k - 1);
+    overflow |= entry == kRowOverflow;
+    entries[k] = entry;
+    const uint32_t at = (entry >> 8) - key0;  // an unused slot's lies past every row
+    if (at < elements && (before == kNoEscape || (((before >> 8) - key0) >> 3) != (at >> 3)))
+      first[at >> 3] = static_cast<Slot>(k);
+  }
+  return overflow;
+}
+
 // The vector whose first element is `key`, as assemble() made it from `base_pair`, with each
 // escaped weight's exponent set from its staged entry: assemble gave it base + 15 (below 256:
 // GpuDecoder leaves tensors of a higher base to the decode) and its sign and mantissa already, so
@@ -274,9 +302,9 @@ struct Exp4Lists {
   uint32_t* status;  // the tensor's status word
 };
 
-__device__ __forceinline__ Exp4Lists lists_of(const StagedEscapes& s, const Exp4Desc& t, const uint8_t* comp,
+__device__ __forceinline__ Exp4Lists lists_of(uint64_t origin, const Exp4Desc& t, const uint8_t* comp,
                                               uint32_t* status) {
-  return {static_cast<uint32_t>(escape_block<true>(s.origin, t.block_symbols)),
+  return {static_cast<uint32_t>(escape_block<true>(origin, t.block_symbols)),
           t.block_symbols,
           reinterpret_cast<const uint32_t*>(comp + t.escape_end),
           reinterpret_cast<const uint16_t*>(comp + t.escape_at),
@@ -408,11 +436,23 @@ __global__ void __launch_bounds__(kGemvWarps * 32, kGemvBlocksPerSm)
         sw[u] = load_stream8(sm + c + 32 * u);
       }
     }
-    const StagedEscapes s = stage_escapes<true>(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
-    const auto key = static_cast<uint32_t>(e0 - s.origin);  // the row's first element in the staged list
-    __syncwarp();  // the entries, staged by the warp's lanes, are read by others
-    index_vectors(s, key, a.cols, first_entry, lane, 32);
-    if (lane == 0) lists[warp] = lists_of(s, t, comp, status);
+    // The row's escapes: from its slots when it has them (one trip to memory), else staged from the
+    // lists (two).
+    const uint32_t in_tensor = row - first_row;
+    const uint32_t tile_origin = exp4_tile_origin(in_tensor, a.cols, t.block_symbols);
+    StagedEscapes s{staged[warp], t.slots_per_row, tile_origin, true};
+    uint32_t key = in_tensor * a.cols - tile_origin;  // the row's first element in the staged list
+    const bool slotted =
+        t.row_slots != nullptr &&
+        !__any_sync(0xFFFFFFFFu, load_row_slots(t, in_tensor, 1, staged[warp], first_entry, key, a.cols, lane, 32));
+    if (!slotted) {
+      __syncwarp();  // every lane is done with the slots
+      s = stage_escapes<true>(t, comp, e0, e0 + a.cols - 1, staged[warp], kGemvStaged, lane, 32);
+      key = static_cast<uint32_t>(e0 - s.origin);
+      __syncwarp();  // the entries, staged by the warp's lanes, are read by others
+      index_vectors(s, key, a.cols, first_entry, lane, 32);
+    }
+    if (lane == 0) lists[warp] = lists_of(s.origin, t, comp, status);
     __syncwarp();
     const VectorEscapes<uint8_t> esc{staged[warp], first_entry, staged_count(s), key};
     float acc = 0;
@@ -517,22 +557,33 @@ __global__ void __launch_bounds__(kSkinnyWarps * 32, 2)
     }
   }
   const Exp4Desc* t = tensors + ti;
-  const uint64_t e0 = uint64_t{row0 - first_row} * a.cols;
+  // The tile's escapes: from its rows' slots when they have them (one trip to memory, one
+  // barrier), else staged from the lists (two of each). Both count from the tile's origin.
+  const uint32_t tile_row = row0 - first_row;
+  const uint64_t e0 = uint64_t{tile_row} * a.cols;
   const uint32_t elements = kSkinnyRows * a.cols;
-  const StagedEscapes s =
-      stage_escapes<true>(*t, comp, e0, e0 + elements - 1, staged, kGemmStaged, threadIdx.x, blockDim.x);
-  const auto key0 = static_cast<uint32_t>(e0 - s.origin);
-  if (threadIdx.x == 0) lists = lists_of(s, *t, comp, status);
-  __syncthreads();
-  index_vectors(s, key0, elements, first_entry, threadIdx.x, blockDim.x);
-  __syncthreads();
+  const auto origin = exp4_tile_origin(tile_row, a.cols, t->block_symbols);
+  const auto key0 = tile_row * a.cols - origin;
+  if (threadIdx.x == 0) lists = lists_of(origin, *t, comp, status);
+  uint32_t count = kSkinnyRows * t->slots_per_row;  // unused slots included: they match no element
+  const bool slotted =
+      t->row_slots != nullptr && !__syncthreads_or(load_row_slots(*t, tile_row, kSkinnyRows, staged, first_entry, key0,
+                                                                  elements, threadIdx.x, blockDim.x));
+  if (!slotted) {  // the same origin: the escape block of the tile's first element
+    const StagedEscapes s =
+        stage_escapes<true>(*t, comp, e0, e0 + elements - 1, staged, kGemmStaged, threadIdx.x, blockDim.x);
+    count = staged_count(s);
+    __syncthreads();
+    index_vectors(s, key0, elements, first_entry, threadIdx.x, blockDim.x);
+    __syncthreads();
+  }
   const Exp4Rows rows{comp + t->codes,
                       comp + t->sign_mantissa,
                       t->base_pair,
                       first_row,
                       a.cols,
-                      s.origin,
-                      {staged, first_entry, staged_count(s), key0},
+                      origin,
+                      {staged, first_entry, count, key0},
                       &lists};
   skinny_gemm_block<__nv_bfloat16, Exp4Rows, false>(rows, static_cast<const __nv_bfloat16*>(a.x), int(a.batch),
                                                     int(a.cols), int(total), int(row0), static_cast<float*>(a.y),
