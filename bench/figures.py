@@ -41,12 +41,19 @@ FIGURES = {
             "session 10",
             "--call",
             "session 12 call 9",
+            "--call",
+            "session 13 call 5 (d7db3ca",
             "--skip",
             "pipelined 1",
             "--skip",
             "pipelined 2",
         ]
         + ["--skip", "tensor cores, pipelined"],
+    ),
+    "exp4-against-gpu-llama3-8b.png": (
+        "plot_batches.py",
+        ["batched-products-llama3-8b-h200.jsonl"],
+        ["--ratio", "--call", "session 10", "--call", "session 12 call 9", "--call", "session 13 call 5 (d7db3ca"],
     ),
     "python-llama3-8b.png": ("plot_python.py", ["python-bench-h200.jsonl"], ["--model", "llama3-8b.cllm"]),
     "python-llama3-8b-575deeb.png": (
