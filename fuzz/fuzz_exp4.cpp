@@ -1,7 +1,9 @@
 // libFuzzer target: arbitrary bytes as an exp4 plane payload. The parser and decoder must reject
 // or decode every input without reading outside it (ASan) or undefined behaviour (UBSan); an
 // escape table the parser accepts must be what the GPU kernels trust (every block's escapes
-// inside the list, positions inside the block and increasing); and a decoded plane must code
+// inside the list, positions inside the block and increasing); the escapes by row the GPU
+// products read (cuda/exp4_row_slots.hpp), built from an accepted payload for a few row
+// lengths, must list each row's escapes in order inside the row; and a decoded plane must code
 // and decode back to itself. Seeds: fuzz/corpus/exp4/ (small payloads written by exp4_encode).
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +13,7 @@
 #include "codec/freq_table.hpp"
 #include "codecllm/bytes.hpp"
 #include "codecllm/error.hpp"
+#include "cuda/exp4_row_slots.hpp"
 
 using codecllm::ByteSpan;
 using codecllm::FormatError;
@@ -34,6 +37,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     prev = end;
   }
   if (h.symbols > (uint64_t{1} << 22)) return 0;  // keep allocations small
+  for (const uint64_t cols : {uint64_t{1}, uint64_t{64}, uint64_t{200}, h.symbols}) {
+    if (cols == 0 || h.symbols % cols != 0) continue;
+    const uint64_t rows = h.symbols / cols;
+    const codecllm::cuda::Exp4RowSlots t = codecllm::cuda::exp4_row_slots(payload, l, rows, cols);
+    if (t.per_row == 0) continue;
+    if (t.slots.size() != rows * t.per_row) __builtin_trap();
+    for (uint64_t r = 0; r < rows; ++r) {
+      const uint32_t* slots = t.slots.data() + r * t.per_row;
+      if (slots[0] == codecllm::cuda::kRowOverflow) continue;
+      const uint64_t origin = codecllm::cuda::exp4_tile_origin<uint64_t>(r, cols, h.block_symbols);
+      uint64_t last = 0;
+      for (uint32_t k = 0; k < t.per_row && slots[k] != codecllm::cuda::kNoEscape; ++k) {
+        const uint64_t e = origin + (slots[k] >> 8);
+        if (e < r * cols || e >= (r + 1) * cols || (k > 0 && e <= last)) __builtin_trap();
+        last = e;
+      }
+    }
+  }
   std::vector<uint8_t> out(h.symbols);
   try {
     codec::exp4_decode(payload, out, "fuzz");
