@@ -5,13 +5,14 @@
 // Why: a product needs the escapes of the rows it multiplies before it can rebuild them. Read
 // from the lists, that is two dependent trips to memory (a block's list end, then its entries) at
 // the start of every row (batch 1) or tile (batches 2-8); read from this table it is one, of
-// fixed size, issued with the first weights. Measured on the H200 (docs/BENCHMARKS.md).
+// fixed size, issued beside a row's first loads (GEMV) or before the wait for the previous
+// kernel (batched product). Measured on the H200 (docs/BENCHMARKS.md).
 //
 // Layout: row r's slots are slots[r * per_row .. (r + 1) * per_row), its escapes first, in
 // element order, each (element - origin) << 8 | exponent, where origin (exp4_tile_origin) is
 // the start of the escape block holding the first element of r's 16-row tile; then kNoEscape. A
-// row with more escapes than slots has kRowOverflow in its first slot: the products read its
-// escapes from the lists, as before.
+// row with more escapes than slots has kRowOverflow in its first slot: the products read the
+// escapes of that row (GEMV) or of its tile (batched product) from the lists, as before.
 #pragma once
 
 #include <cstdint>
