@@ -228,17 +228,25 @@ constexpr uint32_t kNotStaged = 0xFFFFFFFFu;
 // The count a VectorEscapes takes for staged escapes s.
 __device__ __forceinline__ uint32_t staged_count(const StagedEscapes& s) { return s.staged ? s.count : kNotStaged; }
 
+// Entry k of a list (`before` the entry ahead of it, kNoEscape for none) recorded as the first of
+// its vector's escapes when it is one, for vectors of elements [key0, key0 + elements) counted
+// from the origin; an entry outside them (an unused slot among them) is passed over.
+template <typename Slot>
+__device__ __forceinline__ void index_entry(uint32_t k, uint32_t entry, uint32_t before, uint32_t key0,
+                                            uint32_t elements, Slot* first) {
+  const uint32_t at = (entry >> 8) - key0;  // wraps for an entry before the rows
+  if (at < elements && (before == kNoEscape || (((before >> 8) - key0) >> 3) != (at >> 3)))
+    first[at >> 3] = static_cast<Slot>(k);
+}
+
 // Writes the first-entry index of every vector of elements [key0, key0 + elements) (counted from
-// the origin) that `s` lists escapes in; entries outside those elements are passed over.
+// the origin) that `s` lists escapes in.
 template <typename Slot>
 __device__ __forceinline__ void index_vectors(const StagedEscapes& s, uint32_t key0, uint32_t elements, Slot* first,
                                               uint32_t thread, uint32_t threads) {
   if (!s.staged) return;
-  for (uint32_t k = thread; k < s.count; k += threads) {
-    const uint32_t at = (s.entries[k] >> 8) - key0;  // wraps for an entry before the rows
-    if (at >= elements) continue;
-    if (k == 0 || (((s.entries[k - 1] >> 8) - key0) >> 3) != (at >> 3)) first[at >> 3] = static_cast<Slot>(k);
-  }
+  for (uint32_t k = thread; k < s.count; k += threads)
+    index_entry(k, s.entries[k], k == 0 ? kNoEscape : s.entries[k - 1], key0, elements, first);
 }
 
 // The escapes of `rows` rows of t from `row` (counted in the tensor) read from its row slots
@@ -258,9 +266,7 @@ __device__ __forceinline__ bool load_row_slots(const Exp4Desc& t, uint32_t row, 
     const uint32_t entry = __ldg(slots + k), before = k % per_row == 0 ? kNoEscape : __ldg(slots + k - 1);
     overflow |= entry == kRowOverflow;
     entries[k] = entry;
-    const uint32_t at = (entry >> 8) - key0;  // an unused slot's lies past every row
-    if (at < elements && (before == kNoEscape || (((before >> 8) - key0) >> 3) != (at >> 3)))
-      first[at >> 3] = static_cast<Slot>(k);
+    index_entry(k, entry, before, key0, elements, first);
   }
   return overflow;
 }

@@ -163,11 +163,18 @@ bool has_exp4_plane(const format::TensorRecord& r) {
   return std::any_of(r.planes.begin(), r.planes.end(), [](const auto& p) { return p.codec == PlaneCodec::Exp4; });
 }
 
-// The descriptor of an Exp4 tensor: its payload's checksum verified and its escape table
-// validated here, since the kernels trust both; with its escapes by row for the products, when
-// `slots` is given (row_slots is set once they are in device memory).
-Exp4Desc plan_exp4_tensor(const format::ContainerReader& file, const format::TensorRecord& r, uint64_t lo,
-                          const std::string& what, Exp4RowSlots* slots) {
+// An Exp4 tensor as planned: its descriptor, and the payload and layout of its exponent plane
+// (for the products' escapes by row).
+struct Exp4Plan {
+  Exp4Desc desc;
+  ByteSpan payload;
+  codec::Exp4Layout layout;
+};
+
+// The plan of an Exp4 tensor: its payload's checksum verified and its escape table validated
+// here, since the kernels trust both.
+Exp4Plan plan_exp4_tensor(const format::ContainerReader& file, const format::TensorRecord& r, uint64_t lo,
+                          const std::string& what) {
   const format::PlaneRecord* ep = r.plane("exponent");
   const format::PlaneRecord* sp = r.plane("sign_mantissa");
   if (r.mode != TensorMode::Lossless || r.transform != Transform::FloatSplit || r.dtype != DType::BF16 ||
@@ -194,11 +201,7 @@ Exp4Desc plan_exp4_tensor(const format::ContainerReader& file, const format::Ten
   d.cols = r.shape.size() == 2 && r.shape[0] > 0 ? n / r.shape[0] : 0;
   d.base_pair = l.header.base << 7 | l.header.base << 23;
   d.block_symbols = l.header.block_symbols;
-  if (slots != nullptr && d.cols > 0) {
-    *slots = exp4_row_slots(payload, l, n / d.cols, d.cols);
-    d.slots_per_row = slots->per_row;
-  }
-  return d;
+  return {d, payload, l};
 }
 
 }  // namespace
@@ -251,6 +254,8 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   std::vector<BlockJob> per_layout[kNumLayouts];
   std::vector<BlockJob> gemv_jobs;  // by tensor, for decode_gemv
   std::vector<ZstdFrameJob> zstd_frames;
+  std::vector<uint32_t> exp4_slot_words;  // the Exp4 tensors' escapes by row (cuda/exp4_row_slots.hpp)
+  std::vector<uint64_t> exp4_slot_at;     // by Exp4 tensor: its first word there, kNoPlane for none
   uint64_t scratch = 0;
   for (size_t ti = 0; ti < records_.size(); ++ti) {
     const format::TensorRecord& r = *records_[ti];
@@ -262,8 +267,8 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
     t.element_size = t.assemble == Assemble::Int8 ? 1 : static_cast<uint32_t>(std::max<size_t>(1, dtype_size(r.dtype)));
     if (r.transform == Transform::None) t.elements = r.decoded_size;  // one byte per "element"
     if (has_exp4_plane(r)) {
-      Exp4RowSlots slots;
-      Exp4Desc d = plan_exp4_tensor(file, r, lo, what, &slots);
+      const Exp4Plan plan = plan_exp4_tensor(file, r, lo, what);
+      Exp4Desc d = plan.desc;
       d.tensor = static_cast<uint32_t>(ti);
       Gemv gv;
       gv.exp4 = static_cast<int>(exp4_tensors_.size());
@@ -272,8 +277,13 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
       gv.ready = d.cols > 0 && d.cols % 8 == 0 && d.cols <= kMaxExp4Cols && d.elements <= UINT32_MAX &&
                  d.base() + codec::kExp4Escape <= 255;
       gv.gemm = gv.ready && exp4_gemm_takes(d);
-      if (!gv.ready) d.slots_per_row = 0;
-      exp4_slots_.push_back(gv.ready ? std::move(slots.slots) : std::vector<uint32_t>{});
+      exp4_slot_at.push_back(kNoPlane);
+      if (gv.ready) {  // the products' escapes by row, one table for the decoder's tensors
+        const Exp4RowSlots slots = exp4_row_slots(plan.payload, plan.layout, d.elements / d.cols, d.cols);
+        d.slots_per_row = slots.per_row;
+        if (slots.per_row > 0) exp4_slot_at.back() = exp4_slot_words.size();
+        exp4_slot_words.insert(exp4_slot_words.end(), slots.slots.begin(), slots.slots.end());
+      }
       t.assemble = Assemble::SplitBf16;
       t.cols = d.cols;
       exp4_tensors_.push_back(d);
@@ -502,7 +512,13 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   }
   if (!jobs.empty())
     CLLM_CUDA_CHECK(cudaMemcpy(d_jobs_, jobs.data(), jobs.size() * sizeof(BlockJob), cudaMemcpyHostToDevice));
-  upload_exp4_slots();
+  auto* d_slots = static_cast<uint32_t*>(device_alloc(exp4_slot_words.size() * sizeof(uint32_t)));
+  if (!exp4_slot_words.empty()) {
+    CLLM_CUDA_CHECK(
+        cudaMemcpy(d_slots, exp4_slot_words.data(), exp4_slot_words.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
+  }
+  for (size_t i = 0; i < exp4_tensors_.size(); ++i)
+    exp4_tensors_[i].row_slots = exp4_slot_at[i] == kNoPlane ? nullptr : d_slots + exp4_slot_at[i];
   d_exp4_ = static_cast<Exp4Desc*>(device_alloc(exp4_tensors_.size() * sizeof(Exp4Desc)));
   if (!exp4_tensors_.empty()) {
     CLLM_CUDA_CHECK(
@@ -521,20 +537,6 @@ GpuDecoder::GpuDecoder(const format::ContainerReader& file, const std::vector<st
   // this, a first decode on a busy GPU could read stale descriptors, tables or status words
   // (seen as a false integrity failure under parallel ctest).
   CLLM_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
-}
-
-void GpuDecoder::upload_exp4_slots() {
-  uint64_t words = 0;
-  for (const auto& slots : exp4_slots_) words += slots.size();
-  auto* table = static_cast<uint32_t*>(device_alloc(words * sizeof(uint32_t)));
-  for (size_t i = 0; i < exp4_tensors_.size(); ++i) {
-    std::vector<uint32_t>& slots = exp4_slots_[i];
-    exp4_tensors_[i].row_slots = slots.empty() ? nullptr : table;
-    if (slots.empty()) continue;
-    CLLM_CUDA_CHECK(cudaMemcpy(table, slots.data(), slots.size() * sizeof(uint32_t), cudaMemcpyHostToDevice));
-    table += slots.size();
-    slots = {};  // the host copy is not needed again
-  }
 }
 
 GpuDecoder::~GpuDecoder() {

@@ -169,8 +169,6 @@ class GpuDecoder {
   // Tensors with an Exp4 exponent plane: decoded or multiplied by their own kernels
   // (exp4_kernel.cu), their descriptors also in device memory for the products.
   std::vector<Exp4Desc> exp4_tensors_;
-  std::vector<std::vector<uint32_t>> exp4_slots_;  // by Exp4 tensor, until uploaded (cuda/exp4_row_slots.hpp)
-  void upload_exp4_slots();                        // sets each Exp4Desc's row_slots
   Exp4Desc* d_exp4_ = nullptr;
   std::unique_ptr<ZstdBatch> zstd_;
 };
