@@ -383,7 +383,8 @@ TEST(DecodeGemvLimits, UnsupportedShapesAreNotReady) {
 // element order, positions from its tile's origin (the start of the escape block holding the
 // tile's first element: rows of 200 put tile 1's origin at element 0, not 3200), then unused
 // slots; a row with more escapes than slots marked as overflowing, its neighbours unharmed.
-// Rows too long for 24-bit positions get no table. Host code: runs without a GPU.
+// Short rows full of escapes keep 4 slots; rows too long for 24-bit positions get no table.
+// Host code: runs without a GPU.
 TEST(Exp4RowSlots, ListEachRowsEscapesInOrder) {
   constexpr uint64_t kRowsOf = 48, kCols = 200;
   std::vector<uint8_t> plane(kRowsOf * kCols);
@@ -423,6 +424,15 @@ TEST(Exp4RowSlots, ListEachRowsEscapesInOrder) {
       EXPECT_EQ(slots[k], uint32_t(position << 8 | want[r][k].second)) << "row " << r << " slot " << k;
     }
   }
+  // Escapes everywhere in rows of 8: the slots stay at 4 a row (the table is bounded by the
+  // tensor, whatever its escapes), every row overflowing.
+  std::vector<uint8_t> dense(64 * 8, 120);
+  for (size_t i = 0; i < dense.size(); ++i)  // 6 of a row's 8 outside 120: at least 5 escapes a row
+    if (i % 8 < 6) dense[i] = uint8_t(i % 2 ? 3 : 250);
+  const std::vector<uint8_t> dense_payload = codec::exp4_encode(dense, codec::histogram(dense));
+  const cuda::Exp4RowSlots d = cuda::exp4_row_slots(dense_payload, codec::exp4_parse(dense_payload, "test"), 64, 8);
+  EXPECT_EQ(d.per_row, 4u);
+  for (uint64_t r = 0; r < 64; ++r) EXPECT_EQ(d.slots[r * 4], cuda::kRowOverflow) << r;
   const std::vector<uint8_t> wide(uint64_t{2} * (1u << 20));  // rows of 2^20: 16 of them pass 24 bits
   const std::vector<uint8_t> wide_payload = codec::exp4_encode(wide, codec::histogram(wide));
   EXPECT_EQ(cuda::exp4_row_slots(wide_payload, codec::exp4_parse(wide_payload, "test"), 2, 1u << 20).per_row, 0u);

@@ -260,7 +260,7 @@ __device__ __forceinline__ bool load_row_slots(const Exp4Desc& t, uint32_t row, 
                                                Slot* first, uint32_t key0, uint32_t elements, uint32_t thread,
                                                uint32_t threads) {
   const uint32_t per_row = t.slots_per_row, count = rows * per_row;
-  const uint32_t* slots = t.row_slots + row * per_row;
+  const uint32_t* slots = t.row_slots + uint64_t{row} * per_row;  // rows * per_row may pass 2^32
   bool overflow = false;
   for (uint32_t k = thread; k < count; k += threads) {
     const uint32_t entry = __ldg(slots + k), before = k % per_row == 0 ? kNoEscape : __ldg(slots + k - 1);

@@ -8,10 +8,13 @@
 namespace codecllm::cuda {
 namespace {
 
-uint32_t slots_per_row(uint64_t escapes, uint64_t rows) {
+// At most an eighth of a row's length (at least 4): the table's words never outnumber the
+// bytes of the tensor's codes, whatever a file's escapes (rows of 512 and more are not capped).
+uint32_t slots_per_row(uint64_t escapes, uint64_t rows, uint64_t cols) {
   const double mean = double(escapes) / double(rows);
-  const auto slots = static_cast<uint32_t>(std::ceil(mean + 3 * std::sqrt(mean) + 3));
-  return std::min(kMaxSlotsPerRow, (slots + 3) / 4 * 4);
+  const auto slots = static_cast<uint64_t>(std::ceil(mean + 3 * std::sqrt(mean) + 3));
+  const uint64_t cap = std::max<uint64_t>(4, cols / 8 / 4 * 4);
+  return static_cast<uint32_t>(std::min({uint64_t{kMaxSlotsPerRow}, cap, (slots + 3) / 4 * 4}));
 }
 
 }  // namespace
@@ -23,7 +26,7 @@ Exp4RowSlots exp4_row_slots(ByteSpan payload, const codec::Exp4Layout& l, uint64
   if (rows == 0 || cols == 0 || rows * cols != l.header.symbols ||
       uint64_t{kSkinnyRows} * cols + block >= (kRowOverflow >> 8))
     return t;
-  t.per_row = slots_per_row(l.header.escapes, rows);
+  t.per_row = slots_per_row(l.header.escapes, rows, cols);
   t.slots.assign(rows * t.per_row, kNoEscape);
   std::vector<uint32_t> used(rows, 0);
   uint64_t k = 0;  // entry of the lists, in element order

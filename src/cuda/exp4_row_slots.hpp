@@ -45,8 +45,8 @@ struct Exp4RowSlots {
 
 // The table of a tensor of `rows` x `cols` elements whose exponent plane payload is `payload`,
 // parsed and validated as `l`. Slots a row: about the mean escapes a row plus three standard
-// deviations (a Poisson count), a multiple of 4, at most kMaxSlotsPerRow; none for rows so long
-// that a tile's positions pass 24 bits.
+// deviations (a Poisson count), a multiple of 4, at most kMaxSlotsPerRow and at most an eighth
+// of the row (at least 4); none for rows so long that a tile's positions pass 24 bits.
 Exp4RowSlots exp4_row_slots(ByteSpan payload, const codec::Exp4Layout& l, uint64_t rows, uint64_t cols);
 
 }  // namespace codecllm::cuda
